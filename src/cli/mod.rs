@@ -1,0 +1,36 @@
+//! The command line: one file per subcommand, each turning arguments into a call into the library
+//! and an exit code. Exit codes: 0 success (warnings allowed), 1 errors in the input, 2 usage or
+//! I/O failure, 3 a gate failed.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Declarative, checked and incremental LoRA / QLoRA / adapter fine-tuning.
+#[derive(Debug, Parser)]
+#[command(name = "peftc", version, about)]
+pub struct Cli {
+    /// Log filter for tracing (e.g. `info`, `peftc=debug`); also read from PEFTC_LOG.
+    #[arg(long, global = true, env = "PEFTC_LOG", default_value = "warn")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    match cli.command {}
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

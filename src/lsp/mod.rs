@@ -1,0 +1,1 @@
+//! lsp: see ARCHITECTURE.md.

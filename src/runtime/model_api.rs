@@ -1,0 +1,30 @@
+//! What training and evaluation need from a model with adapters attached.
+//!
+//! The model implementations (llama family, gpt2, bert) implement [`AdaptedModel`]; the trainer and
+//! the evaluator only see this trait, so they never depend on an architecture.
+
+use candle_core::{Device, Result, Tensor, Var};
+
+/// The head a model carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Next-token prediction; logits are `[batch, seq, vocab]`.
+    CausalLm,
+    /// Sequence classification; logits are `[batch, num_labels]`.
+    Classify { num_labels: usize },
+}
+
+/// A base model with its adapters, ready to run forward and to be trained.
+pub trait AdaptedModel {
+    /// The head this model carries.
+    fn task(&self) -> TaskKind;
+    /// Logits for a batch. `input_ids`: `[b, s]` u32; `attention_mask`: `[b, s]` u8.
+    /// `train` switches dropout on.
+    fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor>;
+    /// Every trainable parameter (active adapters' weights and `modules_to_save`) with its PEFT
+    /// key name (e.g. `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`), in a
+    /// stable order. The frozen base is never in this list.
+    fn trainable(&self) -> Vec<(String, Var)>;
+    /// The device the model lives on.
+    fn device(&self) -> &Device;
+}
