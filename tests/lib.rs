@@ -1,7 +1,7 @@
 //! The single integration-test binary: one module per area, so candle is linked once.
-mod frontend;
-mod runtime_models;
-mod quant;
 mod data;
-mod train;
 mod exec;
+mod frontend;
+mod quant;
+mod runtime_models;
+mod train;

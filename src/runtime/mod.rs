@@ -8,6 +8,7 @@
 //! - [`model_api::AdaptedModel`]: what training and evaluation need from a model.
 
 pub mod batch;
+pub mod dense;
 pub mod model_api;
 pub mod weight;
 

@@ -1,1 +1,3 @@
-//! models: see ARCHITECTURE.md.
+//! Models: weight sources, architectures (llama family, gpt2, bert), loading and generation.
+
+pub mod source;
