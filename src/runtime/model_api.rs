@@ -28,3 +28,24 @@ pub trait AdaptedModel {
     /// The device the model lives on.
     fn device(&self) -> &Device;
 }
+
+use crate::runtime::adapters::linear::AdaptableLinear;
+use crate::runtime::adapters::residual::ResidualHook;
+use std::sync::Arc;
+
+/// A model whose linear layers and residual stream accept adapters. Every architecture
+/// implements it, so adapter code never depends on an architecture.
+pub trait AdaptableModel: AdaptedModel {
+    /// Every adaptable linear layer, in a stable order. `AdaptableLinear::path` is the module
+    /// path as in the Hugging Face checkpoint without `.weight`
+    /// (e.g. `model.layers.0.self_attn.q_proj`, `encoder.layer.0.attention.self.query`).
+    fn linears(&self) -> Vec<&AdaptableLinear>;
+    /// The same layers, mutable, to attach, merge or remove adapters.
+    fn linears_mut(&mut self) -> Vec<&mut AdaptableLinear>;
+    /// Installs the residual (bottleneck) adapters.
+    fn set_residual_hook(&mut self, hook: Arc<dyn ResidualHook>);
+    /// Number of transformer blocks.
+    fn num_layers(&self) -> usize;
+    /// Hidden size of the residual stream.
+    fn hidden_size(&self) -> usize;
+}
