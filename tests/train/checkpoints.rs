@@ -48,7 +48,12 @@ pub fn small_config(steps: u64) -> TrainConfig {
     }
 }
 
-fn run<'a>(dir: &'a std::path::Path, progress: &'a mut dyn Progress, cancel: &'a AtomicBool, resume: Resume) -> TrainRun<'a> {
+fn run<'a>(
+    dir: &'a std::path::Path,
+    progress: &'a mut dyn Progress,
+    cancel: &'a AtomicBool,
+    resume: Resume,
+) -> TrainRun<'a> {
     TrainRun {
         out_dir: Some(dir),
         resume,
@@ -79,18 +84,30 @@ fn cancel_writes_a_checkpoint_and_resume_finishes_the_run() {
     let model = Tiny::random(3, None);
     let flag = AtomicBool::new(false);
     let mut p = CancelAt { at: 3, flag: &flag };
-    let err = train(&model, &examples, &config, run(dir.path(), &mut p, &flag, Resume::Never)).expect_err("cancelled");
+    let err = train(
+        &model,
+        &examples,
+        &config,
+        run(dir.path(), &mut p, &flag, Resume::Never),
+    )
+    .expect_err("cancelled");
     let TrainError::Cancelled { step, checkpoint } = err else {
         panic!("expected Cancelled, got {err}")
     };
     assert_eq!(step, 3);
     let ck = checkpoint.expect("checkpoint written");
     assert_eq!(ck, dir.path().join("checkpoints").join("step-00000003"));
-    for f in [checkpoint::ADAPTER_FILE, checkpoint::OPTIMIZER_FILE, checkpoint::STATE_FILE] {
+    for f in [
+        checkpoint::ADAPTER_FILE,
+        checkpoint::OPTIMIZER_FILE,
+        checkpoint::STATE_FILE,
+    ] {
         assert!(ck.join(f).is_file(), "{f}");
     }
-    let state: TrainerState =
-        serde_json::from_str(&std::fs::read_to_string(ck.join(checkpoint::STATE_FILE)).expect("state")).expect("json");
+    let state: TrainerState = serde_json::from_str(
+        &std::fs::read_to_string(ck.join(checkpoint::STATE_FILE)).expect("state"),
+    )
+    .expect("json");
     assert_eq!(state.step, 3);
     assert_eq!(state.schedule_position, 3);
     assert_eq!(state.total_steps, 10);
@@ -98,20 +115,31 @@ fn cancel_writes_a_checkpoint_and_resume_finishes_the_run() {
     assert_eq!(state.cursor.position, 24);
     assert_eq!(state.data_order.len(), 24);
     assert_eq!(state.optimizer_steps.get(A1), Some(&3));
-    let saved = candle_core::safetensors::load(ck.join(checkpoint::ADAPTER_FILE), &Device::Cpu).expect("weights");
+    let saved = candle_core::safetensors::load(ck.join(checkpoint::ADAPTER_FILE), &Device::Cpu)
+        .expect("weights");
     assert_eq!(saved.len(), 4);
-    let opt = candle_core::safetensors::load(ck.join(checkpoint::OPTIMIZER_FILE), &Device::Cpu).expect("opt");
+    let opt = candle_core::safetensors::load(ck.join(checkpoint::OPTIMIZER_FILE), &Device::Cpu)
+        .expect("opt");
     assert!(opt.contains_key(&format!("{B1}.exp_avg_sq")));
     // A stale temporary folder from a killed writer is ignored and removed.
     let stale = dir.path().join("checkpoints").join(".tmp-step-00000004-1");
     std::fs::create_dir_all(&stale).expect("stale");
     let flag2 = AtomicBool::new(false);
     let model2 = Tiny::random(3, None);
-    let s = train(&model2, &examples, &config, run(dir.path(), &mut NoProgress, &flag2, Resume::IfPresent)).expect("resumed");
+    let s = train(
+        &model2,
+        &examples,
+        &config,
+        run(dir.path(), &mut NoProgress, &flag2, Resume::IfPresent),
+    )
+    .expect("resumed");
     assert_eq!(s.resumed_from, Some(3));
     assert_eq!(s.steps, 10);
     assert!(!stale.exists());
-    assert_eq!(s.checkpoint, Some(dir.path().join("checkpoints").join("step-00000010")));
+    assert_eq!(
+        s.checkpoint,
+        Some(dir.path().join("checkpoints").join("step-00000010"))
+    );
 }
 
 #[test]
@@ -120,11 +148,25 @@ fn resume_refuses_a_checkpoint_of_another_config() {
     let config = small_config(4);
     let dir = tempfile::tempdir().expect("dir");
     let flag = AtomicBool::new(false);
-    train(&Tiny::random(4, None), &examples, &config, run(dir.path(), &mut NoProgress, &flag, Resume::Never)).expect("train");
+    train(
+        &Tiny::random(4, None),
+        &examples,
+        &config,
+        run(dir.path(), &mut NoProgress, &flag, Resume::Never),
+    )
+    .expect("train");
     let other = TrainConfig { lr: 1e-3, ..config };
-    let err = train(&Tiny::random(4, None), &examples, &other, run(dir.path(), &mut NoProgress, &flag, Resume::IfPresent))
-        .expect_err("config differs");
-    assert!(matches!(&err, TrainError::Checkpoint { reason, .. } if reason.contains("different config")), "{err}");
+    let err = train(
+        &Tiny::random(4, None),
+        &examples,
+        &other,
+        run(dir.path(), &mut NoProgress, &flag, Resume::IfPresent),
+    )
+    .expect_err("config differs");
+    assert!(
+        matches!(&err, TrainError::Checkpoint { reason, .. } if reason.contains("different config")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -171,7 +213,16 @@ fn invalid_config_names_the_field() {
         },
     )
     .expect_err("accumulate 0");
-    assert!(matches!(err, TrainError::InvalidConfig { field: "accumulate", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            TrainError::InvalidConfig {
+                field: "accumulate",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -184,13 +235,34 @@ fn summary_reports_memory_and_keeps_the_newest_checkpoints() {
     };
     let dir = tempfile::tempdir().expect("dir");
     let flag = AtomicBool::new(false);
-    let s = train(&Tiny::random(6, None), &examples, &config, run(dir.path(), &mut NoProgress, &flag, Resume::Never)).expect("train");
-    let kept: Vec<u64> = checkpoint::list(&dir.path().join("checkpoints")).expect("list").into_iter().map(|(s, _)| s).collect();
+    let s = train(
+        &Tiny::random(6, None),
+        &examples,
+        &config,
+        run(dir.path(), &mut NoProgress, &flag, Resume::Never),
+    )
+    .expect("train");
+    let kept: Vec<u64> = checkpoint::list(&dir.path().join("checkpoints"))
+        .expect("list")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
     assert_eq!(kept, vec![8, 9]);
     assert_eq!(s.steps, 9);
-    assert!((s.epochs - 3.0).abs() < 1e-12, "9 steps of 3 per epoch = 3 epochs, got {}", s.epochs);
+    assert!(
+        (s.epochs - 3.0).abs() < 1e-12,
+        "9 steps of 3 per epoch = 3 epochs, got {}",
+        s.epochs
+    );
     assert_eq!(s.trainable_params, 4 * 64);
-    assert_eq!(s.tokens_seen, examples.iter().map(|e| e.input_ids.len() as u64).sum::<u64>() * 3);
+    assert_eq!(
+        s.tokens_seen,
+        examples
+            .iter()
+            .map(|e| e.input_ids.len() as u64)
+            .sum::<u64>()
+            * 3
+    );
     if cfg!(target_os = "linux") {
         let peak = s.memory.peak_rss_bytes.expect("VmHWM on Linux");
         let start = s.memory.start_rss_bytes.expect("VmRSS on Linux");

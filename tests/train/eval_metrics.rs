@@ -21,7 +21,11 @@ fn accuracy_and_macro_f1_by_hand() {
     assert!((macro_f1(&[0, 3], &[0, 0]) - (2.0 / 3.0 + 0.0) / 2.0).abs() < 1e-12);
     assert!((macro_f1(&[0, 0], &[0, 0]) - 1.0).abs() < 1e-12);
     assert!((perplexity(2f64.ln()) - 2.0).abs() < 1e-12);
-    let pairs = vec![(vec![1, 2], vec![1, 2]), (vec![1], vec![1, 2]), (vec![], vec![])];
+    let pairs = vec![
+        (vec![1, 2], vec![1, 2]),
+        (vec![1], vec![1, 2]),
+        (vec![], vec![]),
+    ];
     assert!((exact_match(&pairs) - 2.0 / 3.0).abs() < 1e-12);
 }
 
@@ -45,7 +49,10 @@ impl AdaptedModel for TableModel {
     fn forward(&self, ids: &Tensor, _mask: &Tensor, _train: bool) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         let v = self.table.dim(1)?;
-        let out = self.table.index_select(&ids.flatten_all()?, 0)?.reshape((b, s, v))?;
+        let out = self
+            .table
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, s, v))?;
         if self.classify {
             out.narrow(1, 0, 1)?.squeeze(1)
         } else {
@@ -101,7 +108,10 @@ fn causal_eval_loss_perplexity_token_accuracy_by_hand() {
     assert!((loss - want_loss).abs() < 1e-6, "{loss} vs {want_loss}");
     let ppl = m.get(Metric::Perplexity).expect("ppl");
     assert!((ppl - want_loss.exp()).abs() < 1e-5, "{ppl}");
-    assert!((ppl - 16f64.cbrt()).abs() < 1e-5, "perplexity = (2*2*4)^(1/3)");
+    assert!(
+        (ppl - 16f64.cbrt()).abs() < 1e-5,
+        "perplexity = (2*2*4)^(1/3)"
+    );
     assert!((m.get(Metric::Accuracy).expect("acc") - 2.0 / 3.0).abs() < 1e-12);
     assert!(m.get(Metric::F1).is_none());
 }
@@ -189,5 +199,8 @@ fn exact_match_uses_the_generate_callback_and_stop_ids() {
         ..config
     };
     let err = evaluate(&model, &examples, &bad, None, None).expect_err("f1 on causal");
-    assert!(matches!(err, EvalError::NotApplicable { metric: "f1", .. }), "{err}");
+    assert!(
+        matches!(err, EvalError::NotApplicable { metric: "f1", .. }),
+        "{err}"
+    );
 }

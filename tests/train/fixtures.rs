@@ -6,7 +6,10 @@ use serde_json::Value;
 
 /// Parses `tests/fixtures/train/<name>.json`.
 pub fn load(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/train/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/train/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -68,7 +71,11 @@ pub fn examples(v: &Value) -> Vec<Example> {
 /// `max |a - b| / max |b|` (b the reference).
 pub fn rel_max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length");
-    let num = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let num = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     let den = b.iter().map(|y| y.abs()).fold(0f32, f32::max).max(1e-12);
     num / den
 }
@@ -76,5 +83,8 @@ pub fn rel_max_diff(a: &[f32], b: &[f32]) -> f32 {
 /// `max |a - b|`.
 pub fn abs_max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
 }

@@ -27,7 +27,10 @@ fn config_of(run: &serde_json::Value) -> TrainConfig {
             momentum: f("momentum", 0.0),
             dampening: f("dampening", 0.0),
             weight_decay: f("weight_decay", 0.0),
-            nesterov: oc.get("nesterov").and_then(|v| v.as_bool()).unwrap_or(false),
+            nesterov: oc
+                .get("nesterov")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
         }),
     };
     let kind = match c["schedule"].as_str() {
@@ -82,19 +85,37 @@ fn five_lora_steps_match_pytorch() {
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(summary.steps, 5, "{name}");
-        assert!((summary.epochs - 1.0).abs() < 1e-12, "{name}: one epoch, got {}", summary.epochs);
+        assert!(
+            (summary.epochs - 1.0).abs() < 1e-12,
+            "{name}: one epoch, got {}",
+            summary.epochs
+        );
 
         let log = MetricsLog::read(&dir.path().join("metrics.jsonl")).expect("log");
-        let want: Vec<f64> = run["losses"].as_array().expect("losses").iter().map(|v| v.as_f64().expect("loss")).collect();
+        let want: Vec<f64> = run["losses"]
+            .as_array()
+            .expect("losses")
+            .iter()
+            .map(|v| v.as_f64().expect("loss"))
+            .collect();
         assert_eq!(log.len(), want.len(), "{name}");
         for (rec, w) in log.iter().zip(&want) {
-            assert!((rec.loss - w).abs() <= 1e-4, "{name} step {}: loss {} vs torch {w}", rec.step, rec.loss);
+            assert!(
+                (rec.loss - w).abs() <= 1e-4,
+                "{name} step {}: loss {} vs torch {w}",
+                rec.step,
+                rec.loss
+            );
         }
         let norms = run["grad_norms"].as_array().expect("norms");
         for (rec, w) in log.iter().zip(norms) {
             let w = w.as_f64().expect("norm");
             let got = rec.grad_norm.expect("grad norm logged when clipping");
-            assert!((got - w).abs() <= 1e-4 * w, "{name} step {}: grad norm {got} vs {w}", rec.step);
+            assert!(
+                (got - w).abs() <= 1e-4 * w,
+                "{name} step {}: grad norm {got} vs {w}",
+                rec.step
+            );
         }
         if norms.is_empty() {
             assert!(log.iter().all(|r| r.grad_norm.is_none()));
@@ -104,7 +125,10 @@ fn five_lora_steps_match_pytorch() {
             let d = fixtures::rel_max_diff(&got, &want);
             assert!(d <= 1e-4, "{name} {n}: relative diff {d}");
             let init = fixtures::floats(&run["init"][&n]);
-            assert!(fixtures::abs_max_diff(&init, &want) > 1e-4, "{name} {n} must have moved");
+            assert!(
+                fixtures::abs_max_diff(&init, &want) > 1e-4,
+                "{name} {n} must have moved"
+            );
         }
     }
 }

@@ -12,7 +12,8 @@ fn causal_loss_shifts_and_masks() {
     let logits: Vec<f32> = row.iter().copied().cycle().take(2 * 3 * 3).collect();
     let logits = Tensor::from_vec(logits, (2, 3, 3), &Device::Cpu).expect("logits");
     // Shifted targets: row 0 -> [1, 0] (p .5, .25), row 1 -> [-100, 2] (p .25).
-    let labels = Tensor::from_vec(vec![7i64, 1, 0, 5, IGNORE_INDEX, 2], (2, 3), &Device::Cpu).expect("labels");
+    let labels = Tensor::from_vec(vec![7i64, 1, 0, 5, IGNORE_INDEX, 2], (2, 3), &Device::Cpu)
+        .expect("labels");
     let l = causal_lm_loss(&logits, &labels).expect("loss");
     assert_eq!(l.count, 3);
     let want_sum = -(0.5f64.ln() + 0.25f64.ln() + 0.25f64.ln());
@@ -27,7 +28,11 @@ fn causal_loss_refuses_out_of_vocab_labels() {
     let logits = Tensor::zeros((1, 2, 3), candle_core::DType::F32, &Device::Cpu).expect("logits");
     let labels = Tensor::from_vec(vec![0i64, 3], (1, 2), &Device::Cpu).expect("labels");
     let err = causal_lm_loss(&logits, &labels).expect_err("label 3 of vocab 3");
-    assert!(err.to_string().contains("label 3 outside the vocabulary of 3"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("label 3 outside the vocabulary of 3"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -46,7 +51,10 @@ fn classification_loss_is_differentiable_cross_entropy() {
     // d mean / d logits = (softmax - onehot) / 2
     let g = mean.backward().expect("backward");
     let gx: Vec<Vec<f32>> = g.get(x.as_tensor()).expect("grad").to_vec2().expect("g");
-    let want_g = [[0.25 / 2.0, -0.25 / 2.0], [(2.0 / 3.0) / 2.0, -(2.0 / 3.0) / 2.0]];
+    let want_g = [
+        [0.25 / 2.0, -0.25 / 2.0],
+        [(2.0 / 3.0) / 2.0, -(2.0 / 3.0) / 2.0],
+    ];
     for (r, w) in gx.iter().zip(want_g) {
         for (a, b) in r.iter().zip(w) {
             assert!((f64::from(*a) - b).abs() < 1e-6, "{gx:?}");
@@ -69,8 +77,14 @@ fn collate_pads_right_with_mask_and_ignored_labels() {
         },
     ];
     let b = collate(&exs, 2, &Device::Cpu).expect("batch");
-    assert_eq!(b.input_ids.to_vec2::<u32>().expect("ids"), vec![vec![5, 6, 7], vec![9, 2, 2]]);
-    assert_eq!(b.attention_mask.to_vec2::<u8>().expect("mask"), vec![vec![1, 1, 1], vec![1, 0, 0]]);
+    assert_eq!(
+        b.input_ids.to_vec2::<u32>().expect("ids"),
+        vec![vec![5, 6, 7], vec![9, 2, 2]]
+    );
+    assert_eq!(
+        b.attention_mask.to_vec2::<u8>().expect("mask"),
+        vec![vec![1, 1, 1], vec![1, 0, 0]]
+    );
     let labels = b.labels.expect("labels").to_vec2::<i64>().expect("labels");
     assert_eq!(labels, vec![vec![-100, 6, 7], vec![9, -100, -100]]);
     assert!(b.class_labels.is_none());
@@ -92,5 +106,9 @@ fn collate_refuses_mixed_class_labels() {
         },
     ];
     let err = collate(&exs, 0, &Device::Cpu).expect_err("mixed");
-    assert!(err.to_string().contains("example 1 of the batch has no class label"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("example 1 of the batch has no class label"),
+        "{err}"
+    );
 }

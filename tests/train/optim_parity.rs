@@ -38,14 +38,29 @@ fn config_of(case: &serde_json::Value) -> OptimizerConfig {
 #[test]
 fn optimizers_match_torch_step_by_step() {
     let fx = fixtures::load("optim");
-    let names: Vec<String> = fx["init"].as_object().expect("init").keys().cloned().collect();
-    let lrs: Vec<f64> = fx["lrs"].as_array().expect("lrs").iter().map(|v| v.as_f64().expect("lr")).collect();
+    let names: Vec<String> = fx["init"]
+        .as_object()
+        .expect("init")
+        .keys()
+        .cloned()
+        .collect();
+    let lrs: Vec<f64> = fx["lrs"]
+        .as_array()
+        .expect("lrs")
+        .iter()
+        .map(|v| v.as_f64().expect("lr"))
+        .collect();
     let cases = fx["cases"].as_array().expect("cases");
     assert_eq!(cases.len(), 6);
     for case in cases {
         let params: Vec<(String, Var)> = names
             .iter()
-            .map(|n| (n.clone(), Var::from_tensor(&fixtures::tensor(&fx["init"][n])).expect("var")))
+            .map(|n| {
+                (
+                    n.clone(),
+                    Var::from_tensor(&fixtures::tensor(&fx["init"][n])).expect("var"),
+                )
+            })
             .collect();
         let ratio = case["lora_plus_ratio"].as_f64();
         let config = config_of(case);
@@ -57,10 +72,19 @@ fn optimizers_match_torch_step_by_step() {
                 .collect();
             opt.step(&grads, *lr).expect("step");
             for (n, v) in &params {
-                let got: Vec<f32> = v.as_tensor().flatten_all().and_then(|t| t.to_vec1()).expect("vals");
+                let got: Vec<f32> = v
+                    .as_tensor()
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1())
+                    .expect("vals");
                 let want = fixtures::floats(&case["after"][step][n]);
                 let d = fixtures::abs_max_diff(&got, &want);
-                assert!(d <= 1e-6, "{} step {} {n}: max diff {d}", case["name"], step + 1);
+                assert!(
+                    d <= 1e-6,
+                    "{} step {} {n}: max diff {d}",
+                    case["name"],
+                    step + 1
+                );
             }
         }
     }
@@ -69,11 +93,21 @@ fn optimizers_match_torch_step_by_step() {
 #[test]
 fn optimizer_state_round_trips_and_covers_only_given_params() {
     let fx = fixtures::load("optim");
-    let names: Vec<String> = fx["init"].as_object().expect("init").keys().cloned().collect();
+    let names: Vec<String> = fx["init"]
+        .as_object()
+        .expect("init")
+        .keys()
+        .cloned()
+        .collect();
     let make = || -> Vec<(String, Var)> {
         names
             .iter()
-            .map(|n| (n.clone(), Var::from_tensor(&fixtures::tensor(&fx["init"][n])).expect("var")))
+            .map(|n| {
+                (
+                    n.clone(),
+                    Var::from_tensor(&fixtures::tensor(&fx["init"][n])).expect("var"),
+                )
+            })
             .collect()
     };
     let config = OptimizerConfig::AdamW(AdamWConfig::default());
@@ -104,8 +138,16 @@ fn optimizer_state_round_trips_and_covers_only_given_params() {
         o3.step(&grads(s), 1e-2).expect("step");
     }
     for ((n, a), (_, b)) in p1.iter().zip(&p2) {
-        let a: Vec<f32> = a.as_tensor().flatten_all().and_then(|t| t.to_vec1()).expect("a");
-        let b: Vec<f32> = b.as_tensor().flatten_all().and_then(|t| t.to_vec1()).expect("b");
+        let a: Vec<f32> = a
+            .as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .expect("a");
+        let b: Vec<f32> = b
+            .as_tensor()
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .expect("b");
         assert_eq!(
             a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
             b.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),

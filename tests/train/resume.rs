@@ -28,7 +28,11 @@ fn config() -> TrainConfig {
     small_config(20)
 }
 
-fn train_in(dir: &Path, resume: Resume, progress: &mut dyn Progress) -> (Tiny, peftc::runtime::train::TrainSummary) {
+fn train_in(
+    dir: &Path,
+    resume: Resume,
+    progress: &mut dyn Progress,
+) -> (Tiny, peftc::runtime::train::TrainSummary) {
     let m = model();
     let flag = AtomicBool::new(false);
     let s = train(
@@ -98,7 +102,10 @@ fn resume_after_sigkill_matches_uninterrupted() {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("child exited before step {KILL_AFTER}: {status}");
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "child did not reach step {KILL_AFTER}");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "child did not reach step {KILL_AFTER}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().expect("SIGKILL");
@@ -115,7 +122,12 @@ fn resume_after_sigkill_matches_uninterrupted() {
         .map(|(s, _)| s)
         .collect();
     assert_eq!(ckpts, vec![4, 8]);
-    assert_eq!(MetricsLog::read(&killed.path().join("metrics.jsonl")).expect("log").len() as u64, KILL_AFTER);
+    assert_eq!(
+        MetricsLog::read(&killed.path().join("metrics.jsonl"))
+            .expect("log")
+            .len() as u64,
+        KILL_AFTER
+    );
 
     // Resume here.
     let (m_res, s_res) = train_in(killed.path(), Resume::IfPresent, &mut NoProgress);
@@ -123,13 +135,23 @@ fn resume_after_sigkill_matches_uninterrupted() {
     assert_eq!(s_res.steps, 20);
     assert_eq!(s_res.tokens_seen, s_full.tokens_seen);
     assert_eq!(bits(&m_res), bits(&m_full), "final adapters differ");
-    let bytes = |d: &Path| std::fs::read(d.join("checkpoints").join("step-00000020").join(ADAPTER_FILE)).expect("adapter");
+    let bytes = |d: &Path| {
+        std::fs::read(
+            d.join("checkpoints")
+                .join("step-00000020")
+                .join(ADAPTER_FILE),
+        )
+        .expect("adapter")
+    };
     assert_eq!(bytes(killed.path()), bytes(full.path()));
 
     // The log reads as one run: steps 1..20, losses equal bit for bit.
     let a = MetricsLog::read(&full.path().join("metrics.jsonl")).expect("log");
     let b = MetricsLog::read(&killed.path().join("metrics.jsonl")).expect("log");
-    assert_eq!(b.iter().map(|r| r.step).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>());
+    assert_eq!(
+        b.iter().map(|r| r.step).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.loss.to_bits(), y.loss.to_bits(), "step {}", x.step);
         assert_eq!(x.lr.to_bits(), y.lr.to_bits(), "step {}", x.step);

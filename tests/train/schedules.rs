@@ -25,7 +25,11 @@ fn schedules_match_transformers_at_every_step() {
         let total = case["total"].as_u64().expect("total");
         let base = case["base_lr"].as_f64().expect("base");
         let s = Schedule::new(&ScheduleConfig { kind, warmup }, total);
-        assert_eq!(s.warmup_steps(), case["warmup_steps"].as_u64().expect("w"), "{case}");
+        assert_eq!(
+            s.warmup_steps(),
+            case["warmup_steps"].as_u64().expect("w"),
+            "{case}"
+        );
         let lrs = case["lrs"].as_array().expect("lrs");
         assert_eq!(lrs.len() as u64, total);
         for (step, want) in lrs.iter().enumerate() {

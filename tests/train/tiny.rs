@@ -71,7 +71,9 @@ impl Tiny {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut t = |shape: &[usize], std: f32| {
             let n: usize = shape.iter().product();
-            let v: Vec<f32> = (0..n).map(|_| (rng.gen::<f32>() - 0.5) * 2.0 * std).collect();
+            let v: Vec<f32> = (0..n)
+                .map(|_| (rng.gen::<f32>() - 0.5) * 2.0 * std)
+                .collect();
             Tensor::from_vec(v, shape, &Device::Cpu).expect("tensor")
         };
         let (v, d, r) = (32, 16, 4);
@@ -108,7 +110,11 @@ impl Tiny {
         self.trainable()
             .into_iter()
             .map(|(n, v)| {
-                let vals = v.as_tensor().flatten_all().and_then(|t| t.to_vec1()).expect("values");
+                let vals = v
+                    .as_tensor()
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1())
+                    .expect("values");
                 (n, vals)
             })
             .collect()
@@ -128,8 +134,15 @@ impl AdaptedModel for Tiny {
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
         let d = self.emb.dim(1)?;
-        let h = self.emb.index_select(&input_ids.flatten_all()?, 0)?.reshape((b, s, d))?;
-        let x = if train { dropout(&h, self.dropout)? } else { h.clone() };
+        let h = self
+            .emb
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, s, d))?;
+        let x = if train {
+            dropout(&h, self.dropout)?
+        } else {
+            h.clone()
+        };
         let lora1 = (x
             .broadcast_matmul(&self.a1.as_tensor().t()?)?
             .broadcast_matmul(&self.bb1.as_tensor().t()?)?
@@ -161,7 +174,10 @@ impl AdaptedModel for Tiny {
             out.push((CLS.to_string(), c.clone()));
         }
         if let Some(o) = &self.orphan {
-            out.push(("base_model.model.orphan.lora_A.weight".to_string(), o.clone()));
+            out.push((
+                "base_model.model.orphan.lora_A.weight".to_string(),
+                o.clone(),
+            ));
         }
         out
     }

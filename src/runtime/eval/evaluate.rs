@@ -102,7 +102,7 @@ pub enum EvalError {
     },
 }
 
-fn ctx<T>(phase: &'static str) -> impl FnOnce(candle_core::Error) -> EvalError {
+fn ctx(phase: &'static str) -> impl FnOnce(candle_core::Error) -> EvalError {
     move |source| EvalError::Tensor { phase, source }
 }
 
@@ -131,11 +131,13 @@ pub fn evaluate(
         TaskKind::Classify { .. } => "classification",
     };
     for &m in &config.metrics {
-        let ok = match (m, task) {
-            (Metric::Perplexity | Metric::ExactMatch, TaskKind::Classify { .. }) => false,
-            (Metric::F1, TaskKind::CausalLm) => false,
-            _ => true,
-        };
+        let ok = !matches!(
+            (m, task),
+            (
+                Metric::Perplexity | Metric::ExactMatch,
+                TaskKind::Classify { .. }
+            ) | (Metric::F1, TaskKind::CausalLm)
+        );
         if !ok {
             return Err(EvalError::NotApplicable {
                 metric: m.key(),
@@ -163,10 +165,10 @@ pub fn evaluate(
             let refs: Vec<&Example> = chunk.iter().collect();
             let batch = collator
                 .collate(&refs, model.device())
-                .map_err(ctx::<()>("collate"))?;
+                .map_err(ctx("collate"))?;
             let logits = model
                 .forward(&batch.input_ids, &batch.attention_mask, false)
-                .map_err(ctx::<()>("forward"))?
+                .map_err(ctx("forward"))?
                 .detach();
             match task {
                 TaskKind::CausalLm => {
@@ -174,22 +176,22 @@ pub fn evaluate(
                         index: first,
                         what: "causal",
                     })?;
-                    let ls = causal_lm_loss(&logits, labels).map_err(ctx::<()>("loss"))?;
-                    loss_sum += f64::from(ls.sum.to_scalar::<f32>().map_err(ctx::<()>("loss"))?);
+                    let ls = causal_lm_loss(&logits, labels).map_err(ctx("loss"))?;
+                    loss_sum += f64::from(ls.sum.to_scalar::<f32>().map_err(ctx("loss"))?);
                     loss_count += ls.count;
                     if wants(Metric::Accuracy) {
-                        let (_, s, _) = logits.dims3().map_err(ctx::<()>("accuracy"))?;
+                        let (_, s, _) = logits.dims3().map_err(ctx("accuracy"))?;
                         if s >= 2 {
                             let am: Vec<Vec<u32>> = logits
                                 .narrow(1, 0, s - 1)
                                 .and_then(|l| l.argmax(D::Minus1))
                                 .and_then(|a| a.to_vec2())
-                                .map_err(ctx::<()>("accuracy"))?;
+                                .map_err(ctx("accuracy"))?;
                             let lb: Vec<Vec<i64>> = labels
                                 .narrow(1, 1, s - 1)
                                 .and_then(|l| l.to_dtype(DType::I64))
                                 .and_then(|l| l.to_vec2())
-                                .map_err(ctx::<()>("accuracy"))?;
+                                .map_err(ctx("accuracy"))?;
                             for (pr, lr) in am.iter().zip(&lb) {
                                 for (&p, &l) in pr.iter().zip(lr) {
                                     if l != IGNORE_INDEX {
@@ -202,21 +204,24 @@ pub fn evaluate(
                     }
                 }
                 TaskKind::Classify { .. } => {
-                    let labels = batch.class_labels.as_ref().ok_or(EvalError::MissingLabels {
-                        index: first,
-                        what: "class",
-                    })?;
-                    let ls = classification_loss(&logits, labels).map_err(ctx::<()>("loss"))?;
-                    loss_sum += f64::from(ls.sum.to_scalar::<f32>().map_err(ctx::<()>("loss"))?);
+                    let labels = batch
+                        .class_labels
+                        .as_ref()
+                        .ok_or(EvalError::MissingLabels {
+                            index: first,
+                            what: "class",
+                        })?;
+                    let ls = classification_loss(&logits, labels).map_err(ctx("loss"))?;
+                    loss_sum += f64::from(ls.sum.to_scalar::<f32>().map_err(ctx("loss"))?);
                     loss_count += ls.count;
                     let am: Vec<u32> = logits
                         .argmax(D::Minus1)
                         .and_then(|a| a.to_vec1())
-                        .map_err(ctx::<()>("accuracy"))?;
+                        .map_err(ctx("accuracy"))?;
                     let lb: Vec<u32> = labels
                         .to_dtype(DType::U32)
                         .and_then(|l| l.to_vec1())
-                        .map_err(ctx::<()>("accuracy"))?;
+                        .map_err(ctx("accuracy"))?;
                     preds.extend(am);
                     truth.extend(lb);
                 }
@@ -271,7 +276,7 @@ fn exact_match_of(
         while answer.last().is_some_and(|t| stop_ids.contains(t)) {
             answer.pop();
         }
-        let mut generated = generate(prompt).map_err(ctx::<()>("generate"))?;
+        let mut generated = generate(prompt).map_err(ctx("generate"))?;
         if let Some(cut) = generated.iter().position(|t| stop_ids.contains(t)) {
             generated.truncate(cut);
         }

@@ -74,7 +74,9 @@ pub fn step_dir_name(step: u64) -> String {
 }
 
 fn sync_file(path: &Path) -> Result<(), TrainError> {
-    std::fs::File::open(path).and_then(|f| f.sync_all()).at(path)
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .at(path)
 }
 
 /// Writes a checkpoint of `weights`, `optimizer` and `state` under `root` atomically; returns
@@ -135,7 +137,10 @@ pub fn list(root: &Path) -> Result<Vec<(u64, PathBuf)>, TrainError> {
     for entry in std::fs::read_dir(root).at(root)? {
         let entry = entry.at(root)?;
         let name = entry.file_name().to_string_lossy().to_string();
-        if let Some(n) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(n) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             out.push((n, entry.path()));
         }
     }

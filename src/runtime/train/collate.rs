@@ -35,7 +35,12 @@ fn pad_examples(examples: &[&Example], pad_id: u32, device: &Device) -> Result<B
     if b == 0 {
         candle_core::bail!("cannot collate an empty batch")
     }
-    let s = examples.iter().map(|e| e.input_ids.len()).max().unwrap_or(0).max(1);
+    let s = examples
+        .iter()
+        .map(|e| e.input_ids.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
     let with_labels = examples.iter().any(|e| !e.labels.is_empty());
     let with_class = examples.iter().any(|e| e.class_label.is_some());
     let mut ids = Vec::with_capacity(b * s);

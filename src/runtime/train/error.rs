@@ -41,7 +41,10 @@ pub enum TrainError {
     },
     /// The loss became NaN or infinite.
     #[error("loss is not finite ({loss}) at step {step}")]
-    #[diagnostic(code(peftc::train::non_finite_loss), help("lower the learning rate or clip gradients"))]
+    #[diagnostic(
+        code(peftc::train::non_finite_loss),
+        help("lower the learning rate or clip gradients")
+    )]
     NonFiniteLoss {
         /// Optimizer step (1-based) being computed.
         step: u64,
@@ -81,7 +84,10 @@ pub enum TrainError {
     },
     /// A checkpoint is unreadable or does not fit this run.
     #[error("checkpoint {path}: {reason}")]
-    #[diagnostic(code(peftc::train::checkpoint), help("delete the checkpoints folder to start over"))]
+    #[diagnostic(
+        code(peftc::train::checkpoint),
+        help("delete the checkpoints folder to start over")
+    )]
     Checkpoint {
         /// The checkpoint folder or file.
         path: PathBuf,

@@ -33,8 +33,14 @@ pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Result<LossSum> {
         });
     }
     let n = b * (s - 1);
-    let logits = logits.to_dtype(DType::F32)?.narrow(1, 0, s - 1)?.reshape((n, v))?;
-    let targets = labels.narrow(1, 1, s - 1)?.reshape(n)?.to_dtype(DType::I64)?;
+    let logits = logits
+        .to_dtype(DType::F32)?
+        .narrow(1, 0, s - 1)?
+        .reshape((n, v))?;
+    let targets = labels
+        .narrow(1, 1, s - 1)?
+        .reshape(n)?
+        .to_dtype(DType::I64)?;
     let host: Vec<i64> = targets.to_vec1()?;
     let count = host.iter().filter(|&&t| t != IGNORE_INDEX).count();
     let mask: Vec<f32> = host
@@ -45,7 +51,10 @@ pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Result<LossSum> {
         .iter()
         .map(|&t| if t == IGNORE_INDEX { 0 } else { t as u32 })
         .collect();
-    if let Some(bad) = host.iter().find(|&&t| t != IGNORE_INDEX && (t < 0 || t as usize >= v)) {
+    if let Some(bad) = host
+        .iter()
+        .find(|&&t| t != IGNORE_INDEX && (t < 0 || t as usize >= v))
+    {
         candle_core::bail!("label {bad} outside the vocabulary of {v}")
     }
     let dev = logits.device();

@@ -42,7 +42,8 @@ pub fn param_groups(
             params,
         }],
         Some(ratio) => {
-            let (b, a): (Vec<_>, Vec<_>) = params.into_iter().partition(|(n, _)| n.contains("lora_B"));
+            let (b, a): (Vec<_>, Vec<_>) =
+                params.into_iter().partition(|(n, _)| n.contains("lora_B"));
             vec![
                 ParamGroup {
                     name: "default".into(),
@@ -117,12 +118,24 @@ impl Optimizer {
                 };
                 let grad = grad.to_dtype(var.dtype())?;
                 let new = match self.config {
-                    OptimizerConfig::AdamW(c) => {
-                        adamw_update(&mut self.state, name, var, &grad, glr, group.weight_decay, &c)?
-                    }
-                    OptimizerConfig::Sgd(c) => {
-                        sgd_update(&mut self.state, name, var, &grad, glr, group.weight_decay, &c)?
-                    }
+                    OptimizerConfig::AdamW(c) => adamw_update(
+                        &mut self.state,
+                        name,
+                        var,
+                        &grad,
+                        glr,
+                        group.weight_decay,
+                        &c,
+                    )?,
+                    OptimizerConfig::Sgd(c) => sgd_update(
+                        &mut self.state,
+                        name,
+                        var,
+                        &grad,
+                        glr,
+                        group.weight_decay,
+                        &c,
+                    )?,
                 };
                 var.set(&new)?;
             }
@@ -140,16 +153,21 @@ impl Optimizer {
                     exp_avg,
                     exp_avg_sq,
                 } => {
-                    out.tensors.insert(format!("{name}.exp_avg"), exp_avg.clone());
-                    out.tensors.insert(format!("{name}.exp_avg_sq"), exp_avg_sq.clone());
+                    out.tensors
+                        .insert(format!("{name}.exp_avg"), exp_avg.clone());
+                    out.tensors
+                        .insert(format!("{name}.exp_avg_sq"), exp_avg_sq.clone());
                     out.steps.insert(name.clone(), *step);
                 }
                 ParamState::Sgd {
                     momentum_buffer: Some(b),
                 } => {
-                    out.tensors.insert(format!("{name}.momentum_buffer"), b.clone());
+                    out.tensors
+                        .insert(format!("{name}.momentum_buffer"), b.clone());
                 }
-                ParamState::Sgd { momentum_buffer: None } => {}
+                ParamState::Sgd {
+                    momentum_buffer: None,
+                } => {}
             }
         }
         out
@@ -177,7 +195,9 @@ impl Optimizer {
                         let Some(step) = saved.steps.get(name) else {
                             continue;
                         };
-                        let (Some(exp_avg), Some(exp_avg_sq)) = (get("exp_avg")?, get("exp_avg_sq")?) else {
+                        let (Some(exp_avg), Some(exp_avg_sq)) =
+                            (get("exp_avg")?, get("exp_avg_sq")?)
+                        else {
                             return Err(format!("{name}: AdamW moments missing"));
                         };
                         state.insert(
@@ -290,9 +310,9 @@ fn sgd_update(
         grad.clone()
     };
     if c.momentum != 0.0 {
-        let entry = state
-            .entry(name.to_string())
-            .or_insert(ParamState::Sgd { momentum_buffer: None });
+        let entry = state.entry(name.to_string()).or_insert(ParamState::Sgd {
+            momentum_buffer: None,
+        });
         let ParamState::Sgd { momentum_buffer } = entry else {
             candle_core::bail!("optimizer state of `{name}` is not SGD state")
         };

@@ -63,9 +63,8 @@ impl Progress for BarProgress {
     fn on_step(&mut self, step: u64, total: u64, loss: f64, tokens_per_s: f64) {
         let bar = self.bar.get_or_insert_with(|| {
             let bar = ProgressBar::new(total);
-            if let Ok(style) = ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} {msg} eta {eta}",
-            ) {
+            if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} eta {eta}")
+            {
                 bar.set_style(style);
             }
             bar

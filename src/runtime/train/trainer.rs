@@ -67,7 +67,10 @@ fn validate(c: &TrainConfig) -> Result<(), TrainError> {
         return Err(invalid("accumulate", "must be at least 1"));
     }
     if !(c.lr.is_finite() && c.lr >= 0.0) {
-        return Err(invalid("lr", format!("must be a finite non-negative number, got {}", c.lr)));
+        return Err(invalid(
+            "lr",
+            format!("must be a finite non-negative number, got {}", c.lr),
+        ));
     }
     match c.length {
         TrainLength::Epochs(0) | TrainLength::Steps(0) => {
@@ -77,17 +80,26 @@ fn validate(c: &TrainConfig) -> Result<(), TrainError> {
     }
     if let Warmup::Fraction(f) = c.schedule.warmup {
         if !(0.0..=1.0).contains(&f) {
-            return Err(invalid("schedule.warmup", format!("fraction {f} is not within 0..1")));
+            return Err(invalid(
+                "schedule.warmup",
+                format!("fraction {f} is not within 0..1"),
+            ));
         }
     }
     if let Some(r) = c.lora_plus_ratio {
         if !(r.is_finite() && r > 0.0) {
-            return Err(invalid("lora_plus_ratio", format!("must be positive, got {r}")));
+            return Err(invalid(
+                "lora_plus_ratio",
+                format!("must be positive, got {r}"),
+            ));
         }
     }
     if let Some(m) = c.max_grad_norm {
         if !(m.is_finite() && m > 0.0) {
-            return Err(invalid("max_grad_norm", format!("must be positive, got {m}")));
+            return Err(invalid(
+                "max_grad_norm",
+                format!("must be positive, got {m}"),
+            ));
         }
     }
     if c.checkpoint_every == Some(0) {
@@ -136,7 +148,12 @@ impl Loop<'_> {
             total_steps: self.plan.total_steps,
             schedule_position: step,
             cursor,
-            data_order: epoch_order(self.config.seed, cursor.epoch, self.plan.examples, self.config.shuffle),
+            data_order: epoch_order(
+                self.config.seed,
+                cursor.epoch,
+                self.plan.examples,
+                self.config.shuffle,
+            ),
             rng: dropout::state(),
             optimizer_steps: opt.steps,
             tokens_seen,
@@ -144,7 +161,12 @@ impl Loop<'_> {
         }
     }
 
-    fn save(&self, step: u64, cursor: Cursor, tokens_seen: u64) -> Result<Option<PathBuf>, TrainError> {
+    fn save(
+        &self,
+        step: u64,
+        cursor: Cursor,
+        tokens_seen: u64,
+    ) -> Result<Option<PathBuf>, TrainError> {
         let Some(root) = &self.ckpt_root else {
             return Ok(None);
         };
@@ -174,7 +196,12 @@ impl Loop<'_> {
                 ck.state.total_steps, self.plan.total_steps
             )));
         }
-        let order = epoch_order(self.config.seed, ck.state.cursor.epoch, self.plan.examples, self.config.shuffle);
+        let order = epoch_order(
+            self.config.seed,
+            ck.state.cursor.epoch,
+            self.plan.examples,
+            self.config.shuffle,
+        );
         if order != ck.state.data_order {
             return Err(bad("its data order differs from this run's".into()));
         }
@@ -184,9 +211,14 @@ impl Loop<'_> {
                 .get(name)
                 .ok_or_else(|| bad(format!("no weight `{name}`")))?;
             if t.dims() != var.dims() {
-                return Err(bad(format!("`{name}` has shape {:?}, the model {:?}", t.dims(), var.dims())));
+                return Err(bad(format!(
+                    "`{name}` has shape {:?}, the model {:?}",
+                    t.dims(),
+                    var.dims()
+                )));
             }
-            var.set(&t.to_dtype(var.dtype()).phase("resume")?).phase("resume")?;
+            var.set(&t.to_dtype(var.dtype()).phase("resume")?)
+                .phase("resume")?;
         }
         self.optimizer.load_state(&ck.optimizer).map_err(bad)?;
         dropout::restore(&ck.state.rng).map_err(bad)?;
@@ -215,9 +247,18 @@ pub fn train(
     }
     let trainable_params = trainable.iter().map(|(_, v)| v.elem_count()).sum();
     let groups = param_groups(trainable.clone(), &config.optimizer, config.lora_plus_ratio);
-    let plan = StepPlan::new(examples.len(), config.batch_size, config.accumulate, config.length);
+    let plan = StepPlan::new(
+        examples.len(),
+        config.batch_size,
+        config.accumulate,
+        config.length,
+    );
     let schedule = Schedule::new(&config.schedule, plan.total_steps);
-    let span = tracing::info_span!("train", total_steps = plan.total_steps, examples = examples.len());
+    let span = tracing::info_span!(
+        "train",
+        total_steps = plan.total_steps,
+        examples = examples.len()
+    );
     let _enter = span.enter();
 
     let mut lp = Loop {
@@ -228,12 +269,17 @@ pub fn train(
         plan,
         ckpt_root: run.out_dir.map(|d| d.join("checkpoints")),
     };
-    let pad = PadCollator { pad_id: config.pad_id };
+    let pad = PadCollator {
+        pad_id: config.pad_id,
+    };
     let collator: &dyn Collate = run.collate.unwrap_or(&pad);
 
     dropout::seed(config.seed);
     let mut step = 0u64;
-    let mut cursor = Cursor { epoch: 0, position: 0 };
+    let mut cursor = Cursor {
+        epoch: 0,
+        position: 0,
+    };
     let mut tokens_seen = 0u64;
     let mut resumed_from = None;
     if run.resume == Resume::IfPresent {
@@ -270,7 +316,10 @@ pub fn train(
                 _ => lp.save(step, cursor, tokens_seen)?,
             };
             progress.on_finish();
-            return Err(TrainError::Cancelled { step, checkpoint: ck });
+            return Err(TrainError::Cancelled {
+                step,
+                checkpoint: ck,
+            });
         }
         let step_span = tracing::debug_span!("step", step = step + 1);
         let _st = step_span.enter();
@@ -329,10 +378,15 @@ pub fn train(
                 TaskKind::CausalLm => {
                     let labels = batch.labels.as_ref().ok_or_else(|| missing("causal"))?;
                     let ls = causal_lm_loss(&logits, labels).phase("loss")?;
-                    ls.sum.affine(1.0 / window_tokens.max(1) as f64, 0.0).phase("loss")?
+                    ls.sum
+                        .affine(1.0 / window_tokens.max(1) as f64, 0.0)
+                        .phase("loss")?
                 }
                 TaskKind::Classify { .. } => {
-                    let labels = batch.class_labels.as_ref().ok_or_else(|| missing("class"))?;
+                    let labels = batch
+                        .class_labels
+                        .as_ref()
+                        .ok_or_else(|| missing("class"))?;
                     let ls = classification_loss(&logits, labels).phase("loss")?;
                     ls.mean()
                         .and_then(|m| m.affine(1.0 / micro as f64, 0.0))
@@ -354,7 +408,9 @@ pub fn train(
                         grads.insert(name.clone(), sum);
                     }
                     None if first_backward => {
-                        return Err(TrainError::NoGradient { param: name.clone() })
+                        return Err(TrainError::NoGradient {
+                            param: name.clone(),
+                        })
                     }
                     None => {}
                 }
@@ -398,7 +454,8 @@ pub fn train(
             })?;
         }
         progress.on_step(step, plan.total_steps, step_loss, tokens_per_s);
-        let due = config.checkpoint_every.is_some_and(|n| step % n == 0) || step == plan.total_steps;
+        let due =
+            config.checkpoint_every.is_some_and(|n| step % n == 0) || step == plan.total_steps;
         if due {
             if let Some(p) = lp.save(step, cursor, tokens_seen)? {
                 last_saved = Some((step, p));
