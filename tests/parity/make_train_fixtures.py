@@ -5,6 +5,14 @@ transformers. Run with the project's venv:
 
 Writes tests/fixtures/train/{schedules,optim,loop}.json. Everything is float64 JSON; tensors are
 nested lists. The tiny models below are mirrored line by line in tests/train/tiny.rs.
+
+It also writes tests/fixtures/train/peft_{llama,bert}/: a tiny Hugging Face LlamaForCausalLM and a
+tiny BertForSequenceClassification (random init, seed 0, dropout 0, eager attention) with PEFT LoRA
+(r 8, alpha 16, random A and B: init_lora_weights=False), trained 5 AdamW steps on fixed batches:
+base weights (model.safetensors + config.json), the trainable parameters before and after
+(trainable_{init,final}.safetensors, names as in named_parameters() without the adapter name),
+the saved PEFT adapter (adapter/), and batches + losses (run.json). For the model parts' parity
+test of training through their architectures.
 """
 
 import json
@@ -270,8 +278,79 @@ def loop_cases():
     }
 
 
+def peft_case(kind):
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    if kind == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, vocab_size=128, max_position_embeddings=64, rms_norm_eps=1e-6,
+                          tie_word_embeddings=False, attn_implementation="eager")
+        base = LlamaForCausalLM(cfg)
+        lcfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+                          task_type="CAUSAL_LM", init_lora_weights=False)
+    else:
+        from transformers import BertConfig, BertForSequenceClassification
+
+        cfg = BertConfig(vocab_size=128, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=128, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0, num_labels=3, attn_implementation="eager")
+        base = BertForSequenceClassification(cfg)
+        lcfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["query", "value"],
+                          task_type="SEQ_CLS", init_lora_weights=False)
+    out = os.path.join(OUT, f"peft_{kind}")
+    os.makedirs(out, exist_ok=True)
+    base.save_pretrained(out)
+    model = get_peft_model(base, lcfg)
+    model.train()
+
+    def trainable():
+        return {n.replace(".default", ""): p.detach().clone().contiguous()
+                for n, p in model.named_parameters() if p.requires_grad}
+
+    save_file(trainable(), os.path.join(out, "trainable_init.safetensors"))
+    g = torch.Generator().manual_seed(5)
+    batches = []
+    for _ in range(5):
+        ids = torch.randint(1, 128, (2, 12), generator=g)
+        mask = torch.ones(2, 12, dtype=torch.long)
+        mask[1, 9:] = 0
+        ids[1, 9:] = 0
+        if kind == "llama":
+            labels = ids.clone()
+            labels[0, :3] = -100
+            labels[1, 9:] = -100
+        else:
+            labels = torch.randint(0, 3, (2,), generator=g)
+        batches.append({"input_ids": ids.tolist(), "attention_mask": mask.tolist(), "labels": labels.tolist()})
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3, weight_decay=0.01)
+    losses = []
+    for b in batches:
+        res = model(input_ids=torch.tensor(b["input_ids"]), attention_mask=torch.tensor(b["attention_mask"]),
+                    labels=torch.tensor(b["labels"]))
+        res.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(res.loss.item())
+    save_file(trainable(), os.path.join(out, "trainable_final.safetensors"))
+    model.save_pretrained(os.path.join(out, "adapter"))
+    readme = os.path.join(out, "adapter", "README.md")
+    if os.path.exists(readme):
+        os.remove(readme)
+    with open(os.path.join(out, "run.json"), "w") as f:
+        json.dump({"optimizer": {"kind": "adamw", "lr": 5e-3, "weight_decay": 0.01},
+                   "lora": {"r": 8, "alpha": 16, "targets": list(lcfg.target_modules)},
+                   "batches": batches, "losses": losses}, f)
+    print(out, losses)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    peft_case("llama")
+    peft_case("bert")
     for name, data in [("schedules", schedule_cases()), ("optim", optim_cases()), ("loop", loop_cases())]:
         path = os.path.join(OUT, f"{name}.json")
         with open(path, "w") as f:
