@@ -280,3 +280,17 @@ fn status_parsing_reads_kib_fields() {
     assert_eq!(parse_status_kib(text, "VmRSS:"), Some(2048));
     assert_eq!(parse_status_kib(text, "VmSwap:"), None);
 }
+
+#[test]
+fn train_config_serialises_with_plain_names() {
+    let c = small_config(5);
+    let json = serde_json::to_value(&c).expect("json");
+    assert_eq!(json["length"], serde_json::json!({"steps": 5}));
+    assert_eq!(json["optimizer"]["adamw"]["weight_decay"], 0.0);
+    assert_eq!(
+        json["schedule"],
+        serde_json::json!({"kind": "cosine", "warmup": {"steps": 3}})
+    );
+    let back: TrainConfig = serde_json::from_value(json).expect("back");
+    assert_eq!(back, c);
+}

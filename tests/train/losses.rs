@@ -112,3 +112,64 @@ fn collate_refuses_mixed_class_labels() {
         "{err}"
     );
 }
+
+#[test]
+fn fused_cpu_cross_entropy_matches_the_composite_form() {
+    use rand::{Rng, SeedableRng};
+    // f32 logits take the fused op, f64 logits the log_softmax + gather form (computed in f32).
+    let (b, s, v) = (3, 5, 50);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let data: Vec<f32> = (0..b * s * v).map(|_| rng.gen_range(-4.0..4.0)).collect();
+    let labels: Vec<i64> = (0..b * s)
+        .map(|i| {
+            if i % 4 == 0 {
+                IGNORE_INDEX
+            } else {
+                rng.gen_range(0..v as i64)
+            }
+        })
+        .collect();
+    let labels = Tensor::from_vec(labels, (b, s), &Device::Cpu).expect("labels");
+    let x32 =
+        Var::from_tensor(&Tensor::from_vec(data.clone(), (b, s, v), &Device::Cpu).expect("x"))
+            .expect("var");
+    let x64 = Var::from_tensor(
+        &x32.as_tensor()
+            .to_dtype(candle_core::DType::F64)
+            .expect("f64"),
+    )
+    .expect("var");
+    let l32 = causal_lm_loss(x32.as_tensor(), &labels).expect("fused");
+    let l64 = causal_lm_loss(x64.as_tensor(), &labels).expect("composite");
+    assert_eq!(l32.count, l64.count);
+    assert_eq!(l32.count, 9); // 12 shifted targets, 3 of them (positions 4, 8, 12) ignored
+    let m32 = l32.mean().expect("m");
+    let m64 = l64.mean().expect("m");
+    let a = f64::from(m32.to_scalar::<f32>().expect("a"));
+    let c = f64::from(m64.to_scalar::<f32>().expect("c"));
+    assert!((a - c).abs() < 1e-5, "{a} vs {c}");
+    let g32: Vec<f32> = m32
+        .backward()
+        .expect("bwd")
+        .get(x32.as_tensor())
+        .expect("g")
+        .flatten_all()
+        .and_then(|t| t.to_vec1())
+        .expect("g");
+    let g64: Vec<f64> = m64
+        .backward()
+        .expect("bwd")
+        .get(x64.as_tensor())
+        .expect("g")
+        .flatten_all()
+        .and_then(|t| t.to_vec1())
+        .expect("g");
+    let max = g32
+        .iter()
+        .zip(&g64)
+        .map(|(x, y)| (f64::from(*x) - y).abs())
+        .fold(0f64, f64::max);
+    assert!(max < 1e-6, "gradient max diff {max}");
+    // The last position of every row and ignored targets get no gradient.
+    assert!(g32[(s - 1) * v..s * v].iter().all(|&g| g == 0.0));
+}

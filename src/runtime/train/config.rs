@@ -58,6 +58,7 @@ pub struct SgdConfig {
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerConfig {
     /// `torch.optim.AdamW`.
+    #[serde(rename = "adamw")]
     AdamW(AdamWConfig),
     /// `torch.optim.SGD`.
     Sgd(SgdConfig),

@@ -4,6 +4,7 @@
 //! does with `num_items_in_batch`). Must not use fused ops without backward.
 
 use crate::runtime::batch::IGNORE_INDEX;
+use crate::runtime::train::cross_entropy::TokenCrossEntropy;
 use candle_core::{DType, Result, Tensor, D};
 
 /// A summed loss and how many terms it sums.
@@ -23,44 +24,50 @@ impl LossSum {
 }
 
 /// Causal LM loss: `logits[:, :-1]` predicts `labels[:, 1:]`; positions labelled `-100` are
-/// left out. `logits`: `[b, s, v]`; `labels`: `[b, s]` i64.
+/// left out. `logits`: `[b, s, v]`; `labels`: `[b, s]` i64. On the CPU with f32 logits it uses
+/// the fused [`TokenCrossEntropy`]; elsewhere `log_softmax` + `gather`.
 pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Result<LossSum> {
     let (b, s, v) = logits.dims3()?;
-    if s < 2 {
-        return Ok(LossSum {
-            sum: logits.sum_all()?.affine(0.0, 0.0)?,
-            count: 0,
-        });
+    let rows: Vec<Vec<i64>> = labels.to_dtype(DType::I64)?.to_vec2()?;
+    // Row r of position p predicts label p + 1; the last position of each row predicts nothing.
+    let mut targets = Vec::with_capacity(b * s);
+    for row in &rows {
+        targets.extend(row.iter().skip(1).copied());
+        targets.push(IGNORE_INDEX);
     }
-    let n = b * (s - 1);
-    let logits = logits
-        .to_dtype(DType::F32)?
-        .narrow(1, 0, s - 1)?
-        .reshape((n, v))?;
-    let targets = labels
-        .narrow(1, 1, s - 1)?
-        .reshape(n)?
-        .to_dtype(DType::I64)?;
-    let host: Vec<i64> = targets.to_vec1()?;
-    let count = host.iter().filter(|&&t| t != IGNORE_INDEX).count();
-    let mask: Vec<f32> = host
-        .iter()
-        .map(|&t| if t == IGNORE_INDEX { 0.0 } else { 1.0 })
-        .collect();
-    let idx: Vec<u32> = host
-        .iter()
-        .map(|&t| if t == IGNORE_INDEX { 0 } else { t as u32 })
-        .collect();
-    if let Some(bad) = host
+    if targets.len() != b * s {
+        candle_core::bail!(
+            "labels {:?} do not match logits {:?}",
+            labels.dims(),
+            logits.dims()
+        )
+    }
+    if let Some(bad) = targets
         .iter()
         .find(|&&t| t != IGNORE_INDEX && (t < 0 || t as usize >= v))
     {
         candle_core::bail!("label {bad} outside the vocabulary of {v}")
     }
-    let dev = logits.device();
+    let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
+    let n = b * s;
+    let flat = logits.reshape((n, v))?;
+    if flat.device().is_cpu() && flat.dtype() == DType::F32 {
+        let op = TokenCrossEntropy::new(targets);
+        let sum = flat.contiguous()?.apply_op1(op)?.sum_all()?;
+        return Ok(LossSum { sum, count });
+    }
+    let mask: Vec<f32> = targets
+        .iter()
+        .map(|&t| if t == IGNORE_INDEX { 0.0 } else { 1.0 })
+        .collect();
+    let idx: Vec<u32> = targets
+        .iter()
+        .map(|&t| if t == IGNORE_INDEX { 0 } else { t as u32 })
+        .collect();
+    let dev = flat.device();
     let mask = Tensor::from_vec(mask, n, dev)?;
     let idx = Tensor::from_vec(idx, (n, 1), dev)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let logp = candle_nn::ops::log_softmax(&flat.to_dtype(DType::F32)?, D::Minus1)?;
     let picked = logp.gather(&idx, 1)?.reshape(n)?;
     let sum = (picked * mask)?.sum_all()?.neg()?;
     Ok(LossSum { sum, count })

@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod collate;
 pub mod config;
+pub mod cross_entropy;
 pub mod dropout;
 pub mod error;
 pub mod log;
