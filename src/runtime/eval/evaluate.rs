@@ -10,6 +10,7 @@ use crate::runtime::eval::metrics::{accuracy, exact_match, macro_f1, perplexity,
 use crate::runtime::model_api::{AdaptedModel, TaskKind};
 use crate::runtime::train::collate::{Collate, PadCollator};
 use crate::runtime::train::loss::{causal_lm_loss, classification_loss};
+use crate::runtime::train::memory::{MemoryProbe, MemoryReport};
 use candle_core::{DType, D};
 use miette::Diagnostic;
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,8 @@ pub struct EvalReport {
     pub model: Metrics,
     /// The base model alone (`baseline.*` in gates).
     pub baseline: Metrics,
+    /// Peak memory of the whole evaluation (both models).
+    pub memory: MemoryReport,
 }
 
 /// What went wrong while evaluating.
@@ -295,6 +298,7 @@ pub fn evaluate_with_baseline(
     collate: Option<&dyn Collate>,
     generate: Option<(Generate<'_>, Generate<'_>)>,
 ) -> Result<EvalReport, EvalError> {
+    let probe = MemoryProbe::start();
     let (g_model, g_base) = match generate {
         Some((a, b)) => (Some(a), Some(b)),
         None => (None, None),
@@ -307,5 +311,6 @@ pub fn evaluate_with_baseline(
     Ok(EvalReport {
         model: model_m,
         baseline: base_m,
+        memory: probe.report(),
     })
 }

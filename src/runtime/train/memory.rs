@@ -1,7 +1,8 @@
 //! Peak memory of a stage, measured from the kernel (Linux `/proc/self/status`: `VmHWM`,
 //! `VmRSS`). At a stage's start the high-water mark is reset when the kernel allows it (writing
 //! `5` to `/proc/self/clear_refs`), so the peak is the stage's own; otherwise it is the
-//! process's peak so far and `stage_local` says so. Elsewhere the figures are `None`.
+//! process's peak so far and `stage_local` says so. Elsewhere the figures are `None`. Stages
+//! measured concurrently in one process share the mark, so each reads the larger peak.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +38,11 @@ impl MemoryProbe {
 
     /// The figures now.
     pub fn report(&self) -> MemoryReport {
-        let peak = read_status_kib("VmHWM:").map(|k| k * 1024);
+        // Another stage in the process may reset the mark after this one started; the stage's
+        // peak is at least what it started with.
+        let peak = read_status_kib("VmHWM:")
+            .map(|k| k * 1024)
+            .map(|p| p.max(self.start_rss.unwrap_or(0)));
         MemoryReport {
             start_rss_bytes: self.start_rss,
             peak_rss_bytes: peak,
