@@ -82,7 +82,7 @@ def optim_cases():
     init = {
         "layer.lora_A.weight": torch.randn(3, 4, generator=g),
         "layer.lora_B.weight": torch.randn(4, 3, generator=g) * 0.1,
-        "head.weight": torch.randn(5, generator=g),
+        "head.bias": torch.randn(5, generator=g),
     }
     steps = 6
     grads = [{k: torch.randn(v.shape, generator=g) for k, v in init.items()} for _ in range(steps)]
@@ -101,10 +101,18 @@ def optim_cases():
         if ratio is None:
             groups = [{"params": list(params.values()), "lr_scale": 1.0}]
         else:
-            a = [p for k, p in params.items() if "lora_B" not in k]
-            b = [p for k, p in params.items() if "lora_B" in k]
-            groups = [{"params": a, "lr_scale": 1.0}, {"params": b, "lr_scale": ratio}]
-        tg = [{"params": gr["params"], "lr": lrs[0] * gr["lr_scale"]} for gr in groups]
+            # peft.optimizers.create_loraplus_optimizer's split: B = "lora_B" in the name or 1-D;
+            # biases in B take no weight decay.
+            def in_b(k, p):
+                return "lora_B" in k or p.ndim == 1
+
+            a = [p for k, p in params.items() if not in_b(k, p)]
+            b = [p for k, p in params.items() if in_b(k, p) and "bias" not in k]
+            b_nd = [p for k, p in params.items() if in_b(k, p) and "bias" in k]
+            groups = [{"params": a, "lr_scale": 1.0}, {"params": b, "lr_scale": ratio},
+                      {"params": b_nd, "lr_scale": ratio, "weight_decay": 0.0}]
+        tg = [{"params": gr["params"], "lr": lrs[0] * gr["lr_scale"],
+               **({"weight_decay": gr["weight_decay"]} if "weight_decay" in gr else {})} for gr in groups]
         opt = torch.optim.AdamW(tg, lr=lrs[0], **kw) if kind == "adamw" else torch.optim.SGD(tg, lr=lrs[0], **kw)
         after = []
         for s in range(steps):
@@ -342,7 +350,7 @@ def peft_case(kind):
         os.remove(readme)
     with open(os.path.join(out, "run.json"), "w") as f:
         json.dump({"optimizer": {"kind": "adamw", "lr": 5e-3, "weight_decay": 0.01},
-                   "lora": {"r": 8, "alpha": 16, "targets": list(lcfg.target_modules)},
+                   "lora": {"r": 8, "alpha": 16, "targets": sorted(lcfg.target_modules)},
                    "batches": batches, "losses": losses}, f)
     print(out, losses)
 

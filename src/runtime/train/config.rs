@@ -127,7 +127,8 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Optimizer and its hyper-parameters.
     pub optimizer: OptimizerConfig,
-    /// LoRA+: parameters whose name contains `lora_B` train with `lr * ratio`.
+    /// LoRA+: parameters whose name contains `lora_B` (and 1-D ones, as PEFT) train with
+    /// `lr * ratio`.
     pub lora_plus_ratio: Option<f64>,
     /// Learning-rate schedule.
     pub schedule: ScheduleConfig,

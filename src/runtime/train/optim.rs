@@ -22,9 +22,19 @@ pub struct ParamGroup {
     pub params: Vec<(String, Var)>,
 }
 
-/// Splits trainable parameters into groups: one group, or with LoRA+ a second group for every
-/// parameter whose name contains `lora_B`, at `ratio` times the learning rate (as
-/// `peft.optimizers.create_loraplus_optimizer`).
+/// Whether a parameter takes no weight decay in LoRA+ group B (biases and norm weights, as
+/// Hugging Face's `decay_parameters`).
+fn no_decay(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.contains("bias") || lower.contains("norm")
+}
+
+/// Splits trainable parameters into groups: one group, or with LoRA+ the split of
+/// `peft.optimizers.create_loraplus_optimizer`: group B holds every parameter whose name contains
+/// `lora_B` or that is 1-D, at `ratio` times the learning rate, and within B biases and norm
+/// weights take no weight decay. Unlike PEFT (whose `loraplus_weight_decay` defaults to 0), the
+/// other groups use the optimizer's weight decay; LoRA embeddings are not given PEFT's separate
+/// fixed rate.
 pub fn param_groups(
     params: Vec<(String, Var)>,
     config: &OptimizerConfig,
@@ -34,32 +44,38 @@ pub fn param_groups(
         OptimizerConfig::AdamW(c) => c.weight_decay,
         OptimizerConfig::Sgd(c) => c.weight_decay,
     };
-    match lora_plus_ratio {
-        None => vec![ParamGroup {
+    let Some(ratio) = lora_plus_ratio else {
+        return vec![ParamGroup {
             name: "default".into(),
             lr_scale: 1.0,
             weight_decay,
             params,
-        }],
-        Some(ratio) => {
-            let (b, a): (Vec<_>, Vec<_>) =
-                params.into_iter().partition(|(n, _)| n.contains("lora_B"));
-            vec![
-                ParamGroup {
-                    name: "default".into(),
-                    lr_scale: 1.0,
-                    weight_decay,
-                    params: a,
-                },
-                ParamGroup {
-                    name: "lora_B".into(),
-                    lr_scale: ratio,
-                    weight_decay,
-                    params: b,
-                },
-            ]
-        }
-    }
+        }];
+    };
+    let (b, a): (Vec<_>, Vec<_>) = params
+        .into_iter()
+        .partition(|(n, v)| n.contains("lora_B") || v.rank() == 1);
+    let (b_nd, b): (Vec<_>, Vec<_>) = b.into_iter().partition(|(n, _)| no_decay(n));
+    vec![
+        ParamGroup {
+            name: "default".into(),
+            lr_scale: 1.0,
+            weight_decay,
+            params: a,
+        },
+        ParamGroup {
+            name: "lora_B".into(),
+            lr_scale: ratio,
+            weight_decay,
+            params: b,
+        },
+        ParamGroup {
+            name: "lora_B_no_decay".into(),
+            lr_scale: ratio,
+            weight_decay: 0.0,
+            params: b_nd,
+        },
+    ]
 }
 
 /// Per-parameter state.
