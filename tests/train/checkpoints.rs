@@ -294,3 +294,49 @@ fn train_config_serialises_with_plain_names() {
     let back: TrainConfig = serde_json::from_value(json).expect("back");
     assert_eq!(back, c);
 }
+
+#[test]
+fn resume_refuses_other_examples_and_a_fresh_run_clears_old_checkpoints() {
+    let config = small_config(4);
+    let dir = tempfile::tempdir().expect("dir");
+    let flag = AtomicBool::new(false);
+    let examples = causal_examples(16, 2);
+    train(
+        &Tiny::random(4, None),
+        &examples,
+        &config,
+        run(dir.path(), &mut NoProgress, &flag, Resume::Never),
+    )
+    .expect("train");
+    let mut other = examples.clone();
+    other[3].input_ids[0] = (other[3].input_ids[0] % 31) + 1;
+    let err = train(
+        &Tiny::random(4, None),
+        &other,
+        &config,
+        run(dir.path(), &mut NoProgress, &flag, Resume::IfPresent),
+    )
+    .expect_err("data differs");
+    assert!(
+        matches!(&err, TrainError::Checkpoint { reason, .. } if reason.contains("other examples")),
+        "{err}"
+    );
+    // A fresh 2-step run in the same folder leaves only its own checkpoints and log lines.
+    let short = small_config(2);
+    train(
+        &Tiny::random(4, None),
+        &other,
+        &short,
+        run(dir.path(), &mut NoProgress, &flag, Resume::Never),
+    )
+    .expect("fresh");
+    let kept: Vec<u64> = checkpoint::list(&dir.path().join("checkpoints"))
+        .expect("list")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(kept, vec![2]);
+    let log = peftc::runtime::train::log::MetricsLog::read(&dir.path().join("metrics.jsonl"))
+        .expect("log");
+    assert_eq!(log.iter().map(|r| r.step).collect::<Vec<_>>(), vec![1, 2]);
+}

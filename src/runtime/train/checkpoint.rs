@@ -51,6 +51,8 @@ pub struct TrainerState {
     pub optimizer_steps: BTreeMap<String, u64>,
     /// Real tokens seen so far.
     pub tokens_seen: u64,
+    /// blake3 of the examples (ids, labels, classes), so a resume on other data is refused.
+    pub data_hash: String,
     /// The run's config (a resume must use an equivalent one).
     pub config: TrainConfig,
 }
@@ -207,6 +209,31 @@ pub fn load(dir: &Path, device: &Device) -> Result<Checkpoint, TrainError> {
         state,
         weights,
     })
+}
+
+/// A blake3 hash of examples, in order.
+pub fn data_hash(examples: &[crate::runtime::batch::Example]) -> String {
+    let mut h = blake3::Hasher::new();
+    for e in examples {
+        h.update(&(e.input_ids.len() as u64).to_le_bytes());
+        for t in &e.input_ids {
+            h.update(&t.to_le_bytes());
+        }
+        h.update(&(e.labels.len() as u64).to_le_bytes());
+        for l in &e.labels {
+            h.update(&l.to_le_bytes());
+        }
+        h.update(&e.class_label.map_or(u64::MAX, u64::from).to_le_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// Removes every checkpoint under `root` (a fresh run in a used folder).
+pub fn clear(root: &Path) -> Result<(), TrainError> {
+    for (_, dir) in list(root)? {
+        std::fs::remove_dir_all(&dir).at(&dir)?;
+    }
+    remove_stale(root)
 }
 
 /// The newest complete checkpoint under `root`, if any.

@@ -32,7 +32,8 @@ use std::time::Instant;
 /// Whether to continue from a checkpoint in the output folder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Resume {
-    /// Start from the model's current weights; existing checkpoints are overwritten as reached.
+    /// Start from the model's current weights; checkpoints and the log already in the output
+    /// folder are removed.
     Never,
     /// Continue from the newest complete checkpoint if there is one.
     IfPresent,
@@ -137,6 +138,7 @@ struct Loop<'a> {
     optimizer: Optimizer,
     plan: StepPlan,
     ckpt_root: Option<PathBuf>,
+    data_hash: String,
 }
 
 impl Loop<'_> {
@@ -157,6 +159,7 @@ impl Loop<'_> {
             rng: dropout::state(),
             optimizer_steps: opt.steps,
             tokens_seen,
+            data_hash: self.data_hash.clone(),
             config: self.config.clone(),
         }
     }
@@ -189,6 +192,9 @@ impl Loop<'_> {
         };
         if numeric_part(&ck.state.config) != numeric_part(self.config) {
             return Err(bad("it was written by a run with a different config".into()));
+        }
+        if ck.state.data_hash != self.data_hash {
+            return Err(bad("it was trained on other examples".into()));
         }
         if ck.state.total_steps != self.plan.total_steps {
             return Err(bad(format!(
@@ -268,6 +274,7 @@ pub fn train(
         optimizer: Optimizer::new(config.optimizer, groups),
         plan,
         ckpt_root: run.out_dir.map(|d| d.join("checkpoints")),
+        data_hash: checkpoint::data_hash(examples),
     };
     let pad = PadCollator {
         pad_id: config.pad_id,
@@ -282,13 +289,20 @@ pub fn train(
     };
     let mut tokens_seen = 0u64;
     let mut resumed_from = None;
-    if run.resume == Resume::IfPresent {
-        let _s = tracing::info_span!("resume").entered();
-        if let Some((s, c, t)) = lp.resume()? {
-            step = s;
-            cursor = c;
-            tokens_seen = t;
-            resumed_from = Some(s);
+    match run.resume {
+        Resume::IfPresent => {
+            let _s = tracing::info_span!("resume").entered();
+            if let Some((s, c, t)) = lp.resume()? {
+                step = s;
+                cursor = c;
+                tokens_seen = t;
+                resumed_from = Some(s);
+            }
+        }
+        Resume::Never => {
+            if let Some(root) = &lp.ckpt_root {
+                checkpoint::clear(root)?;
+            }
         }
     }
     let log_path = run.out_dir.map(|d| d.join("metrics.jsonl"));
