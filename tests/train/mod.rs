@@ -8,6 +8,7 @@ mod fixtures;
 mod loop_parity;
 mod losses;
 mod optim_parity;
+mod peft_bert;
 mod peft_llama;
 mod resume;
 mod schedules;
