@@ -9,8 +9,8 @@ use super::fixtures;
 use super::tiny::Tiny;
 use peftc::runtime::train::log::MetricsLog;
 use peftc::runtime::train::{
-    train, AdamWConfig, NoProgress, OptimizerConfig, Resume, ScheduleConfig, ScheduleKind,
-    SgdConfig, TrainConfig, TrainLength, TrainRun, Warmup,
+    train, AdamWConfig, DecayRule, NoProgress, OptimizerConfig, Resume, ScheduleConfig,
+    ScheduleKind, SgdConfig, TrainConfig, TrainLength, TrainRun, Warmup,
 };
 use std::sync::atomic::AtomicBool;
 
@@ -44,6 +44,7 @@ fn config_of(run: &serde_json::Value) -> TrainConfig {
         accumulate: c["accumulate"].as_u64().expect("accum") as usize,
         lr: c["lr"].as_f64().expect("lr"),
         optimizer,
+        decay: DecayRule::All,
         lora_plus_ratio: c["lora_plus_ratio"].as_f64(),
         schedule: ScheduleConfig {
             kind,

@@ -5,7 +5,7 @@
 use super::fixtures;
 use candle_core::{Tensor, Var};
 use peftc::runtime::train::optim::{param_groups, Optimizer};
-use peftc::runtime::train::{AdamWConfig, OptimizerConfig, SgdConfig};
+use peftc::runtime::train::{AdamWConfig, DecayRule, OptimizerConfig, SgdConfig};
 use std::collections::HashMap;
 
 fn config_of(case: &serde_json::Value) -> OptimizerConfig {
@@ -64,7 +64,10 @@ fn optimizers_match_torch_step_by_step() {
             .collect();
         let ratio = case["lora_plus_ratio"].as_f64();
         let config = config_of(case);
-        let mut opt = Optimizer::new(config, param_groups(params.clone(), &config, ratio));
+        let mut opt = Optimizer::new(
+            config,
+            param_groups(params.clone(), &config, ratio, DecayRule::All),
+        );
         for (step, lr) in lrs.iter().enumerate() {
             let grads: HashMap<String, Tensor> = names
                 .iter()
@@ -119,20 +122,29 @@ fn optimizer_state_round_trips_and_covers_only_given_params() {
     };
     // Uninterrupted: 4 steps.
     let p1 = make();
-    let mut o1 = Optimizer::new(config, param_groups(p1.clone(), &config, None));
+    let mut o1 = Optimizer::new(
+        config,
+        param_groups(p1.clone(), &config, None, DecayRule::All),
+    );
     for s in 0..4 {
         o1.step(&grads(s), 1e-2).expect("step");
     }
     // Two steps, state saved, a fresh optimizer loads it, two more steps.
     let p2 = make();
-    let mut o2 = Optimizer::new(config, param_groups(p2.clone(), &config, None));
+    let mut o2 = Optimizer::new(
+        config,
+        param_groups(p2.clone(), &config, None, DecayRule::All),
+    );
     for s in 0..2 {
         o2.step(&grads(s), 1e-2).expect("step");
     }
     let state = o2.state();
     assert_eq!(state.tensors.len(), 2 * names.len());
     assert!(state.steps.values().all(|&s| s == 2));
-    let mut o3 = Optimizer::new(config, param_groups(p2.clone(), &config, None));
+    let mut o3 = Optimizer::new(
+        config,
+        param_groups(p2.clone(), &config, None, DecayRule::All),
+    );
     o3.load_state(&state).expect("load");
     for s in 2..4 {
         o3.step(&grads(s), 1e-2).expect("step");
@@ -154,4 +166,40 @@ fn optimizer_state_round_trips_and_covers_only_given_params() {
             "{n}"
         );
     }
+}
+
+#[test]
+fn hf_trainer_rule_skips_decay_for_biases_and_norms() {
+    let v =
+        |n: usize| Var::zeros(n, candle_core::DType::F32, &candle_core::Device::Cpu).expect("var");
+    let params = vec![
+        (
+            "m.q.lora_A.weight".to_string(),
+            Var::zeros((2, 2), candle_core::DType::F32, &candle_core::Device::Cpu).expect("var"),
+        ),
+        ("m.classifier.bias".to_string(), v(2)),
+        ("m.LayerNorm.weight".to_string(), v(3)),
+    ];
+    let config = OptimizerConfig::AdamW(AdamWConfig::default());
+    let names = |g: &peftc::runtime::train::optim::ParamGroup| -> Vec<String> {
+        g.params.iter().map(|(n, _)| n.clone()).collect()
+    };
+    let groups = param_groups(params.clone(), &config, None, DecayRule::SkipBiasAndNorm);
+    assert_eq!(names(&groups[0]), vec!["m.q.lora_A.weight"]);
+    assert_eq!(groups[0].weight_decay, 0.01);
+    assert_eq!(
+        names(&groups[1]),
+        vec!["m.classifier.bias", "m.LayerNorm.weight"]
+    );
+    assert_eq!(groups[1].weight_decay, 0.0);
+    // LoRA+: 1-D parameters join group B (lr x ratio); biases and norms there take no decay.
+    let groups = param_groups(params, &config, Some(16.0), DecayRule::All);
+    assert_eq!(names(&groups[0]), vec!["m.q.lora_A.weight"]);
+    assert!(groups[1].params.is_empty());
+    assert_eq!(groups[2].lr_scale, 16.0);
+    assert_eq!(groups[2].weight_decay, 0.0);
+    assert_eq!(
+        names(&groups[2]),
+        vec!["m.classifier.bias", "m.LayerNorm.weight"]
+    );
 }

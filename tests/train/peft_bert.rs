@@ -12,8 +12,8 @@ use peftc::runtime::batch::Example;
 use peftc::runtime::model_api::{AdaptedModel, TaskKind};
 use peftc::runtime::train::log::MetricsLog;
 use peftc::runtime::train::{
-    train, AdamWConfig, NoProgress, OptimizerConfig, Resume, ScheduleConfig, ScheduleKind,
-    TrainConfig, TrainLength, TrainRun, Warmup,
+    train, AdamWConfig, DecayRule, NoProgress, OptimizerConfig, Resume, ScheduleConfig,
+    ScheduleKind, TrainConfig, TrainLength, TrainRun, Warmup,
 };
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -205,6 +205,7 @@ fn five_adamw_steps_on_tiny_bert_classifier_match_peft() {
             weight_decay: 0.01,
             ..AdamWConfig::default()
         }),
+        decay: DecayRule::All,
         lora_plus_ratio: None,
         schedule: ScheduleConfig {
             kind: ScheduleKind::Constant,

@@ -74,6 +74,18 @@ impl Default for OptimizerConfig {
     }
 }
 
+/// Which trainable parameters take weight decay (without LoRA+; LoRA+ follows PEFT's split).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecayRule {
+    /// Every parameter (a plain `torch.optim` over all parameters).
+    All,
+    /// Not biases and norm weights (names containing `bias` or `norm`), as the Hugging Face
+    /// Trainer's `get_decay_parameter_names`.
+    #[default]
+    SkipBiasAndNorm,
+}
+
 /// The shape of the learning-rate multiplier after warmup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -127,6 +139,8 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Optimizer and its hyper-parameters.
     pub optimizer: OptimizerConfig,
+    /// Which parameters take weight decay.
+    pub decay: DecayRule,
     /// LoRA+: parameters whose name contains `lora_B` (and 1-D ones, as PEFT) train with
     /// `lr * ratio`.
     pub lora_plus_ratio: Option<f64>,
@@ -154,6 +168,7 @@ impl Default for TrainConfig {
             accumulate: 1,
             lr: 5e-5,
             optimizer: OptimizerConfig::default(),
+            decay: DecayRule::default(),
             lora_plus_ratio: None,
             schedule: ScheduleConfig::default(),
             max_grad_norm: Some(1.0),

@@ -29,7 +29,7 @@ pub mod trainer;
 
 pub use collate::{collate, Collate, PadCollator};
 pub use config::{
-    AdamWConfig, OptimizerConfig, ScheduleConfig, ScheduleKind, SgdConfig, TrainConfig,
+    AdamWConfig, DecayRule, OptimizerConfig, ScheduleConfig, ScheduleKind, SgdConfig, TrainConfig,
     TrainLength, Warmup,
 };
 pub use error::TrainError;

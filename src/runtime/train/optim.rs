@@ -5,7 +5,7 @@
 //! gets any. The learning rate is given per step (the schedule lives outside); each group scales
 //! it. This module must not know about models or data.
 
-use crate::runtime::train::config::{AdamWConfig, OptimizerConfig, SgdConfig};
+use crate::runtime::train::config::{AdamWConfig, DecayRule, OptimizerConfig, SgdConfig};
 use candle_core::{Result, Tensor, Var};
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,7 +29,8 @@ fn no_decay(name: &str) -> bool {
     lower.contains("bias") || lower.contains("norm")
 }
 
-/// Splits trainable parameters into groups: one group, or with LoRA+ the split of
+/// Splits trainable parameters into groups: without LoRA+ one group (or two, the second without
+/// weight decay, under [`DecayRule::SkipBiasAndNorm`]); with LoRA+ the split of
 /// `peft.optimizers.create_loraplus_optimizer`: group B holds every parameter whose name contains
 /// `lora_B` or that is 1-D, at `ratio` times the learning rate, and within B biases and norm
 /// weights take no weight decay. Unlike PEFT (whose `loraplus_weight_decay` defaults to 0), the
@@ -39,18 +40,31 @@ pub fn param_groups(
     params: Vec<(String, Var)>,
     config: &OptimizerConfig,
     lora_plus_ratio: Option<f64>,
+    decay: DecayRule,
 ) -> Vec<ParamGroup> {
     let weight_decay = match config {
         OptimizerConfig::AdamW(c) => c.weight_decay,
         OptimizerConfig::Sgd(c) => c.weight_decay,
     };
     let Some(ratio) = lora_plus_ratio else {
-        return vec![ParamGroup {
-            name: "default".into(),
-            lr_scale: 1.0,
-            weight_decay,
-            params,
-        }];
+        let (nd, d): (Vec<_>, Vec<_>) = match decay {
+            DecayRule::All => (Vec::new(), params),
+            DecayRule::SkipBiasAndNorm => params.into_iter().partition(|(n, _)| no_decay(n)),
+        };
+        return vec![
+            ParamGroup {
+                name: "default".into(),
+                lr_scale: 1.0,
+                weight_decay,
+                params: d,
+            },
+            ParamGroup {
+                name: "no_decay".into(),
+                lr_scale: 1.0,
+                weight_decay: 0.0,
+                params: nd,
+            },
+        ];
     };
     let (b, a): (Vec<_>, Vec<_>) = params
         .into_iter()

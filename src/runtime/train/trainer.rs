@@ -252,7 +252,12 @@ pub fn train(
         return Err(TrainError::NothingToTrain);
     }
     let trainable_params = trainable.iter().map(|(_, v)| v.elem_count()).sum();
-    let groups = param_groups(trainable.clone(), &config.optimizer, config.lora_plus_ratio);
+    let groups = param_groups(
+        trainable.clone(),
+        &config.optimizer,
+        config.lora_plus_ratio,
+        config.decay,
+    );
     let plan = StepPlan::new(
         examples.len(),
         config.batch_size,
