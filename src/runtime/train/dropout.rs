@@ -1,0 +1,88 @@
+//! Seeded dropout for the training path.
+//!
+//! candle cannot seed its CPU RNG, so models call [`dropout`] here instead of
+//! `candle_nn::ops::dropout`: masks come from a per-thread ChaCha8 stream that the training loop
+//! seeds, saves in checkpoints and restores on resume, so a resumed run draws the same masks.
+//! Outside a training loop the stream starts from seed 0. Must not be used for anything but
+//! dropout masks (other draws would shift the stream).
+
+use candle_core::{DType, Result, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+
+thread_local! {
+    static RNG: RefCell<ChaCha8Rng> = RefCell::new(ChaCha8Rng::seed_from_u64(0));
+}
+
+/// The position of this thread's dropout stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    /// The ChaCha8 seed (32 bytes, hex).
+    pub seed: String,
+    /// Words consumed so far (a u128 as decimal text, JSON has no u128).
+    pub word_pos: String,
+}
+
+/// Reseeds this thread's dropout stream.
+pub fn seed(seed: u64) {
+    RNG.with(|r| *r.borrow_mut() = ChaCha8Rng::seed_from_u64(seed));
+}
+
+/// The stream's current position.
+pub fn state() -> RngState {
+    RNG.with(|r| {
+        let r = r.borrow();
+        RngState {
+            seed: r.get_seed().iter().map(|b| format!("{b:02x}")).collect(),
+            word_pos: r.get_word_pos().to_string(),
+        }
+    })
+}
+
+/// Puts the stream back where [`state`] found it. `Err` names what is malformed.
+pub fn restore(state: &RngState) -> std::result::Result<(), String> {
+    if state.seed.len() != 64 {
+        return Err(format!("rng seed `{}` is not 32 hex bytes", state.seed));
+    }
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        let hex = state.seed.get(2 * i..2 * i + 2).unwrap_or("");
+        *b = u8::from_str_radix(hex, 16).map_err(|e| format!("rng seed: {e}"))?;
+    }
+    let pos: u128 = state
+        .word_pos
+        .parse()
+        .map_err(|e| format!("rng word_pos `{}`: {e}", state.word_pos))?;
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_word_pos(pos);
+    RNG.with(|r| *r.borrow_mut() = rng);
+    Ok(())
+}
+
+/// Inverted dropout: zeroes each element with probability `p` and scales the rest by
+/// `1 / (1 - p)`. `p = 0` returns the input unchanged and draws nothing.
+pub fn dropout(xs: &Tensor, p: f32) -> Result<Tensor> {
+    if p == 0.0 {
+        return Ok(xs.clone());
+    }
+    if !(0.0..1.0).contains(&p) {
+        candle_core::bail!("dropout probability has to be in [0, 1), got {p}")
+    }
+    let scale = 1.0 / (1.0 - p);
+    let n = xs.elem_count();
+    let mask: Vec<f32> = RNG.with(|r| {
+        let mut r = r.borrow_mut();
+        (0..n)
+            .map(|_| if r.gen::<f32>() >= p { scale } else { 0.0 })
+            .collect()
+    });
+    let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?;
+    let mask = if xs.dtype() == DType::F32 {
+        mask
+    } else {
+        mask.to_dtype(xs.dtype())?
+    };
+    xs * mask
+}
