@@ -1,1 +1,30 @@
-//! exec: see ARCHITECTURE.md.
+//! The execution engine: a content-addressed stage cache, a stat-cached file hasher, the
+//! `peftc.lock` lockfile with drift detection, the scheduler that runs a [`crate::plan::Plan`]
+//! through a caller-supplied stage executor, progress, run reports and file watching.
+//!
+//! It is generic over stage kinds: what a stage *does* is the executor's business
+//! (`Fn(&Stage, &StageContext) -> anyhow::Result<StageOutcome>`). It must not know tensor math.
+
+mod atomic;
+pub mod cache;
+mod error;
+pub mod lockfile;
+pub mod hasher;
+pub mod manifest;
+mod outcome;
+pub mod progress;
+mod report_types;
+pub mod scheduler;
+mod status;
+
+pub use atomic::write_atomic;
+pub use cache::{Cache, Entry, GcConfig, Lookup};
+pub use error::{ExecError, Result};
+pub use hasher::FileHasher;
+pub use manifest::{GateFailure, Manifest};
+pub use outcome::{install_ctrlc, CancelFlag, InputArtifact, StageContext, StageOutcome};
+pub use progress::{NullReporter, PlainReporter, ProgressHandle, Reporter, StageEvent, TerminalReporter};
+pub use lockfile::{Drift, LockedStage, Lockfile};
+pub use report_types::{RunReport, StageReport, StageRun};
+pub use scheduler::{run, RunConfig, StageExecutor};
+pub use status::{plan_status, StatusConfig};
