@@ -35,6 +35,10 @@ pub enum ExecError {
     #[error("{} has format {found}; this peftc reads up to {supported}", path.display())]
     #[diagnostic(code(peftc::exec::lock_format), help("upgrade peftc or delete the lockfile"))]
     LockFormat { path: PathBuf, found: u32, supported: u32 },
+    /// A JSONL line (loss log) is not `{"step": n, "loss": x}`.
+    #[error("{}:{line}: {message}", path.display())]
+    #[diagnostic(code(peftc::exec::jsonl))]
+    BadJsonl { path: PathBuf, line: usize, message: String },
     /// The file watcher could not start or watch a path.
     #[error("cannot watch {}: {message}", path.display())]
     #[diagnostic(code(peftc::exec::watch))]

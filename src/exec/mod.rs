@@ -8,14 +8,17 @@
 mod atomic;
 pub mod cache;
 mod error;
+pub mod lineage;
 pub mod lockfile;
 pub mod hasher;
 pub mod manifest;
 mod outcome;
 pub mod progress;
+pub mod report;
 mod report_types;
 pub mod scheduler;
 mod status;
+pub mod watch;
 
 pub use atomic::write_atomic;
 pub use cache::{Cache, Entry, GcConfig, Lookup};
@@ -28,3 +31,6 @@ pub use lockfile::{Drift, LockedStage, Lockfile};
 pub use report_types::{RunReport, StageReport, StageRun};
 pub use scheduler::{run, RunConfig, StageExecutor};
 pub use status::{plan_status, StatusConfig};
+pub use lineage::{merge_lineage, LINEAGE_FILE};
+pub use report::{read_loss_jsonl, write_report, LossPoint, MetricRow, ReportInput};
+pub use watch::{FileWatcher, WatchBatch, WatchConfig};
