@@ -47,19 +47,28 @@ pub fn plan_status(plan: &Plan, cache: &Cache, config: &StatusConfig<'_>) -> Res
             }
         }
         let is_forced = forced.contains(&i);
+        let mut file_digests = BTreeMap::new();
+        for (slot, path) in &stage.files {
+            file_digests.insert(slot.clone(), cache.hasher().hash(&resolve(&config.root, path))?);
+        }
+        let prev = config.previous.and_then(|l| l.stages.get(stage.id.as_str()));
         if !pending.is_empty() {
-            let (state, reasons) = if is_forced {
-                (StageState::ToRun, vec![Reason::Forced])
-            } else {
-                (StageState::Waiting, pending)
+            // The key is unknown until the inputs are rebuilt; a change of the stage's own
+            // config, kind or files already decides that it runs.
+            let own = prev.map(|p| {
+                let partial = StageKey::new(stage, p.stage_key.inputs.clone(), file_digests.clone());
+                Reason::from_key_diff(&p.stage_key, &partial, |s| StageId::from(s), |slot| {
+                    stage.files.get(slot).cloned().unwrap_or_default()
+                })
+            });
+            let (state, reasons) = match own {
+                _ if is_forced => (StageState::ToRun, vec![Reason::Forced]),
+                Some(own) if !own.is_empty() => (StageState::ToRun, own.into_iter().chain(pending).collect()),
+                _ => (StageState::Waiting, pending),
             };
             outputs.insert(i, None);
             stages.push(StageStatus { id: stage.id.clone(), state, reasons, key: None });
             continue;
-        }
-        let mut file_digests = BTreeMap::new();
-        for (slot, path) in &stage.files {
-            file_digests.insert(slot.clone(), cache.hasher().hash(&resolve(&config.root, path))?);
         }
         let sk = StageKey::new(stage, input_digests, file_digests);
         let key = sk.digest();
@@ -68,7 +77,6 @@ pub fn plan_status(plan: &Plan, cache: &Cache, config: &StatusConfig<'_>) -> Res
             (_, true) => (StageState::ToRun, vec![Reason::Forced], None),
             (Lookup::Hit(e), false) => (StageState::Cached, vec![], Some(e.manifest.output_digest.clone())),
             (_, false) => {
-                let prev = config.previous.and_then(|l| l.stages.get(stage.id.as_str()));
                 let reasons = match prev {
                     None => vec![Reason::New],
                     Some(p) if p.key == key => vec![Reason::NotInCache],
