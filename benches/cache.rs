@@ -15,9 +15,12 @@ const BIG: usize = 100 << 20;
 
 fn setup() -> (tempfile::TempDir, Plan) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let block: Vec<u8> = (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let block: Vec<u8> = (0..1 << 20)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     for f in 0..3u8 {
-        let mut file = std::fs::File::create(dir.path().join(format!("shard-{f}.bin"))).expect("create");
+        let mut file =
+            std::fs::File::create(dir.path().join(format!("shard-{f}.bin"))).expect("create");
         for i in 0..BIG / block.len() {
             let mut b = block.clone();
             b[0] = f;
@@ -27,20 +30,37 @@ fn setup() -> (tempfile::TempDir, Plan) {
     }
     let mut stages = Vec::new();
     for f in 0..3 {
-        stages.push(Stage::new(format!("load{f}"), "load", json!({ "shard": f })).file("weights", format!("shard-{f}.bin")));
+        stages.push(
+            Stage::new(format!("load{f}"), "load", json!({ "shard": f }))
+                .file("weights", format!("shard-{f}.bin")),
+        );
     }
     for i in 3..50 {
-        let a = format!("{}", if i < 6 { format!("load{}", i % 3) } else { format!("s{}", i - 3) });
-        let b = format!("{}", if i < 6 { format!("load{}", (i + 1) % 3) } else { format!("s{}", i - 2) });
-        let stage = Stage::new(format!("s{i}"), "mix", json!({ "i": i, "lr": 1e-4, "rank": 8 })).input("a", a);
-        stages.push(if i % 2 == 0 { stage.input("b", b) } else { stage });
+        let (a, b) = if i < 6 {
+            (format!("load{}", i % 3), format!("load{}", (i + 1) % 3))
+        } else {
+            (format!("s{}", i - 3), format!("s{}", i - 2))
+        };
+        let stage = Stage::new(
+            format!("s{i}"),
+            "mix",
+            json!({ "i": i, "lr": 1e-4, "rank": 8 }),
+        )
+        .input("a", a);
+        stages.push(if i % 2 == 0 {
+            stage.input("b", b)
+        } else {
+            stage
+        });
     }
     (dir, Plan::new(stages).expect("plan"))
 }
 
 fn executor(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     std::fs::write(ctx.out_dir.join("out.json"), stage.config.to_string())?;
-    Ok(StageOutcome::with_output(json!({ "id": stage.id.as_str().len() })))
+    Ok(StageOutcome::with_output(
+        json!({ "id": stage.id.as_str().len() }),
+    ))
 }
 
 fn bench(c: &mut Criterion) {
@@ -49,8 +69,17 @@ fn bench(c: &mut Criterion) {
     let cache_dir = root.join(".peft");
     let config = RunConfig::new(&root);
     let t0 = Instant::now();
-    let first = run(&plan, &Cache::open(&cache_dir).expect("cache"), &config, &executor).expect("run");
-    println!("first run (hashes 3 x 100 MB, runs 50 stages): {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
+    let first = run(
+        &plan,
+        &Cache::open(&cache_dir).expect("cache"),
+        &config,
+        &executor,
+    )
+    .expect("run");
+    println!(
+        "first run (hashes 3 x 100 MB, runs 50 stages): {:.0} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
     assert_eq!(first.executed().len(), 50);
 
     c.bench_function("fully cached run, 50 stages, 3 x 100 MB inputs", |b| {
@@ -62,7 +91,10 @@ fn bench(c: &mut Criterion) {
         })
     });
     c.bench_function("plan status, 50 stages, 3 x 100 MB inputs", |b| {
-        let status_config = StatusConfig { root: root.clone(), ..Default::default() };
+        let status_config = StatusConfig {
+            root: root.clone(),
+            ..Default::default()
+        };
         b.iter(|| {
             let cache = Cache::open(&cache_dir).expect("cache");
             plan_status(&plan, &cache, &status_config).expect("status")

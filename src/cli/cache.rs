@@ -46,14 +46,23 @@ pub enum CacheCommand {
 /// Parses `90s`, `30m`, `12h`, `7d` (a bare number is seconds).
 pub fn parse_age(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (num, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = num.parse().map_err(|_| format!("`{text}` is not an age like 12h or 7d"))?;
+    let (num, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not an age like 12h or 7d"))?;
     let secs = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("unknown unit `{unit}` in `{text}` (use s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}` (use s, m, h or d)"
+            ))
+        }
     };
     Ok(Duration::from_secs(n.saturating_mul(secs)))
 }
@@ -78,9 +87,14 @@ fn run_inner(args: CacheArgs) -> Result<ExitCode, crate::exec::ExecError> {
     match args.command {
         CacheCommand::Ls => {
             let entries = cache.list()?;
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             for e in &entries {
-                let age = e.created_unix.map_or("?".to_owned(), |c| human_age(now.saturating_sub(c)));
+                let age = e
+                    .created_unix
+                    .map_or("?".to_owned(), |c| human_age(now.saturating_sub(c)));
                 println!(
                     "{:12}  {:12}  {:24}  {:>10}  {age}",
                     e.key.get(..12).unwrap_or(&e.key),
@@ -92,9 +106,15 @@ fn run_inner(args: CacheArgs) -> Result<ExitCode, crate::exec::ExecError> {
             let total: u64 = entries.iter().map(|e| e.bytes).sum();
             println!("{} entries, {}", entries.len(), human_bytes(total));
         }
-        CacheCommand::Gc { locks, older_than, dry_run } => {
+        CacheCommand::Gc {
+            locks,
+            older_than,
+            dry_run,
+        } => {
             if locks.is_empty() && older_than.is_none() {
-                eprintln!("error: give --lock FILE (keep what it references) and/or --older-than AGE");
+                eprintln!(
+                    "error: give --lock FILE (keep what it references) and/or --older-than AGE"
+                );
                 return Ok(ExitCode::from(2));
             }
             let keep = if locks.is_empty() {
@@ -112,10 +132,19 @@ fn run_inner(args: CacheArgs) -> Result<ExitCode, crate::exec::ExecError> {
                 }
                 Some(keep)
             };
-            let removed = cache.gc(&GcConfig { keep, older_than, dry_run })?;
+            let removed = cache.gc(&GcConfig {
+                keep,
+                older_than,
+                dry_run,
+            })?;
             let verb = if dry_run { "would remove" } else { "removed" };
             for e in &removed {
-                println!("{verb} {}  {}  {}", e.key.get(..12).unwrap_or(&e.key), e.kind.as_deref().unwrap_or("?"), human_bytes(e.bytes));
+                println!(
+                    "{verb} {}  {}  {}",
+                    e.key.get(..12).unwrap_or(&e.key),
+                    e.kind.as_deref().unwrap_or("?"),
+                    human_bytes(e.bytes)
+                );
             }
             let total: u64 = removed.iter().map(|e| e.bytes).sum();
             println!("{verb} {} entries, {}", removed.len(), human_bytes(total));

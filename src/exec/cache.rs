@@ -41,7 +41,7 @@ pub struct Entry {
 /// The result of looking a key up.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Lookup {
-    Hit(Entry),
+    Hit(Box<Entry>),
     Miss,
     /// The entry exists but failed verification; the text says why.
     Corrupt(String),
@@ -147,6 +147,8 @@ impl Cache {
     }
 
     /// A shared lock on the whole cache (held by runs; excludes `gc`/`rm`).
+    // `File::lock` is stable since Rust 1.89; the crate's `rust-version` (1.85) predates it.
+    #[allow(clippy::incompatible_msrv)]
     pub fn lock_shared(&self) -> Result<LockGuard> {
         let path = self.root.join("cache.lock");
         let file = open_lock(&path)?;
@@ -155,6 +157,8 @@ impl Cache {
     }
 
     /// An exclusive lock on the whole cache (for `gc`/`rm`; waits for runs to finish).
+    // `File::lock` is stable since Rust 1.89; the crate's `rust-version` (1.85) predates it.
+    #[allow(clippy::incompatible_msrv)]
     pub fn lock_exclusive(&self) -> Result<LockGuard> {
         let path = self.root.join("cache.lock");
         let file = open_lock(&path)?;
@@ -164,7 +168,14 @@ impl Cache {
 
     /// The lock of one entry. Polls so that a cancel stops the wait: `Ok(None)` when cancelled.
     /// `on_wait` is called once if another process or thread holds it.
-    pub fn lock_entry(&self, key: &Digest, cancel: &CancelFlag, on_wait: impl FnOnce()) -> Result<Option<LockGuard>> {
+    // `File::lock` is stable since Rust 1.89; the crate's `rust-version` (1.85) predates it.
+    #[allow(clippy::incompatible_msrv)]
+    pub fn lock_entry(
+        &self,
+        key: &Digest,
+        cancel: &CancelFlag,
+        on_wait: impl FnOnce(),
+    ) -> Result<Option<LockGuard>> {
         let path = self.root.join("locks").join(format!("{key}.lock"));
         let file = open_lock(&path)?;
         let mut on_wait = Some(on_wait);
@@ -192,7 +203,11 @@ impl Cache {
             return Ok(Lookup::Miss);
         }
         match self.verify(key, &dir) {
-            Ok(manifest) => Ok(Lookup::Hit(Entry { out_dir: dir.join("out"), dir, manifest })),
+            Ok(manifest) => Ok(Lookup::Hit(Box::new(Entry {
+                out_dir: dir.join("out"),
+                dir,
+                manifest,
+            }))),
             Err(why) => Ok(Lookup::Corrupt(why)),
         }
     }
@@ -200,9 +215,13 @@ impl Cache {
     fn verify(&self, key: &Digest, dir: &Path) -> std::result::Result<Manifest, String> {
         let path = dir.join("manifest.json");
         let bytes = std::fs::read(&path).map_err(|e| format!("cannot read manifest.json: {e}"))?;
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| format!("manifest.json is not valid: {e}"))?;
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("manifest.json is not valid: {e}"))?;
         if m.format != MANIFEST_FORMAT {
-            return Err(format!("manifest format {} (expected {MANIFEST_FORMAT})", m.format));
+            return Err(format!(
+                "manifest format {} (expected {MANIFEST_FORMAT})",
+                m.format
+            ));
         }
         if &m.key != key || &m.stage_key.digest() != key {
             return Err("manifest belongs to another key".to_owned());
@@ -220,9 +239,14 @@ impl Cache {
         }
         for (rel, rec) in &m.files {
             let p = out.join(rel);
-            let len = std::fs::metadata(&p).map(|m| m.len()).map_err(|e| format!("out/{rel}: {e}"))?;
+            let len = std::fs::metadata(&p)
+                .map(|m| m.len())
+                .map_err(|e| format!("out/{rel}: {e}"))?;
             if len != rec.size {
-                return Err(format!("out/{rel} has {len} bytes, manifest says {}", rec.size));
+                return Err(format!(
+                    "out/{rel} has {len} bytes, manifest says {}",
+                    rec.size
+                ));
             }
             let d = self.hasher.hash_file(&p).map_err(|e| e.to_string())?;
             if d != rec.blake3 {
@@ -241,17 +265,26 @@ impl Cache {
         if !dir.exists() {
             return Ok(());
         }
-        let trash = self.root.join("tmp").join(format!("trash-{}-{}", key.short(), unique_suffix()));
+        let trash =
+            self.root
+                .join("tmp")
+                .join(format!("trash-{}-{}", key.short(), unique_suffix()));
         std::fs::rename(&dir, &trash).map_err(ExecError::io("move aside", &dir))?;
         std::fs::remove_dir_all(&trash).map_err(ExecError::io("remove", &trash))
     }
 
     /// A fresh temporary folder (with an empty `out/`) for building `key`.
     pub fn temp_entry(&self, key: &Digest) -> Result<TempEntry> {
-        let dir = self.root.join("tmp").join(format!("{}-{}", key.short(), unique_suffix()));
+        let dir = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{}", key.short(), unique_suffix()));
         let out = dir.join("out");
         std::fs::create_dir_all(&out).map_err(ExecError::io("create", &out))?;
-        Ok(TempEntry { dir, committed: false })
+        Ok(TempEntry {
+            dir,
+            committed: false,
+        })
     }
 
     /// Hashes the temp folder's files, writes the manifest and renames the folder into place.
@@ -264,8 +297,16 @@ impl Cache {
         let mut files = BTreeMap::new();
         for rel in rels {
             let p = out.join(&rel);
-            let size = std::fs::metadata(&p).map_err(ExecError::io("read metadata of", &p))?.len();
-            files.insert(rel, FileRecord { blake3: hash_contents(&p)?, size });
+            let size = std::fs::metadata(&p)
+                .map_err(ExecError::io("read metadata of", &p))?
+                .len();
+            files.insert(
+                rel,
+                FileRecord {
+                    blake3: hash_contents(&p)?,
+                    size,
+                },
+            );
         }
         let output = crate::plan::canonical(new.output);
         let manifest = Manifest {
@@ -279,7 +320,10 @@ impl Cache {
             output,
             gate: new.gate,
             metadata: new.metadata,
-            created_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            created_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
         };
         let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
         write_atomic(&temp.dir.join("manifest.json"), &json)?;
@@ -293,7 +337,11 @@ impl Cache {
         for rel in manifest.files.keys() {
             let _ = self.hasher.hash_file(&dest.join("out").join(rel));
         }
-        Ok(Entry { out_dir: dest.join("out"), dir: dest, manifest })
+        Ok(Entry {
+            out_dir: dest.join("out"),
+            dir: dest,
+            manifest,
+        })
     }
 
     /// Every entry folder, with its manifest's kind and name when readable and its size.
@@ -323,7 +371,10 @@ impl Cache {
     /// Returns the removed (or, dry, removable) entries.
     pub fn gc(&self, config: &GcConfig) -> Result<Vec<EntryInfo>> {
         let _guard = self.lock_exclusive()?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let mut removed = Vec::new();
         for info in self.list()? {
             let referenced = config
@@ -347,7 +398,8 @@ impl Cache {
             let tmp = self.root.join("tmp");
             if let Ok(read) = std::fs::read_dir(&tmp) {
                 for e in read.flatten() {
-                    let _ = std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+                    let _ = std::fs::remove_dir_all(e.path())
+                        .or_else(|_| std::fs::remove_file(e.path()));
                 }
             }
         }
@@ -359,7 +411,10 @@ impl Cache {
         let _guard = self.lock_exclusive()?;
         let mut removed = Vec::new();
         for info in self.list()? {
-            if prefixes.iter().any(|p| !p.is_empty() && info.key.starts_with(p.as_str())) {
+            if prefixes
+                .iter()
+                .any(|p| !p.is_empty() && info.key.starts_with(p.as_str()))
+            {
                 self.remove_by_name(&info.key)?;
                 removed.push(info);
             }
@@ -369,7 +424,10 @@ impl Cache {
 
     fn remove_by_name(&self, name: &str) -> Result<()> {
         let dir = self.root.join("entries").join(name);
-        let trash = self.root.join("tmp").join(format!("trash-{}", unique_suffix()));
+        let trash = self
+            .root
+            .join("tmp")
+            .join(format!("trash-{}", unique_suffix()));
         std::fs::rename(&dir, &trash).map_err(ExecError::io("move aside", &dir))?;
         std::fs::remove_dir_all(&trash).map_err(ExecError::io("remove", &trash))
     }
@@ -394,7 +452,11 @@ fn list_rel(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<
     for e in read {
         let e = e?;
         let name = e.file_name().to_string_lossy().into_owned();
-        let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
         if e.file_type()?.is_dir() {
             list_rel(&e.path(), &rel, out)?;
         } else {
@@ -406,7 +468,9 @@ fn list_rel(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<
 
 /// Total bytes of the files under `dir`.
 pub fn dir_size(dir: &Path) -> u64 {
-    let Ok(read) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     read.flatten()
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => dir_size(&e.path()),

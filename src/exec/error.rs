@@ -17,7 +17,10 @@ pub enum ExecError {
     },
     /// A JSON file (manifest, lockfile, stat cache) could not be parsed.
     #[error("cannot parse {}: {source}", path.display())]
-    #[diagnostic(code(peftc::exec::parse), help("delete the file; it is rebuilt on the next run"))]
+    #[diagnostic(
+        code(peftc::exec::parse),
+        help("delete the file; it is rebuilt on the next run")
+    )]
     Parse {
         path: PathBuf,
         #[source]
@@ -33,12 +36,23 @@ pub enum ExecError {
     Plot { path: PathBuf, message: String },
     /// A lockfile was written by a newer peftc.
     #[error("{} has format {found}; this peftc reads up to {supported}", path.display())]
-    #[diagnostic(code(peftc::exec::lock_format), help("upgrade peftc or delete the lockfile"))]
-    LockFormat { path: PathBuf, found: u32, supported: u32 },
+    #[diagnostic(
+        code(peftc::exec::lock_format),
+        help("upgrade peftc or delete the lockfile")
+    )]
+    LockFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     /// A JSONL line (loss log) is not `{"step": n, "loss": x}`.
     #[error("{}:{line}: {message}", path.display())]
     #[diagnostic(code(peftc::exec::jsonl))]
-    BadJsonl { path: PathBuf, line: usize, message: String },
+    BadJsonl {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     /// The file watcher could not start or watch a path.
     #[error("cannot watch {}: {message}", path.display())]
     #[diagnostic(code(peftc::exec::watch))]
@@ -47,9 +61,16 @@ pub enum ExecError {
 
 impl ExecError {
     /// Wraps an I/O error with what was being done and to which path.
-    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ExecError {
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> ExecError {
         let path = path.into();
-        move |source| ExecError::Io { action, path, source }
+        move |source| ExecError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }
 

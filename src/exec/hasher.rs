@@ -57,7 +57,11 @@ impl FileHasher {
             .filter(|f| f.format == STAT_FORMAT)
             .map(|f| f.entries.into_iter().collect())
             .unwrap_or_default();
-        FileHasher { store: Some(store), entries: Mutex::new(entries), ..Self::default() }
+        FileHasher {
+            store: Some(store),
+            entries: Mutex::new(entries),
+            ..Self::default()
+        }
     }
 
     /// How many files were actually read and hashed (not answered by the stat cache).
@@ -95,7 +99,16 @@ impl FileHasher {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let (size, mtime_ns, ctime_ns, inode) = stat;
         if let Ok(mut map) = self.entries.lock() {
-            map.insert(abs, StatEntry { size, mtime_ns, ctime_ns, inode, digest: digest.clone() });
+            map.insert(
+                abs,
+                StatEntry {
+                    size,
+                    mtime_ns,
+                    ctime_ns,
+                    inode,
+                    digest: digest.clone(),
+                },
+            );
             self.dirty.store(true, Ordering::Relaxed);
         }
         Ok(digest)
@@ -117,7 +130,9 @@ impl FileHasher {
     /// entries for files that no longer exist. Does nothing for an in-memory hasher or when
     /// nothing was hashed.
     pub fn save(&self) -> Result<()> {
-        let Some(store) = &self.store else { return Ok(()) };
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
@@ -130,7 +145,10 @@ impl FileHasher {
             merged.extend(map.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         merged.retain(|p, _| p.exists());
-        let file = StatFile { format: STAT_FORMAT, entries: merged };
+        let file = StatFile {
+            format: STAT_FORMAT,
+            entries: merged,
+        };
         let bytes = serde_json::to_vec(&file).unwrap_or_default();
         write_atomic(store, &bytes)
     }
@@ -142,7 +160,8 @@ fn list_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in read {
         let entry = entry.map_err(ExecError::io("list", &dir))?;
         let sub = rel.join(entry.file_name());
-        let meta = std::fs::metadata(entry.path()).map_err(ExecError::io("read metadata of", entry.path()))?;
+        let meta = std::fs::metadata(entry.path())
+            .map_err(ExecError::io("read metadata of", entry.path()))?;
         if meta.is_dir() {
             list_files(root, &sub, out)?;
         } else {
@@ -156,7 +175,9 @@ fn list_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 pub fn hash_contents(path: &Path) -> Result<Digest> {
     let file = std::fs::File::open(path).map_err(ExecError::io("open", path))?;
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(file).map_err(ExecError::io("read", path))?;
+    hasher
+        .update_reader(file)
+        .map_err(ExecError::io("read", path))?;
     Ok(Digest::from_hash(hasher.finalize()))
 }
 
@@ -164,7 +185,12 @@ pub fn hash_contents(path: &Path) -> Result<Digest> {
 fn stat_of(meta: &Metadata) -> (u64, i128, i128, u64) {
     use std::os::unix::fs::MetadataExt;
     let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-    (meta.size(), ns(meta.mtime(), meta.mtime_nsec()), ns(meta.ctime(), meta.ctime_nsec()), meta.ino())
+    (
+        meta.size(),
+        ns(meta.mtime(), meta.mtime_nsec()),
+        ns(meta.ctime(), meta.ctime_nsec()),
+        meta.ino(),
+    )
 }
 
 #[cfg(not(unix))]

@@ -15,7 +15,10 @@ pub const LINEAGE_FILE: &str = "peftc.lineage.json";
 /// key, anything else in `patch` replaces. Writes sorted, pretty JSON; returns the result.
 pub fn merge_lineage(path: &Path, patch: &Value) -> Result<Value> {
     let mut doc = match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| ExecError::Parse { path: path.to_path_buf(), source })?,
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| ExecError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Object(Map::new()),
         Err(e) => return Err(ExecError::io("read", path)(e)),
     };

@@ -43,33 +43,66 @@ pub struct Lockfile {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "drift", rename_all = "snake_case")]
 pub enum Drift {
-    FileChanged { path: String, old: Digest, new: Digest },
-    FileAdded { path: String },
-    FileRemoved { path: String },
-    ResolvedChanged { name: String, old: Option<Value>, new: Option<Value> },
-    StageAdded { id: String },
-    StageRemoved { id: String },
-    StageKeyChanged { id: String, old: Digest, new: Digest },
+    FileChanged {
+        path: String,
+        old: Digest,
+        new: Digest,
+    },
+    FileAdded {
+        path: String,
+    },
+    FileRemoved {
+        path: String,
+    },
+    ResolvedChanged {
+        name: String,
+        old: Option<Value>,
+        new: Option<Value>,
+    },
+    StageAdded {
+        id: String,
+    },
+    StageRemoved {
+        id: String,
+    },
+    StageKeyChanged {
+        id: String,
+        old: Digest,
+        new: Digest,
+    },
     /// Same key, different output: the stage is not deterministic.
-    OutputChanged { id: String, key: Digest },
+    OutputChanged {
+        id: String,
+        key: Digest,
+    },
 }
 
 impl Drift {
     /// One line for people.
     pub fn describe(&self) -> String {
         match self {
-            Drift::FileChanged { path, old, new } => format!("file {path} changed ({} -> {})", old.short(), new.short()),
+            Drift::FileChanged { path, old, new } => {
+                format!("file {path} changed ({} -> {})", old.short(), new.short())
+            }
             Drift::FileAdded { path } => format!("file {path} is new"),
             Drift::FileRemoved { path } => format!("file {path} is no longer read"),
             Drift::ResolvedChanged { name, old, new } => {
-                let show = |v: &Option<Value>| v.as_ref().map_or("(none)".to_owned(), Value::to_string);
+                let show =
+                    |v: &Option<Value>| v.as_ref().map_or("(none)".to_owned(), Value::to_string);
                 format!("{name} resolved to {} (was {})", show(new), show(old))
             }
             Drift::StageAdded { id } => format!("stage {id} is new"),
             Drift::StageRemoved { id } => format!("stage {id} was removed"),
-            Drift::StageKeyChanged { id, old, new } => format!("stage {id} key changed ({} -> {})", old.short(), new.short()),
+            Drift::StageKeyChanged { id, old, new } => format!(
+                "stage {id} key changed ({} -> {})",
+                old.short(),
+                new.short()
+            ),
             Drift::OutputChanged { id, key } => {
-                format!("stage {id} gave a different output for the same key {} (not deterministic)", key.short())
+                format!(
+                    "stage {id} gave a different output for the same key {} (not deterministic)",
+                    key.short()
+                )
             }
         }
     }
@@ -77,7 +110,12 @@ impl Drift {
 
 impl Default for Lockfile {
     fn default() -> Self {
-        Lockfile { format: LOCK_FORMAT, resolved: BTreeMap::new(), files: BTreeMap::new(), stages: BTreeMap::new() }
+        Lockfile {
+            format: LOCK_FORMAT,
+            resolved: BTreeMap::new(),
+            files: BTreeMap::new(),
+            stages: BTreeMap::new(),
+        }
     }
 }
 
@@ -89,10 +127,16 @@ impl Lockfile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(ExecError::io("read", path)(e)),
         };
-        let lock: Lockfile =
-            serde_json::from_slice(&bytes).map_err(|source| ExecError::Parse { path: path.to_path_buf(), source })?;
+        let lock: Lockfile = serde_json::from_slice(&bytes).map_err(|source| ExecError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if lock.format > LOCK_FORMAT {
-            return Err(ExecError::LockFormat { path: path.to_path_buf(), found: lock.format, supported: LOCK_FORMAT });
+            return Err(ExecError::LockFormat {
+                path: path.to_path_buf(),
+                found: lock.format,
+                supported: LOCK_FORMAT,
+            });
         }
         Ok(Some(lock))
     }
@@ -112,11 +156,17 @@ impl Lockfile {
     /// The lock after a run: stages the run resolved are recorded; stages it did not reach keep
     /// their entry from `previous`; stages no longer in the plan are dropped.
     pub fn update(previous: Option<&Lockfile>, plan: &Plan, report: &RunReport) -> Lockfile {
-        let mut lock = Lockfile { resolved: plan.resolved.clone(), ..Lockfile::default() };
+        let mut lock = Lockfile {
+            resolved: plan.resolved.clone(),
+            ..Lockfile::default()
+        };
         for stage in plan.ordered() {
             let id = stage.id.as_str();
             let reached = report.get(id).and_then(|r| {
-                let keep = matches!(r.state, StageRun::Cached | StageRun::Ran | StageRun::GateFailed { .. });
+                let keep = matches!(
+                    r.state,
+                    StageRun::Cached | StageRun::Ran | StageRun::GateFailed { .. }
+                );
                 match (keep, &r.key, &r.output_digest, &r.stage_key) {
                     (true, Some(key), Some(output), Some(sk)) => Some(LockedStage {
                         kind: stage.kind.clone(),
@@ -145,7 +195,11 @@ impl Lockfile {
         let mut out = Vec::new();
         for (path, old) in &self.files {
             match new.files.get(path) {
-                Some(d) if d != old => out.push(Drift::FileChanged { path: path.clone(), old: old.clone(), new: d.clone() }),
+                Some(d) if d != old => out.push(Drift::FileChanged {
+                    path: path.clone(),
+                    old: old.clone(),
+                    new: d.clone(),
+                }),
                 Some(_) => {}
                 None => out.push(Drift::FileRemoved { path: path.clone() }),
             }
@@ -153,24 +207,38 @@ impl Lockfile {
         for path in new.files.keys().filter(|p| !self.files.contains_key(*p)) {
             out.push(Drift::FileAdded { path: path.clone() });
         }
-        let names: std::collections::BTreeSet<&String> = self.resolved.keys().chain(new.resolved.keys()).collect();
+        let names: std::collections::BTreeSet<&String> =
+            self.resolved.keys().chain(new.resolved.keys()).collect();
         for name in names {
             let (a, b) = (self.resolved.get(name), new.resolved.get(name));
             if a != b {
-                out.push(Drift::ResolvedChanged { name: name.clone(), old: a.cloned(), new: b.cloned() });
+                out.push(Drift::ResolvedChanged {
+                    name: name.clone(),
+                    old: a.cloned(),
+                    new: b.cloned(),
+                });
             }
         }
         for (id, old) in &self.stages {
             match new.stages.get(id) {
                 None => out.push(Drift::StageRemoved { id: id.clone() }),
-                Some(s) if s.key != old.key => {
-                    out.push(Drift::StageKeyChanged { id: id.clone(), old: old.key.clone(), new: s.key.clone() })
-                }
-                Some(s) if s.output != old.output => out.push(Drift::OutputChanged { id: id.clone(), key: s.key.clone() }),
+                Some(s) if s.key != old.key => out.push(Drift::StageKeyChanged {
+                    id: id.clone(),
+                    old: old.key.clone(),
+                    new: s.key.clone(),
+                }),
+                Some(s) if s.output != old.output => out.push(Drift::OutputChanged {
+                    id: id.clone(),
+                    key: s.key.clone(),
+                }),
                 Some(_) => {}
             }
         }
-        for id in new.stages.keys().filter(|id| !self.stages.contains_key(*id)) {
+        for id in new
+            .stages
+            .keys()
+            .filter(|id| !self.stages.contains_key(*id))
+        {
             out.push(Drift::StageAdded { id: id.clone() });
         }
         out
@@ -183,7 +251,11 @@ impl Lockfile {
 
     /// The file hashes the plan would resolve now (without running), for drift checks before a
     /// run: `path as written -> hash`.
-    pub fn current_files(plan: &Plan, root: &Path, hasher: &super::FileHasher) -> Result<BTreeMap<String, Digest>> {
+    pub fn current_files(
+        plan: &Plan,
+        root: &Path,
+        hasher: &super::FileHasher,
+    ) -> Result<BTreeMap<String, Digest>> {
         let mut files = BTreeMap::new();
         for stage in plan.stages() {
             for path in stage.files.values() {

@@ -53,8 +53,13 @@ pub struct Manifest {
 }
 
 /// The output digest of an entry with these files, output and gate verdict.
-pub fn output_digest(files: &BTreeMap<String, FileRecord>, output: &Value, gate: Option<&GateFailure>) -> Digest {
+pub fn output_digest(
+    files: &BTreeMap<String, FileRecord>,
+    output: &Value,
+    gate: Option<&GateFailure>,
+) -> Digest {
     let hashes: BTreeMap<&String, &Digest> = files.iter().map(|(k, v)| (k, &v.blake3)).collect();
-    let doc = json!({ "files": hashes, "output": crate::plan::canonical(output.clone()), "gate": gate });
+    let doc =
+        json!({ "files": hashes, "output": crate::plan::canonical(output.clone()), "gate": gate });
     Digest::of_bytes(serde_json::to_string(&doc).unwrap_or_default().as_bytes())
 }

@@ -8,9 +8,9 @@
 mod atomic;
 pub mod cache;
 mod error;
+pub mod hasher;
 pub mod lineage;
 pub mod lockfile;
-pub mod hasher;
 pub mod manifest;
 mod outcome;
 pub mod progress;
@@ -24,13 +24,15 @@ pub use atomic::write_atomic;
 pub use cache::{Cache, Entry, GcConfig, Lookup};
 pub use error::{ExecError, Result};
 pub use hasher::FileHasher;
+pub use lineage::{merge_lineage, LINEAGE_FILE};
+pub use lockfile::{Drift, LockedStage, Lockfile};
 pub use manifest::{GateFailure, Manifest};
 pub use outcome::{install_ctrlc, CancelFlag, InputArtifact, StageContext, StageOutcome};
-pub use progress::{NullReporter, PlainReporter, ProgressHandle, Reporter, StageEvent, TerminalReporter};
-pub use lockfile::{Drift, LockedStage, Lockfile};
+pub use progress::{
+    NullReporter, PlainReporter, ProgressHandle, Reporter, StageEvent, TerminalReporter,
+};
+pub use report::{read_loss_jsonl, write_report, LossPoint, MetricRow, ReportInput};
 pub use report_types::{RunReport, StageReport, StageRun};
 pub use scheduler::{run, RunConfig, StageExecutor};
 pub use status::{plan_status, StatusConfig};
-pub use lineage::{merge_lineage, LINEAGE_FILE};
-pub use report::{read_loss_jsonl, write_report, LossPoint, MetricRow, ReportInput};
 pub use watch::{FileWatcher, WatchBatch, WatchConfig};

@@ -62,11 +62,20 @@ impl StageOutcome {
     }
     /// A successful stage with a JSON result.
     pub fn with_output(output: Value) -> Self {
-        StageOutcome { output, ..Self::default() }
+        StageOutcome {
+            output,
+            ..Self::default()
+        }
     }
     /// A gate that failed, with a line and details (metric, threshold, baseline).
     pub fn gate_failed(message: impl Into<String>, details: Value) -> Self {
-        StageOutcome { gate: Some(GateFailure { message: message.into(), details }), ..Self::default() }
+        StageOutcome {
+            gate: Some(GateFailure {
+                message: message.into(),
+                details,
+            }),
+            ..Self::default()
+        }
     }
     /// Adds metadata.
     pub fn metadata(mut self, metadata: Value) -> Self {

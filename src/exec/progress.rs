@@ -65,7 +65,10 @@ pub struct PlainReporter {
 
 impl PlainReporter {
     pub fn new(out: impl Write + Send + 'static) -> Self {
-        PlainReporter { out: Mutex::new(Box::new(out)), last_decile: Mutex::new(HashMap::new()) }
+        PlainReporter {
+            out: Mutex::new(Box::new(out)),
+            last_decile: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -82,7 +85,9 @@ pub fn plain_line(name: &str, event: &StageEvent) -> String {
         StageEvent::Done { seconds } => format!("[done]    {name} ({seconds:.1}s)"),
         StageEvent::Failed { error } => format!("[failed]  {name}: {error}"),
         StageEvent::GateFailed { message } => format!("[gate]    {name}: FAILED {message}"),
-        StageEvent::Skipped { because } => format!("[skipped] {name}: input {because} did not succeed"),
+        StageEvent::Skipped { because } => {
+            format!("[skipped] {name}: input {because} did not succeed")
+        }
         StageEvent::Cancelled => format!("[stopped] {name}"),
         StageEvent::Warning { message } => format!("[warning] {name}: {message}"),
     }
@@ -91,8 +96,14 @@ pub fn plain_line(name: &str, event: &StageEvent) -> String {
 impl Reporter for PlainReporter {
     fn event(&self, id: &StageId, name: &str, event: &StageEvent) {
         if let StageEvent::Progress { pos, len, .. } = event {
-            let decile = if *len > 0 { pos.saturating_mul(10) / len } else { *pos };
-            let Ok(mut last) = self.last_decile.lock() else { return };
+            let decile = if *len > 0 {
+                pos.saturating_mul(10) / len
+            } else {
+                *pos
+            };
+            let Ok(mut last) = self.last_decile.lock() else {
+                return;
+            };
             if last.get(id) == Some(&decile) {
                 return;
             }
@@ -123,7 +134,10 @@ impl TerminalReporter {
         let mut bars = self.bars.lock().ok()?;
         let bar = bars.entry(id.clone()).or_insert_with(|| {
             let bar = self.multi.add(ProgressBar::new_spinner());
-            bar.set_style(ProgressStyle::with_template("{prefix:>24} {spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.set_style(
+                ProgressStyle::with_template("{prefix:>24} {spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             bar.set_prefix(name.to_owned());
             bar
         });
@@ -139,7 +153,9 @@ impl Default for TerminalReporter {
 
 impl Reporter for TerminalReporter {
     fn event(&self, id: &StageId, name: &str, event: &StageEvent) {
-        let Some(bar) = self.bar(id, name) else { return };
+        let Some(bar) = self.bar(id, name) else {
+            return;
+        };
         match event {
             StageEvent::Running => {
                 bar.set_message("running");
@@ -149,9 +165,11 @@ impl Reporter for TerminalReporter {
                 if *len > 0 && bar.length() != Some(*len) {
                     bar.set_length(*len);
                     bar.set_style(
-                        ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} {msg} ({eta})")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar())
-                            .progress_chars("=> "),
+                        ProgressStyle::with_template(
+                            "{prefix:>24} [{bar:30}] {pos}/{len} {msg} ({eta})",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
                     );
                 }
                 bar.set_position(*pos);
@@ -163,10 +181,26 @@ impl Reporter for TerminalReporter {
             }
             other => {
                 let line = plain_line(name, other);
-                let word = line.split_whitespace().next().unwrap_or_default().to_owned();
-                let rest = line.splitn(2, ':').nth(1).unwrap_or_default().trim().to_owned();
-                bar.set_style(ProgressStyle::with_template("{prefix:>24} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
-                bar.finish_with_message(if rest.is_empty() { word } else { format!("{word} {rest}") });
+                let word = line
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let rest = line
+                    .split_once(':')
+                    .map(|x| x.1)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                bar.set_style(
+                    ProgressStyle::with_template("{prefix:>24} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.finish_with_message(if rest.is_empty() {
+                    word
+                } else {
+                    format!("{word} {rest}")
+                });
             }
         }
     }
@@ -182,7 +216,9 @@ pub struct ProgressHandle {
 
 impl std::fmt::Debug for ProgressHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProgressHandle").field("id", &self.id).finish()
+        f.debug_struct("ProgressHandle")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -192,11 +228,21 @@ impl ProgressHandle {
     }
     /// Reports `pos` of `len` steps (0 = unknown length) with a short message (e.g. `loss 0.41`).
     pub fn set(&self, pos: u64, len: u64, message: impl Into<String>) {
-        let event = StageEvent::Progress { pos, len, message: message.into() };
+        let event = StageEvent::Progress {
+            pos,
+            len,
+            message: message.into(),
+        };
         self.reporter.event(&self.id, &self.name, &event);
     }
     /// Reports a warning for this stage.
     pub fn warn(&self, message: impl Into<String>) {
-        self.reporter.event(&self.id, &self.name, &StageEvent::Warning { message: message.into() });
+        self.reporter.event(
+            &self.id,
+            &self.name,
+            &StageEvent::Warning {
+                message: message.into(),
+            },
+        );
     }
 }

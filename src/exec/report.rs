@@ -47,11 +47,20 @@ pub fn read_loss_jsonl(path: &Path) -> Result<Vec<LossPoint>> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |message: String| ExecError::BadJsonl { path: path.to_path_buf(), line: n + 1, message };
+        let bad = |message: String| ExecError::BadJsonl {
+            path: path.to_path_buf(),
+            line: n + 1,
+            message,
+        };
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
         let Some(loss) = v.get("loss") else { continue };
-        let loss = loss.as_f64().ok_or_else(|| bad("`loss` is not a number".to_owned()))?;
-        let step = v.get("step").and_then(serde_json::Value::as_u64).ok_or_else(|| bad("`step` is not an unsigned integer".to_owned()))?;
+        let loss = loss
+            .as_f64()
+            .ok_or_else(|| bad("`loss` is not a number".to_owned()))?;
+        let step = v
+            .get("step")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| bad("`step` is not an unsigned integer".to_owned()))?;
         points.push(LossPoint { step, loss });
     }
     Ok(points)
@@ -64,7 +73,12 @@ pub fn loss_svg(points: &[LossPoint]) -> std::result::Result<String, String> {
         let root = SVGBackend::with_string(&mut svg, (800, 400)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let x_max = points.iter().map(|p| p.step).max().unwrap_or(1).max(1);
-        let x_min = points.iter().map(|p| p.step).min().unwrap_or(0).min(x_max - 1);
+        let x_min = points
+            .iter()
+            .map(|p| p.step)
+            .min()
+            .unwrap_or(0)
+            .min(x_max - 1);
         let finite = points.iter().map(|p| p.loss).filter(|l| l.is_finite());
         let y_max = finite.clone().fold(f64::NEG_INFINITY, f64::max);
         let y_min = finite.fold(f64::INFINITY, f64::min);
@@ -83,9 +97,19 @@ pub fn loss_svg(points: &[LossPoint]) -> std::result::Result<String, String> {
             .y_label_area_size(55)
             .build_cartesian_2d(x_min..x_max, y_min..y_max)
             .map_err(|e| e.to_string())?;
-        chart.configure_mesh().x_desc("step").y_desc("loss").draw().map_err(|e| e.to_string())?;
-        let series = points.iter().filter(|p| p.loss.is_finite()).map(|p| (p.step, p.loss));
-        chart.draw_series(LineSeries::new(series, &BLUE)).map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("loss")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let series = points
+            .iter()
+            .filter(|p| p.loss.is_finite())
+            .map(|p| (p.step, p.loss));
+        chart
+            .draw_series(LineSeries::new(series, &BLUE))
+            .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
@@ -111,7 +135,12 @@ pub fn report_markdown(input: &ReportInput) -> String {
                 Some(false) => "FAIL",
                 None => "-",
             };
-            let _ = writeln!(md, "| {} | {} | {baseline} | {gate} | {verdict} |", m.name, fmt_num(m.value));
+            let _ = writeln!(
+                md,
+                "| {} | {} | {baseline} | {gate} | {verdict} |",
+                m.name,
+                fmt_num(m.value)
+            );
         }
         md.push('\n');
     }
@@ -133,7 +162,10 @@ pub fn report_markdown(input: &ReportInput) -> String {
 pub fn write_report(dir: &Path, input: &ReportInput) -> Result<PathBuf> {
     if !input.loss.is_empty() {
         let svg_path = dir.join("loss.svg");
-        let svg = loss_svg(&input.loss).map_err(|message| ExecError::Plot { path: svg_path.clone(), message })?;
+        let svg = loss_svg(&input.loss).map_err(|message| ExecError::Plot {
+            path: svg_path.clone(),
+            message,
+        })?;
         write_atomic(&svg_path, svg.as_bytes())?;
     }
     let path = dir.join("REPORT.md");

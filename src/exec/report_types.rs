@@ -74,7 +74,12 @@ impl RunReport {
     pub fn executed(&self) -> Vec<&str> {
         self.stages
             .iter()
-            .filter(|s| matches!(s.state, StageRun::Ran | StageRun::GateFailed { cached: false, .. }))
+            .filter(|s| {
+                matches!(
+                    s.state,
+                    StageRun::Ran | StageRun::GateFailed { cached: false, .. }
+                )
+            })
             .map(|s| s.id.as_str())
             .collect()
     }
@@ -95,14 +100,18 @@ impl RunReport {
 
     /// A short summary line: `5 stages: 2 ran, 3 cached`.
     pub fn summary(&self) -> String {
-        let count = |f: &dyn Fn(&StageRun) -> bool| self.stages.iter().filter(|s| f(&s.state)).count();
+        let count =
+            |f: &dyn Fn(&StageRun) -> bool| self.stages.iter().filter(|s| f(&s.state)).count();
         let mut parts = vec![
             format!("{} ran", count(&|s| matches!(s, StageRun::Ran))),
             format!("{} cached", count(&|s| matches!(s, StageRun::Cached))),
         ];
         for (word, n) in [
             ("failed", count(&|s| matches!(s, StageRun::Failed { .. }))),
-            ("gate failed", count(&|s| matches!(s, StageRun::GateFailed { .. }))),
+            (
+                "gate failed",
+                count(&|s| matches!(s, StageRun::GateFailed { .. })),
+            ),
             ("skipped", count(&|s| matches!(s, StageRun::Skipped { .. }))),
             ("cancelled", count(&|s| matches!(s, StageRun::Cancelled))),
         ] {

@@ -56,13 +56,19 @@ pub(crate) fn selection(plan: &Plan, only: &[String]) -> Result<BTreeSet<usize>>
     if only.is_empty() {
         return Ok((0..plan.stages().len()).collect());
     }
-    let roots = only.iter().map(|id| plan.require(id)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let roots = only
+        .iter()
+        .map(|id| plan.require(id))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(plan.ancestors_of(&roots))
 }
 
 /// Indices named by `--force`.
 pub(crate) fn forced(plan: &Plan, force: &[String]) -> Result<BTreeSet<usize>> {
-    Ok(force.iter().map(|id| plan.require(id)).collect::<std::result::Result<BTreeSet<_>, _>>()?)
+    Ok(force
+        .iter()
+        .map(|id| plan.require(id))
+        .collect::<std::result::Result<BTreeSet<_>, _>>()?)
 }
 
 /// Resolves a stage's file input against the run root.
@@ -76,7 +82,12 @@ pub(crate) fn resolve(root: &Path, path: &Path) -> PathBuf {
 
 /// Runs `plan` with `executor`, using and filling `cache`. Engine errors before any stage runs
 /// (unknown `--only` id, unusable cache) are `Err`; everything after is in the report.
-pub fn run(plan: &Plan, cache: &Cache, config: &RunConfig, executor: &dyn StageExecutor) -> Result<RunReport> {
+pub fn run(
+    plan: &Plan,
+    cache: &Cache,
+    config: &RunConfig,
+    executor: &dyn StageExecutor,
+) -> Result<RunReport> {
     let selected = selection(plan, &config.only)?;
     let forced = forced(plan, &config.force)?;
     let _shared = cache.lock_shared()?;
@@ -107,7 +118,9 @@ pub fn run(plan: &Plan, cache: &Cache, config: &RunConfig, executor: &dyn StageE
                         InputState::Pending => continue,
                         InputState::Blocked(state) => {
                             let event = match &state {
-                                StageRun::Skipped { because } => StageEvent::Skipped { because: because.clone() },
+                                StageRun::Skipped { because } => StageEvent::Skipped {
+                                    because: because.clone(),
+                                },
                                 _ => StageEvent::Cancelled,
                             };
                             config.reporter.event(&stage.id, &stage.name, &event);
@@ -117,7 +130,11 @@ pub fn run(plan: &Plan, cache: &Cache, config: &RunConfig, executor: &dyn StageE
                         }
                         InputState::Ready(inputs) => {
                             if config.cancel.is_cancelled() {
-                                config.reporter.event(&stage.id, &stage.name, &StageEvent::Cancelled);
+                                config.reporter.event(
+                                    &stage.id,
+                                    &stage.name,
+                                    &StageEvent::Cancelled,
+                                );
                                 done[i] = Some(blank(stage, StageRun::Cancelled));
                                 progressed = true;
                                 continue;
@@ -130,7 +147,8 @@ pub fn run(plan: &Plan, cache: &Cache, config: &RunConfig, executor: &dyn StageE
                             let tx = tx.clone();
                             let force = forced.contains(&i);
                             scope.spawn(move || {
-                                let report = run_stage(stage, inputs, force, cache, config, executor);
+                                let report =
+                                    run_stage(stage, inputs, force, cache, config, executor);
                                 let _ = tx.send((i, report));
                             });
                         }
@@ -153,7 +171,11 @@ pub fn run(plan: &Plan, cache: &Cache, config: &RunConfig, executor: &dyn StageE
     let stages = plan
         .order()
         .iter()
-        .map(|&i| done[i].take().unwrap_or_else(|| blank(&stages[i], StageRun::Cancelled)))
+        .map(|&i| {
+            done[i]
+                .take()
+                .unwrap_or_else(|| blank(&stages[i], StageRun::Cancelled))
+        })
         .collect();
     Ok(RunReport { stages })
 }
@@ -168,17 +190,30 @@ fn input_state(plan: &Plan, stage: &Stage, done: &[Option<StageReport>]) -> Inpu
     let mut inputs = BTreeMap::new();
     let mut pending = false;
     for (slot, from) in &stage.inputs {
-        let report = plan.index_of(from).and_then(|j| done.get(j)).and_then(Option::as_ref);
+        let report = plan
+            .index_of(from)
+            .and_then(|j| done.get(j))
+            .and_then(Option::as_ref);
         match report {
             None => pending = true,
             Some(r) if r.state.succeeded() => {
                 if let (Some(dir), Some(digest)) = (&r.out_dir, &r.output_digest) {
-                    let art = InputArtifact { dir: dir.clone(), output: r.output.clone(), digest: digest.clone() };
+                    let art = InputArtifact {
+                        dir: dir.clone(),
+                        output: r.output.clone(),
+                        digest: digest.clone(),
+                    };
                     inputs.insert(slot.clone(), art);
                 }
             }
-            Some(r) if matches!(r.state, StageRun::Cancelled) => return InputState::Blocked(StageRun::Cancelled),
-            Some(_) => return InputState::Blocked(StageRun::Skipped { because: from.clone() }),
+            Some(r) if matches!(r.state, StageRun::Cancelled) => {
+                return InputState::Blocked(StageRun::Cancelled)
+            }
+            Some(_) => {
+                return InputState::Blocked(StageRun::Skipped {
+                    because: from.clone(),
+                })
+            }
         }
     }
     if pending {
@@ -217,7 +252,13 @@ fn run_stage(
         Ok(report) => report,
         Err(e) => {
             let error = e.to_string();
-            config.reporter.event(&stage.id, &stage.name, &StageEvent::Failed { error: error.clone() });
+            config.reporter.event(
+                &stage.id,
+                &stage.name,
+                &StageEvent::Failed {
+                    error: error.clone(),
+                },
+            );
             blank(stage, StageRun::Failed { error })
         }
     }
@@ -233,20 +274,28 @@ fn try_run_stage(
 ) -> Result<StageReport> {
     let reporter = &config.reporter;
     let event = |e: StageEvent| reporter.event(&stage.id, &stage.name, &e);
-    let files: BTreeMap<String, PathBuf> =
-        stage.files.iter().map(|(slot, p)| (slot.clone(), resolve(&config.root, p))).collect();
+    let files: BTreeMap<String, PathBuf> = stage
+        .files
+        .iter()
+        .map(|(slot, p)| (slot.clone(), resolve(&config.root, p)))
+        .collect();
     let mut file_digests = BTreeMap::new();
     for (slot, path) in &files {
         file_digests.insert(slot.clone(), cache.hasher().hash(path)?);
     }
-    let input_digests = inputs.iter().map(|(s, a)| (s.clone(), a.digest.clone())).collect();
+    let input_digests = inputs
+        .iter()
+        .map(|(s, a)| (s.clone(), a.digest.clone()))
+        .collect();
     let stage_key = StageKey::new(stage, input_digests, file_digests);
     let key = stage_key.digest();
     let mut report = blank(stage, StageRun::Cancelled);
     report.key = Some(key.clone());
     report.stage_key = Some(stage_key.clone());
 
-    let Some(_lock) = cache.lock_entry(&key, &config.cancel, || event(StageEvent::WaitingForLock))? else {
+    let Some(_lock) =
+        cache.lock_entry(&key, &config.cancel, || event(StageEvent::WaitingForLock))?
+    else {
         event(StageEvent::Cancelled);
         return Ok(report);
     };
@@ -258,8 +307,13 @@ fn try_run_stage(
                 report.out_dir = Some(entry.out_dir.clone());
                 report.state = match &entry.manifest.gate {
                     Some(g) => {
-                        event(StageEvent::GateFailed { message: g.message.clone() });
-                        StageRun::GateFailed { message: g.message.clone(), cached: true }
+                        event(StageEvent::GateFailed {
+                            message: g.message.clone(),
+                        });
+                        StageRun::GateFailed {
+                            message: g.message.clone(),
+                            cached: true,
+                        }
                     }
                     None => {
                         event(StageEvent::Cached);
@@ -270,7 +324,10 @@ fn try_run_stage(
             }
             Lookup::Corrupt(why) => {
                 event(StageEvent::Warning {
-                    message: format!("cache entry {} is corrupt ({why}); removed, rebuilding", key.short()),
+                    message: format!(
+                        "cache entry {} is corrupt ({why}); removed, rebuilding",
+                        key.short()
+                    ),
                 });
                 cache.remove(&key)?;
                 report.corrupt_removed = Some(why);
@@ -284,7 +341,9 @@ fn try_run_stage(
     }
 
     let temp = cache.temp_entry(&key)?;
-    let log_path = cache.log_dir().join(format!("{}.log", sanitize(stage.id.as_str())));
+    let log_path = cache
+        .log_dir()
+        .join(format!("{}.log", sanitize(stage.id.as_str())));
     std::fs::write(&log_path, b"").map_err(ExecError::io("create log", &log_path))?;
     let checkpoint_dir = cache.checkpoint_dir(&key);
     std::fs::create_dir_all(&checkpoint_dir).map_err(ExecError::io("create", &checkpoint_dir))?;
@@ -314,7 +373,9 @@ fn try_run_stage(
         Ok(Err(e)) => {
             let error = format!("{e:#}");
             append_log(&log_path, &format!("error: {error}"));
-            event(StageEvent::Failed { error: error.clone() });
+            event(StageEvent::Failed {
+                error: error.clone(),
+            });
             report.state = StageRun::Failed { error };
             return Ok(report);
         }
@@ -326,7 +387,9 @@ fn try_run_stage(
                 .unwrap_or_default();
             let error = format!("the stage panicked: {msg}");
             append_log(&log_path, &error);
-            event(StageEvent::Failed { error: error.clone() });
+            event(StageEvent::Failed {
+                error: error.clone(),
+            });
             report.state = StageRun::Failed { error };
             return Ok(report);
         }
@@ -347,11 +410,18 @@ fn try_run_stage(
     report.out_dir = Some(entry.out_dir.clone());
     report.state = match gate {
         Some(g) => {
-            event(StageEvent::GateFailed { message: g.message.clone() });
-            StageRun::GateFailed { message: g.message, cached: false }
+            event(StageEvent::GateFailed {
+                message: g.message.clone(),
+            });
+            StageRun::GateFailed {
+                message: g.message,
+                cached: false,
+            }
         }
         None => {
-            event(StageEvent::Done { seconds: report.seconds });
+            event(StageEvent::Done {
+                seconds: report.seconds,
+            });
             StageRun::Ran
         }
     };
@@ -360,7 +430,11 @@ fn try_run_stage(
 
 fn append_log(path: &Path, line: &str) {
     use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+    {
         let _ = writeln!(f, "{line}");
     }
 }
@@ -368,6 +442,12 @@ fn append_log(path: &Path, line: &str) {
 /// A file-name-safe version of a stage id.
 pub(crate) fn sanitize(id: &str) -> String {
     id.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

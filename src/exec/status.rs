@@ -31,43 +31,74 @@ pub fn plan_status(plan: &Plan, cache: &Cache, config: &StatusConfig<'_>) -> Res
     let mut outputs: BTreeMap<usize, Option<Digest>> = BTreeMap::new();
     let mut stages = Vec::new();
     for &i in plan.order() {
-        let Some(stage) = plan.stages().get(i) else { continue };
+        let Some(stage) = plan.stages().get(i) else {
+            continue;
+        };
         if !selected.contains(&i) {
-            stages.push(StageStatus { id: stage.id.clone(), state: StageState::NotSelected, reasons: vec![], key: None });
+            stages.push(StageStatus {
+                id: stage.id.clone(),
+                state: StageState::NotSelected,
+                reasons: vec![],
+                key: None,
+            });
             continue;
         }
         let mut pending = Vec::new();
         let mut input_digests = BTreeMap::new();
         for (slot, from) in &stage.inputs {
-            match plan.index_of(from).and_then(|j| outputs.get(&j)).cloned().flatten() {
+            match plan
+                .index_of(from)
+                .and_then(|j| outputs.get(&j))
+                .cloned()
+                .flatten()
+            {
                 Some(d) => {
                     input_digests.insert(slot.clone(), d);
                 }
-                None => pending.push(Reason::InputPending { slot: slot.clone(), stage: from.clone() }),
+                None => pending.push(Reason::InputPending {
+                    slot: slot.clone(),
+                    stage: from.clone(),
+                }),
             }
         }
         let is_forced = forced.contains(&i);
         let mut file_digests = BTreeMap::new();
         for (slot, path) in &stage.files {
-            file_digests.insert(slot.clone(), cache.hasher().hash(&resolve(&config.root, path))?);
+            file_digests.insert(
+                slot.clone(),
+                cache.hasher().hash(&resolve(&config.root, path))?,
+            );
         }
-        let prev = config.previous.and_then(|l| l.stages.get(stage.id.as_str()));
+        let prev = config
+            .previous
+            .and_then(|l| l.stages.get(stage.id.as_str()));
         if !pending.is_empty() {
             // The key is unknown until the inputs are rebuilt; a change of the stage's own
             // config, kind or files already decides that it runs.
             let own = prev.map(|p| {
-                let partial = StageKey::new(stage, p.stage_key.inputs.clone(), file_digests.clone());
-                Reason::from_key_diff(&p.stage_key, &partial, |s| StageId::from(s), |slot| {
-                    stage.files.get(slot).cloned().unwrap_or_default()
-                })
+                let partial =
+                    StageKey::new(stage, p.stage_key.inputs.clone(), file_digests.clone());
+                Reason::from_key_diff(
+                    &p.stage_key,
+                    &partial,
+                    |s| StageId::from(s),
+                    |slot| stage.files.get(slot).cloned().unwrap_or_default(),
+                )
             });
             let (state, reasons) = match own {
                 _ if is_forced => (StageState::ToRun, vec![Reason::Forced]),
-                Some(own) if !own.is_empty() => (StageState::ToRun, own.into_iter().chain(pending).collect()),
+                Some(own) if !own.is_empty() => {
+                    (StageState::ToRun, own.into_iter().chain(pending).collect())
+                }
                 _ => (StageState::Waiting, pending),
             };
             outputs.insert(i, None);
-            stages.push(StageStatus { id: stage.id.clone(), state, reasons, key: None });
+            stages.push(StageStatus {
+                id: stage.id.clone(),
+                state,
+                reasons,
+                key: None,
+            });
             continue;
         }
         let sk = StageKey::new(stage, input_digests, file_digests);
@@ -75,7 +106,11 @@ pub fn plan_status(plan: &Plan, cache: &Cache, config: &StatusConfig<'_>) -> Res
         let lookup = cache.lookup(&key)?;
         let (state, reasons, output) = match (&lookup, is_forced) {
             (_, true) => (StageState::ToRun, vec![Reason::Forced], None),
-            (Lookup::Hit(e), false) => (StageState::Cached, vec![], Some(e.manifest.output_digest.clone())),
+            (Lookup::Hit(e), false) => (
+                StageState::Cached,
+                vec![],
+                Some(e.manifest.output_digest.clone()),
+            ),
             (_, false) => {
                 let reasons = match prev {
                     None => vec![Reason::New],
@@ -84,7 +119,13 @@ pub fn plan_status(plan: &Plan, cache: &Cache, config: &StatusConfig<'_>) -> Res
                         let r = Reason::from_key_diff(
                             &p.stage_key,
                             &sk,
-                            |slot| stage.inputs.get(slot).cloned().unwrap_or_else(|| StageId::from(slot)),
+                            |slot| {
+                                stage
+                                    .inputs
+                                    .get(slot)
+                                    .cloned()
+                                    .unwrap_or_else(|| StageId::from(slot))
+                            },
                             |slot| stage.files.get(slot).cloned().unwrap_or_default(),
                         );
                         if r.is_empty() {
@@ -98,7 +139,12 @@ pub fn plan_status(plan: &Plan, cache: &Cache, config: &StatusConfig<'_>) -> Res
             }
         };
         outputs.insert(i, output);
-        stages.push(StageStatus { id: stage.id.clone(), state, reasons, key: Some(key) });
+        stages.push(StageStatus {
+            id: stage.id.clone(),
+            state,
+            reasons,
+            key: Some(key),
+        });
     }
     cache.save_stat_cache()?;
     Ok(PlanStatus { stages })

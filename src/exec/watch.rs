@@ -26,7 +26,9 @@ pub struct WatchConfig {
 
 impl Default for WatchConfig {
     fn default() -> Self {
-        WatchConfig { debounce: Duration::from_millis(50) }
+        WatchConfig {
+            debounce: Duration::from_millis(50),
+        }
     }
 }
 
@@ -66,9 +68,16 @@ impl FileWatcher {
                 on_batch(batch);
             }
         };
-        let debouncer = new_debouncer(config.debounce, None, handler)
-            .map_err(|e| ExecError::Watch { path: PathBuf::from("."), message: e.to_string() })?;
-        let mut watcher = FileWatcher { debouncer, files, dirs: BTreeSet::new() };
+        let debouncer =
+            new_debouncer(config.debounce, None, handler).map_err(|e| ExecError::Watch {
+                path: PathBuf::from("."),
+                message: e.to_string(),
+            })?;
+        let mut watcher = FileWatcher {
+            debouncer,
+            files,
+            dirs: BTreeSet::new(),
+        };
         watcher.set_paths(paths)?;
         Ok(watcher)
     }
@@ -76,12 +85,17 @@ impl FileWatcher {
     /// Replaces the watched set (mark and sweep over parent folders).
     pub fn set_paths(&mut self, paths: &[PathBuf]) -> Result<()> {
         let abs: BTreeSet<PathBuf> = paths.iter().map(|p| absolute(p)).collect();
-        let dirs: BTreeSet<PathBuf> =
-            abs.iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+        let dirs: BTreeSet<PathBuf> = abs
+            .iter()
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
         for dir in dirs.difference(&self.dirs) {
             self.debouncer
                 .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|e| ExecError::Watch { path: dir.clone(), message: e.to_string() })?;
+                .map_err(|e| ExecError::Watch {
+                    path: dir.clone(),
+                    message: e.to_string(),
+                })?;
         }
         for dir in self.dirs.difference(&dirs) {
             let _ = self.debouncer.unwatch(dir);
@@ -95,7 +109,10 @@ impl FileWatcher {
 
     /// The watched files (absolute).
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.files.lock().map(|f| f.iter().cloned().collect()).unwrap_or_default()
+        self.files
+            .lock()
+            .map(|f| f.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -112,7 +129,9 @@ fn to_batch(result: DebounceEventResult, files: &Shared) -> WatchBatch {
             return batch;
         }
     };
-    let Ok(watched) = files.lock() else { return batch };
+    let Ok(watched) = files.lock() else {
+        return batch;
+    };
     let mut touched = BTreeSet::new();
     for event in &events {
         let relevant = match event.kind {

@@ -49,7 +49,11 @@ fn diff_into(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
             }
         }
         (a, b) if a == b => {}
-        _ => out.push(if path.is_empty() { ".".to_owned() } else { path.to_owned() }),
+        _ => out.push(if path.is_empty() {
+            ".".to_owned()
+        } else {
+            path.to_owned()
+        }),
     }
 }
 
@@ -79,7 +83,10 @@ mod tests {
     fn diff_names_changed_added_and_removed_fields() {
         let old = json!({"lr": 0.1, "lora": {"r": 8, "alpha": 16}, "gone": 1, "l": [1, 2]});
         let new = json!({"lr": 0.2, "lora": {"r": 8, "alpha": 32}, "new": 1, "l": [1, 3]});
-        assert_eq!(config_diff(&old, &new), ["gone", "l[1]", "lora.alpha", "lr", "new"]);
+        assert_eq!(
+            config_diff(&old, &new),
+            ["gone", "l[1]", "lora.alpha", "lr", "new"]
+        );
         assert!(config_diff(&old, &old).is_empty());
     }
 }

@@ -48,7 +48,13 @@ impl Plan {
             deps.push(d);
         }
         let order = topo_order(&stages, &deps)?;
-        Ok(Plan { stages, index, order, dependants, resolved: BTreeMap::new() })
+        Ok(Plan {
+            stages,
+            index,
+            order,
+            dependants,
+            resolved: BTreeMap::new(),
+        })
     }
 
     /// Records a resolved external input for the lockfile (e.g. `model.revision`).
@@ -89,10 +95,13 @@ impl Plan {
 
     /// `id`, checked to exist.
     pub fn require(&self, id: &str) -> Result<usize, PlanError> {
-        self.index.get(&StageId::from(id)).copied().ok_or_else(|| PlanError::NoSuchStage {
-            id: id.to_owned(),
-            known: self.stages.iter().map(|s| s.id.0.clone()).collect(),
-        })
+        self.index
+            .get(&StageId::from(id))
+            .copied()
+            .ok_or_else(|| PlanError::NoSuchStage {
+                id: id.to_owned(),
+                known: self.stages.iter().map(|s| s.id.0.clone()).collect(),
+            })
     }
 
     /// Indices of `roots` and every stage they (transitively) read, as a set.
@@ -104,7 +113,11 @@ impl Plan {
                 continue;
             }
             if let Some(s) = self.stages.get(i) {
-                stack.extend(s.inputs.values().filter_map(|id| self.index.get(id).copied()));
+                stack.extend(
+                    s.inputs
+                        .values()
+                        .filter_map(|id| self.index.get(id).copied()),
+                );
             }
         }
         seen
@@ -139,7 +152,9 @@ fn topo_order(stages: &[Stage], deps: &[Vec<usize>]) -> Result<Vec<usize>, PlanE
     if order.len() == n {
         return Ok(order);
     }
-    Err(PlanError::Cycle { cycle: find_cycle(stages, deps, &remaining) })
+    Err(PlanError::Cycle {
+        cycle: find_cycle(stages, deps, &remaining),
+    })
 }
 
 /// Walks inputs from a stage left unordered until one repeats: that loop is a cycle.
@@ -151,12 +166,21 @@ fn find_cycle(stages: &[Stage], deps: &[Vec<usize>], remaining: &[usize]) -> Vec
     let mut path = vec![start];
     let mut cur = start;
     loop {
-        let next = deps
-            .get(cur)
-            .and_then(|d| d.iter().copied().find(|&j| remaining.get(j).is_some_and(|&r| r > 0)));
-        let Some(next) = next else { return path.into_iter().map(name).collect() };
+        let next = deps.get(cur).and_then(|d| {
+            d.iter()
+                .copied()
+                .find(|&j| remaining.get(j).is_some_and(|&r| r > 0))
+        });
+        let Some(next) = next else {
+            return path.into_iter().map(name).collect();
+        };
         if let Some(pos) = path.iter().position(|&p| p == next) {
-            let mut cycle: Vec<String> = path.get(pos..).unwrap_or(&[]).iter().map(|&i| name(i)).collect();
+            let mut cycle: Vec<String> = path
+                .get(pos..)
+                .unwrap_or(&[])
+                .iter()
+                .map(|&i| name(i))
+                .collect();
             cycle.reverse();
             if let Some(first) = cycle.first().cloned() {
                 cycle.push(first);
@@ -174,14 +198,22 @@ mod tests {
     use serde_json::json;
 
     fn s(id: &str, inputs: &[&str]) -> Stage {
-        inputs.iter().enumerate().fold(Stage::new(id, "k", json!({})), |st, (i, from)| {
-            st.input(format!("in{i}"), *from)
-        })
+        inputs
+            .iter()
+            .enumerate()
+            .fold(Stage::new(id, "k", json!({})), |st, (i, from)| {
+                st.input(format!("in{i}"), *from)
+            })
     }
 
     #[test]
     fn order_puts_inputs_first_and_keeps_declaration_order_for_ties() {
-        let plan = Plan::new(vec![s("c", &["a", "b"]), s("b", &[]), s("a", &[]), s("d", &[])]);
+        let plan = Plan::new(vec![
+            s("c", &["a", "b"]),
+            s("b", &[]),
+            s("a", &[]),
+            s("d", &[]),
+        ]);
         let plan = plan.expect("valid plan");
         let ids: Vec<&str> = plan.ordered().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["b", "a", "c", "d"]);
@@ -189,7 +221,12 @@ mod tests {
 
     #[test]
     fn cycle_is_named() {
-        let err = Plan::new(vec![s("a", &["c"]), s("b", &["a"]), s("c", &["b"]), s("x", &[])]);
+        let err = Plan::new(vec![
+            s("a", &["c"]),
+            s("b", &["a"]),
+            s("c", &["b"]),
+            s("x", &[]),
+        ]);
         match err {
             Err(PlanError::Cycle { cycle }) => {
                 assert_eq!(cycle.len(), 4);
@@ -206,7 +243,11 @@ mod tests {
     fn unknown_input_and_duplicates_are_errors() {
         assert_eq!(
             Plan::new(vec![s("a", &["zz"])]).err(),
-            Some(PlanError::UnknownInput { stage: "a".into(), slot: "in0".into(), missing: "zz".into() })
+            Some(PlanError::UnknownInput {
+                stage: "a".into(),
+                slot: "in0".into(),
+                missing: "zz".into()
+            })
         );
         assert_eq!(
             Plan::new(vec![s("a", &[]), s("a", &[])]).err(),

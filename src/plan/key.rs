@@ -71,9 +71,15 @@ mod tests {
         let kb = StageKey::new(&b, BTreeMap::new(), BTreeMap::new());
         assert_eq!(ka.digest(), kb.digest());
         let c = Stage::new("first", "train", json!({"lr": 0.2, "r": 8}));
-        assert_ne!(ka.digest(), StageKey::new(&c, BTreeMap::new(), BTreeMap::new()).digest());
+        assert_ne!(
+            ka.digest(),
+            StageKey::new(&c, BTreeMap::new(), BTreeMap::new()).digest()
+        );
         let v2 = a.clone().version(2);
-        assert_ne!(ka.digest(), StageKey::new(&v2, BTreeMap::new(), BTreeMap::new()).digest());
+        assert_ne!(
+            ka.digest(),
+            StageKey::new(&v2, BTreeMap::new(), BTreeMap::new()).digest()
+        );
     }
 
     #[test]

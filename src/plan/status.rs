@@ -95,12 +95,18 @@ impl Reason {
         }
         for (slot, digest) in &new.inputs {
             if old.inputs.get(slot).is_some_and(|d| d != digest) {
-                out.push(Reason::InputChanged { slot: slot.clone(), stage: input_stage(slot) });
+                out.push(Reason::InputChanged {
+                    slot: slot.clone(),
+                    stage: input_stage(slot),
+                });
             }
         }
         for (slot, digest) in &new.files {
             if old.files.get(slot).is_some_and(|d| d != digest) {
-                out.push(Reason::FileChanged { slot: slot.clone(), path: file_path(slot) });
+                out.push(Reason::FileChanged {
+                    slot: slot.clone(),
+                    path: file_path(slot),
+                });
             }
         }
         out

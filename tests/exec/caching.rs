@@ -8,7 +8,11 @@ use std::path::PathBuf;
 
 fn status_of(fx: &Fixture, plan: &peftc::plan::Plan) -> peftc::plan::PlanStatus {
     let prev = peftc::exec::Lockfile::read(&fx.lock_path()).expect("read lock");
-    let config = StatusConfig { root: fx.root().to_path_buf(), previous: prev.as_ref(), ..Default::default() };
+    let config = StatusConfig {
+        root: fx.root().to_path_buf(),
+        previous: prev.as_ref(),
+        ..Default::default()
+    };
     plan_status(plan, &fx.cache(), &config).expect("status")
 }
 
@@ -24,7 +28,10 @@ fn a_plan_run_twice_runs_nothing_the_second_time() {
     fx.write_lock(&plan, &first);
 
     let status = status_of(&fx, &plan);
-    assert!(status.stages.iter().all(|s| s.state == StageState::Cached), "{status:?}");
+    assert!(
+        status.stages.iter().all(|s| s.state == StageState::Cached),
+        "{status:?}"
+    );
 
     let (second, ran) = fx.run_counting(&plan);
     assert!(ran.is_empty(), "ran {ran:?}");
@@ -46,9 +53,20 @@ fn changing_one_config_reruns_the_stage_and_its_dependants_only() {
     let status = status_of(&fx, &changed);
     let join = status.get("join").expect("join");
     assert_eq!(join.state, StageState::ToRun);
-    assert_eq!(join.reasons, [Reason::ConfigChanged { fields: vec!["sep".into()] }]);
-    assert_eq!(status.get("final").map(|s| s.state), Some(StageState::Waiting));
-    assert_eq!(status.get("other").map(|s| s.state), Some(StageState::Cached));
+    assert_eq!(
+        join.reasons,
+        [Reason::ConfigChanged {
+            fields: vec!["sep".into()]
+        }]
+    );
+    assert_eq!(
+        status.get("final").map(|s| s.state),
+        Some(StageState::Waiting)
+    );
+    assert_eq!(
+        status.get("other").map(|s| s.state),
+        Some(StageState::Cached)
+    );
 
     let (report, ran) = fx.run_counting(&changed);
     assert_eq!(ran, ["final", "join"]);
@@ -65,10 +83,22 @@ fn changing_a_file_reruns_only_its_branch() {
     fx.write("c.txt", "gamma, edited");
     let status = status_of(&fx, &plan);
     let src_c = status.get("src_c").expect("src_c");
-    assert_eq!(src_c.reasons, [Reason::FileChanged { slot: "data".into(), path: PathBuf::from("c.txt") }]);
+    assert_eq!(
+        src_c.reasons,
+        [Reason::FileChanged {
+            slot: "data".into(),
+            path: PathBuf::from("c.txt")
+        }]
+    );
     let other = status.get("other").expect("other");
     assert_eq!(other.state, StageState::Waiting);
-    assert_eq!(other.reasons, [Reason::InputPending { slot: "only".into(), stage: "src_c".into() }]);
+    assert_eq!(
+        other.reasons,
+        [Reason::InputPending {
+            slot: "only".into(),
+            stage: "src_c".into()
+        }]
+    );
 
     let (report, ran) = fx.run_counting(&plan);
     assert_eq!(ran, ["other", "src_c"]);
@@ -88,15 +118,32 @@ fn early_cutoff_keeps_dependants_cached_when_a_rebuilt_output_is_identical() {
 
     let plan = standard_plan("+", "a comment that changes nothing");
     let status = status_of(&fx, &plan);
-    assert_eq!(status.get("src_a").map(|s| s.reasons.clone()), Some(vec![Reason::ConfigChanged { fields: vec!["note".into()] }]));
-    assert_eq!(status.get("join").map(|s| s.state), Some(StageState::Waiting));
+    assert_eq!(
+        status.get("src_a").map(|s| s.reasons.clone()),
+        Some(vec![Reason::ConfigChanged {
+            fields: vec!["note".into()]
+        }])
+    );
+    assert_eq!(
+        status.get("join").map(|s| s.state),
+        Some(StageState::Waiting)
+    );
 
     let (report, ran) = fx.run_counting(&plan);
     assert_eq!(ran, ["src_a"]);
     assert_eq!(report.get("src_a").map(|r| &r.state), Some(&StageRun::Ran));
-    assert_eq!(report.get("src_a").and_then(|r| r.output_digest.clone()), before);
-    assert_eq!(report.get("join").map(|r| &r.state), Some(&StageRun::Cached));
-    assert_eq!(report.get("final").map(|r| &r.state), Some(&StageRun::Cached));
+    assert_eq!(
+        report.get("src_a").and_then(|r| r.output_digest.clone()),
+        before
+    );
+    assert_eq!(
+        report.get("join").map(|r| &r.state),
+        Some(&StageRun::Cached)
+    );
+    assert_eq!(
+        report.get("final").map(|r| &r.state),
+        Some(&StageRun::Cached)
+    );
 }
 
 #[test]
@@ -104,27 +151,55 @@ fn a_corrupted_entry_is_detected_removed_and_rebuilt() {
     let fx = Fixture::new();
     let plan = standard_plan("+", "");
     let report = fx.run(&plan);
-    let join_out = report.get("join").and_then(|r| r.out_dir.clone()).expect("join out");
+    let join_out = report
+        .get("join")
+        .and_then(|r| r.out_dir.clone())
+        .expect("join out");
     std::fs::write(join_out.join("out.txt"), "A:alpha+B:bete").expect("corrupt");
 
     let (report, ran) = fx.run_counting(&plan);
     assert_eq!(ran, ["join"]);
     let join = report.get("join").expect("join");
     assert_eq!(join.state, StageRun::Ran);
-    assert_eq!(join.corrupt_removed.as_deref(), Some("out/out.txt does not match its hash"));
+    assert_eq!(
+        join.corrupt_removed.as_deref(),
+        Some("out/out.txt does not match its hash")
+    );
     assert_eq!(read_out(&report, "join", "out.txt"), "A:alpha+B:beta");
     // The rebuilt output is identical, so the dependant stays cached.
-    assert_eq!(report.get("final").map(|r| &r.state), Some(&StageRun::Cached));
+    assert_eq!(
+        report.get("final").map(|r| &r.state),
+        Some(&StageRun::Cached)
+    );
 
     // A broken manifest and an extra file are corrupt too.
-    let src_b = report.get("src_b").and_then(|r| r.out_dir.clone()).expect("src_b out");
-    std::fs::write(src_b.parent().expect("entry").join("manifest.json"), "{not json").expect("corrupt");
-    let other = report.get("other").and_then(|r| r.out_dir.clone()).expect("other out");
+    let src_b = report
+        .get("src_b")
+        .and_then(|r| r.out_dir.clone())
+        .expect("src_b out");
+    std::fs::write(
+        src_b.parent().expect("entry").join("manifest.json"),
+        "{not json",
+    )
+    .expect("corrupt");
+    let other = report
+        .get("other")
+        .and_then(|r| r.out_dir.clone())
+        .expect("other out");
     std::fs::write(other.join("stray.txt"), "x").expect("add file");
     let (report, ran) = fx.run_counting(&plan);
     assert_eq!(ran, ["other", "src_b"]);
-    assert!(report.get("src_b").and_then(|r| r.corrupt_removed.clone()).is_some_and(|w| w.starts_with("manifest.json is not valid")));
-    assert_eq!(report.get("other").and_then(|r| r.corrupt_removed.clone()).as_deref(), Some("unexpected file out/stray.txt"));
+    assert!(report
+        .get("src_b")
+        .and_then(|r| r.corrupt_removed.clone())
+        .is_some_and(|w| w.starts_with("manifest.json is not valid")));
+    assert_eq!(
+        report
+            .get("other")
+            .and_then(|r| r.corrupt_removed.clone())
+            .as_deref(),
+        Some("unexpected file out/stray.txt")
+    );
     assert_eq!(fx.run_counting(&plan).1, Vec::<String>::new());
 }
 
@@ -136,8 +211,14 @@ fn only_runs_the_selection_and_force_reruns_a_cached_stage() {
     config.only = vec!["join".into()];
     let report = fx.run_with(&plan, &config);
     assert_eq!(report.executed(), ["src_a", "src_b", "join"]);
-    assert_eq!(report.get("other").map(|r| &r.state), Some(&StageRun::NotSelected));
-    assert_eq!(report.get("final").map(|r| &r.state), Some(&StageRun::NotSelected));
+    assert_eq!(
+        report.get("other").map(|r| &r.state),
+        Some(&StageRun::NotSelected)
+    );
+    assert_eq!(
+        report.get("final").map(|r| &r.state),
+        Some(&StageRun::NotSelected)
+    );
 
     let mut config = fx.config();
     config.force = vec!["src_a".into()];
@@ -145,14 +226,20 @@ fn only_runs_the_selection_and_force_reruns_a_cached_stage() {
     let report = fx.run_with(&plan, &config);
     assert_eq!(fx.counter.get("src_a"), before + 1);
     // Forced, identical output: join stays cached; final and other run for the first time.
-    assert_eq!(report.get("join").map(|r| &r.state), Some(&StageRun::Cached));
+    assert_eq!(
+        report.get("join").map(|r| &r.state),
+        Some(&StageRun::Cached)
+    );
     assert_eq!(report.executed(), ["src_a", "src_c", "final", "other"]);
 
     let mut config = fx.config();
     config.only = vec!["nope".into()];
     let exec = super::support::executor(fx.counter.clone());
     let err = peftc::exec::run(&plan, &fx.cache(), &config, &exec).expect_err("unknown stage");
-    assert!(err.to_string().starts_with("no stage `nope` in the plan"), "{err}");
+    assert!(
+        err.to_string().starts_with("no stage `nope` in the plan"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -175,7 +262,11 @@ fn cancel_stops_running_stages_and_starts_no_new_ones() {
     let report = peftc::exec::run(&plan, &fx.cache(), &config, &exec).expect("run");
     assert_eq!(report.get("src_a").map(|r| &r.state), Some(&StageRun::Ran));
     for id in ["src_b", "src_c", "join", "final", "other"] {
-        assert_eq!(report.get(id).map(|r| &r.state), Some(&StageRun::Cancelled), "{id}");
+        assert_eq!(
+            report.get(id).map(|r| &r.state),
+            Some(&StageRun::Cancelled),
+            "{id}"
+        );
     }
     assert_eq!(report.exit_code(), 130);
     // Nothing half-written stays: the next run builds what was missing.

@@ -10,7 +10,9 @@ fn slow_plan() -> Plan {
     Plan::new(vec![
         Stage::new("a", "source", json!({})).file("data", "a.txt"),
         Stage::new("b", "source", json!({})).file("data", "b.txt"),
-        Stage::new("ab", "slow", json!({"ms": 60})).input("l", "a").input("r", "b"),
+        Stage::new("ab", "slow", json!({"ms": 60}))
+            .input("l", "a")
+            .input("r", "b"),
         Stage::new("c", "slow", json!({"ms": 60})).input("x", "ab"),
         Stage::new("d", "slow", json!({"ms": 30})).input("x", "a"),
     ])
@@ -35,23 +37,44 @@ fn two_concurrent_runs_on_one_cache_both_finish_with_one_execution_per_stage() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
     });
     for id in ["a", "b", "ab", "c", "d"] {
-        assert_eq!(counter.get(id), 1, "stage {id} ran {} times", counter.get(id));
+        assert_eq!(
+            counter.get(id),
+            1,
+            "stage {id} ran {} times",
+            counter.get(id)
+        );
     }
     for r in &reports {
         assert_eq!(r.exit_code(), 0);
-        assert!(r.stages.iter().all(|s| matches!(s.state, StageRun::Ran | StageRun::Cached)));
+        assert!(r
+            .stages
+            .iter()
+            .all(|s| matches!(s.state, StageRun::Ran | StageRun::Cached)));
     }
     let (x, y) = (&reports[0], &reports[1]);
     for id in ["a", "b", "ab", "c", "d"] {
-        assert_eq!(x.get(id).and_then(|r| r.output_digest.clone()), y.get(id).and_then(|r| r.output_digest.clone()));
+        assert_eq!(
+            x.get(id).and_then(|r| r.output_digest.clone()),
+            y.get(id).and_then(|r| r.output_digest.clone())
+        );
     }
-    let text = std::fs::read_to_string(x.get("c").and_then(|r| r.out_dir.clone()).expect("c").join("out.txt"));
+    let text = std::fs::read_to_string(
+        x.get("c")
+            .and_then(|r| r.out_dir.clone())
+            .expect("c")
+            .join("out.txt"),
+    );
     assert_eq!(text.ok().as_deref(), Some("alpha+beta"));
     // No temporary folders are left behind.
-    let tmp: Vec<_> = std::fs::read_dir(fx.cache_dir().join("tmp")).expect("tmp").collect();
+    let tmp: Vec<_> = std::fs::read_dir(fx.cache_dir().join("tmp"))
+        .expect("tmp")
+        .collect();
     assert!(tmp.is_empty(), "{tmp:?}");
 }
 
@@ -60,16 +83,19 @@ fn independent_stages_run_concurrently_up_to_the_job_limit() {
     let fx = Fixture::new();
     let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let stages: Vec<Stage> = (0..6).map(|i| Stage::new(format!("s{i}"), "w", json!({ "i": i }))).collect();
+    let stages: Vec<Stage> = (0..6)
+        .map(|i| Stage::new(format!("s{i}"), "w", json!({ "i": i })))
+        .collect();
     let plan = Plan::new(stages).expect("plan");
-    let exec = |_: &Stage, _: &peftc::exec::StageContext| -> anyhow::Result<peftc::exec::StageOutcome> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let now = live.fetch_add(1, SeqCst) + 1;
-        peak.fetch_max(now, SeqCst);
-        std::thread::sleep(std::time::Duration::from_millis(40));
-        live.fetch_sub(1, SeqCst);
-        Ok(peftc::exec::StageOutcome::done())
-    };
+    let exec =
+        |_: &Stage, _: &peftc::exec::StageContext| -> anyhow::Result<peftc::exec::StageOutcome> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = live.fetch_add(1, SeqCst) + 1;
+            peak.fetch_max(now, SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(40));
+            live.fetch_sub(1, SeqCst);
+            Ok(peftc::exec::StageOutcome::done())
+        };
     let mut config = fx.config();
     config.jobs = 3;
     let report = run(&plan, &fx.cache(), &config, &exec).expect("run");

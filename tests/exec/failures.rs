@@ -26,7 +26,10 @@ impl Write for Lines {
 
 impl Lines {
     fn text(&self) -> String {
-        self.0.lock().map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -48,15 +51,36 @@ fn a_failed_stage_skips_its_dependants_and_unrelated_branches_finish() {
     let report = fx.run_with(&plan, &config);
     assert_eq!(
         report.get("bad").map(|r| &r.state),
-        Some(&StageRun::Failed { error: "the bad stage broke on purpose".into() })
+        Some(&StageRun::Failed {
+            error: "the bad stage broke on purpose".into()
+        })
     );
-    assert_eq!(report.get("after_bad").map(|r| &r.state), Some(&StageRun::Skipped { because: "bad".into() }));
-    assert_eq!(report.get("last").map(|r| &r.state), Some(&StageRun::Skipped { because: "after_bad".into() }));
-    assert_eq!(report.get("after_good").map(|r| &r.state), Some(&StageRun::Ran));
+    assert_eq!(
+        report.get("after_bad").map(|r| &r.state),
+        Some(&StageRun::Skipped {
+            because: "bad".into()
+        })
+    );
+    assert_eq!(
+        report.get("last").map(|r| &r.state),
+        Some(&StageRun::Skipped {
+            because: "after_bad".into()
+        })
+    );
+    assert_eq!(
+        report.get("after_good").map(|r| &r.state),
+        Some(&StageRun::Ran)
+    );
     assert_eq!(report.exit_code(), 1);
     assert_eq!(fx.counter.get("after_bad"), 0);
-    let log = report.get("bad").and_then(|r| r.log_path.clone()).expect("log");
-    assert_eq!(std::fs::read_to_string(log).ok().as_deref(), Some("error: the bad stage broke on purpose\n"));
+    let log = report
+        .get("bad")
+        .and_then(|r| r.log_path.clone())
+        .expect("log");
+    assert_eq!(
+        std::fs::read_to_string(log).ok().as_deref(),
+        Some("error: the bad stage broke on purpose\n")
+    );
     let text = lines.text();
     let expected = [
         "[run]     bad",
@@ -66,12 +90,18 @@ fn a_failed_stage_skips_its_dependants_and_unrelated_branches_finish() {
         "[run]     good",
     ];
     for line in expected {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
     }
     // A failure is not cached: the next run tries again.
     let report = fx.run(&plan);
     assert_eq!(fx.counter.get("bad"), 2);
-    assert_eq!(report.get("after_good").map(|r| &r.state), Some(&StageRun::Cached));
+    assert_eq!(
+        report.get("after_good").map(|r| &r.state),
+        Some(&StageRun::Cached)
+    );
 }
 
 #[test]
@@ -80,9 +110,17 @@ fn a_gate_failure_blocks_dependants_and_is_reported_distinctly() {
     let report = fx.run(&gate_plan(0.7, 0.8));
     assert_eq!(
         report.get("gate").map(|r| &r.state),
-        Some(&StageRun::GateFailed { message: "score 0.7 < 0.8".into(), cached: false })
+        Some(&StageRun::GateFailed {
+            message: "score 0.7 < 0.8".into(),
+            cached: false
+        })
     );
-    assert_eq!(report.get("export").map(|r| &r.state), Some(&StageRun::Skipped { because: "gate".into() }));
+    assert_eq!(
+        report.get("export").map(|r| &r.state),
+        Some(&StageRun::Skipped {
+            because: "gate".into()
+        })
+    );
     assert_eq!(report.get("side").map(|r| &r.state), Some(&StageRun::Ran));
     assert_eq!(report.exit_code(), 3);
     assert_eq!(fx.counter.get("export"), 0);
@@ -91,7 +129,10 @@ fn a_gate_failure_blocks_dependants_and_is_reported_distinctly() {
     let report = fx.run(&gate_plan(0.7, 0.8));
     assert_eq!(
         report.get("gate").map(|r| &r.state),
-        Some(&StageRun::GateFailed { message: "score 0.7 < 0.8".into(), cached: true })
+        Some(&StageRun::GateFailed {
+            message: "score 0.7 < 0.8".into(),
+            cached: true
+        })
     );
     assert_eq!(fx.counter.get("gate"), 1);
     assert_eq!(report.exit_code(), 3);
@@ -99,7 +140,10 @@ fn a_gate_failure_blocks_dependants_and_is_reported_distinctly() {
     // Lowering only the threshold re-runs only the gate, which passes; the export runs.
     let (report, ran) = fx.run_counting(&gate_plan(0.7, 0.6));
     assert_eq!(ran, ["export", "gate"]);
-    assert_eq!(report.get("metric").map(|r| &r.state), Some(&StageRun::Cached));
+    assert_eq!(
+        report.get("metric").map(|r| &r.state),
+        Some(&StageRun::Cached)
+    );
     assert_eq!(report.exit_code(), 0);
 }
 
@@ -120,24 +164,37 @@ fn a_panicking_stage_is_a_failure_not_a_crash() {
         Stage::new("q", "source", json!({})).file("data", "a.txt"),
     ])
     .expect("plan");
-    let exec = |stage: &Stage, _: &peftc::exec::StageContext| -> anyhow::Result<peftc::exec::StageOutcome> {
+    let exec = |stage: &Stage,
+                _: &peftc::exec::StageContext|
+     -> anyhow::Result<peftc::exec::StageOutcome> {
         if stage.id.as_str() == "p" {
             panic!("boom");
         }
         Ok(peftc::exec::StageOutcome::done())
     };
     let report = peftc::exec::run(&plan, &fx.cache(), &fx.config(), &exec).expect("run");
-    assert_eq!(report.get("p").map(|r| &r.state), Some(&StageRun::Failed { error: "the stage panicked: boom".into() }));
+    assert_eq!(
+        report.get("p").map(|r| &r.state),
+        Some(&StageRun::Failed {
+            error: "the stage panicked: boom".into()
+        })
+    );
     assert_eq!(report.get("q").map(|r| &r.state), Some(&StageRun::Ran));
 }
 
 #[test]
 fn a_missing_input_file_fails_that_stage_with_its_path() {
     let fx = Fixture::new();
-    let plan = Plan::new(vec![Stage::new("s", "source", json!({})).file("data", "missing.txt")]).expect("plan");
+    let plan = Plan::new(vec![
+        Stage::new("s", "source", json!({})).file("data", "missing.txt")
+    ])
+    .expect("plan");
     let report = fx.run(&plan);
     let Some(StageRun::Failed { error }) = report.get("s").map(|r| r.state.clone()) else {
         panic!("expected a failure: {report:?}");
     };
-    assert!(error.starts_with("read metadata of ") && error.contains("missing.txt"), "{error}");
+    assert!(
+        error.starts_with("read metadata of ") && error.contains("missing.txt"),
+        "{error}"
+    );
 }

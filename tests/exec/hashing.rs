@@ -13,14 +13,21 @@ fn the_stat_cache_hashes_a_file_once_and_rehashes_after_a_change() {
 
     let hasher = FileHasher::open(&store);
     let first = hasher.hash(&file).expect("hash");
-    assert_eq!(first.as_str(), blake3::hash(&vec![7u8; 1 << 20]).to_hex().as_str());
+    assert_eq!(
+        first.as_str(),
+        blake3::hash(&vec![7u8; 1 << 20]).to_hex().as_str()
+    );
     assert_eq!(hasher.hash(&file).expect("hash"), first);
     assert_eq!(hasher.files_read(), 1);
     hasher.save().expect("save");
 
     let again = FileHasher::open(&store);
     assert_eq!(again.hash(&file).expect("hash"), first);
-    assert_eq!(again.files_read(), 0, "a fresh hasher must answer from the saved stat cache");
+    assert_eq!(
+        again.files_read(),
+        0,
+        "a fresh hasher must answer from the saved stat cache"
+    );
 
     std::fs::write(&file, vec![8u8; 1 << 20]).expect("rewrite, same size");
     let changed = again.hash(&file).expect("hash");

@@ -12,18 +12,32 @@ fn the_lock_records_files_stages_and_resolved_inputs() {
     let report = fx.run(&plan);
     let lock = fx.write_lock(&plan, &report);
     assert_eq!(lock.stages.len(), 6);
-    assert_eq!(lock.files.keys().collect::<Vec<_>>(), ["a.txt", "b.txt", "c.txt"]);
+    assert_eq!(
+        lock.files.keys().collect::<Vec<_>>(),
+        ["a.txt", "b.txt", "c.txt"]
+    );
     assert_eq!(lock.files.get("a.txt"), Some(&Digest::of_bytes(b"alpha")));
     assert_eq!(lock.resolved.get("model.revision"), Some(&json!("abc123")));
     let join = lock.stages.get("join").expect("join");
-    assert_eq!(Some(&join.key), report.get("join").and_then(|r| r.key.as_ref()));
+    assert_eq!(
+        Some(&join.key),
+        report.get("join").and_then(|r| r.key.as_ref())
+    );
     assert_eq!(join.stage_key.digest(), join.key);
     // Reading back gives the same lock; writing twice gives the same bytes.
-    let read = Lockfile::read(&fx.lock_path()).expect("read").expect("exists");
+    let read = Lockfile::read(&fx.lock_path())
+        .expect("read")
+        .expect("exists");
     assert_eq!(read, lock);
-    assert_eq!(read.to_json(), std::fs::read_to_string(fx.lock_path()).expect("text"));
+    assert_eq!(
+        read.to_json(),
+        std::fs::read_to_string(fx.lock_path()).expect("text")
+    );
     let text = read.to_json();
-    assert!(text.find("\"final\"") < text.find("\"join\""), "stage ids are sorted");
+    assert!(
+        text.find("\"final\"") < text.find("\"join\""),
+        "stage ids are sorted"
+    );
 }
 
 #[test]
@@ -37,7 +51,11 @@ fn drift_names_changed_files_keys_and_resolved_inputs() {
     let new = Lockfile::update(Some(&old), &plan2, &fx.run(&plan2));
     let drift = old.drift(&new);
     let c_new = Digest::of_bytes(b"gamma 2");
-    assert!(drift.contains(&Drift::FileChanged { path: "c.txt".into(), old: Digest::of_bytes(b"gamma"), new: c_new }));
+    assert!(drift.contains(&Drift::FileChanged {
+        path: "c.txt".into(),
+        old: Digest::of_bytes(b"gamma"),
+        new: c_new
+    }));
     assert!(drift.contains(&Drift::ResolvedChanged {
         name: "model.revision".into(),
         old: Some(json!("abc123")),
@@ -65,10 +83,19 @@ fn the_same_key_with_another_output_is_reported_as_non_determinism() {
         s.output = Digest::of_bytes(b"something else");
     }
     let key = old.stages.get("join").map(|s| s.key.clone()).expect("join");
-    assert_eq!(old.drift(&new), [Drift::OutputChanged { id: "join".into(), key: key.clone() }]);
+    assert_eq!(
+        old.drift(&new),
+        [Drift::OutputChanged {
+            id: "join".into(),
+            key: key.clone()
+        }]
+    );
     assert_eq!(
         old.drift(&new)[0].describe(),
-        format!("stage join gave a different output for the same key {} (not deterministic)", key.short())
+        format!(
+            "stage join gave a different output for the same key {} (not deterministic)",
+            key.short()
+        )
     );
 }
 

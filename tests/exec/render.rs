@@ -44,7 +44,10 @@ fn plan_dot() {
 fn a_fresh_plan_says_new() {
     let fx = Fixture::new();
     let plan = standard_plan("+", "");
-    let config = StatusConfig { root: fx.root().to_path_buf(), ..Default::default() };
+    let config = StatusConfig {
+        root: fx.root().to_path_buf(),
+        ..Default::default()
+    };
     let status = plan_status(&plan, &fx.cache(), &config).expect("status");
     insta::assert_snapshot!(render::text(&plan, &status));
 }

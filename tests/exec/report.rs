@@ -1,6 +1,8 @@
 //! The run report (REPORT.md + loss.svg from a JSONL loss log) and the lineage merge helper.
 
-use peftc::exec::{merge_lineage, read_loss_jsonl, write_report, ExecError, LossPoint, MetricRow, ReportInput};
+use peftc::exec::{
+    merge_lineage, read_loss_jsonl, write_report, ExecError, LossPoint, MetricRow, ReportInput,
+};
 use serde_json::json;
 
 #[test]
@@ -9,9 +11,22 @@ fn loss_jsonl_is_read_and_bad_lines_are_named() {
     let path = dir.path().join("loss.jsonl");
     std::fs::write(&path, "{\"step\": 1, \"loss\": 2.5}\n\n{\"step\": 2, \"eval_loss\": 9}\n{\"step\": 3, \"loss\": 1.25}\n").expect("write");
     let points = read_loss_jsonl(&path).expect("read");
-    assert_eq!(points, [LossPoint { step: 1, loss: 2.5 }, LossPoint { step: 3, loss: 1.25 }]);
+    assert_eq!(
+        points,
+        [
+            LossPoint { step: 1, loss: 2.5 },
+            LossPoint {
+                step: 3,
+                loss: 1.25
+            }
+        ]
+    );
 
-    std::fs::write(&path, "{\"step\": 1, \"loss\": 2.5}\n{\"step\": -1, \"loss\": 1}\n").expect("write");
+    std::fs::write(
+        &path,
+        "{\"step\": 1, \"loss\": 2.5}\n{\"step\": -1, \"loss\": 1}\n",
+    )
+    .expect("write");
     match read_loss_jsonl(&path) {
         Err(ExecError::BadJsonl { line, message, .. }) => {
             assert_eq!(line, 2);
@@ -24,13 +39,30 @@ fn loss_jsonl_is_read_and_bad_lines_are_named() {
 #[test]
 fn the_report_has_a_metrics_table_and_a_loss_plot() {
     let dir = tempfile::tempdir().expect("tmp");
-    let loss: Vec<LossPoint> = (0..50).map(|i| LossPoint { step: i, loss: 2.0 / (1.0 + i as f64) }).collect();
+    let loss: Vec<LossPoint> = (0..50)
+        .map(|i| LossPoint {
+            step: i,
+            loss: 2.0 / (1.0 + i as f64),
+        })
+        .collect();
     let input = ReportInput {
         title: "sentiment adapter".into(),
         facts: vec![("base model".into(), "all-MiniLM-L6-v2".into())],
         metrics: vec![
-            MetricRow { name: "accuracy".into(), value: 0.8125, baseline: Some(0.5), gate: Some(">= 0.80".into()), passed: Some(true) },
-            MetricRow { name: "eval_loss".into(), value: 0.42, baseline: None, gate: None, passed: None },
+            MetricRow {
+                name: "accuracy".into(),
+                value: 0.8125,
+                baseline: Some(0.5),
+                gate: Some(">= 0.80".into()),
+                passed: Some(true),
+            },
+            MetricRow {
+                name: "eval_loss".into(),
+                value: 0.42,
+                baseline: None,
+                gate: None,
+                passed: None,
+            },
         ],
         loss,
     };
@@ -46,17 +78,34 @@ fn the_report_has_a_metrics_table_and_a_loss_plot() {
     let svg = std::fs::read_to_string(dir.path().join("loss.svg")).expect("svg");
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
     assert!(svg.contains("training loss"));
-    assert!(svg.contains("<polyline"), "the curve is drawn as a polyline");
+    assert!(
+        svg.contains("<polyline"),
+        "the curve is drawn as a polyline"
+    );
 }
 
 #[test]
 fn lineage_merges_deeply_and_keeps_earlier_keys() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("peftc.lineage.json");
-    merge_lineage(&path, &json!({"base": {"id": "m", "revision": "r1"}, "metrics": {"acc": 0.8}})).expect("merge");
-    let doc = merge_lineage(&path, &json!({"metrics": {"loss": 0.3}, "base": {"revision": "r2"}, "peftc": "0.1.0"})).expect("merge");
-    assert_eq!(doc, json!({"base": {"id": "m", "revision": "r2"}, "metrics": {"acc": 0.8, "loss": 0.3}, "peftc": "0.1.0"}));
+    merge_lineage(
+        &path,
+        &json!({"base": {"id": "m", "revision": "r1"}, "metrics": {"acc": 0.8}}),
+    )
+    .expect("merge");
+    let doc = merge_lineage(
+        &path,
+        &json!({"metrics": {"loss": 0.3}, "base": {"revision": "r2"}, "peftc": "0.1.0"}),
+    )
+    .expect("merge");
+    assert_eq!(
+        doc,
+        json!({"base": {"id": "m", "revision": "r2"}, "metrics": {"acc": 0.8, "loss": 0.3}, "peftc": "0.1.0"})
+    );
     let text = std::fs::read_to_string(&path).expect("read");
     assert!(text.starts_with("{\n  \"base\""));
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&text).ok(), Some(doc));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).ok(),
+        Some(doc)
+    );
 }

@@ -9,9 +9,7 @@
 //! ```
 
 use anyhow::{bail, Context};
-use peftc::exec::{
-    run, Cache, Lockfile, RunConfig, RunReport, StageContext, StageOutcome,
-};
+use peftc::exec::{run, Cache, Lockfile, RunConfig, RunReport, StageContext, StageOutcome};
 use peftc::plan::{Plan, Stage};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -29,7 +27,10 @@ impl Counter {
         }
     }
     pub fn get(&self, id: &str) -> usize {
-        self.0.lock().map(|m| m.get(id).copied().unwrap_or(0)).unwrap_or(0)
+        self.0
+            .lock()
+            .map(|m| m.get(id).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 }
 
@@ -41,14 +42,20 @@ impl Counter {
 /// - `gate`: fails its gate when input `metric`'s score < config `min`;
 /// - `fail`: returns an error;
 /// - `slow`: sleeps config `ms` then behaves like `concat`.
-pub fn executor(counter: Counter) -> impl Fn(&Stage, &StageContext) -> anyhow::Result<StageOutcome> + Sync {
+pub fn executor(
+    counter: Counter,
+) -> impl Fn(&Stage, &StageContext) -> anyhow::Result<StageOutcome> + Sync {
     move |stage, ctx| {
         counter.bump(stage.id.as_str());
         match stage.kind.as_str() {
             "source" => {
                 let path = ctx.files.get("data").context("no data file")?;
                 let text = std::fs::read_to_string(path)?;
-                let prefix = stage.config.get("prefix").and_then(Value::as_str).unwrap_or("");
+                let prefix = stage
+                    .config
+                    .get("prefix")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 std::fs::write(ctx.out_dir.join("data.txt"), format!("{prefix}{text}"))?;
                 Ok(StageOutcome::done())
             }
@@ -56,11 +63,17 @@ pub fn executor(counter: Counter) -> impl Fn(&Stage, &StageContext) -> anyhow::R
                 if let Some(ms) = stage.config.get("ms").and_then(Value::as_u64) {
                     std::thread::sleep(std::time::Duration::from_millis(ms));
                 }
-                let sep = stage.config.get("sep").and_then(Value::as_str).unwrap_or("+");
+                let sep = stage
+                    .config
+                    .get("sep")
+                    .and_then(Value::as_str)
+                    .unwrap_or("+");
                 let mut parts = Vec::new();
                 for input in ctx.inputs.values() {
-                    let mut names: Vec<PathBuf> =
-                        std::fs::read_dir(&input.dir)?.flatten().map(|e| e.path()).collect();
+                    let mut names: Vec<PathBuf> = std::fs::read_dir(&input.dir)?
+                        .flatten()
+                        .map(|e| e.path())
+                        .collect();
                     names.sort();
                     for p in names {
                         parts.push(std::fs::read_to_string(p)?);
@@ -71,7 +84,11 @@ pub fn executor(counter: Counter) -> impl Fn(&Stage, &StageContext) -> anyhow::R
                 Ok(StageOutcome::with_output(json!({"parts": parts.len()})))
             }
             "metric" => {
-                let score = stage.config.get("score").and_then(Value::as_f64).unwrap_or(0.0);
+                let score = stage
+                    .config
+                    .get("score")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
                 Ok(StageOutcome::with_output(json!({ "score": score })))
             }
             "gate" => {
@@ -80,7 +97,11 @@ pub fn executor(counter: Counter) -> impl Fn(&Stage, &StageContext) -> anyhow::R
                     .and_then(|m| m.output.get("score"))
                     .and_then(Value::as_f64)
                     .context("gate needs a metric input")?;
-                let min = stage.config.get("min").and_then(Value::as_f64).unwrap_or(0.0);
+                let min = stage
+                    .config
+                    .get("min")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
                 if score < min {
                     Ok(StageOutcome::gate_failed(
                         format!("score {score} < {min}"),
@@ -108,7 +129,10 @@ impl Fixture {
         for (name, text) in [("a.txt", "alpha"), ("b.txt", "beta"), ("c.txt", "gamma")] {
             std::fs::write(dir.path().join(name), text).expect("write input");
         }
-        Fixture { dir, counter: Counter::default() }
+        Fixture {
+            dir,
+            counter: Counter::default(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -170,7 +194,8 @@ impl Fixture {
 /// The standard plan; `join_sep` and `a_note` vary it.
 pub fn standard_plan(join_sep: &str, a_note: &str) -> Plan {
     Plan::new(vec![
-        Stage::new("src_a", "source", json!({"prefix": "A:", "note": a_note})).file("data", "a.txt"),
+        Stage::new("src_a", "source", json!({"prefix": "A:", "note": a_note}))
+            .file("data", "a.txt"),
         Stage::new("src_b", "source", json!({"prefix": "B:"})).file("data", "b.txt"),
         Stage::new("src_c", "source", json!({"prefix": "C:"})).file("data", "c.txt"),
         Stage::new("join", "concat", json!({"sep": join_sep}))
@@ -178,7 +203,9 @@ pub fn standard_plan(join_sep: &str, a_note: &str) -> Plan {
             .input("right", "src_b")
             .figure("params", "1.2 M"),
         Stage::new("final", "concat", json!({"sep": "|"})).input("only", "join"),
-        Stage::new("other", "concat", json!({"sep": "-"})).input("only", "src_c").name("Other branch"),
+        Stage::new("other", "concat", json!({"sep": "-"}))
+            .input("only", "src_c")
+            .name("Other branch"),
     ])
     .expect("valid plan")
 }
@@ -188,7 +215,9 @@ pub fn gate_plan(score: f64, min: f64) -> Plan {
     Plan::new(vec![
         Stage::new("metric", "metric", json!({ "score": score })),
         Stage::new("gate", "gate", json!({ "min": min })).input("metric", "metric"),
-        Stage::new("export", "concat", json!({})).input("model", "metric").input("gate", "gate"),
+        Stage::new("export", "concat", json!({}))
+            .input("model", "metric")
+            .input("gate", "gate"),
         Stage::new("side", "source", json!({})).file("data", "a.txt"),
     ])
     .expect("valid plan")
@@ -196,6 +225,9 @@ pub fn gate_plan(score: f64, min: f64) -> Plan {
 
 /// Reads the text of a stage's output file.
 pub fn read_out(report: &RunReport, id: &str, file: &str) -> String {
-    let dir = report.get(id).and_then(|r| r.out_dir.clone()).expect("stage has an output");
+    let dir = report
+        .get(id)
+        .and_then(|r| r.out_dir.clone())
+        .expect("stage has an output");
     std::fs::read_to_string(dir.join(file)).expect("read output")
 }

@@ -7,7 +7,10 @@ use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 /// Waits (up to 5 s) for a batch satisfying `want`; returns every batch seen meanwhile.
-fn wait_for(rx: &Receiver<WatchBatch>, want: impl Fn(&WatchBatch) -> bool) -> (bool, Vec<WatchBatch>) {
+fn wait_for(
+    rx: &Receiver<WatchBatch>,
+    want: impl Fn(&WatchBatch) -> bool,
+) -> (bool, Vec<WatchBatch>) {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut seen = Vec::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -37,7 +40,9 @@ fn the_watcher_reports_saves_renames_deletions_and_returns() {
     let neighbour = dir.path().join("notes.txt");
     std::fs::write(&pipeline, "v1").expect("write");
     let (tx, rx) = channel();
-    let config = WatchConfig { debounce: Duration::from_millis(50) };
+    let config = WatchConfig {
+        debounce: Duration::from_millis(50),
+    };
     let _watcher = FileWatcher::new(&[pipeline.clone(), later.clone()], config, move |b| {
         let _ = tx.send(b);
     })
@@ -71,11 +76,17 @@ fn the_watcher_reports_saves_renames_deletions_and_returns() {
     std::fs::write(&later, "{}").expect("write");
     let (ok, seen) = wait_for(&rx, |b| b.changed.contains(&later));
     all.extend(seen);
-    assert!(ok, "a file created after the watch started not seen: {all:?}");
+    assert!(
+        ok,
+        "a file created after the watch started not seen: {all:?}"
+    );
 
     for b in &all {
         for p in b.changed.iter().chain(&b.removed) {
-            assert!(p == &pipeline || p == &later, "unwatched path reported: {p:?}");
+            assert!(
+                p == &pipeline || p == &later,
+                "unwatched path reported: {p:?}"
+            );
         }
         assert!(b.errors.is_empty(), "{:?}", b.errors);
     }
@@ -88,15 +99,24 @@ fn set_paths_moves_the_watch() {
     let a = canon(&a_dir.path().join("a.txt"));
     let b = canon(&b_dir.path().join("b.txt"));
     let (tx, rx) = channel();
-    let mut watcher = FileWatcher::new(&[a.clone()], WatchConfig::default(), move |batch| {
-        let _ = tx.send(batch);
-    })
+    let mut watcher = FileWatcher::new(
+        std::slice::from_ref(&a),
+        WatchConfig::default(),
+        move |batch| {
+            let _ = tx.send(batch);
+        },
+    )
     .expect("watch");
-    watcher.set_paths(&[b.clone()]).expect("rewatch");
-    assert_eq!(watcher.paths(), [b.clone()]);
+    watcher
+        .set_paths(std::slice::from_ref(&b))
+        .expect("rewatch");
+    assert_eq!(watcher.paths(), std::slice::from_ref(&b));
     std::fs::write(&a, "no longer watched").expect("write");
     std::fs::write(&b, "watched").expect("write");
     let (ok, seen) = wait_for(&rx, |batch| batch.changed.contains(&b));
     assert!(ok, "{seen:?}");
-    assert!(seen.iter().all(|batch| !batch.changed.contains(&a)), "{seen:?}");
+    assert!(
+        seen.iter().all(|batch| !batch.changed.contains(&a)),
+        "{seen:?}"
+    );
 }

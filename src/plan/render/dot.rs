@@ -6,7 +6,9 @@ use std::fmt::Write;
 
 /// Renders `status` of `plan` as a `digraph`.
 pub fn dot(plan: &Plan, status: &PlanStatus) -> String {
-    let mut out = String::from("digraph plan {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\"];\n");
+    let mut out = String::from(
+        "digraph plan {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\"];\n",
+    );
     for st in &status.stages {
         let Some(s) = plan.get(&st.id) else { continue };
         let (word, colour) = match st.state {
@@ -16,11 +18,21 @@ pub fn dot(plan: &Plan, status: &PlanStatus) -> String {
             StageState::NotSelected => ("not selected", "#eeeeee"),
         };
         let label = format!("{}\\n{}\\n{word}", esc(&s.name), esc(&s.kind));
-        let _ = writeln!(out, "  \"{}\" [label=\"{label}\", fillcolor=\"{colour}\"];", esc(&s.id.0));
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{label}\", fillcolor=\"{colour}\"];",
+            esc(&s.id.0)
+        );
     }
     for s in plan.ordered() {
         for (slot, from) in &s.inputs {
-            let _ = writeln!(out, "  \"{}\" -> \"{}\" [label=\"{}\"];", esc(&from.0), esc(&s.id.0), esc(slot));
+            let _ = writeln!(
+                out,
+                "  \"{}\" -> \"{}\" [label=\"{}\"];",
+                esc(&from.0),
+                esc(&s.id.0),
+                esc(slot)
+            );
         }
     }
     out.push_str("}\n");

@@ -16,8 +16,16 @@ pub fn text(plan: &Plan, status: &PlanStatus) -> String {
         .iter()
         .filter_map(|st| plan.get(&st.id).map(|s| (s, st)))
         .collect();
-    let wname = rows.iter().map(|(s, _)| s.name.chars().count()).max().unwrap_or(0);
-    let wkind = rows.iter().map(|(s, _)| s.kind.chars().count()).max().unwrap_or(0);
+    let wname = rows
+        .iter()
+        .map(|(s, _)| s.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let wkind = rows
+        .iter()
+        .map(|(s, _)| s.kind.chars().count())
+        .max()
+        .unwrap_or(0);
     let (mut cached, mut to_run, mut waiting) = (0, 0, 0);
     for (stage, st) in &rows {
         let state = match st.state {
@@ -35,8 +43,16 @@ pub fn text(plan: &Plan, status: &PlanStatus) -> String {
             }
             StageState::NotSelected => "not selected",
         };
-        let key = st.key.as_ref().map(|k| format!("  [{}]", k.short())).unwrap_or_default();
-        let _ = writeln!(out, "{:wname$}  {:wkind$}  {state}{key}", stage.name, stage.kind);
+        let key = st
+            .key
+            .as_ref()
+            .map(|k| format!("  [{}]", k.short()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:wname$}  {:wkind$}  {state}{key}",
+            stage.name, stage.kind
+        );
         for r in &st.reasons {
             let _ = writeln!(out, "    because {}", r.describe());
         }
