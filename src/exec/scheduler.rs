@@ -31,6 +31,9 @@ pub struct RunConfig {
     pub cancel: CancelFlag,
     /// Where stage events go.
     pub reporter: Arc<dyn Reporter>,
+    /// Filter for the `tracing` events a stage emits on its thread, which go to its log file
+    /// (`info`, `peftc=debug`, ...).
+    pub stage_log_filter: String,
 }
 
 impl RunConfig {
@@ -43,6 +46,7 @@ impl RunConfig {
             force: Vec::new(),
             cancel: CancelFlag::new(),
             reporter: Arc::new(NullReporter),
+            stage_log_filter: "info".to_owned(),
         }
     }
 }
@@ -361,7 +365,10 @@ fn try_run_stage(
     };
     event(StageEvent::Running);
     let t0 = Instant::now();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor(stage, &ctx)));
+    let subscriber = stage_subscriber(&log_path, &config.stage_log_filter)?;
+    let result = tracing::subscriber::with_default(subscriber, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor(stage, &ctx)))
+    });
     report.seconds = t0.elapsed().as_secs_f64();
     let outcome = match result {
         Ok(Ok(outcome)) => outcome,
@@ -405,6 +412,8 @@ fn try_run_stage(
             metadata: outcome.metadata,
         },
     )?;
+    // The result is published: checkpoints of this key are no longer needed.
+    let _ = std::fs::remove_dir_all(&ctx.checkpoint_dir);
     report.output_digest = Some(entry.manifest.output_digest.clone());
     report.output = entry.manifest.output.clone();
     report.out_dir = Some(entry.out_dir.clone());
@@ -426,6 +435,27 @@ fn try_run_stage(
         }
     };
     Ok(report)
+}
+
+/// A `tracing` subscriber writing plain lines to the stage's log file, installed as the
+/// thread's default while the stage executes.
+fn stage_subscriber(
+    log_path: &Path,
+    filter: &str,
+) -> Result<impl tracing::Subscriber + Send + Sync> {
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log_path)
+        .map_err(ExecError::io("open log", log_path))?;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    Ok(tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::sync::Mutex::new(file))
+        .finish())
 }
 
 fn append_log(path: &Path, line: &str) {

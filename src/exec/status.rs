@@ -111,7 +111,14 @@ pub fn plan_status(plan: &Plan, cache: &Cache, config: &StatusConfig<'_>) -> Res
                 vec![],
                 Some(e.manifest.output_digest.clone()),
             ),
-            (_, false) => {
+            (Lookup::Corrupt(detail), false) => (
+                StageState::ToRun,
+                vec![Reason::CorruptEntry {
+                    detail: detail.clone(),
+                }],
+                None,
+            ),
+            (Lookup::Miss, false) => {
                 let reasons = match prev {
                     None => vec![Reason::New],
                     Some(p) if p.key == key => vec![Reason::NotInCache],

@@ -31,6 +31,8 @@ pub enum Reason {
     New,
     /// The same key ran before but its cache entry is gone (removed, gc'd or corrupt).
     NotInCache,
+    /// The cache entry for the key failed verification; it is rebuilt.
+    CorruptEntry { detail: String },
     /// The kind or its semantics version changed.
     KindChanged { from: String, to: String },
     /// These config fields changed (dotted paths).
@@ -117,6 +119,7 @@ impl Reason {
         match self {
             Reason::New => "new".to_owned(),
             Reason::NotInCache => "not in the cache".to_owned(),
+            Reason::CorruptEntry { detail } => format!("its cache entry is corrupt ({detail})"),
             Reason::KindChanged { from, to } => format!("stage kind changed ({from} -> {to})"),
             Reason::ConfigChanged { fields } => format!("config changed: {}", fields.join(", ")),
             Reason::InputChanged { slot, stage } => format!("input `{slot}` ({stage}) changed"),

@@ -273,3 +273,83 @@ fn cancel_stops_running_stages_and_starts_no_new_ones() {
     let (_, ran) = fx.run_counting(&plan);
     assert_eq!(ran, ["final", "join", "other", "src_b", "src_c"]);
 }
+
+#[test]
+fn renaming_and_reordering_stages_changes_no_key() {
+    let fx = Fixture::new();
+    let plan = standard_plan("+", "");
+    let first = fx.run(&plan);
+    // The same work declared in another order, under other ids and names.
+    let renamed = peftc::plan::Plan::new(
+        plan.stages()
+            .iter()
+            .rev()
+            .map(|s| {
+                let mut s = s.clone();
+                s.id = format!("renamed_{}", s.id).into();
+                s.name = format!("Renamed {}", s.name);
+                s.inputs = s
+                    .inputs
+                    .into_iter()
+                    .map(|(k, v)| (k, format!("renamed_{v}").into()))
+                    .collect();
+                s
+            })
+            .collect(),
+    )
+    .expect("plan");
+    let (second, ran) = fx.run_counting(&renamed);
+    assert!(ran.is_empty(), "{ran:?}");
+    for r in &first.stages {
+        let other = second
+            .get(&format!("renamed_{}", r.id))
+            .expect("renamed stage");
+        assert_eq!(other.key, r.key);
+    }
+}
+
+#[test]
+fn a_stage_s_tracing_events_go_to_its_log_file() {
+    let fx = Fixture::new();
+    let plan = standard_plan("+", "");
+    let exec = |stage: &peftc::plan::Stage,
+                _: &peftc::exec::StageContext|
+     -> anyhow::Result<peftc::exec::StageOutcome> {
+        tracing::info!(loss = 0.5, "{} step 3", stage.id);
+        tracing::debug!("not at the default level");
+        Ok(peftc::exec::StageOutcome::done())
+    };
+    let report = peftc::exec::run(&plan, &fx.cache(), &fx.config(), &exec).expect("run");
+    let log = report
+        .get("join")
+        .and_then(|r| r.log_path.clone())
+        .expect("log path");
+    assert_eq!(log.file_name().and_then(|n| n.to_str()), Some("join.log"));
+    assert_eq!(
+        std::fs::read_to_string(log).ok().as_deref(),
+        Some(" INFO join step 3 loss=0.5\n")
+    );
+}
+
+#[test]
+fn the_plan_names_a_corrupt_entry() {
+    let fx = Fixture::new();
+    let plan = standard_plan("+", "");
+    let report = fx.run(&plan);
+    let out = report
+        .get("src_c")
+        .and_then(|r| r.out_dir.clone())
+        .expect("out");
+    std::fs::remove_file(out.join("data.txt")).expect("remove");
+    let status = status_of(&fx, &plan);
+    assert_eq!(
+        status.get("src_c").map(|s| s.reasons.clone()),
+        Some(vec![Reason::CorruptEntry {
+            detail: "missing file out/data.txt".into()
+        }])
+    );
+    assert_eq!(
+        status.get("other").map(|s| s.state),
+        Some(StageState::Waiting)
+    );
+}
