@@ -333,9 +333,11 @@ impl Cache {
         }
         std::fs::rename(&temp.dir, &dest).map_err(ExecError::io("publish cache entry", &dest))?;
         temp.committed = true;
-        // Fill the stat cache for the published files, so the next read verifies by stat.
-        for rel in manifest.files.keys() {
-            let _ = self.hasher.hash_file(&dest.join("out").join(rel));
+        // Record the published files in the stat cache (a rename keeps their stat), so the next
+        // read verifies them by stat without reading them again.
+        for (rel, rec) in &manifest.files {
+            self.hasher
+                .remember(&dest.join("out").join(rel), &rec.blake3)?;
         }
         Ok(Entry {
             out_dir: dest.join("out"),

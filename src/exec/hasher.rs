@@ -114,6 +114,29 @@ impl FileHasher {
         Ok(digest)
     }
 
+    /// Records that `path` (as it is now on disk) has content hash `digest`, without reading
+    /// it: for files whose hash was just computed elsewhere (a published cache entry).
+    pub fn remember(&self, path: &Path, digest: &Digest) -> Result<()> {
+        let meta = std::fs::metadata(path).map_err(ExecError::io("read metadata of", path))?;
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let (size, mtime_ns, ctime_ns, inode) = stat_of(&meta);
+        if let Ok(mut map) = self.entries.lock() {
+            let digest = digest.clone();
+            map.insert(
+                abs,
+                StatEntry {
+                    size,
+                    mtime_ns,
+                    ctime_ns,
+                    inode,
+                    digest,
+                },
+            );
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     fn hash_dir(&self, dir: &Path) -> Result<Digest> {
         let mut files = Vec::new();
         list_files(dir, Path::new(""), &mut files)?;

@@ -103,3 +103,70 @@ fn independent_stages_run_concurrently_up_to_the_job_limit() {
     let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
     assert!((2..=3).contains(&peak), "peak concurrency {peak}");
 }
+
+/// Set in the children of [`two_processes_on_one_cache_build_each_stage_once`].
+const CHILD_ENV: &str = "PEFTC_EXEC_TEST_CHILD_ROOT";
+
+/// Runs in two modes: as the parent it starts two copies of this test binary (filtered to this
+/// test) as separate processes on one cache; as a child (env var set) it runs the plan, logging
+/// each execution to a shared file, and writes its exit code.
+#[test]
+fn two_processes_on_one_cache_build_each_stage_once() {
+    if let Ok(root) = std::env::var(CHILD_ENV) {
+        let root = std::path::PathBuf::from(root);
+        let log = root.join("executions.log");
+        let exec = move |stage: &Stage, ctx: &peftc::exec::StageContext| {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&log)?;
+            writeln!(f, "{} {}", std::process::id(), stage.id)?;
+            executor(Counter::default())(stage, ctx)
+        };
+        let cache = Cache::open(root.join(".peft")).expect("cache");
+        let report = run(
+            &slow_plan(),
+            &cache,
+            &peftc::exec::RunConfig::new(&root),
+            &exec,
+        )
+        .expect("run");
+        let name = format!("exit-{}", std::process::id());
+        std::fs::write(root.join(name), report.exit_code().to_string()).expect("write exit");
+        return;
+    }
+    let fx = Fixture::new();
+    let exe = std::env::current_exe().expect("test binary");
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "exec::concurrency::two_processes_on_one_cache_build_each_stage_once",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, fx.root())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn child")
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().expect("wait").success());
+    }
+    let log = std::fs::read_to_string(fx.root().join("executions.log")).expect("log");
+    let mut ids: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "ab", "b", "c", "d"], "{log}");
+    let exits: Vec<String> = std::fs::read_dir(fx.root())
+        .expect("list")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("exit-"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("exit"))
+        .collect();
+    assert_eq!(exits, ["0", "0"]);
+}
