@@ -18,6 +18,7 @@ pub mod report;
 mod report_types;
 pub mod scheduler;
 mod status;
+mod summary;
 pub mod watch;
 
 pub use atomic::write_atomic;
@@ -27,7 +28,9 @@ pub use hasher::FileHasher;
 pub use lineage::{merge_lineage, LINEAGE_FILE};
 pub use lockfile::{Drift, LockedStage, Lockfile};
 pub use manifest::{GateFailure, Manifest};
-pub use outcome::{install_ctrlc, CancelFlag, InputArtifact, StageContext, StageOutcome};
+pub use outcome::{
+    install_ctrlc, CancelFlag, Cancelled, InputArtifact, StageContext, StageOutcome,
+};
 pub use progress::{
     NullReporter, PlainReporter, ProgressHandle, Reporter, StageEvent, TerminalReporter,
 };
@@ -35,4 +38,5 @@ pub use report::{read_loss_jsonl, write_report, LossPoint, MetricRow, ReportInpu
 pub use report_types::{RunReport, StageReport, StageRun};
 pub use scheduler::{run, RunConfig, StageExecutor};
 pub use status::{plan_status, StatusConfig};
+pub use summary::run_summary;
 pub use watch::{FileWatcher, WatchBatch, WatchConfig};

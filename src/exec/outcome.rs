@@ -26,11 +26,24 @@ impl CancelFlag {
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+    /// `Err(Cancelled)` when the flag is set: `ctx.cancel.check()?` at a safe point.
+    pub fn check(&self) -> Result<(), Cancelled> {
+        if self.is_cancelled() {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
     /// Clears the flag (watch mode, before the next cycle).
     pub fn reset(&self) {
         self.0.store(false, Ordering::SeqCst);
     }
 }
+
+/// The error a stage returns when it stops because of [`CancelFlag`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
 
 /// Installs a Ctrl-C handler that sets `flag` (stages stop at safe points); a second Ctrl-C
 /// exits at once with code 130. Fails if a handler is already installed in this process.

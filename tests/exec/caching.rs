@@ -255,7 +255,8 @@ fn cancel_stops_running_stages_and_starts_no_new_ones() {
     let exec = move |stage: &peftc::plan::Stage, ctx: &peftc::exec::StageContext| {
         if stage.id.as_str() == "src_b" {
             ctx.cancel.cancel();
-            anyhow::bail!("stopped at a safe point");
+            // A safe point: the stage returns `Cancelled`.
+            ctx.cancel.check()?;
         }
         inner(stage, ctx)
     };

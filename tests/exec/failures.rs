@@ -198,3 +198,34 @@ fn a_missing_input_file_fails_that_stage_with_its_path() {
         "{error}"
     );
 }
+
+#[test]
+fn the_run_summary_shows_failures_and_gates_side_by_side() {
+    let fx = Fixture::new();
+    let mut stages: Vec<Stage> = gate_plan(0.7, 0.8).stages().to_vec();
+    stages.push(Stage::new("bad", "fail", json!({})));
+    let plan = Plan::new(stages).expect("plan");
+    let report = fx.run(&plan);
+    let cache = fx.cache();
+    let details = |id: &str| {
+        let key = report.get(id)?.key.clone()?;
+        match cache.lookup(&key).ok()? {
+            peftc::exec::Lookup::Hit(e) => e.manifest.gate.map(|g| g.details),
+            _ => None,
+        }
+    };
+    let text = peftc::exec::run_summary(&report, details);
+    let log = fx.cache_dir().join("logs").join("bad.log");
+    assert_eq!(
+        text,
+        format!(
+            "gate failed: gate: score 0.7 < 0.8\n\
+             \x20   metric                  value    threshold     baseline\n\
+             \x20   score                     0.7          0.8            -\n\
+             skipped: export (input gate did not succeed)\n\
+             error: stage bad failed: the bad stage broke on purpose (log: {})\n\
+             5 stages: 2 ran, 0 cached, 1 failed, 1 gate failed, 1 skipped\n",
+            log.display()
+        )
+    );
+}
