@@ -154,13 +154,23 @@ fn run_inner(args: CacheArgs) -> Result<ExitCode, crate::exec::ExecError> {
                 eprintln!("error: give keys (or prefixes) to remove, or --all");
                 return Ok(ExitCode::from(2));
             }
-            let prefixes = if all { vec![String::new()] } else { keys };
-            let removed = if all {
-                let names: Vec<String> = cache.list()?.into_iter().map(|e| e.key).collect();
-                cache.remove_matching(&names)?
-            } else {
-                cache.remove_matching(&prefixes)?
-            };
+            let names: Vec<String> = cache.list()?.into_iter().map(|e| e.key).collect();
+            let prefixes = if all { names.clone() } else { keys };
+            if !all {
+                for p in &prefixes {
+                    let n = names.iter().filter(|k| k.starts_with(p.as_str())).count();
+                    if n != 1 {
+                        let what = if n == 0 {
+                            "matches no entry"
+                        } else {
+                            "matches several entries"
+                        };
+                        eprintln!("error: `{p}` {what}; give a longer key prefix");
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+            }
+            let removed = cache.remove_matching(&prefixes)?;
             let total: u64 = removed.iter().map(|e| e.bytes).sum();
             println!("removed {} entries, {}", removed.len(), human_bytes(total));
         }

@@ -94,6 +94,14 @@ fn cache_ls_gc_and_rm() {
         .stages["join"]
         .key
         .to_string();
+    let (code, _, err) = peftc(&["cache", "rm", "--cache-dir", dir, "zz"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            2,
+            "error: `zz` matches no entry; give a longer key prefix\n"
+        )
+    );
     let (code, out, _) = peftc(&["cache", "rm", "--cache-dir", dir, &join_key[..10]]);
     assert_eq!(code, 0);
     assert!(out.starts_with("removed 1 entries"), "{out}");
