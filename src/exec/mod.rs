@@ -17,6 +17,7 @@ pub mod progress;
 pub mod report;
 mod report_types;
 pub mod scheduler;
+mod stage_run;
 mod status;
 mod summary;
 pub mod watch;

@@ -1,7 +1,7 @@
 //! [`RunReport`]: what a run did to each stage ([`StageRun`]), in plan order, and the run's exit
 //! code. Pure data; the scheduler fills it and the lockfile and CLI read it.
 
-use crate::plan::{Digest, StageId, StageKey};
+use crate::plan::{Digest, Stage, StageId, StageKey};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -56,6 +56,26 @@ pub struct StageReport {
     pub corrupt_removed: Option<String>,
     /// Seconds spent executing (0 for cached).
     pub seconds: f64,
+}
+
+impl StageReport {
+    /// A report for `stage` in `state` with nothing else known yet.
+    pub fn blank(stage: &Stage, state: StageRun) -> StageReport {
+        StageReport {
+            id: stage.id.clone(),
+            name: stage.name.clone(),
+            kind: stage.kind.clone(),
+            state,
+            key: None,
+            stage_key: None,
+            output_digest: None,
+            output: Value::Null,
+            out_dir: None,
+            log_path: None,
+            corrupt_removed: None,
+            seconds: 0.0,
+        }
+    }
 }
 
 /// Everything one run did, stages in the plan's topological order.

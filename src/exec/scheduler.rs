@@ -4,17 +4,16 @@
 //! lock, uses a verified cache entry or executes and publishes a new one. A failed stage or a
 //! failed gate skips its dependants; unrelated branches go on. It must not interpret stage kinds.
 
-use super::cache::{Cache, Lookup, NewEntry};
-use super::error::{ExecError, Result};
+use super::cache::Cache;
+use super::error::Result;
 use super::outcome::{CancelFlag, InputArtifact, StageContext, StageOutcome};
-use super::progress::{NullReporter, ProgressHandle, Reporter, StageEvent};
+use super::progress::{NullReporter, Reporter, StageEvent};
 use super::report_types::{RunReport, StageReport, StageRun};
-use crate::plan::{Plan, Stage, StageKey};
-use serde_json::Value;
+use super::stage_run::run_stage;
+use crate::plan::{Plan, Stage};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
-use std::time::Instant;
 
 /// How to run a plan.
 #[derive(Clone)]
@@ -114,7 +113,7 @@ pub fn run(
                         continue;
                     }
                     if !selected.contains(&i) {
-                        done[i] = Some(blank(stage, StageRun::NotSelected));
+                        done[i] = Some(StageReport::blank(stage, StageRun::NotSelected));
                         progressed = true;
                         continue;
                     }
@@ -128,7 +127,7 @@ pub fn run(
                                 _ => StageEvent::Cancelled,
                             };
                             config.reporter.event(&stage.id, &stage.name, &event);
-                            done[i] = Some(blank(stage, state));
+                            done[i] = Some(StageReport::blank(stage, state));
                             progressed = true;
                             continue;
                         }
@@ -139,7 +138,7 @@ pub fn run(
                                     &stage.name,
                                     &StageEvent::Cancelled,
                                 );
-                                done[i] = Some(blank(stage, StageRun::Cancelled));
+                                done[i] = Some(StageReport::blank(stage, StageRun::Cancelled));
                                 progressed = true;
                                 continue;
                             }
@@ -178,7 +177,7 @@ pub fn run(
         .map(|&i| {
             done[i]
                 .take()
-                .unwrap_or_else(|| blank(&stages[i], StageRun::Cancelled))
+                .unwrap_or_else(|| StageReport::blank(&stages[i], StageRun::Cancelled))
         })
         .collect();
     Ok(RunReport { stages })
@@ -225,259 +224,4 @@ fn input_state(plan: &Plan, stage: &Stage, done: &[Option<StageReport>]) -> Inpu
     } else {
         InputState::Ready(inputs)
     }
-}
-
-fn blank(stage: &Stage, state: StageRun) -> StageReport {
-    StageReport {
-        id: stage.id.clone(),
-        name: stage.name.clone(),
-        kind: stage.kind.clone(),
-        state,
-        key: None,
-        stage_key: None,
-        output_digest: None,
-        output: Value::Null,
-        out_dir: None,
-        log_path: None,
-        corrupt_removed: None,
-        seconds: 0.0,
-    }
-}
-
-fn run_stage(
-    stage: &Stage,
-    inputs: BTreeMap<String, InputArtifact>,
-    force: bool,
-    cache: &Cache,
-    config: &RunConfig,
-    executor: &dyn StageExecutor,
-) -> StageReport {
-    match try_run_stage(stage, inputs, force, cache, config, executor) {
-        Ok(report) => report,
-        Err(e) => {
-            let error = e.to_string();
-            config.reporter.event(
-                &stage.id,
-                &stage.name,
-                &StageEvent::Failed {
-                    error: error.clone(),
-                },
-            );
-            blank(stage, StageRun::Failed { error })
-        }
-    }
-}
-
-fn try_run_stage(
-    stage: &Stage,
-    inputs: BTreeMap<String, InputArtifact>,
-    force: bool,
-    cache: &Cache,
-    config: &RunConfig,
-    executor: &dyn StageExecutor,
-) -> Result<StageReport> {
-    let reporter = &config.reporter;
-    let event = |e: StageEvent| reporter.event(&stage.id, &stage.name, &e);
-    let files: BTreeMap<String, PathBuf> = stage
-        .files
-        .iter()
-        .map(|(slot, p)| (slot.clone(), resolve(&config.root, p)))
-        .collect();
-    let mut file_digests = BTreeMap::new();
-    for (slot, path) in &files {
-        file_digests.insert(slot.clone(), cache.hasher().hash(path)?);
-    }
-    let input_digests = inputs
-        .iter()
-        .map(|(s, a)| (s.clone(), a.digest.clone()))
-        .collect();
-    let stage_key = StageKey::new(stage, input_digests, file_digests);
-    let key = stage_key.digest();
-    let mut report = blank(stage, StageRun::Cancelled);
-    report.key = Some(key.clone());
-    report.stage_key = Some(stage_key.clone());
-
-    let Some(_lock) =
-        cache.lock_entry(&key, &config.cancel, || event(StageEvent::WaitingForLock))?
-    else {
-        event(StageEvent::Cancelled);
-        return Ok(report);
-    };
-    if !force {
-        match cache.lookup(&key)? {
-            Lookup::Hit(entry) => {
-                report.output_digest = Some(entry.manifest.output_digest.clone());
-                report.output = entry.manifest.output.clone();
-                report.out_dir = Some(entry.out_dir.clone());
-                report.state = match &entry.manifest.gate {
-                    Some(g) => {
-                        event(StageEvent::GateFailed {
-                            message: g.message.clone(),
-                        });
-                        StageRun::GateFailed {
-                            message: g.message.clone(),
-                            cached: true,
-                        }
-                    }
-                    None => {
-                        event(StageEvent::Cached);
-                        StageRun::Cached
-                    }
-                };
-                return Ok(report);
-            }
-            Lookup::Corrupt(why) => {
-                event(StageEvent::Warning {
-                    message: format!(
-                        "cache entry {} is corrupt ({why}); removed, rebuilding",
-                        key.short()
-                    ),
-                });
-                cache.remove(&key)?;
-                report.corrupt_removed = Some(why);
-            }
-            Lookup::Miss => {}
-        }
-    }
-    if config.cancel.is_cancelled() {
-        event(StageEvent::Cancelled);
-        return Ok(report);
-    }
-
-    let temp = cache.temp_entry(&key)?;
-    let log_path = cache
-        .log_dir()
-        .join(format!("{}.log", sanitize(stage.id.as_str())));
-    std::fs::write(&log_path, b"").map_err(ExecError::io("create log", &log_path))?;
-    let checkpoint_dir = cache.checkpoint_dir(&key);
-    std::fs::create_dir_all(&checkpoint_dir).map_err(ExecError::io("create", &checkpoint_dir))?;
-    report.log_path = Some(log_path.clone());
-    let ctx = StageContext {
-        key: key.clone(),
-        stage_key: stage_key.clone(),
-        inputs,
-        files,
-        out_dir: temp.out_dir(),
-        log_path: log_path.clone(),
-        checkpoint_dir,
-        cancel: config.cancel.clone(),
-        progress: ProgressHandle::new(stage.id.clone(), stage.name.clone(), reporter.clone()),
-    };
-    event(StageEvent::Running);
-    let t0 = Instant::now();
-    let subscriber = stage_subscriber(&log_path, &config.stage_log_filter)?;
-    let result = tracing::subscriber::with_default(subscriber, || {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor(stage, &ctx)))
-    });
-    report.seconds = t0.elapsed().as_secs_f64();
-    let outcome = match result {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) if config.cancel.is_cancelled() => {
-            append_log(&log_path, &format!("cancelled: {e:#}"));
-            event(StageEvent::Cancelled);
-            return Ok(report);
-        }
-        Ok(Err(e)) => {
-            let error = format!("{e:#}");
-            append_log(&log_path, &format!("error: {error}"));
-            event(StageEvent::Failed {
-                error: error.clone(),
-            });
-            report.state = StageRun::Failed { error };
-            return Ok(report);
-        }
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            let error = format!("the stage panicked: {msg}");
-            append_log(&log_path, &error);
-            event(StageEvent::Failed {
-                error: error.clone(),
-            });
-            report.state = StageRun::Failed { error };
-            return Ok(report);
-        }
-    };
-    let gate = outcome.gate.clone();
-    let entry = cache.commit(
-        temp,
-        NewEntry {
-            stage_key: &stage_key,
-            stage_name: &stage.name,
-            output: outcome.output,
-            gate: outcome.gate,
-            metadata: outcome.metadata,
-        },
-    )?;
-    // The result is published: checkpoints of this key are no longer needed.
-    let _ = std::fs::remove_dir_all(&ctx.checkpoint_dir);
-    report.output_digest = Some(entry.manifest.output_digest.clone());
-    report.output = entry.manifest.output.clone();
-    report.out_dir = Some(entry.out_dir.clone());
-    report.state = match gate {
-        Some(g) => {
-            event(StageEvent::GateFailed {
-                message: g.message.clone(),
-            });
-            StageRun::GateFailed {
-                message: g.message,
-                cached: false,
-            }
-        }
-        None => {
-            event(StageEvent::Done {
-                seconds: report.seconds,
-            });
-            StageRun::Ran
-        }
-    };
-    Ok(report)
-}
-
-/// A `tracing` subscriber writing plain lines to the stage's log file, installed as the
-/// thread's default while the stage executes.
-fn stage_subscriber(
-    log_path: &Path,
-    filter: &str,
-) -> Result<impl tracing::Subscriber + Send + Sync> {
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(log_path)
-        .map_err(ExecError::io("open log", log_path))?;
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    Ok(tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_target(false)
-        .without_time()
-        .with_writer(std::sync::Mutex::new(file))
-        .finish())
-}
-
-fn append_log(path: &Path, line: &str) {
-    use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-    {
-        let _ = writeln!(f, "{line}");
-    }
-}
-
-/// A file-name-safe version of a stage id.
-pub(crate) fn sanitize(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
