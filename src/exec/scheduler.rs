@@ -22,6 +22,9 @@ pub struct RunConfig {
     pub root: PathBuf,
     /// Most stages executing at once (at least 1).
     pub jobs: usize,
+    /// Kinds that take the whole machine (training): at most one stage of these kinds runs at a
+    /// time, while other stages may run beside it.
+    pub exclusive_kinds: BTreeSet<String>,
     /// `--only`: run just these stages and what they need. Empty: all.
     pub only: Vec<String>,
     /// `--force`: execute these stages even when cached.
@@ -41,6 +44,7 @@ impl RunConfig {
         RunConfig {
             root: root.into(),
             jobs: 2,
+            exclusive_kinds: BTreeSet::new(),
             only: Vec::new(),
             force: Vec::new(),
             cancel: CancelFlag::new(),
@@ -103,6 +107,7 @@ pub fn run(
 
     std::thread::scope(|scope| {
         let mut running = 0usize;
+        let mut exclusive_busy = false;
         loop {
             let mut progressed = true;
             while progressed {
@@ -142,11 +147,13 @@ pub fn run(
                                 progressed = true;
                                 continue;
                             }
-                            if running >= jobs {
+                            let exclusive = config.exclusive_kinds.contains(&stage.kind);
+                            if running >= jobs || (exclusive && exclusive_busy) {
                                 continue;
                             }
                             started[i] = true;
                             running += 1;
+                            exclusive_busy |= exclusive;
                             let tx = tx.clone();
                             let force = forced.contains(&i);
                             scope.spawn(move || {
@@ -164,6 +171,9 @@ pub fn run(
             match rx.recv() {
                 Ok((i, report)) => {
                     running -= 1;
+                    if config.exclusive_kinds.contains(&stages[i].kind) {
+                        exclusive_busy = false;
+                    }
                     done[i] = Some(report);
                 }
                 Err(_) => break,

@@ -78,21 +78,62 @@ fn two_concurrent_runs_on_one_cache_both_finish_with_one_execution_per_stage() {
     assert!(tmp.is_empty(), "{tmp:?}");
 }
 
+/// Waits until `n` callers have arrived in the current round (or 5 s pass); true if they did.
+/// Proves concurrency without timing: serial execution would never complete a round.
+struct Rendezvous {
+    n: usize,
+    state: std::sync::Mutex<(usize, usize)>,
+    cv: std::sync::Condvar,
+}
+
+impl Rendezvous {
+    fn new(n: usize) -> Self {
+        Rendezvous {
+            n,
+            state: std::sync::Mutex::new((0, 0)),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    fn arrive(&self) -> bool {
+        let Ok(mut g) = self.state.lock() else {
+            return false;
+        };
+        let round = g.1;
+        g.0 += 1;
+        if g.0 == self.n {
+            *g = (0, round + 1);
+            self.cv.notify_all();
+            return true;
+        }
+        let timeout = std::time::Duration::from_secs(5);
+        match self.cv.wait_timeout_while(g, timeout, |g| g.1 == round) {
+            Ok((_, t)) => !t.timed_out(),
+            Err(_) => false,
+        }
+    }
+}
+
 #[test]
 fn independent_stages_run_concurrently_up_to_the_job_limit() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
     let fx = Fixture::new();
-    let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (live, peak, all_met) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicBool::new(true),
+    );
+    let meet = Rendezvous::new(3);
     let stages: Vec<Stage> = (0..6)
         .map(|i| Stage::new(format!("s{i}"), "w", json!({ "i": i })))
         .collect();
     let plan = Plan::new(stages).expect("plan");
     let exec =
         |_: &Stage, _: &peftc::exec::StageContext| -> anyhow::Result<peftc::exec::StageOutcome> {
-            use std::sync::atomic::Ordering::SeqCst;
-            let now = live.fetch_add(1, SeqCst) + 1;
-            peak.fetch_max(now, SeqCst);
-            std::thread::sleep(std::time::Duration::from_millis(40));
+            peak.fetch_max(live.fetch_add(1, SeqCst) + 1, SeqCst);
+            if !meet.arrive() {
+                all_met.store(false, SeqCst);
+            }
             live.fetch_sub(1, SeqCst);
             Ok(peftc::exec::StageOutcome::done())
         };
@@ -100,8 +141,55 @@ fn independent_stages_run_concurrently_up_to_the_job_limit() {
     config.jobs = 3;
     let report = run(&plan, &fx.cache(), &config, &exec).expect("run");
     assert_eq!(report.executed().len(), 6);
-    let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
-    assert!((2..=3).contains(&peak), "peak concurrency {peak}");
+    assert!(
+        all_met.load(SeqCst),
+        "three stages never ran at the same time"
+    );
+    assert_eq!(peak.load(SeqCst), 3);
+}
+
+#[test]
+fn exclusive_kinds_never_run_beside_each_other() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    let fx = Fixture::new();
+    let (live_train, peak_train, met) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicBool::new(false),
+    );
+    let meet = Rendezvous::new(2);
+    let mut stages: Vec<Stage> = (0..3)
+        .map(|i| Stage::new(format!("train{i}"), "train", json!({ "i": i })))
+        .collect();
+    stages.push(Stage::new("tok", "tokenize", json!({})));
+    let plan = Plan::new(stages).expect("plan");
+    let exec = |stage: &Stage,
+                _: &peftc::exec::StageContext|
+     -> anyhow::Result<peftc::exec::StageOutcome> {
+        let train = stage.kind == "train";
+        if train {
+            peak_train.fetch_max(live_train.fetch_add(1, SeqCst) + 1, SeqCst);
+        }
+        // The first training stage and the tokenize stage meet: they run side by side.
+        if stage.id.as_str() == "train0" || stage.id.as_str() == "tok" {
+            met.fetch_or(meet.arrive(), SeqCst);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        if train {
+            live_train.fetch_sub(1, SeqCst);
+        }
+        Ok(peftc::exec::StageOutcome::done())
+    };
+    let mut config = fx.config();
+    config.jobs = 4;
+    config.exclusive_kinds = ["train".to_owned()].into();
+    let report = run(&plan, &fx.cache(), &config, &exec).expect("run");
+    assert_eq!(report.executed().len(), 4);
+    assert_eq!(peak_train.load(SeqCst), 1);
+    assert!(
+        met.load(SeqCst),
+        "a light stage did not run beside a training stage"
+    );
 }
 
 /// Set in the children of [`two_processes_on_one_cache_build_each_stage_once`].
