@@ -229,3 +229,24 @@ fn the_run_summary_shows_failures_and_gates_side_by_side() {
         )
     );
 }
+
+#[test]
+fn plain_progress_prints_inner_progress_every_tenth() {
+    let lines = Lines::default();
+    let reporter: Arc<dyn peftc::exec::Reporter> = Arc::new(PlainReporter::new(lines.clone()));
+    let handle = peftc::exec::ProgressHandle::new("train".into(), "train r=8".into(), reporter);
+    for step in 0..=40 {
+        handle.set(step, 40, format!("loss {:.2}", 1.0 / (1.0 + step as f64)));
+    }
+    let text = lines.text();
+    let printed: Vec<&str> = text.lines().collect();
+    assert_eq!(printed.len(), 11, "{text}");
+    assert_eq!(
+        printed.first().copied(),
+        Some("[..]      train r=8: 0/40 loss 1.00")
+    );
+    assert_eq!(
+        printed.last().copied(),
+        Some("[..]      train r=8: 40/40 loss 0.02")
+    );
+}

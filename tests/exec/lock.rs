@@ -110,3 +110,19 @@ fn stages_not_reached_keep_their_previous_lock_entry() {
     let new = Lockfile::update(Some(&old), &plan, &report);
     assert_eq!(new, old);
 }
+
+#[test]
+fn current_files_match_the_lock_until_a_file_changes() {
+    let fx = Fixture::new();
+    let plan = standard_plan("+", "");
+    let lock = fx.write_lock(&plan, &fx.run(&plan));
+    let hasher = peftc::exec::FileHasher::in_memory();
+    assert_eq!(
+        Lockfile::current_files(&plan, fx.root(), &hasher).expect("hash"),
+        lock.files
+    );
+    fx.write("b.txt", "beta 2");
+    let now = Lockfile::current_files(&plan, fx.root(), &hasher).expect("hash");
+    assert_eq!(now.get("b.txt"), Some(&Digest::of_bytes(b"beta 2")));
+    assert_eq!(now.get("a.txt"), lock.files.get("a.txt"));
+}
