@@ -4,6 +4,36 @@
 //!
 //! It is generic over stage kinds: what a stage *does* is the executor's business
 //! (`Fn(&Stage, &StageContext) -> anyhow::Result<StageOutcome>`). It must not know tensor math.
+//!
+//! ```no_run
+//! use peftc::exec::{plan_status, run, Cache, Lockfile, RunConfig, StageOutcome, StatusConfig};
+//! use peftc::plan::{render, Plan, Stage};
+//! use serde_json::json;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let plan = Plan::new(vec![
+//!     Stage::new("tokenize", "tokenize", json!({"max_len": 128})).file("data", "train.jsonl"),
+//!     Stage::new("train", "train", json!({"r": 8, "lr": 2e-4})).input("data", "tokenize"),
+//! ])?;
+//! let root = std::path::Path::new(".");
+//! let cache = Cache::open(root.join(".peft"))?;
+//! let previous = Lockfile::read(&root.join("peftc.lock"))?;
+//!
+//! // `peftc plan`: what would run, and why.
+//! let status_config = StatusConfig { root: root.into(), previous: previous.as_ref(), ..Default::default() };
+//! println!("{}", render::text(&plan, &plan_status(&plan, &cache, &status_config)?));
+//!
+//! // `peftc run`: the executor dispatches on the stage kind.
+//! let executor = |stage: &Stage, ctx: &peftc::exec::StageContext| -> anyhow::Result<StageOutcome> {
+//!     std::fs::write(ctx.out_dir.join("out.txt"), stage.kind.as_bytes())?;
+//!     Ok(StageOutcome::done())
+//! };
+//! let report = run(&plan, &cache, &RunConfig::new(root), &executor)?;
+//! let lock = Lockfile::update(previous.as_ref(), &plan, &report);
+//! lock.write(&root.join("peftc.lock"))?;
+//! std::process::exit(i32::from(report.exit_code()));
+//! # }
+//! ```
 
 mod atomic;
 pub mod cache;
