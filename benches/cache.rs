@@ -102,9 +102,41 @@ fn bench(c: &mut Criterion) {
     });
 }
 
+/// Latency from a file save to the watcher's batch (50 ms debounce).
+fn watch_latency(c: &mut Criterion) {
+    use peftc::exec::{FileWatcher, WatchConfig};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = std::path::absolute(dir.path().join("main.peft")).expect("path");
+    std::fs::write(&file, "0").expect("write");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let config = WatchConfig {
+        debounce: std::time::Duration::from_millis(50),
+    };
+    let _watcher = FileWatcher::new(std::slice::from_ref(&file), config, move |b| {
+        let _ = tx.send(b);
+    })
+    .expect("watch");
+    let mut n = 0u64;
+    c.bench_function("watch: save to batch (50 ms debounce)", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let t0 = Instant::now();
+                std::fs::write(&file, n.to_string()).expect("write");
+                rx.recv_timeout(std::time::Duration::from_secs(5))
+                    .expect("batch");
+                total += t0.elapsed();
+                while rx.try_recv().is_ok() {}
+            }
+            total
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = bench
+    targets = bench, watch_latency
 }
 criterion_main!(benches);
