@@ -109,6 +109,11 @@ pub struct GcConfig {
 }
 
 impl Cache {
+    /// The default cache folder for a pipeline file: `.peft/` next to it.
+    pub fn default_dir(pipeline: &Path) -> PathBuf {
+        pipeline.parent().unwrap_or(Path::new(".")).join(".peft")
+    }
+
     /// Opens (creating) a cache at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Cache> {
         let root = root.into();

@@ -120,6 +120,14 @@ impl Default for Lockfile {
 }
 
 impl Lockfile {
+    /// The lockfile of a pipeline file: `peftc.lock` next to it.
+    pub fn default_path(pipeline: &Path) -> PathBuf {
+        pipeline
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("peftc.lock")
+    }
+
     /// Reads a lockfile; `Ok(None)` when it does not exist.
     pub fn read(path: &Path) -> Result<Option<Lockfile>> {
         let bytes = match std::fs::read(path) {

@@ -126,3 +126,16 @@ fn current_files_match_the_lock_until_a_file_changes() {
     assert_eq!(now.get("b.txt"), Some(&Digest::of_bytes(b"beta 2")));
     assert_eq!(now.get("a.txt"), lock.files.get("a.txt"));
 }
+
+#[test]
+fn cache_and_lock_live_next_to_the_pipeline() {
+    let pipeline = std::path::Path::new("examples/sentiment/main.peft");
+    assert_eq!(
+        peftc::exec::Cache::default_dir(pipeline),
+        std::path::Path::new("examples/sentiment/.peft")
+    );
+    assert_eq!(
+        Lockfile::default_path(pipeline),
+        std::path::Path::new("examples/sentiment/peftc.lock")
+    );
+}
