@@ -354,3 +354,44 @@ fn the_plan_names_a_corrupt_entry() {
         Some(StageState::Waiting)
     );
 }
+
+#[test]
+fn a_stage_stopped_midway_finds_its_checkpoint_on_the_next_run() {
+    let fx = Fixture::new();
+    let plan = peftc::plan::Plan::new(vec![peftc::plan::Stage::new(
+        "train",
+        "train",
+        serde_json::json!({"steps": 10}),
+    )])
+    .expect("plan");
+    // First run: writes a checkpoint at step 5, then dies (an error stands in for a kill).
+    let crash = |_: &peftc::plan::Stage,
+                 ctx: &peftc::exec::StageContext|
+     -> anyhow::Result<peftc::exec::StageOutcome> {
+        std::fs::write(ctx.checkpoint_dir.join("step"), "5")?;
+        anyhow::bail!("killed at step 6")
+    };
+    let report = peftc::exec::run(&plan, &fx.cache(), &fx.config(), &crash).expect("run");
+    assert!(matches!(
+        report.get("train").map(|r| &r.state),
+        Some(StageRun::Failed { .. })
+    ));
+    // Second run, same key: the checkpoint is there to resume from.
+    let resume = |_: &peftc::plan::Stage,
+                  ctx: &peftc::exec::StageContext|
+     -> anyhow::Result<peftc::exec::StageOutcome> {
+        let from: u64 = std::fs::read_to_string(ctx.checkpoint_dir.join("step"))?
+            .trim()
+            .parse()?;
+        Ok(peftc::exec::StageOutcome::with_output(
+            serde_json::json!({ "resumed_from": from }),
+        ))
+    };
+    let report = peftc::exec::run(&plan, &fx.cache(), &fx.config(), &resume).expect("run");
+    let train = report.get("train").expect("train");
+    assert_eq!(train.state, StageRun::Ran);
+    assert_eq!(train.output, serde_json::json!({"resumed_from": 5}));
+    // Once the result is published the checkpoint folder is gone.
+    let key = train.key.clone().expect("key");
+    assert!(!fx.cache().checkpoint_dir(&key).exists());
+}
