@@ -1,6 +1,7 @@
 //! [`RunReport`]: what a run did to each stage ([`StageRun`]), in plan order, and the run's exit
 //! code. Pure data; the scheduler fills it and the lockfile and CLI read it.
 
+use super::manifest::GateFailure;
 use crate::plan::{Digest, Stage, StageId, StageKey};
 use serde::Serialize;
 use serde_json::Value;
@@ -48,6 +49,8 @@ pub struct StageReport {
     pub output_digest: Option<Digest>,
     /// The stage's JSON result (metrics), `Null` when none.
     pub output: Value,
+    /// The failed gate's message and details (metric, threshold, baseline), for `GateFailed`.
+    pub gate: Option<GateFailure>,
     /// The cache entry's `out/` folder, for `Cached`, `Ran` and `GateFailed`.
     pub out_dir: Option<PathBuf>,
     /// The per-stage log file when it executed.
@@ -70,6 +73,7 @@ impl StageReport {
             stage_key: None,
             output_digest: None,
             output: Value::Null,
+            gate: None,
             out_dir: None,
             log_path: None,
             corrupt_removed: None,

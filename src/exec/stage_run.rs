@@ -214,6 +214,7 @@ impl OneStage<'_> {
     fn finish(&self, mut report: StageReport, entry: &Entry, cached: bool) -> StageReport {
         report.output_digest = Some(entry.manifest.output_digest.clone());
         report.output = entry.manifest.output.clone();
+        report.gate = entry.manifest.gate.clone();
         report.out_dir = Some(entry.out_dir.clone());
         report.state = match (&entry.manifest.gate, cached) {
             (Some(g), cached) => {

@@ -7,9 +7,8 @@ use super::report_types::{RunReport, StageRun};
 use serde_json::Value;
 use std::fmt::Write;
 
-/// Renders the end-of-run text of `report`. `gate_details` looks up a gate stage's details
-/// (the manifest's `GateFailure::details`), when the caller has them.
-pub fn run_summary(report: &RunReport, gate_details: impl Fn(&str) -> Option<Value>) -> String {
+/// Renders the end-of-run text of `report`.
+pub fn run_summary(report: &RunReport) -> String {
     let mut out = String::new();
     for s in &report.stages {
         match &s.state {
@@ -23,7 +22,7 @@ pub fn run_summary(report: &RunReport, gate_details: impl Fn(&str) -> Option<Val
             }
             StageRun::GateFailed { message, .. } => {
                 let _ = writeln!(out, "gate failed: {}: {message}", s.name);
-                if let Some(d) = gate_details(s.id.as_str()) {
+                if let Some(d) = s.gate.as_ref().map(|g| &g.details) {
                     let cell = |k: &str| match d.get(k) {
                         Some(Value::String(t)) => t.clone(),
                         Some(Value::Null) | None => "-".to_owned(),

@@ -206,15 +206,7 @@ fn the_run_summary_shows_failures_and_gates_side_by_side() {
     stages.push(Stage::new("bad", "fail", json!({})));
     let plan = Plan::new(stages).expect("plan");
     let report = fx.run(&plan);
-    let cache = fx.cache();
-    let details = |id: &str| {
-        let key = report.get(id)?.key.clone()?;
-        match cache.lookup(&key).ok()? {
-            peftc::exec::Lookup::Hit(e) => e.manifest.gate.map(|g| g.details),
-            _ => None,
-        }
-    };
-    let text = peftc::exec::run_summary(&report, details);
+    let text = peftc::exec::run_summary(&report);
     let log = fx.cache_dir().join("logs").join("bad.log");
     assert_eq!(
         text,
