@@ -2,6 +2,8 @@
 //! and an exit code. Exit codes: 0 success (warnings allowed), 1 errors in the input, 2 usage or
 //! I/O failure, 3 a gate failed.
 
+pub mod cache;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -17,13 +19,18 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Inspect and clean the stage cache.
+    Cache(cache::CacheArgs),
+}
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log);
-    match cli.command {}
+    match cli.command {
+        Command::Cache(args) => cache::run(args),
+    }
 }
 
 fn init_tracing(filter: &str) {
