@@ -153,7 +153,6 @@ impl Cache {
 
     /// A shared lock on the whole cache (held by runs; excludes `gc`/`rm`).
     // `File::lock` is stable since Rust 1.89; the crate's `rust-version` (1.85) predates it.
-    #[allow(clippy::incompatible_msrv)]
     pub fn lock_shared(&self) -> Result<LockGuard> {
         let path = self.root.join("cache.lock");
         let file = open_lock(&path)?;
@@ -163,7 +162,6 @@ impl Cache {
 
     /// An exclusive lock on the whole cache (for `gc`/`rm`; waits for runs to finish).
     // `File::lock` is stable since Rust 1.89; the crate's `rust-version` (1.85) predates it.
-    #[allow(clippy::incompatible_msrv)]
     pub fn lock_exclusive(&self) -> Result<LockGuard> {
         let path = self.root.join("cache.lock");
         let file = open_lock(&path)?;
@@ -174,7 +172,6 @@ impl Cache {
     /// The lock of one entry. Polls so that a cancel stops the wait: `Ok(None)` when cancelled.
     /// `on_wait` is called once if another process or thread holds it.
     // `File::lock` is stable since Rust 1.89; the crate's `rust-version` (1.85) predates it.
-    #[allow(clippy::incompatible_msrv)]
     pub fn lock_entry(
         &self,
         key: &Digest,
