@@ -1,1 +1,2 @@
-//! Tests: frontend.
+//! Tests of the language front end: parser, checker, diagnostics, CLI.
+mod parse;
