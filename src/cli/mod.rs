@@ -2,6 +2,9 @@
 //! and an exit code. Exit codes: 0 success (warnings allowed), 1 errors in the input, 2 usage or
 //! I/O failure, 3 a gate failed.
 
+pub mod check;
+pub mod explain;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -17,13 +20,19 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    Check(check::CheckArgs),
+    Explain(explain::ExplainArgs),
+}
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log);
-    match cli.command {}
+    match cli.command {
+        Command::Check(a) => check::run(&a),
+        Command::Explain(a) => explain::run(&a),
+    }
 }
 
 fn init_tracing(filter: &str) {
