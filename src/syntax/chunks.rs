@@ -135,7 +135,10 @@ pub fn parse_chunk(source: &str, start: usize, end: usize, file: FileId, bad_str
                 };
                 let pos = start + local;
                 let d = syntax_error(source, content_end, pos, &rules, &tokens, file);
-                let culprit = culprit_line(&text, local);
+                let culprit = match super::errors::dangling_assign(&text, local) {
+                    Some(eq) => eq.saturating_sub(1),
+                    None => culprit_line(&text, local),
+                };
                 let on_bad_string = bad_strings.iter().any(|s| same_line(source, s.start as usize, start + culprit));
                 if !on_bad_string {
                     diags.push(d);

@@ -99,6 +99,21 @@ pub fn syntax_error(
         .with_label("keyword")
         .with_help(format!("choose another name, such as `{word}_1` or `my_{word}`"));
     }
+    // Ways to continue a complete value are noise next to what must come.
+    let continuation = ["`quantized`", "a comparison (`>=`, `<`, ...)", "an operator", "`(`", "`,`", "`{`"];
+    if expected.iter().any(|w| !continuation.contains(w)) {
+        expected.retain(|w| !continuation.contains(w));
+    }
+    if expected.contains(&"a field (`name = value`)") || expected.contains(&"`}`") {
+        expected.retain(|w| *w != "a field name");
+    }
+    // `key =` then a new line that starts another field: the value of the line above is missing.
+    if let Some(line_start) = dangling_assign(source, pos) {
+        let span = Span::new(line_start, line_start);
+        return Diagnostic::new(Code::Syntax, file, span, "expected a value after `=`")
+            .with_label("the value is missing here")
+            .with_help("a value is a number (`16`, `2e-4`, `10%`, `24GiB`), a string, a list `[..]`, a name or a call such as `hf(\"..\")`");
+    }
     expected.sort_by_key(|w| rank(w));
     let what = join_or(&expected);
     let mut message = if what.is_empty() { format!("unexpected {found}") } else { format!("expected {what}, found {found}") };
@@ -238,4 +253,22 @@ fn describe_found(source: &str, pos: usize, chunk_end: usize) -> String {
         return format!("`{w}`");
     }
     format!("`{c}`")
+}
+
+/// When the error sits on a line `name = ...` and the line above ends with `=`, the offset
+/// just after that `=`.
+pub fn dangling_assign(source: &str, pos: usize) -> Option<usize> {
+    let before = source.get(..pos)?;
+    let line_start = before.rfind('\n').map(|i| i + 1)?;
+    let this_line = &before[line_start..];
+    let t = this_line.trim_start();
+    let word_end = t.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))?;
+    if word_end == 0 || !t[word_end..].trim_start().is_empty() && !source.get(pos..)?.starts_with('=') {
+        return None;
+    }
+    let prev = source.get(..line_start)?.trim_end();
+    if prev.ends_with('=') && !prev.ends_with("==") && !prev.ends_with(">=") && !prev.ends_with("<=") && !prev.ends_with("!=") {
+        return Some(prev.len());
+    }
+    None
 }

@@ -1,2 +1,7 @@
 //! Tests of the language front end: parser, checker, diagnostics, CLI.
+mod examples;
+mod fuzz;
+mod models;
 mod parse;
+mod support;
+mod ui;
