@@ -2,6 +2,8 @@
 //! and an exit code. Exit codes: 0 success (warnings allowed), 1 errors in the input, 2 usage or
 //! I/O failure, 3 a gate failed.
 
+pub mod check;
+pub mod explain;
 pub mod cache;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +22,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check a pipeline: names, types, the model's modules and shapes, memory; before any compute.
+    Check(check::CheckArgs),
+    /// Explain a diagnostic code with an example and its fix.
+    Explain(explain::ExplainArgs),
     /// Inspect and clean the stage cache.
     Cache(cache::CacheArgs),
 }
@@ -29,6 +35,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log);
     match cli.command {
+        Command::Check(a) => check::run(&a),
+        Command::Explain(a) => explain::run(&a),
         Command::Cache(args) => cache::run(args),
     }
 }

@@ -1,1 +1,7 @@
-//! Tests: frontend.
+//! Tests of the language front end: parser, checker, diagnostics, CLI.
+mod examples;
+mod fuzz;
+mod models;
+mod parse;
+mod support;
+mod ui;

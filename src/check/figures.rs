@@ -1,0 +1,126 @@
+//! Figures before compute, per train stage: trainable parameters, adapter bytes, a peak-memory
+//! estimate (base weights by dtype or quantization, adapter weights, gradients, optimizer
+//! state, activations, logits) and FLOPs per optimizer step. Estimates, documented as such.
+
+use super::hir::*;
+
+/// Inputs that change the estimate (used to say "what would fit").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FigureConfig {
+    pub batch: u64,
+    pub accumulate: u64,
+    pub max_len: u64,
+    /// Base quantization: (kind, block, double_quant); `None` = the model's dtype.
+    pub quant: Option<(QuantKind, u32, bool)>,
+}
+
+/// Trainable parameters of one adapter on a model.
+pub fn adapter_params(a: &Adapter, shape: &ModelShape) -> u64 {
+    match &a.kind {
+        AdapterKind::Lora(l) => {
+            let r = u64::from(l.r);
+            l.targets
+                .modules
+                .iter()
+                .map(|m| r * (m.in_features + m.out_features) + if l.dora { m.out_features } else { 0 })
+                .sum()
+        }
+        AdapterKind::Bottleneck(b) => {
+            let h = shape.hidden;
+            let m = match b.size {
+                BottleneckSize::Size(s) => u64::from(s),
+                BottleneckSize::Reduction(r) => (h / u64::from(r.max(1))).max(1),
+            };
+            let per = 2 * h * m + m + h;
+            let count = if b.placement == Placement::Houlsby { 2 } else { 1 };
+            per * count * shape.layers
+        }
+    }
+}
+
+/// Computes the figures of a train.
+pub fn compute(train: &Train, model: &Model, shape: &ModelShape, cfg: FigureConfig) -> Figures {
+    let adapters: u64 = train.adapters.iter().map(|a| adapter_params(a, shape)).sum();
+    let head = match &model.task {
+        Task::Classify { labels } => {
+            let n = labels.len() as u64;
+            shape.hidden * n + n
+        }
+        Task::Causal => 0,
+    };
+    let trainable = adapters + head;
+    let base = shape.params;
+    let base_bytes = match (cfg.quant, shape.stored_bytes, &model.source) {
+        (Some((k, block, dq)), _, _) => (base as f64 * k.bytes_per_param(block, dq)) as u64,
+        (None, Some(b), ModelSource::Gguf { .. }) => b,
+        (None, _, _) => base * model.dtype.bytes(),
+    };
+    let tokens = cfg.batch * cfg.max_len;
+    let act_bytes = if cfg.quant.is_some() { 2 } else { model.dtype.bytes() };
+    // Per layer, per token: about 34 * hidden values kept for backward (Korthikanti et al.,
+    // 2022, without attention scores), plus attention scores heads * seq.
+    let per_layer = tokens * (34 * shape.hidden + 5 * shape.heads * cfg.max_len) / 2 * act_bytes;
+    let activations = per_layer * shape.layers;
+    let out_width = match &model.task {
+        Task::Causal => shape.vocab,
+        Task::Classify { labels } => labels.len() as u64,
+    };
+    let logits = tokens * out_width * 4 * 2;
+    let optimizer_state = match train.optimizer.kind {
+        OptimizerKind::AdamW => trainable * 8,
+        OptimizerKind::Sgd if train.optimizer.momentum > 0.0 => trainable * 4,
+        OptimizerKind::Sgd => 0,
+    };
+    let memory = MemoryEstimate {
+        base_weights: base_bytes,
+        adapter_weights: trainable * 4,
+        gradients: trainable * 4,
+        optimizer_state,
+        activations,
+        logits,
+        total: base_bytes + trainable * 8 + optimizer_state + activations + logits,
+    };
+    let step_tokens = tokens * cfg.accumulate;
+    // Forward 2 N T; backward to the inputs 2 N T (frozen weights get no weight gradient);
+    // adapter weight gradients 2 P T.
+    let flops = (4.0 * base as f64 + 6.0 * trainable as f64) * step_tokens as f64;
+    Figures {
+        base_params: base,
+        trainable_params: trainable,
+        trainable_percent: if base + trainable > 0 { 100.0 * trainable as f64 / (base + trainable) as f64 } else { 0.0 },
+        adapter_bytes: trainable * 4,
+        memory,
+        tokens_per_step: step_tokens,
+        flops_per_step: flops,
+    }
+}
+
+/// `1.23 GiB`, `512.0 MiB`, ...
+pub fn human_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units.get(i).copied().unwrap_or("B"))
+    }
+}
+
+/// `4.19M`, `6.7B`, ...
+pub fn human_count(n: u64) -> String {
+    let v = n as f64;
+    if v >= 1e9 {
+        format!("{:.2}B", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}K", v / 1e3)
+    } else {
+        n.to_string()
+    }
+}

@@ -1,0 +1,176 @@
+//! Reads the metadata header and tensor table of a GGUF file (never the weights) to learn the
+//! architecture, sizes, exact parameter count and stored bytes, and whether a chat template is
+//! present. Reads a bounded prefix through [`World`].
+
+use super::hir::{Arch, ModelShape, ShapeOrigin};
+use super::world::World;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// At most this much of the file is read (metadata with a large vocabulary fits easily).
+const PREFIX: usize = 32 << 20;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Val {
+    Int(u64),
+    Float(f64),
+    Str(String),
+    Other,
+}
+
+struct Reader<'b> {
+    b: &'b [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        let s = self.b.get(self.at..self.at + n).ok_or("the header is truncated")?;
+        self.at += n;
+        Ok(s)
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let s = self.take(4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn string(&mut self) -> Result<String, String> {
+        let n = usize::try_from(self.u64()?).map_err(|_| "bad string length")?;
+        if n > 64 << 20 {
+            return Err("a string in the header is too long".into());
+        }
+        Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
+    }
+    fn value(&mut self, ty: u32) -> Result<Val, String> {
+        Ok(match ty {
+            0 | 1 | 7 => Val::Int(u64::from(*self.take(1)?.first().unwrap_or(&0))),
+            2 | 3 => {
+                let s = self.take(2)?;
+                Val::Int(u64::from(u16::from_le_bytes([s[0], s[1]])))
+            }
+            4 | 5 => Val::Int(u64::from(self.u32()?)),
+            6 => Val::Float(f64::from(f32::from_bits(self.u32()?))),
+            8 => Val::Str(self.string()?),
+            9 => {
+                let inner = self.u32()?;
+                let n = self.u64()?;
+                for _ in 0..n {
+                    self.value(inner)?;
+                }
+                Val::Other
+            }
+            10 | 11 => Val::Int(self.u64()?),
+            12 => Val::Float(f64::from_bits(self.u64()?)),
+            t => return Err(format!("unknown metadata type {t}")),
+        })
+    }
+}
+
+/// (elements per block, bytes per block) of a GGML tensor type.
+fn type_size(t: u32) -> (u64, u64) {
+    match t {
+        0 => (1, 4),
+        1 | 30 => (1, 2),
+        2 => (32, 18),
+        3 => (32, 20),
+        6 => (32, 22),
+        7 => (32, 24),
+        8 => (32, 34),
+        9 => (32, 36),
+        10 => (256, 84),
+        11 => (256, 110),
+        12 => (256, 144),
+        13 => (256, 176),
+        14 => (256, 210),
+        15 => (256, 292),
+        _ => (1, 4),
+    }
+}
+
+/// What a GGUF header says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufInfo {
+    pub shape: ModelShape,
+    pub has_chat_template: bool,
+}
+
+/// Reads the header of the GGUF file at `path`.
+pub fn read(world: &dyn World, path: &Path) -> Result<GgufInfo, String> {
+    let bytes = world.read_prefix(path, PREFIX).map_err(|e| e.to_string())?;
+    let mut r = Reader { b: &bytes, at: 0 };
+    if r.take(4)? != b"GGUF" {
+        return Err("the file does not start with the GGUF magic bytes".into());
+    }
+    let version = r.u32()?;
+    if !(2..=3).contains(&version) {
+        return Err(format!("GGUF version {version} is not supported (2 and 3 are)"));
+    }
+    let n_tensors = r.u64()?;
+    let n_kv = r.u64()?;
+    let mut kv: HashMap<String, Val> = HashMap::new();
+    let mut vocab_len = None;
+    for _ in 0..n_kv {
+        let key = r.string()?;
+        let ty = r.u32()?;
+        if key == "tokenizer.ggml.tokens" && ty == 9 {
+            let save = r.at;
+            let _inner = r.u32()?;
+            vocab_len = Some(r.u64()?);
+            r.at = save;
+        }
+        let v = r.value(ty)?;
+        kv.insert(key, v);
+    }
+    let mut params = 0u64;
+    let mut stored = 0u64;
+    let mut has_output = false;
+    for _ in 0..n_tensors {
+        let name = r.string()?;
+        has_output |= name == "output.weight";
+        let dims = r.u32()?;
+        if dims > 8 {
+            return Err("a tensor has more than 8 dimensions".into());
+        }
+        let mut n = 1u64;
+        for _ in 0..dims {
+            n = n.saturating_mul(r.u64()?);
+        }
+        let ty = r.u32()?;
+        let _offset = r.u64()?;
+        let (block, size) = type_size(ty);
+        params += n;
+        stored += n.div_ceil(block) * size;
+    }
+    let arch_name = match kv.get("general.architecture") {
+        Some(Val::Str(s)) => s.clone(),
+        _ => return Err("no `general.architecture` in the metadata".into()),
+    };
+    let arch = Arch::parse(&arch_name).ok_or_else(|| format!("architecture `{arch_name}` is not supported (llama, mistral, qwen2, gpt2, bert are)"))?;
+    let int = |k: &str| match kv.get(&format!("{arch_name}.{k}")) {
+        Some(Val::Int(i)) => Some(*i),
+        Some(Val::Float(f)) => Some(*f as u64),
+        _ => None,
+    };
+    let hidden = int("embedding_length").ok_or("no embedding_length in the metadata")?;
+    let heads = int("attention.head_count").unwrap_or(1).max(1);
+    let shape = ModelShape {
+        arch,
+        hidden,
+        intermediate: int("feed_forward_length").unwrap_or(4 * hidden),
+        layers: int("block_count").ok_or("no block_count in the metadata")?,
+        heads,
+        kv_heads: int("attention.head_count_kv").unwrap_or(heads).max(1),
+        vocab: int("vocab_size").or(vocab_len).unwrap_or(0),
+        context: int("context_length").unwrap_or(2048),
+        tied_embeddings: !has_output,
+        params,
+        stored_bytes: Some(stored),
+        origin: ShapeOrigin::GgufHeader(path.to_path_buf()),
+    };
+    Ok(GgufInfo { shape, has_chat_template: kv.contains_key("tokenizer.chat_template") })
+}

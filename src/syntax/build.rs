@@ -1,0 +1,320 @@
+//! Turns pest pairs of one parsed item into AST nodes, converting every pest span to a
+//! [`Span`] at once (offset by where the item starts in the file). Must not report errors: the
+//! grammar already accepted the input.
+
+use super::ast::*;
+use super::grammar::Rule;
+use super::span::Span;
+use pest::iterators::Pair;
+
+/// Converts pairs of one chunk; `base` is the chunk's byte offset in the file.
+pub struct Builder {
+    pub base: usize,
+}
+
+type P<'a> = Pair<'a, Rule>;
+
+impl Builder {
+    fn span(&self, p: &P) -> Span {
+        let s = p.as_span();
+        Span::new(self.base + s.start(), self.base + s.end())
+    }
+
+    fn ident(&self, p: &P) -> Ident {
+        Ident { name: p.as_str().to_string(), span: self.span(p) }
+    }
+
+    /// An `item` pair (use_decl, export_decl or decl).
+    pub fn item(&self, p: P) -> Option<Item> {
+        match p.as_rule() {
+            Rule::use_decl => Some(Item::Use(self.use_decl(p))),
+            Rule::export_decl => Some(Item::Export(self.export(p))),
+            Rule::decl => Some(Item::Decl(self.decl(p))),
+            _ => None,
+        }
+    }
+
+    fn use_decl(&self, p: P) -> Use {
+        let span = self.span(&p);
+        let mut target = UseTarget::Module(Vec::new());
+        let mut names = None;
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::string => target = UseTarget::File(self.string(c)),
+                Rule::use_path => {
+                    let mut segs = Vec::new();
+                    for s in c.into_inner() {
+                        match s.as_rule() {
+                            Rule::key => segs.push(self.ident(&s)),
+                            Rule::use_names => {
+                                names = Some(s.into_inner().map(|n| self.ident(&n)).collect())
+                            }
+                            _ => {}
+                        }
+                    }
+                    target = UseTarget::Module(segs);
+                }
+                _ => {}
+            }
+        }
+        Use { target, names, span }
+    }
+
+    fn decl(&self, p: P) -> Decl {
+        let span = self.span(&p);
+        let mut kind = DeclKind::Let;
+        let mut kind_span = span;
+        let mut name = Ident { name: String::new(), span };
+        let mut head = None;
+        let mut body = None;
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::decl_kw => {
+                    kind = DeclKind::from_keyword(c.as_str()).unwrap_or(DeclKind::Let);
+                    kind_span = self.span(&c);
+                }
+                Rule::ident => name = self.ident(&c),
+                Rule::head_expr => head = Some(self.expr(c)),
+                Rule::block => body = Some(self.block(c)),
+                _ => {}
+            }
+        }
+        Decl { kind, kind_span, name, head, body, doc: None, span }
+    }
+
+    fn export(&self, p: P) -> Export {
+        let span = self.span(&p);
+        let mut source = Path { segments: Vec::new(), span };
+        let mut dest = StrLit { value: String::new(), span };
+        let mut format = None;
+        let mut body = None;
+        for c in p.into_inner() {
+            match c.as_rule() {
+                Rule::path => source = self.path(c),
+                Rule::string => dest = self.string(c),
+                Rule::key => format = Some(self.ident(&c)),
+                Rule::block => body = Some(self.block(c)),
+                _ => {}
+            }
+        }
+        Export { source, dest, format, body, doc: None, span }
+    }
+
+    fn block(&self, p: P) -> Block {
+        let span = self.span(&p);
+        let mut entries = Vec::new();
+        for c in p.into_inner() {
+            let espan = self.span(&c);
+            match c.as_rule() {
+                Rule::field => {
+                    let mut key = Ident { name: String::new(), span: espan };
+                    let mut colon = false;
+                    let mut value = None;
+                    for f in c.into_inner() {
+                        match f.as_rule() {
+                            Rule::field_key => key = self.ident(&f),
+                            Rule::colon => colon = true,
+                            Rule::expr => value = Some(self.expr(f)),
+                            _ => {}
+                        }
+                    }
+                    let value = value.unwrap_or(Expr { kind: ExprKind::List(Vec::new()), span: espan });
+                    entries.push(Entry::Field(Field { key, colon, value, doc: None, span: espan }));
+                }
+                Rule::gate => {
+                    if let Some(e) = c.into_inner().find(|x| x.as_rule() == Rule::expr) {
+                        entries.push(Entry::Gate(Gate { expr: self.expr(e), span: espan }));
+                    }
+                }
+                Rule::on_clause => {
+                    if let Some(i) = c.into_inner().find(|x| x.as_rule() == Rule::ident) {
+                        entries.push(Entry::On(self.ident(&i), espan));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Block { entries, span }
+    }
+
+    fn string(&self, p: P) -> StrLit {
+        let span = self.span(&p);
+        let raw = p.into_inner().next().map(|i| i.as_str()).unwrap_or("");
+        StrLit { value: unescape(raw), span }
+    }
+
+    fn path(&self, p: P) -> Path {
+        let span = self.span(&p);
+        let segments = p.into_inner().map(|s| self.ident(&s)).collect();
+        Path { segments, span }
+    }
+
+    /// Any expression-level pair.
+    pub fn expr(&self, p: P) -> Expr {
+        let span = self.span(&p);
+        match p.as_rule() {
+            Rule::expr | Rule::sum | Rule::term | Rule::head_sum => self.binary_chain(p),
+            Rule::head_expr => match p.into_inner().next() {
+                Some(c) => self.expr(c),
+                None => empty(span),
+            },
+            Rule::unary => {
+                let mut negs = 0;
+                let mut inner = None;
+                for c in p.into_inner() {
+                    if c.as_rule() == Rule::neg {
+                        negs += 1;
+                    } else {
+                        inner = Some(self.expr(c));
+                    }
+                }
+                let mut e = inner.unwrap_or(empty(span));
+                for _ in 0..negs {
+                    e = Expr { kind: ExprKind::Neg(Box::new(e)), span };
+                }
+                e
+            }
+            Rule::postfix | Rule::head_postfix => {
+                let mut inner = p.into_inner();
+                let mut e = match inner.next() {
+                    Some(c) => self.expr(c),
+                    None => return empty(span),
+                };
+                for c in inner {
+                    let cspan = self.span(&c);
+                    let whole = e.span.to(cspan);
+                    e = match c.as_rule() {
+                        Rule::quantized => {
+                            let quant = c
+                                .into_inner()
+                                .find(|x| x.as_rule() == Rule::path)
+                                .map(|q| self.path(q))
+                                .unwrap_or(Path { segments: Vec::new(), span: cspan });
+                            Expr { kind: ExprKind::Quantized { base: Box::new(e), quant }, span: whole }
+                        }
+                        _ => Expr { kind: ExprKind::Extend { base: Box::new(e), block: self.block(c) }, span: whole },
+                    };
+                }
+                e
+            }
+            Rule::paren => {
+                let inner = p.into_inner().next().map(|c| self.expr(c)).unwrap_or(empty(span));
+                Expr { kind: ExprKind::Paren(Box::new(inner)), span }
+            }
+            Rule::sweep | Rule::escalate => {
+                let rule = p.as_rule();
+                let items = p
+                    .into_inner()
+                    .find(|x| x.as_rule() == Rule::list)
+                    .map(|l| l.into_inner().map(|x| self.expr(x)).collect())
+                    .unwrap_or_default();
+                let kind = if rule == Rule::sweep { ExprKind::Sweep(items) } else { ExprKind::Escalate(items) };
+                Expr { kind, span }
+            }
+            Rule::mix => {
+                let b = p.into_inner().find(|x| x.as_rule() == Rule::block);
+                let block = b.map(|b| self.block(b)).unwrap_or(Block { entries: Vec::new(), span });
+                Expr { kind: ExprKind::Mix(block), span }
+            }
+            Rule::call => {
+                let mut inner = p.into_inner();
+                let callee = inner.next().map(|c| self.ident(&c)).unwrap_or(Ident { name: String::new(), span });
+                let args = inner
+                    .map(|a| {
+                        let mut name = None;
+                        let mut value = empty(span);
+                        for x in a.into_inner() {
+                            match x.as_rule() {
+                                Rule::key => name = Some(self.ident(&x)),
+                                Rule::expr => value = self.expr(x),
+                                _ => {}
+                            }
+                        }
+                        Arg { name, value }
+                    })
+                    .collect();
+                Expr { kind: ExprKind::Call { callee, args }, span }
+            }
+            Rule::list => Expr { kind: ExprKind::List(p.into_inner().map(|x| self.expr(x)).collect()), span },
+            Rule::block => Expr { kind: ExprKind::Block(self.block(p)), span },
+            Rule::number => {
+                let mut value = 0.0;
+                let mut is_int = true;
+                let mut unit = None;
+                for c in p.into_inner() {
+                    match c.as_rule() {
+                        Rule::num_lit => {
+                            let t: String = c.as_str().chars().filter(|&ch| ch != '_').collect();
+                            is_int = !t.contains(['.', 'e', 'E']);
+                            value = t.parse().unwrap_or(0.0);
+                        }
+                        Rule::unit => unit = Unit::parse(c.as_str()),
+                        _ => {}
+                    }
+                }
+                Expr { kind: ExprKind::Number(Number { value, is_int, unit }), span }
+            }
+            Rule::string => {
+                let s = self.string(p);
+                Expr { kind: ExprKind::Str(s.value), span }
+            }
+            Rule::boolean => Expr { kind: ExprKind::Bool(p.as_str().trim() == "true"), span },
+            Rule::path => Expr { kind: ExprKind::Path(self.path(p)), span },
+            _ => empty(span),
+        }
+    }
+
+    /// `a OP b OP c` (left-associative) for expr / sum / term / head_sum.
+    fn binary_chain(&self, p: P) -> Expr {
+        let span = self.span(&p);
+        let mut inner = p.into_inner();
+        let mut acc = match inner.next() {
+            Some(c) => self.expr(c),
+            None => return empty(span),
+        };
+        while let Some(op) = inner.next() {
+            let op = match op.as_str() {
+                "+" => BinOp::Add,
+                "-" => BinOp::Sub,
+                "*" => BinOp::Mul,
+                "/" => BinOp::Div,
+                ">=" => BinOp::Ge,
+                "<=" => BinOp::Le,
+                ">" => BinOp::Gt,
+                "<" => BinOp::Lt,
+                "==" => BinOp::Eq,
+                _ => BinOp::Ne,
+            };
+            let rhs = match inner.next() {
+                Some(c) => self.expr(c),
+                None => break,
+            };
+            let whole = acc.span.to(rhs.span);
+            acc = Expr { kind: ExprKind::Binary { op, lhs: Box::new(acc), rhs: Box::new(rhs) }, span: whole };
+        }
+        acc
+    }
+}
+
+fn empty(span: Span) -> Expr {
+    Expr { kind: ExprKind::List(Vec::new()), span }
+}
+
+/// Resolves `\"`, `\\`, `\n`, `\t`; other escapes keep the escaped char.
+pub fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some(o) => out.push(o),
+            None => {}
+        }
+    }
+    out
+}
