@@ -4,6 +4,8 @@
 
 pub mod check;
 pub mod explain;
+pub mod pipeline;
+pub mod plan;
 pub mod cache;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Explain a diagnostic code with an example and its fix.
     Explain(explain::ExplainArgs),
+    /// Show the stages of a pipeline, cached or to run, and why.
+    Plan(plan::PlanArgs),
     /// Inspect and clean the stage cache.
     Cache(cache::CacheArgs),
 }
@@ -37,6 +41,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(a) => check::run(&a),
         Command::Explain(a) => explain::run(&a),
+        Command::Plan(a) => plan::run(&a),
         Command::Cache(args) => cache::run(args),
     }
 }

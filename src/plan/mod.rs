@@ -9,10 +9,12 @@
 //! This module never runs anything and never touches the cache: `exec` computes the status.
 
 mod canonical;
+pub mod configs;
 mod dag;
 mod digest;
 mod error;
 mod key;
+pub mod lower;
 pub mod render;
 mod stage;
 mod status;

@@ -1,0 +1,264 @@
+//! The canonical configs of the pipeline's stage kinds: what the planner writes into each
+//! [`Stage`](super::Stage) and what the stage executors read back. These structs are a
+//! serialisation boundary (they are hashed into content keys), so they hold no declaration names
+//! and no file paths (files enter keys by content), and every field change bumps nothing but the
+//! keys of the stages it concerns. Bump a kind's [`version`](StageKind::version) when its
+//! semantics change.
+
+use serde::{Deserialize, Serialize};
+
+/// The stage kinds of a pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    /// Resolve the base model's files (their hashes enter every dependant's key).
+    Model,
+    /// Quantize the frozen base into a cached file.
+    Quantize,
+    /// Read, template, tokenize and split a dataset.
+    Tokenize,
+    /// Train adapters.
+    Train,
+    /// Evaluate a model (and its baseline) on a split.
+    Eval,
+    /// Decide an eval's gates.
+    Gate,
+    /// Merge adapters into the base.
+    Merge,
+    /// Write an adapter or merged model to its destination.
+    Export,
+}
+
+impl StageKind {
+    /// The kind's name in plans and keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Model => "model",
+            StageKind::Quantize => "quantize",
+            StageKind::Tokenize => "tokenize",
+            StageKind::Train => "train",
+            StageKind::Eval => "eval",
+            StageKind::Gate => "gate",
+            StageKind::Merge => "merge",
+            StageKind::Export => "export",
+        }
+    }
+
+    /// Parses a kind name.
+    pub fn parse(name: &str) -> Option<StageKind> {
+        [
+            StageKind::Model,
+            StageKind::Quantize,
+            StageKind::Tokenize,
+            StageKind::Train,
+            StageKind::Eval,
+            StageKind::Gate,
+            StageKind::Merge,
+            StageKind::Export,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+
+    /// Version of the kind's semantics; part of every key of this kind.
+    pub fn version(self) -> u32 {
+        1
+    }
+}
+
+/// Where the base model comes from. Local paths are not part of the key: the files are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum ModelConfig {
+    Hf { repo: String, revision: String },
+    Local,
+    Gguf,
+}
+
+/// The task head and load dtype, shared by every stage that builds the model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelBuild {
+    /// `None` for causal LM; the class names for classification.
+    pub labels: Option<Vec<String>>,
+    /// Dtype of dense base weights: `f32`, `f16`, `bf16`.
+    pub dtype: String,
+    /// Quantization of the frozen base, if any.
+    pub quant: Option<QuantConfig>,
+}
+
+/// `quant q = nf4 { .. }`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantConfig {
+    /// `nf4`, `int8`, `q8_0`, `q4k`.
+    pub kind: String,
+    pub double_quant: bool,
+    pub block_size: u32,
+    pub compute: String,
+}
+
+/// A role's source field, as a nested path.
+pub type FieldPath = Vec<String>;
+
+/// `dataset d = jsonl(..) { .. }`, without the file paths.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenizeConfig {
+    /// `jsonl`, `json`, `csv`, `tsv`, `text`, `parquet`.
+    pub format: String,
+    pub text: Option<FieldPath>,
+    pub label: Option<FieldPath>,
+    pub prompt: Option<FieldPath>,
+    pub completion: Option<FieldPath>,
+    pub messages: Option<FieldPath>,
+    /// `alpaca`, `chatml`, `chat_template`, or `custom:<string>`.
+    pub template: Option<String>,
+    pub labels: Option<Vec<String>>,
+    /// `(name, fraction)` or `(name, count)` parts; empty = one split `all`.
+    pub split: Vec<SplitPartConfig>,
+    pub seed: u64,
+    pub max_len: u32,
+    pub packing: bool,
+    pub completion_only: bool,
+    pub dedupe: bool,
+    pub skip_invalid: bool,
+    pub limit: Option<u64>,
+}
+
+/// One named split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitPartConfig {
+    pub name: String,
+    pub fraction: Option<f64>,
+    pub count: Option<u64>,
+}
+
+/// One adapter of a train, by position in the stack (names are not part of the key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AdapterConfig {
+    Lora {
+        r: u32,
+        alpha: f64,
+        dropout: f64,
+        /// Module name suffixes or full names as PEFT's `target_modules`.
+        targets: Vec<String>,
+        rslora: bool,
+        dora: bool,
+        init: String,
+        lr_ratio: Option<f64>,
+    },
+    Bottleneck {
+        size: Option<u32>,
+        reduction: Option<u32>,
+        placement: String,
+        activation: String,
+    },
+}
+
+/// `train t { .. }` at one sweep / escalation point.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainStageConfig {
+    pub build: ModelBuild,
+    pub adapters: Vec<AdapterConfig>,
+    /// The split of the tokenize input to train on.
+    pub split: String,
+    pub epochs: u32,
+    pub max_steps: Option<u64>,
+    pub batch: u32,
+    pub accumulate: u32,
+    pub lr: f64,
+    pub schedule: String,
+    pub warmup_fraction: Option<f64>,
+    pub warmup_steps: Option<u64>,
+    pub optimizer: String,
+    pub weight_decay: f64,
+    pub momentum: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub grad_clip: Option<f64>,
+    pub seed: u64,
+    pub checkpoint_every: Option<u64>,
+}
+
+/// What an eval stage measures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "subject", rename_all = "snake_case")]
+pub enum EvalSubjectConfig {
+    /// The base model alone (input `model`).
+    Base,
+    /// The base with trained adapters, combined by weights when mixed.
+    Adapters { picks: Vec<AdapterPick>, weights: Option<Vec<f64>> },
+    /// A merged model (input `merged`).
+    Merged,
+}
+
+/// `eval e { .. }` without its gates (they are a stage of their own, so a threshold edit
+/// re-runs only the gate).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalStageConfig {
+    pub build: ModelBuild,
+    pub subject: EvalSubjectConfig,
+    pub split: String,
+    pub metrics: Vec<String>,
+    pub batch: u32,
+    /// Whether the base model is measured too (a gate reads `baseline`).
+    pub baseline: bool,
+}
+
+/// A gate operand, with other evals referred to by input slot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum GateExprConfig {
+    Metric { metric: String },
+    Baseline { metric: String },
+    Run { slot: String, metric: String },
+    Literal { value: f64 },
+    Binary { arith: String, lhs: Box<GateExprConfig>, rhs: Box<GateExprConfig> },
+    Neg { expr: Box<GateExprConfig> },
+}
+
+/// One gate: `lhs cmp rhs`, with its text for reports.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateConfig {
+    pub text: String,
+    pub lhs: GateExprConfig,
+    pub cmp: String,
+    pub rhs: GateExprConfig,
+}
+
+/// The gates of one eval (input `eval`, other evals as `run.NAME` slots).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateStageConfig {
+    pub gates: Vec<GateConfig>,
+}
+
+/// Trained adapters taken from a train input: `slot` names the input, `index` the adapter's
+/// position in that train's stack (`None`: all of them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdapterPick {
+    pub slot: String,
+    pub index: Option<usize>,
+}
+
+/// `merge m = base + adapters`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergeStageConfig {
+    pub build: ModelBuild,
+    pub picks: Vec<AdapterPick>,
+    /// Weight of each pick, 1.0 for a stack.
+    pub weights: Vec<f64>,
+}
+
+/// `export src to "path" as fmt`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportStageConfig {
+    /// `peft` or `merged`.
+    pub format: String,
+    /// Destination folder (absolute).
+    pub path: String,
+    pub serve_on: Option<String>,
+    /// Which adapters of the train input to export (positions); empty = all.
+    pub adapters: Vec<usize>,
+    /// The adapters' declared names, for folder names and lineage.
+    pub names: Vec<String>,
+}
