@@ -1,3 +1,7 @@
 //! Models: weight sources, architectures (llama family, gpt2, bert), loading and generation.
 
+pub mod bert;
+pub mod bert_config;
+pub mod gguf;
+pub mod gguf_tokenizer;
 pub mod source;

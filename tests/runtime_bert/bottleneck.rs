@@ -1,0 +1,116 @@
+//! Bottleneck adapters: new adapters start near the base model, save/load round-trips in
+//! AdapterHub's format, unsupported options are refused by name.
+
+use super::support::*;
+use candle_core::Device;
+use peftc::runtime::adapters::bottleneck::{
+    Activation, BottleneckAdapter, BottleneckConfig, BottleneckError, BottleneckKind, Init,
+    SiteNames, Width,
+};
+use peftc::runtime::adapters::residual::ResidualHook;
+use peftc::runtime::model_api::{AdaptableModel, AdaptedModel};
+use std::sync::Arc;
+
+fn names() -> SiteNames {
+    SiteNames::bert("bert.", "BertForSequenceClassification")
+}
+
+#[test]
+fn new_adapters_have_adapterhub_shapes_names_and_start_near_the_base() {
+    let r = reference();
+    let (ids, mask, types) = batch(&r);
+    let mut cfg = BottleneckConfig::new(BottleneckKind::Houlsby);
+    cfg.width = Width::Size(8);
+    cfg.init = Init::ZeroUp;
+    let a = BottleneckAdapter::new("task", cfg, names(), 2, 32, &Device::Cpu).unwrap();
+    let t = a.trainable();
+    assert_eq!(t.len(), 2 * 2 * 4);
+    assert_eq!(
+        t[0].0,
+        "bert.encoder.layer.0.attention.output.adapters.task.adapter_down.0.weight"
+    );
+    assert_eq!(t[0].1.dims(), [8, 32]);
+    assert_eq!(a.num_parameters(), 4 * (8 * 32 + 8 + 32 * 8 + 32));
+    let mut m = tiny_bert();
+    m.set_residual_hook(Arc::new(a));
+    let logits = m.classify(&ids, &mask, Some(&types), false).unwrap();
+    // Zero up-projection: exactly the base model.
+    assert!(max_abs_diff(&logits, &r["base_logits"]) < 1e-5);
+    assert_eq!(m.trainable().len(), 16);
+
+    let mut p = BottleneckConfig::new(BottleneckKind::Pfeiffer);
+    p.width = Width::ReductionFactor(16.0);
+    let a = BottleneckAdapter::new("p", p, names(), 2, 32, &Device::Cpu).unwrap();
+    let t = a.trainable();
+    assert_eq!(t.len(), 2 * 4, "Pfeiffer: feed-forward site only");
+    assert_eq!(
+        t[0].0,
+        "bert.encoder.layer.0.output.adapters.p.adapter_down.0.weight"
+    );
+    assert_eq!(t[0].1.dims(), [2, 32]);
+}
+
+#[test]
+fn save_then_load_gives_the_same_logits_and_adapterhub_config() {
+    let r = reference();
+    let (ids, mask, types) = batch(&r);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = BottleneckConfig::new(BottleneckKind::Pfeiffer);
+    cfg.width = Width::Size(5);
+    cfg.activation = Activation::Gelu;
+    cfg.seed = 7;
+    let a = BottleneckAdapter::new("mine", cfg, names(), 2, 32, &Device::Cpu).unwrap();
+    let mut m = tiny_bert();
+    m.set_residual_hook(Arc::new(a.clone()));
+    let before = m.classify(&ids, &mask, Some(&types), false).unwrap();
+    a.save(dir.path()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["name"], "mine");
+    assert_eq!(json["config"]["mh_adapter"], false);
+    assert_eq!(json["config"]["original_ln_before"], true);
+    assert_eq!(json["config"]["non_linearity"], "gelu");
+    let rf = json["config"]["reduction_factor"].as_f64().unwrap();
+    assert_eq!((32.0 / rf).floor() as usize, 5);
+    let b = BottleneckAdapter::load(dir.path(), names(), 2, &Device::Cpu).unwrap();
+    assert_eq!(b.config().width.units(32), 5);
+    let mut m2 = tiny_bert();
+    m2.set_residual_hook(Arc::new(b));
+    let after = m2.classify(&ids, &mask, Some(&types), false).unwrap();
+    assert!(max_abs_diff(&before, &after) < 1e-6);
+}
+
+#[test]
+fn unsupported_adapterhub_options_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = bert_fixtures().join("houlsby");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("adapter_config.json")).unwrap())
+            .unwrap();
+    json["config"]["ln_after"] = serde_json::json!(true);
+    std::fs::write(dir.path().join("adapter_config.json"), json.to_string()).unwrap();
+    std::fs::copy(
+        src.join("adapter.safetensors"),
+        dir.path().join("adapter.safetensors"),
+    )
+    .unwrap();
+    let err = BottleneckAdapter::load(dir.path(), names(), 2, &Device::Cpu).unwrap_err();
+    assert!(
+        matches!(&err, BottleneckError::Unsupported { option, .. } if option == "ln_after"),
+        "{err}"
+    );
+    // Wrong names (a llama layout on a BERT adapter) name the missing tensor.
+    let err = BottleneckAdapter::load(
+        &src,
+        SiteNames::llama("llama", "LlamaForCausalLM"),
+        2,
+        &Device::Cpu,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, BottleneckError::Tensor { name, .. } if name.starts_with("model.layers.0.attention_adapters.adapters.houlsby")),
+        "{err}"
+    );
+}
