@@ -4,4 +4,5 @@ mod gguf;
 mod gradients;
 mod parity;
 mod real_models;
+mod smollm2_greedy;
 mod support;
