@@ -120,3 +120,135 @@ fn quantized_weight_gives_the_input_its_gradient() {
         .unwrap();
     assert!(d < 1e-4, "input gradient off by {d}");
 }
+
+/// A tiny llama GGUF written with candle's writer: q rows stored permuted (as llama.cpp
+/// writes them) come back in HF order through the source, in Q8_0; a truncated copy gives an
+/// error naming the file and tensor; an unknown architecture is refused.
+#[test]
+fn tiny_gguf_file_serves_hf_order_and_reports_truncation() {
+    use candle_core::quantized::gguf_file::{write, Value};
+    use peftc::runtime::models::gguf::{GgufLoadConfig, GgufModel};
+    use peftc::runtime::models::source::{LoadError, TensorSource};
+    let dev = Device::Cpu;
+    let (heads, hd, inp) = (2usize, 4usize, 32usize);
+    let rows = heads * hd;
+    // HF weight: row r is filled with the value r (exact in Q8_0 for a per-block scale of r/127).
+    let hf: Vec<f32> = (0..rows)
+        .flat_map(|r| std::iter::repeat_n(r as f32, inp))
+        .collect();
+    // llama.cpp storage: stored row s holds HF row r where stored_row(r) == s.
+    let mut stored = vec![0f32; rows * inp];
+    for r in 0..rows {
+        let s = stored_row(r, hd);
+        stored[s * inp..(s + 1) * inp].copy_from_slice(&hf[r * inp..(r + 1) * inp]);
+    }
+    let q = QTensor::quantize(
+        &Tensor::from_vec(stored, (rows, inp), &dev).unwrap(),
+        GgmlDType::Q8_0,
+    )
+    .unwrap();
+    let norm = QTensor::quantize(
+        &Tensor::ones(inp, candle_core::DType::F32, &dev).unwrap(),
+        GgmlDType::F32,
+    )
+    .unwrap();
+    let meta = |arch: &str| {
+        vec![
+            (
+                "general.architecture".to_string(),
+                Value::String(arch.into()),
+            ),
+            (
+                format!("{arch}.attention.head_count"),
+                Value::U32(heads as u32),
+            ),
+            (format!("{arch}.attention.head_count_kv"), Value::U32(1)),
+            (format!("{arch}.embedding_length"), Value::U32(inp as u32)),
+            (format!("{arch}.feed_forward_length"), Value::U32(64)),
+            (format!("{arch}.block_count"), Value::U32(1)),
+            (format!("{arch}.vocab_size"), Value::U32(10)),
+        ]
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let write_file = |name: &str, arch: &str| {
+        let path = dir.path().join(name);
+        let m = meta(arch);
+        let m: Vec<(&str, &Value)> = m.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut f = std::fs::File::create(&path).unwrap();
+        write(
+            &mut f,
+            &m,
+            &[
+                ("blk.0.attn_q.weight", &q),
+                ("blk.0.attn_norm.weight", &norm),
+            ],
+        )
+        .unwrap();
+        path
+    };
+    let path = write_file("tiny.gguf", "llama");
+    let g = GgufModel::open(&path, &dev, GgufLoadConfig::default()).unwrap();
+    let w = g
+        .linear(
+            "model.layers.0.self_attn.q_proj.weight",
+            candle_core::DType::F32,
+        )
+        .unwrap();
+    assert_eq!(w.format(), "q8_0");
+    let got = w.dequantize(candle_core::DType::F32).unwrap();
+    let want = Tensor::from_vec(hf, (rows, inp), &dev).unwrap();
+    let d = (got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(d < 1e-2, "unpermuted weight off by {d}"); // f16 block scales; a wrong row is off by >= 1
+    let cfg = g.config_json().unwrap();
+    assert_eq!(cfg["num_key_value_heads"], 1);
+    assert_eq!(cfg["tie_word_embeddings"], true);
+    assert!(matches!(
+        g.tensor("model.layers.0.mlp.up_proj.weight", candle_core::DType::F32).unwrap_err(),
+        LoadError::MissingTensor { name, .. } if name.contains("blk.0.ffn_up.weight")
+    ));
+
+    // Truncated: the header survives, the q weight does not.
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() - 150]).unwrap();
+    let g = GgufModel::open(&cut, &dev, GgufLoadConfig::default()).unwrap();
+    let err = g
+        .linear(
+            "model.layers.0.self_attn.q_proj.weight",
+            candle_core::DType::F32,
+        )
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("cut.gguf") && msg.contains("q_proj") && msg.contains("truncated"),
+        "{msg}"
+    );
+
+    // Not GGUF at all.
+    let junk = dir.path().join("junk.gguf");
+    std::fs::write(&junk, b"definitely not gguf").unwrap();
+    let err = GgufModel::open(&junk, &dev, GgufLoadConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("junk.gguf"), "{err}");
+
+    let g = GgufModel::open(
+        &write_file("gemma.gguf", "gemma3"),
+        &dev,
+        GgufLoadConfig::default(),
+    )
+    .unwrap();
+    let err = g.config_json().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unknown GGUF architecture `gemma3`"),
+        "{err}"
+    );
+}

@@ -146,6 +146,29 @@ fn smollm2_gguf_q_and_k_are_unpermuted_and_stay_quantized() {
     assert_eq!(q.dims(), (576, 576));
     assert_eq!(q.storage_bytes(), 576 * 576 / 32 * 20);
     check_slice(&g, "model.layers.0.self_attn.q_proj.weight", &r["q_proj"]);
+    // candle's Q4_1 kernel (8-bit activations) against the dequantized weight.
+    let x = Tensor::randn(0f32, 1.0, (3, 576), &Device::Cpu).unwrap();
+    let y = q.forward(&x).unwrap();
+    let dense = x
+        .matmul(&q.dequantize(DType::F32).unwrap().t().unwrap())
+        .unwrap();
+    let rel = ((&y - &dense)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+        / dense
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap())
+    .sqrt();
+    assert!(rel < 2e-2, "q4_1 forward off by {rel}");
     check_slice(&g, "model.layers.0.self_attn.k_proj.weight", &r["k_proj"]);
     let norm = g
         .tensor("model.layers.0.input_layernorm.weight", DType::F32)

@@ -24,7 +24,10 @@ struct Layer {
 
 fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
     let ms = x.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
-    x.broadcast_div(&(ms + eps).unwrap().sqrt().unwrap()).unwrap().broadcast_mul(w).unwrap()
+    x.broadcast_div(&(ms + eps).unwrap().sqrt().unwrap())
+        .unwrap()
+        .broadcast_mul(w)
+        .unwrap()
 }
 
 fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
@@ -39,25 +42,53 @@ fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
 fn smollm2_gguf_greedy_decodes_a_sensible_answer() {
     let path = assets().join("SmolLM2-135M-Instruct.Q4_1.gguf");
     if !path.exists() {
-        println!("skipped: {} not found (run scripts/fetch-assets.sh)", path.display());
+        println!(
+            "skipped: {} not found (run scripts/fetch-assets.sh)",
+            path.display()
+        );
         return;
     }
     let dev = Device::Cpu;
     // Dense f32 linears: candle's Q4_1 CPU kernel is several times slower than f32 at these shapes.
-    let g = GgufModel::open(&path, &dev, GgufLoadConfig { linear_format: LinearFormat::Dense }).unwrap();
+    let g = GgufModel::open(
+        &path,
+        &dev,
+        GgufLoadConfig {
+            linear_format: LinearFormat::Dense,
+        },
+    )
+    .unwrap();
     let cfg = g.config_json().unwrap();
     let n = |k: &str| cfg[k].as_u64().unwrap() as usize;
-    let (layers_n, d, heads, kv) = (n("num_hidden_layers"), n("hidden_size"), n("num_attention_heads"), n("num_key_value_heads"));
+    let (layers_n, d, heads, kv) = (
+        n("num_hidden_layers"),
+        n("hidden_size"),
+        n("num_attention_heads"),
+        n("num_key_value_heads"),
+    );
     let hd = d / heads;
     let eps = cfg["rms_norm_eps"].as_f64().unwrap();
     let theta = cfg["rope_theta"].as_f64().unwrap();
     let emb = g.tensor("model.embed_tokens.weight", DType::F32).unwrap();
     let norm = g.tensor("model.norm.weight", DType::F32).unwrap();
-    let lin = |i: usize, m: &str| g.linear(&format!("model.layers.{i}.{m}.weight"), DType::F32).unwrap();
+    let lin = |i: usize, m: &str| {
+        g.linear(&format!("model.layers.{i}.{m}.weight"), DType::F32)
+            .unwrap()
+    };
     let layers: Vec<Layer> = (0..layers_n)
         .map(|i| Layer {
-            attn_norm: g.tensor(&format!("model.layers.{i}.input_layernorm.weight"), DType::F32).unwrap(),
-            ffn_norm: g.tensor(&format!("model.layers.{i}.post_attention_layernorm.weight"), DType::F32).unwrap(),
+            attn_norm: g
+                .tensor(
+                    &format!("model.layers.{i}.input_layernorm.weight"),
+                    DType::F32,
+                )
+                .unwrap(),
+            ffn_norm: g
+                .tensor(
+                    &format!("model.layers.{i}.post_attention_layernorm.weight"),
+                    DType::F32,
+                )
+                .unwrap(),
             q: lin(i, "self_attn.q_proj"),
             k: lin(i, "self_attn.k_proj"),
             v: lin(i, "self_attn.v_proj"),
@@ -73,39 +104,76 @@ fn smollm2_gguf_greedy_decodes_a_sensible_answer() {
                   <|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
     let mut ids = tok.encode(prompt, false).unwrap().get_ids().to_vec();
     let start = ids.len();
-    let inv: Vec<f32> = (0..hd / 2).map(|i| theta.powf(-2.0 * i as f64 / hd as f64) as f32).collect();
+    let inv: Vec<f32> = (0..hd / 2)
+        .map(|i| theta.powf(-2.0 * i as f64 / hd as f64) as f32)
+        .collect();
     for _ in 0..8 {
         let s = ids.len();
-        let pos: Vec<f32> = (0..s).flat_map(|p| inv.iter().map(move |f| p as f32 * f)).collect();
+        let pos: Vec<f32> = (0..s)
+            .flat_map(|p| inv.iter().map(move |f| p as f32 * f))
+            .collect();
         let freqs = Tensor::from_vec(pos, (s, hd / 2), &dev).unwrap();
         let freqs = Tensor::cat(&[&freqs, &freqs], 1).unwrap();
         let (cos, sin) = (freqs.cos().unwrap(), freqs.sin().unwrap());
-        let mask: Vec<f32> = (0..s).flat_map(|i| (0..s).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
+        let mask: Vec<f32> = (0..s)
+            .flat_map(|i| (0..s).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
         let mask = Tensor::from_vec(mask, (s, s), &dev).unwrap();
         let input = Tensor::new(ids.as_slice(), &dev).unwrap();
         let mut x = emb.index_select(&input, 0).unwrap().unsqueeze(0).unwrap();
         for l in &layers {
             let h = rms_norm(&x, &l.attn_norm, eps);
-            let split = |t: Tensor, nh: usize| t.reshape((1, s, nh, hd)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
+            let split = |t: Tensor, nh: usize| {
+                t.reshape((1, s, nh, hd))
+                    .unwrap()
+                    .transpose(1, 2)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            };
             let q = rope(&split(l.q.forward(&h).unwrap(), heads), &cos, &sin);
             let k = rope(&split(l.k.forward(&h).unwrap(), kv), &cos, &sin);
             let v = split(l.v.forward(&h).unwrap(), kv);
             let rep = |t: Tensor| {
-                let t = t.unsqueeze(2).unwrap().repeat((1, 1, heads / kv, 1, 1)).unwrap();
+                let t = t
+                    .unsqueeze(2)
+                    .unwrap()
+                    .repeat((1, 1, heads / kv, 1, 1))
+                    .unwrap();
                 t.reshape((1, heads, s, hd)).unwrap()
             };
             let (k, v) = (rep(k), rep(v));
-            let att = (q.matmul(&k.t().unwrap()).unwrap() / (hd as f64).sqrt()).unwrap().broadcast_add(&mask).unwrap();
+            let att = (q.matmul(&k.t().unwrap()).unwrap() / (hd as f64).sqrt())
+                .unwrap()
+                .broadcast_add(&mask)
+                .unwrap();
             let att = candle_nn::ops::softmax(&att, D::Minus1).unwrap();
-            let ctx = att.matmul(&v).unwrap().transpose(1, 2).unwrap().reshape((1, s, d)).unwrap();
+            let ctx = att
+                .matmul(&v)
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .reshape((1, s, d))
+                .unwrap();
             x = (x + l.o.forward(&ctx).unwrap()).unwrap();
             let h = rms_norm(&x, &l.ffn_norm, eps);
-            let ff = (l.gate.forward(&h).unwrap().silu().unwrap() * l.up.forward(&h).unwrap()).unwrap();
+            let ff =
+                (l.gate.forward(&h).unwrap().silu().unwrap() * l.up.forward(&h).unwrap()).unwrap();
             x = (x + l.down.forward(&ff).unwrap()).unwrap();
         }
-        let last = rms_norm(&x.narrow(1, s - 1, 1).unwrap().squeeze(1).unwrap(), &norm, eps);
+        let last = rms_norm(
+            &x.narrow(1, s - 1, 1).unwrap().squeeze(1).unwrap(),
+            &norm,
+            eps,
+        );
         let logits = last.matmul(&emb.t().unwrap()).unwrap();
-        let next = logits.argmax(D::Minus1).unwrap().squeeze(0).unwrap().to_scalar::<u32>().unwrap();
+        let next = logits
+            .argmax(D::Minus1)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_scalar::<u32>()
+            .unwrap();
         if next == eos {
             break;
         }
