@@ -20,6 +20,9 @@ pub enum Site {
     AfterFeedForward,
 }
 
+/// A layer norm (or any map) applied to the residual stream.
+pub type NormFn<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
+
 /// A sub-block's output where it joins the residual stream.
 pub struct SubBlock<'a> {
     /// The sub-block output `[b, s, d]` (after the output projection and its dropout).
@@ -28,7 +31,7 @@ pub struct SubBlock<'a> {
     pub residual: &'a Tensor,
     /// The layer norm applied after the residual add (post-LN models such as BERT); `None` for
     /// pre-LN models (llama, gpt2), where the sum is the new residual stream.
-    pub norm: Option<&'a dyn Fn(&Tensor) -> Result<Tensor>>,
+    pub norm: Option<NormFn<'a>>,
 }
 
 impl SubBlock<'_> {
