@@ -132,6 +132,16 @@ def main():
         for f in files:
             if f.endswith(".bin") or f.startswith("head_config") or f.startswith("model_head") or f == "README.md":
                 os.remove(os.path.join(root, f))
+    # Name the base model relatively, not by this machine's path.
+    for name in ("lora_qv", "lora_all", "houlsby", "pfeiffer", "houlsby_silu"):
+        path = os.path.join(OUT, name, "adapter_config.json")
+        with open(path) as f:
+            cfg = json.load(f)
+        for key in ("base_model_name_or_path", "model_name"):
+            if key in cfg:
+                cfg[key] = "base"
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=2, sort_keys=True)
     save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(OUT, "reference.safetensors"))
     with open(os.path.join(OUT, "sentences.json"), "w") as f:
         json.dump(SENTENCES, f, indent=1)
