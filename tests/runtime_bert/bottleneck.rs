@@ -114,3 +114,61 @@ fn unsupported_adapterhub_options_are_refused_by_name() {
         "{err}"
     );
 }
+
+fn peftc_saved_houlsby() -> BottleneckAdapter {
+    let mut cfg = BottleneckConfig::new(BottleneckKind::Houlsby);
+    cfg.width = Width::Size(6); // reduction factor 32/6: AdapterHub must floor it back to 6
+    cfg.activation = Activation::Silu;
+    cfg.seed = 11;
+    // Larger weights than the N(0, 0.02) init so the adapter moves the logits visibly.
+    let a = BottleneckAdapter::new("peftc", cfg, names(), 2, 32, &Device::Cpu).unwrap();
+    for (_, v) in a.trainable() {
+        v.set(&(v.as_tensor() * 15.0).unwrap()).unwrap();
+    }
+    a
+}
+
+/// The reverse direction: an adapter saved by peftc (committed under
+/// `tests/fixtures/parity/bert/peftc_houlsby/`, regenerated with `PEFTC_REGEN_FIXTURES=1`)
+/// was loaded by AdapterHub (`tests/parity/check_peftc_bottleneck.py`), whose logits are
+/// committed as `peftc_houlsby_logits.safetensors`; peftc gives the same logits, and saving
+/// again gives the committed weights.
+#[test]
+fn adapter_saved_by_peftc_loads_in_adapterhub_with_the_same_logits() {
+    let dir = bert_fixtures().join("peftc_houlsby");
+    let a = peftc_saved_houlsby();
+    if std::env::var_os("PEFTC_REGEN_FIXTURES").is_some() {
+        a.save(&dir).unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    a.save(tmp.path()).unwrap();
+    let mine = candle_core::safetensors::load(tmp.path().join("adapter.safetensors"), &Device::Cpu)
+        .unwrap();
+    let committed =
+        candle_core::safetensors::load(dir.join("adapter.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(mine.len(), committed.len());
+    for (k, t) in &mine {
+        assert_eq!(max_abs_diff(t, &committed[k]), 0.0, "{k}");
+    }
+    let r = reference();
+    let (ids, mask, types) = batch(&r);
+    let mut m = tiny_bert();
+    m.set_residual_hook(Arc::new(
+        BottleneckAdapter::load(&dir, names(), 2, &Device::Cpu).unwrap(),
+    ));
+    let got = m.classify(&ids, &mask, Some(&types), false).unwrap();
+    let py = candle_core::safetensors::load(
+        bert_fixtures().join("peftc_houlsby_logits.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let d = max_abs_diff(&got, &py["logits"]);
+    assert!(
+        d < 1e-4,
+        "AdapterHub's logits for the peftc-saved adapter differ by {d}"
+    );
+    assert!(
+        max_abs_diff(&got, &r["base_logits"]) > 1e-2,
+        "the adapter must matter"
+    );
+}
