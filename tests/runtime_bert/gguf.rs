@@ -127,7 +127,17 @@ fn quantized_weight_gives_the_input_its_gradient() {
 #[test]
 fn tiny_gguf_file_serves_hf_order_and_reports_truncation() {
     use candle_core::quantized::gguf_file::{write, Value};
-    use peftc::runtime::models::gguf::{GgufLoadConfig, GgufModel};
+    use peftc::runtime::models::gguf::{GgufLoadConfig, GgufModel, LinearFormat};
+    let max_abs = |t: &Tensor| {
+        t.abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
     use peftc::runtime::models::source::{LoadError, TensorSource};
     let dev = Device::Cpu;
     let (heads, hd, inp) = (2usize, 4usize, 32usize);
@@ -197,17 +207,36 @@ fn tiny_gguf_file_serves_hf_order_and_reports_truncation() {
     assert_eq!(w.format(), "q8_0");
     let got = w.dequantize(candle_core::DType::F32).unwrap();
     let want = Tensor::from_vec(hf, (rows, inp), &dev).unwrap();
-    let d = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = max_abs(&(&got - &want).unwrap());
     assert!(d < 1e-2, "unpermuted weight off by {d}"); // f16 block scales; a wrong row is off by >= 1
+    for (format, want_format, tol) in [
+        (LinearFormat::Requantize(GgmlDType::Q4_0), "q4_0", 0.3f32),
+        (LinearFormat::Dense, "f32", 1e-2),
+    ] {
+        let g2 = GgufModel::open(
+            &path,
+            &dev,
+            GgufLoadConfig {
+                linear_format: format,
+            },
+        )
+        .unwrap();
+        let w2 = g2
+            .linear(
+                "model.layers.0.self_attn.q_proj.weight",
+                candle_core::DType::F32,
+            )
+            .unwrap();
+        assert_eq!(w2.format(), want_format);
+        let d2 = max_abs(&(w2.dequantize(candle_core::DType::F32).unwrap() - &want).unwrap());
+        assert!(d2 < tol, "{want_format}: off by {d2}");
+    }
+    let dir_out = dir.path().join("hf");
+    g.write_hf_files(&dir_out).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir_out.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg, g.config_json().unwrap());
     let cfg = g.config_json().unwrap();
     assert_eq!(cfg["num_key_value_heads"], 1);
     assert_eq!(cfg["tie_word_embeddings"], true);

@@ -94,6 +94,19 @@ fn smollm2_gguf_tokenizer_matches_reference() {
         assert_eq!(enc.get_ids(), want.as_slice(), "{s:?}");
         assert_eq!(tok.decode(enc.get_ids(), false).unwrap(), *s);
     }
+    // The same tokenizer written as an HF tokenizer.json and read back.
+    let dir = tempfile::tempdir().unwrap();
+    g.write_hf_files(dir.path()).unwrap();
+    let reread = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
+    assert_eq!(
+        reread.encode(strings[0].as_str(), false).unwrap().get_ids(),
+        ids[0].as_slice()
+    );
+    let tcj: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(tcj["eos_token"], "<|im_end|>");
     let tc = g.tokenizer_config().unwrap();
     assert_eq!(tc.bos_token.as_deref(), Some("<|im_start|>"));
     assert_eq!(tc.eos_token.as_deref(), Some("<|im_end|>"));

@@ -338,6 +338,28 @@ impl GgufModel {
         Ok(cfg)
     }
 
+    /// Writes the Hugging Face metadata files of this model into `dir`: `config.json` always,
+    /// `tokenizer.json` and `tokenizer_config.json` when the metadata carries a supported
+    /// tokenizer. Weights are not written.
+    pub fn write_hf_files(&self, dir: &Path) -> std::result::Result<(), LoadError> {
+        let io = |p: &Path, e: &dyn std::fmt::Display| LoadError::Other {
+            file: p.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, &e))?;
+        let mut files = vec![("config.json", self.config_json()?)];
+        if self.metadata("tokenizer.ggml.tokens").is_some() {
+            files.push(("tokenizer.json", self.tokenizer_json()?));
+            files.push(("tokenizer_config.json", self.tokenizer_config()?.to_json()));
+        }
+        for (name, value) in files {
+            let path = dir.join(name);
+            let text = serde_json::to_string_pretty(&value).map_err(|e| io(&path, &e))?;
+            std::fs::write(&path, text).map_err(|e| io(&path, &e))?;
+        }
+        Ok(())
+    }
+
     fn token_embd_rows(&self) -> std::result::Result<usize, LoadError> {
         let info = self.info("token_embd.weight", "model.embed_tokens.weight")?;
         Ok(info.shape.dims().first().copied().unwrap_or(0))
