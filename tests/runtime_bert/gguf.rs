@@ -275,6 +275,31 @@ fn tiny_gguf_file_serves_hf_order_and_reports_truncation() {
     )
     .unwrap();
     let err = g.config_json().unwrap_err();
+    // qwen2 is stored in HF order: no un-permutation.
+    let g = GgufModel::open(
+        &write_file("qwen.gguf", "qwen2"),
+        &dev,
+        GgufLoadConfig::default(),
+    )
+    .unwrap();
+    let w = g
+        .linear(
+            "model.layers.0.self_attn.q_proj.weight",
+            candle_core::DType::F32,
+        )
+        .unwrap();
+    let stored_back = w.dequantize(candle_core::DType::F32).unwrap();
+    let row1 = stored_back
+        .get(1)
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        (row1 - 2.0).abs() < 1e-2,
+        "qwen2 row 1 holds stored row 1 (HF row 2), got {row1}"
+    );
     assert!(
         err.to_string()
             .contains("unknown GGUF architecture `gemma3`"),

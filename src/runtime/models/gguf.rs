@@ -379,6 +379,11 @@ impl GgufModel {
             })
     }
 
+    /// Whether this file's Q/K rows carry llama.cpp's RoPE permutation (llama, mistral).
+    pub fn permutes_qk(&self) -> std::result::Result<bool, LoadError> {
+        Ok(matches!(self.architecture()?.as_str(), "llama" | "mistral"))
+    }
+
     fn head_counts(&self) -> std::result::Result<(usize, usize), LoadError> {
         let arch = self.architecture()?;
         let n_head = self.meta_u64(&format!("{arch}.attention.head_count"))? as usize;
@@ -415,6 +420,13 @@ impl GgufModel {
                     "tensor `{hf}` (GGUF `{gguf}`) runs past the end of the file (truncated?)"
                 ),
             })?;
+        // llama.cpp's converter permutes Q/K only for llama-style (GPT-J rope) models; qwen2
+        // uses NeoX rope and is stored in HF order.
+        let order = if self.permutes_qk()? {
+            order
+        } else {
+            RowOrder::Plain
+        };
         let heads = match order {
             RowOrder::Plain => None,
             RowOrder::PermutedQ => Some(self.head_counts()?.0),
