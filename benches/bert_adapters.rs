@@ -7,7 +7,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
-use peftc::runtime::adapters::bottleneck::{BottleneckAdapter, BottleneckConfig, BottleneckKind, SiteNames, Width};
+use peftc::runtime::adapters::bottleneck::{
+    BottleneckAdapter, BottleneckConfig, BottleneckKind, SiteNames, Width,
+};
 use peftc::runtime::adapters::residual::{NoHook, ResidualHook};
 use peftc::runtime::dense::DenseWeight;
 use peftc::runtime::model_api::AdaptableModel;
@@ -30,10 +32,13 @@ impl TensorSource for Random {
         self.0.contains_key(name)
     }
     fn shape(&self, name: &str) -> Result<Vec<usize>, LoadError> {
-        self.0.get(name).cloned().ok_or_else(|| LoadError::MissingTensor {
-            name: name.into(),
-            file: "random".into(),
-        })
+        self.0
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LoadError::MissingTensor {
+                name: name.into(),
+                file: "random".into(),
+            })
     }
     fn tensor(&self, name: &str, dtype: DType) -> Result<Tensor, LoadError> {
         let shape = self.shape(name)?;
@@ -52,9 +57,18 @@ impl TensorSource for Random {
 fn minilm_shapes(c: &BertConfig) -> Random {
     let (d, f) = (c.hidden_size, c.intermediate_size);
     let mut m = HashMap::new();
-    m.insert("embeddings.word_embeddings.weight".to_string(), vec![c.vocab_size, d]);
-    m.insert("embeddings.position_embeddings.weight".into(), vec![c.max_position_embeddings, d]);
-    m.insert("embeddings.token_type_embeddings.weight".into(), vec![c.type_vocab_size, d]);
+    m.insert(
+        "embeddings.word_embeddings.weight".to_string(),
+        vec![c.vocab_size, d],
+    );
+    m.insert(
+        "embeddings.position_embeddings.weight".into(),
+        vec![c.max_position_embeddings, d],
+    );
+    m.insert(
+        "embeddings.token_type_embeddings.weight".into(),
+        vec![c.type_vocab_size, d],
+    );
     m.insert("embeddings.LayerNorm.weight".into(), vec![d]);
     m.insert("embeddings.LayerNorm.bias".into(), vec![d]);
     for i in 0..c.num_hidden_layers {
@@ -89,20 +103,33 @@ fn mean_time(model: &BertModel, ids: &Tensor, mask: &Tensor, iters: u32) -> Dura
 fn bench(c: &mut Criterion) {
     let cfg = BertConfig::from_json(CONFIG, "bench config").expect("valid config");
     let src = minilm_shapes(&cfg);
-    let mut model = BertModel::load(&src, &cfg, BertLoadConfig { head: BertHead::None, dtype: DType::F32 })
-        .expect("random weights load");
+    let mut model = BertModel::load(
+        &src,
+        &cfg,
+        BertLoadConfig {
+            head: BertHead::None,
+            dtype: DType::F32,
+        },
+    )
+    .expect("random weights load");
     let names = SiteNames::bert("", "BertModel");
     let hooks: Vec<(&str, Arc<dyn ResidualHook>)> = vec![
         ("base", Arc::new(NoHook)),
         ("houlsby-64", {
             let mut b = BottleneckConfig::new(BottleneckKind::Houlsby);
             b.width = Width::Size(64);
-            Arc::new(BottleneckAdapter::new("h", b, names.clone(), 6, 384, &Device::Cpu).expect("adapter"))
+            Arc::new(
+                BottleneckAdapter::new("h", b, names.clone(), 6, 384, &Device::Cpu)
+                    .expect("adapter"),
+            )
         }),
         ("pfeiffer-64", {
             let mut b = BottleneckConfig::new(BottleneckKind::Pfeiffer);
             b.width = Width::Size(64);
-            Arc::new(BottleneckAdapter::new("p", b, names.clone(), 6, 384, &Device::Cpu).expect("adapter"))
+            Arc::new(
+                BottleneckAdapter::new("p", b, names.clone(), 6, 384, &Device::Cpu)
+                    .expect("adapter"),
+            )
         }),
     ];
     for batch in [1usize, 8] {
@@ -113,7 +140,9 @@ fn bench(c: &mut Criterion) {
         let mut means = Vec::new();
         for (label, hook) in &hooks {
             model.set_residual_hook(hook.clone());
-            group.bench_function(*label, |b| b.iter(|| model.encode(&ids, &mask, None, false)));
+            group.bench_function(*label, |b| {
+                b.iter(|| model.encode(&ids, &mask, None, false))
+            });
             means.push((*label, mean_time(&model, &ids, &mask, 5)));
         }
         group.finish();

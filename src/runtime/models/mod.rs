@@ -2,6 +2,8 @@
 
 pub mod bert;
 pub mod bert_config;
+mod bert_layers;
 pub mod gguf;
 pub mod gguf_tokenizer;
+pub mod gguf_weight;
 pub mod source;
