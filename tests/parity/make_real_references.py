@@ -70,9 +70,61 @@ def smollm2():
         # rows 0..70 cross the first head boundary (64) and the interleave; first 16 columns.
         out[hf] = {"shape": list(w.shape), "rows": 70, "cols": 16, "values": w[:70, :16].tolist(),
                    "row_sums": w.sum(axis=1).tolist()}
+    # NumPy forward of the whole model (f32, HF layout) on a short prompt: last-position logits.
+    prompt_ids = tok.encode("The capital of France is", add_special_tokens=False).ids
+    out["forward"] = numpy_forward(r, prompt_ids, n_head, n_kv, unpermute, f)
     t = next(t for t in r.tensors if t.name == "blk.0.attn_norm.weight")
     out["input_layernorm_first8"] = np.asarray(t.data, dtype=np.float32)[:8].tolist()
     return out
+
+
+def numpy_forward(r, ids, n_head, n_kv, unpermute, f):
+    from gguf.quants import dequantize
+    W = {}
+    for t in r.tensors:
+        w = dequantize(t.data, t.tensor_type).astype(np.float32).reshape(tuple(int(x) for x in reversed(t.shape)))
+        if t.name.endswith("attn_q.weight"):
+            w = unpermute(w, n_head)
+        if t.name.endswith("attn_k.weight"):
+            w = unpermute(w, n_kv)
+        W[t.name] = w
+    d = f("llama.embedding_length")
+    hd = d // n_head
+    eps = float(f("llama.attention.layer_norm_rms_epsilon"))
+    theta = float(f("llama.rope.freq_base"))
+    s = len(ids)
+
+    def rms(x, w):
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+
+    inv = theta ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
+    fr = np.outer(np.arange(s), inv)
+    fr = np.concatenate([fr, fr], -1)
+    cos, sin = np.cos(fr).astype(np.float32), np.sin(fr).astype(np.float32)
+
+    def rope(x):  # x: (heads, s, hd)
+        x1, x2 = x[..., : hd // 2], x[..., hd // 2:]
+        return x * cos + np.concatenate([-x2, x1], -1) * sin
+
+    x = W["token_embd.weight"][ids]
+    mask = np.triu(np.full((s, s), -np.inf, dtype=np.float32), 1)
+    for i in range(f("llama.block_count")):
+        b = lambda n: W[f"blk.{i}.{n}.weight"]
+        h = rms(x, b("attn_norm"))
+        q = rope((h @ b("attn_q").T).reshape(s, n_head, hd).transpose(1, 0, 2))
+        k = rope((h @ b("attn_k").T).reshape(s, n_kv, hd).transpose(1, 0, 2))
+        v = (h @ b("attn_v").T).reshape(s, n_kv, hd).transpose(1, 0, 2)
+        k, v = np.repeat(k, n_head // n_kv, 0), np.repeat(v, n_head // n_kv, 0)
+        a = q @ k.transpose(0, 2, 1) / np.sqrt(hd) + mask
+        a = np.exp(a - a.max(-1, keepdims=True))
+        a = a / a.sum(-1, keepdims=True)
+        x = x + (a @ v).transpose(1, 0, 2).reshape(s, d) @ b("attn_output").T
+        h = rms(x, b("ffn_norm"))
+        g = h @ b("ffn_gate").T
+        x = x + ((g / (1 + np.exp(-g))) * (h @ b("ffn_up").T)) @ b("ffn_down").T
+    logits = rms(x[-1], W["output_norm.weight"]) @ W["token_embd.weight"].T
+    return {"ids": ids, "logits_first64": logits[:64].tolist(), "argmax": int(logits.argmax()),
+            "max": float(logits.max()), "logsumexp": float(np.log(np.exp(logits - logits.max()).sum()) + logits.max())}
 
 
 def main():

@@ -1,6 +1,7 @@
 //! End-to-end check of the GGUF source: a minimal llama forward written here (f32, no KV cache;
-//! the runtime's own llama model lives elsewhere) over the weights `GgufModel` serves, greedy
-//! decoding a fixed ChatML prompt with the tokenizer rebuilt from the GGUF metadata. A wrong Q/K
+//! the runtime's own llama model lives elsewhere) over the weights `GgufModel` serves: its
+//! last-position logits equal a NumPy forward of the same file (gguf-py dequantization) within
+//! 5e-4 (measured 1.8e-5), and greedy decoding of a fixed ChatML prompt with the tokenizer rebuilt from the GGUF metadata. A wrong Q/K
 //! row order or a wrong tokenizer gives gibberish instead of "Paris".
 
 use super::support::assets;
@@ -39,7 +40,7 @@ fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
 }
 
 #[test]
-fn smollm2_gguf_greedy_decodes_a_sensible_answer() {
+fn smollm2_gguf_logits_match_numpy_and_greedy_decoding_answers() {
     let path = assets().join("SmolLM2-135M-Instruct.Q4_1.gguf");
     if !path.exists() {
         println!(
@@ -102,12 +103,11 @@ fn smollm2_gguf_greedy_decodes_a_sensible_answer() {
     let eos = tok.token_to_id("<|im_end|>").unwrap();
     let prompt = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
                   <|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
-    let mut ids = tok.encode(prompt, false).unwrap().get_ids().to_vec();
-    let start = ids.len();
     let inv: Vec<f32> = (0..hd / 2)
         .map(|i| theta.powf(-2.0 * i as f64 / hd as f64) as f32)
         .collect();
-    for _ in 0..8 {
+    // Last-position logits `[vocab]` of a token sequence.
+    let forward = |ids: &[u32]| -> Tensor {
         let s = ids.len();
         let pos: Vec<f32> = (0..s)
             .flat_map(|p| inv.iter().map(move |f| p as f32 * f))
@@ -119,7 +119,7 @@ fn smollm2_gguf_greedy_decodes_a_sensible_answer() {
             .flat_map(|i| (0..s).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
             .collect();
         let mask = Tensor::from_vec(mask, (s, s), &dev).unwrap();
-        let input = Tensor::new(ids.as_slice(), &dev).unwrap();
+        let input = Tensor::new(ids, &dev).unwrap();
         let mut x = emb.index_select(&input, 0).unwrap().unsqueeze(0).unwrap();
         for l in &layers {
             let h = rms_norm(&x, &l.attn_norm, eps);
@@ -167,13 +167,52 @@ fn smollm2_gguf_greedy_decodes_a_sensible_answer() {
             eps,
         );
         let logits = last.matmul(&emb.t().unwrap()).unwrap();
-        let next = logits
-            .argmax(D::Minus1)
+        logits.squeeze(0).unwrap()
+    };
+
+    // Logits against the NumPy reference (tests/parity/make_real_references.py).
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            super::support::repo().join("tests/fixtures/real/smollm2_reference.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let f = &r["forward"];
+    let ref_ids: Vec<u32> = serde_json::from_value(f["ids"].clone()).unwrap();
+    assert_eq!(
+        tok.encode("The capital of France is", false)
             .unwrap()
-            .squeeze(0)
-            .unwrap()
-            .to_scalar::<u32>()
-            .unwrap();
+            .get_ids(),
+        ref_ids.as_slice()
+    );
+    let logits = forward(&ref_ids);
+    let first: Vec<f32> = serde_json::from_value(f["logits_first64"].clone()).unwrap();
+    let d = super::support::max_abs_diff(
+        &logits.narrow(0, 0, 64).unwrap(),
+        &Tensor::new(first, &dev).unwrap(),
+    );
+    println!("SmolLM2 logits vs NumPy: max abs diff {d}");
+    assert!(d < 5e-4, "logits differ from NumPy by {d}");
+    let argmax = logits.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+    assert_eq!(argmax as u64, f["argmax"].as_u64().unwrap());
+    let lse = candle_nn::ops::log_softmax(&logits, 0)
+        .unwrap()
+        .get(argmax as usize)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let want = (f["max"].as_f64().unwrap() - f["logsumexp"].as_f64().unwrap()) as f32;
+    assert!(
+        (lse - want).abs() < 1e-3,
+        "log-prob of the argmax {lse} vs {want}"
+    );
+
+    // Greedy decoding of a ChatML prompt.
+    let mut ids = tok.encode(prompt, false).unwrap().get_ids().to_vec();
+    let start = ids.len();
+    for _ in 0..8 {
+        let next = forward(&ids).argmax(0).unwrap().to_scalar::<u32>().unwrap();
         if next == eos {
             break;
         }
