@@ -22,7 +22,11 @@ wheel_for() { # $1: package name, $2: wheel file glob
     found="$(ls "$wheels"/$2 2>/dev/null | head -n1 || true)"
   fi
   if [ -z "$found" ]; then
-    "$python" -m pip download --no-deps --only-binary=:all: -d "$wheels" "$1" >&2
+    if "$python" -m pip --version >/dev/null 2>&1; then
+      "$python" -m pip download --no-deps --only-binary=:all: -d "$wheels" "$1" >&2
+    else
+      "${PIP:-pip3}" download --no-deps --only-binary=:all: -d "$wheels" "$1" >&2
+    fi
     found="$(ls "$wheels"/$2 | head -n1)"
   fi
   echo "$found"
