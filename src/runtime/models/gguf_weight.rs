@@ -2,8 +2,8 @@
 //! runs candle's quantized matmul kernel, the backward returns `grad @ dequantize(W)` to the input
 //! only. candle's own `QMatMul` has no backward and would silently cut the graph.
 //!
-//! Must never give the weight a gradient. CPU only for now (the custom op has no CUDA / Metal
-//! forward).
+//! Must never give the weight a gradient. The forward delegates to candle's kernel on every
+//! backend (CPU, and CUDA / Metal when built with those features; only CPU is tested here).
 
 use crate::runtime::weight::FrozenWeight;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -40,6 +40,22 @@ impl CustomOp1 for QFrozen {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         <QTensor as CustomOp1>::cpu_fwd(self.w.as_ref(), s, l)
+    }
+
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        <QTensor as CustomOp1>::cuda_fwd(self.w.as_ref(), s, l)
+    }
+
+    fn metal_fwd(
+        &self,
+        s: &candle_core::MetalStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::MetalStorage, Shape)> {
+        <QTensor as CustomOp1>::metal_fwd(self.w.as_ref(), s, l)
     }
 
     fn bwd(&self, _x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
