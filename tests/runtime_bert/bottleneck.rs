@@ -172,3 +172,26 @@ fn adapter_saved_by_peftc_loads_in_adapterhub_with_the_same_logits() {
         "the adapter must matter"
     );
 }
+
+/// A bf16 model with f32 adapter parameters runs (the adapter computes in the activations'
+/// dtype) and stays close to the f32 reference.
+#[test]
+fn bf16_model_with_f32_adapter_runs_close_to_the_reference() {
+    use peftc::runtime::models::bert::{BertLoadConfig, BertModel};
+    let r = reference();
+    let (ids, mask, types) = batch(&r);
+    let opts = BertLoadConfig {
+        dtype: candle_core::DType::BF16,
+        ..BertLoadConfig::default()
+    };
+    let mut m = BertModel::load(&tiny_source(), &tiny_config(), opts).unwrap();
+    m.set_residual_hook(Arc::new(
+        BottleneckAdapter::load(&bert_fixtures().join("houlsby"), names(), 2, &Device::Cpu)
+            .unwrap(),
+    ));
+    let logits = m.classify(&ids, &mask, Some(&types), false).unwrap();
+    assert_eq!(logits.dtype(), candle_core::DType::BF16);
+    let d = max_abs_diff(&logits, &r["houlsby_logits"]);
+    println!("bf16 houlsby logits vs f32 reference: {d}");
+    assert!(d < 0.05, "bf16 logits off by {d}");
+}

@@ -42,13 +42,15 @@ struct Bottleneck {
 
 impl Bottleneck {
     fn forward(&self, x: &Tensor, cfg: &BottleneckConfig, train: bool) -> Result<Tensor> {
+        // Parameters are f32; compute in the activations' dtype (a differentiable cast).
+        let p = |v: &Var| v.as_tensor().to_dtype(x.dtype());
         let d = x
-            .broadcast_matmul(&self.down_w.as_tensor().t()?)?
-            .broadcast_add(self.down_b.as_tensor())?;
+            .broadcast_matmul(&p(&self.down_w)?.t()?)?
+            .broadcast_add(&p(&self.down_b)?)?;
         let d = cfg.activation.apply(&d)?;
         let u = d
-            .broadcast_matmul(&self.up_w.as_tensor().t()?)?
-            .broadcast_add(self.up_b.as_tensor())?;
+            .broadcast_matmul(&p(&self.up_w)?.t()?)?
+            .broadcast_add(&p(&self.up_b)?)?;
         let u = if cfg.scaling != 1.0 {
             u.affine(cfg.scaling, 0.0)?
         } else {

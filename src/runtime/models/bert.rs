@@ -89,9 +89,13 @@ struct Classifier {
 impl Classifier {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match &self.trainable {
-            Some((w, b)) => x
-                .broadcast_matmul(&w.as_tensor().t()?)?
-                .broadcast_add(b.as_tensor()),
+            Some((w, b)) => {
+                let (w, b) = (
+                    w.as_tensor().to_dtype(x.dtype())?,
+                    b.as_tensor().to_dtype(x.dtype())?,
+                );
+                x.broadcast_matmul(&w.t()?)?.broadcast_add(&b)
+            }
             None => self.linear.forward(x, train),
         }
     }
