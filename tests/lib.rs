@@ -3,5 +3,6 @@ mod data;
 mod exec;
 mod frontend;
 mod quant;
+mod runtime_bert;
 mod runtime_models;
 mod train;

@@ -1,0 +1,8 @@
+//! Tests: the BERT model, bottleneck adapters, the GGUF source and tokenizer, real models.
+mod bottleneck;
+mod gguf;
+mod gradients;
+mod parity;
+mod real_models;
+mod smollm2_greedy;
+mod support;
