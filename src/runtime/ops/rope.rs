@@ -120,11 +120,11 @@ mod tests {
             factor: 8.0,
             low_freq_factor: 1.0,
             high_freq_factor: 4.0,
-            original_max_position_embeddings: 16.0,
+            original_max_position_embeddings: 64.0,
         };
         let plain = Rotary::new(8, 10000.0, &RopeScaling::None);
         let scaled = Rotary::new(8, 10000.0, &scaling);
-        // wavelength 2*pi < 16/4: unchanged; the lowest frequency (wavelength 6283 > 16): / 8.
+        // wavelength 2*pi < 64/4: unchanged; the lowest frequency (wavelength 6283 > 64): / 8.
         assert_eq!(plain.inv_freq[0], scaled.inv_freq[0]);
         assert!((scaled.inv_freq[3] - plain.inv_freq[3] / 8.0).abs() < 1e-9);
     }
