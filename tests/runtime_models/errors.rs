@@ -127,3 +127,41 @@ fn targets_that_match_nothing_are_an_error() {
     let cfg = LoraConfig { spec: peftc::runtime::adapters::lora::LoraSpec { r: 64, ..Default::default() }, ..LoraConfig::default() };
     assert!(matches!(attach_lora(model.as_adaptable_mut(), "a", &cfg), Err(AdapterError::BadRank { r: 64, .. })));
 }
+
+#[test]
+fn sharded_and_half_precision_checkpoints_load() {
+    use super::common::{assert_logits, max_diff_on_tokens, reference};
+    use candle_core::DType;
+    use peftc::runtime::model_api::AdaptedModel;
+    let tmp = copy_model("llama");
+    let st = tmp.path().join("model.safetensors");
+    let all = candle_core::safetensors::load(&st, &Device::Cpu).expect("load");
+    std::fs::remove_file(&st).expect("rm");
+    let mut names: Vec<&String> = all.keys().collect();
+    names.sort();
+    let (first, second) = names.split_at(names.len() / 2);
+    let mut map = serde_json::Map::new();
+    for (file, part) in [("model-00001-of-00002.safetensors", first), ("model-00002-of-00002.safetensors", second)] {
+        let shard: std::collections::HashMap<String, candle_core::Tensor> =
+            part.iter().map(|n| ((*n).clone(), all[*n].to_dtype(DType::BF16).expect("bf16"))).collect();
+        candle_core::safetensors::save(&shard, tmp.path().join(file)).expect("save shard");
+        for n in part {
+            map.insert((*n).clone(), serde_json::json!(file));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(tmp.path().join("model.safetensors.index.json"), index.to_string()).expect("index");
+    let r = reference("llama");
+    let model = load_folder(tmp.path(), &LoadConfig::default()).expect("sharded bf16 loads");
+    let logits = model.forward(&r.input_ids, &r.mask, false).expect("forward");
+    let d = max_diff_on_tokens(&logits, &r.tensors["base"], &r.mask);
+    assert!(d > 0.0 && d < 5e-2, "bf16 rounding should change logits slightly, got {d}");
+    // The same weights in f32 shards are exact.
+    for (file, part) in [("model-00001-of-00002.safetensors", first), ("model-00002-of-00002.safetensors", second)] {
+        let shard: std::collections::HashMap<String, candle_core::Tensor> =
+            part.iter().map(|n| ((*n).clone(), all[*n].clone())).collect();
+        candle_core::safetensors::save(&shard, tmp.path().join(file)).expect("save shard");
+    }
+    let model = load_folder(tmp.path(), &LoadConfig::default()).expect("sharded f32 loads");
+    assert_logits(model.as_ref(), &r, "base", "sharded f32");
+}
