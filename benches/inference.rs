@@ -35,7 +35,11 @@ fn write_tiny_llama(dir: &std::path::Path) {
     std::fs::write(dir.join("config.json"), cfg.to_string()).expect("config");
     let mut t: HashMap<String, Tensor> = HashMap::new();
     let mut put = |n: String, shape: &[usize]| {
-        let v = if n.ends_with("norm.weight") { Tensor::ones(shape, DType::F32, &dev) } else { Tensor::randn(0f32, 0.02, shape, &dev) };
+        let v = if n.ends_with("norm.weight") {
+            Tensor::ones(shape, DType::F32, &dev)
+        } else {
+            Tensor::randn(0f32, 0.02, shape, &dev)
+        };
         t.insert(n, v.expect("tensor"));
     };
     put("model.embed_tokens.weight".into(), &[VOCAB, HIDDEN]);
@@ -43,8 +47,14 @@ fn write_tiny_llama(dir: &std::path::Path) {
     for i in 0..LAYERS {
         let p = format!("model.layers.{i}");
         put(format!("{p}.self_attn.q_proj.weight"), &[HIDDEN, HIDDEN]);
-        put(format!("{p}.self_attn.k_proj.weight"), &[HIDDEN / 2, HIDDEN]);
-        put(format!("{p}.self_attn.v_proj.weight"), &[HIDDEN / 2, HIDDEN]);
+        put(
+            format!("{p}.self_attn.k_proj.weight"),
+            &[HIDDEN / 2, HIDDEN],
+        );
+        put(
+            format!("{p}.self_attn.v_proj.weight"),
+            &[HIDDEN / 2, HIDDEN],
+        );
         put(format!("{p}.self_attn.o_proj.weight"), &[HIDDEN, HIDDEN]);
         put(format!("{p}.mlp.gate_proj.weight"), &[INTER, HIDDEN]);
         put(format!("{p}.mlp.up_proj.weight"), &[INTER, HIDDEN]);
@@ -57,7 +67,13 @@ fn write_tiny_llama(dir: &std::path::Path) {
 
 fn lora(seed: u64) -> LoraConfig {
     LoraConfig {
-        spec: LoraSpec { r: 16, alpha: 32.0, init: LoraInit::RandomBoth { std: 0.02 }, seed, ..Default::default() },
+        spec: LoraSpec {
+            r: 16,
+            alpha: 32.0,
+            init: LoraInit::RandomBoth { std: 0.02 },
+            seed,
+            ..Default::default()
+        },
         target_modules: TargetModules::Names(vec!["q_proj".into(), "v_proj".into()]),
         ..Default::default()
     }
@@ -84,7 +100,10 @@ fn bench(c: &mut Criterion) {
     for (i, n) in ["a", "b", "c"].iter().enumerate() {
         attach_lora(several.as_adaptable_mut(), n, &lora(i as u64)).expect("attach");
     }
-    set_active(several.as_adaptable_mut(), &[("a".into(), 1.0), ("b".into(), 0.5), ("c".into(), 0.5)]);
+    set_active(
+        several.as_adaptable_mut(),
+        &[("a".into(), 1.0), ("b".into(), 0.5), ("c".into(), 0.5)],
+    );
     let variants: Vec<(&str, &dyn LoadedModel)> = vec![
         ("base", base.as_ref()),
         ("lora_unmerged", unmerged.as_ref()),
@@ -92,12 +111,20 @@ fn bench(c: &mut Criterion) {
         ("three_adapters", several.as_ref()),
     ];
     let mut group = c.benchmark_group("inference_prefill_seq128");
-    group.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
     for batch in [1usize, 8] {
-        let ids: Vec<u32> = (0..batch * SEQ).map(|i| ((i * 7919) % VOCAB) as u32).collect();
+        let ids: Vec<u32> = (0..batch * SEQ)
+            .map(|i| ((i * 7919) % VOCAB) as u32)
+            .collect();
         let ids = Tensor::from_vec(ids, (batch, SEQ), &Device::Cpu).expect("ids");
         let mask = Tensor::ones((batch, SEQ), DType::U8, &Device::Cpu).expect("mask");
-        let pos = Tensor::arange(0u32, SEQ as u32, &Device::Cpu).expect("pos").unsqueeze(0).expect("pos");
+        let pos = Tensor::arange(0u32, SEQ as u32, &Device::Cpu)
+            .expect("pos")
+            .unsqueeze(0)
+            .expect("pos");
         let pos = pos.repeat((batch, 1)).expect("pos");
         for (name, model) in &variants {
             group.bench_function(format!("{name}/b{batch}"), |b| {
@@ -128,11 +155,23 @@ fn report() {
     let Ok(times) = TIMES.lock() else { return };
     println!("\nvariant          batch  median ms  ratio vs base");
     for batch in [1usize, 8] {
-        let of = |n: &str| median(times.iter().filter(|(v, b, _)| v == n && *b == batch).map(|(_, _, d)| *d).collect());
+        let of = |n: &str| {
+            median(
+                times
+                    .iter()
+                    .filter(|(v, b, _)| v == n && *b == batch)
+                    .map(|(_, _, d)| *d)
+                    .collect(),
+            )
+        };
         let base = of("base").as_secs_f64();
         for n in ["base", "lora_unmerged", "lora_merged", "three_adapters"] {
             let m = of(n).as_secs_f64();
-            println!("{n:<16} {batch:>5}  {:>9.2}  {:>6.3}", m * 1e3, if base > 0.0 { m / base } else { 0.0 });
+            println!(
+                "{n:<16} {batch:>5}  {:>9.2}  {:>6.3}",
+                m * 1e3,
+                if base > 0.0 { m / base } else { 0.0 }
+            );
         }
     }
 }

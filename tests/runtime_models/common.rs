@@ -17,10 +17,15 @@ pub struct Reference {
 
 pub fn reference(arch: &str) -> Reference {
     let path = parity_dir().join(arch).join("reference.safetensors");
-    let tensors = candle_core::safetensors::load(&path, &Device::Cpu).expect("reference fixture is committed");
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+        .expect("reference fixture is committed");
     let input_ids = tensors["input_ids"].to_dtype(DType::U32).expect("ids");
     let mask = tensors["attention_mask"].to_dtype(DType::U8).expect("mask");
-    Reference { tensors, input_ids, mask }
+    Reference {
+        tensors,
+        input_ids,
+        mask,
+    }
 }
 
 /// Largest |a - b| over positions where the mask is 1.
@@ -32,7 +37,9 @@ pub fn max_diff_on_tokens(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
 
 /// Asserts that the model's logits equal reference `key` within 1e-4.
 pub fn assert_logits(model: &dyn AdaptedModel, r: &Reference, key: &str, what: &str) {
-    let logits = model.forward(&r.input_ids, &r.mask, false).expect("forward");
+    let logits = model
+        .forward(&r.input_ids, &r.mask, false)
+        .expect("forward");
     let diff = max_diff_on_tokens(&logits, &r.tensors[key], &r.mask);
     assert!(diff < 1e-4, "{what}: logits differ from `{key}` by {diff}");
 }

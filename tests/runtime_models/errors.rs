@@ -39,7 +39,9 @@ fn missing_tensor_is_named() {
     t.remove("model.layers.1.mlp.up_proj.weight");
     candle_core::safetensors::save(&t, &st).expect("save");
     match load_err(tmp.path()) {
-        ModelError::Load(LoadError::MissingTensor { name, .. }) => assert_eq!(name, "model.layers.1.mlp.up_proj.weight"),
+        ModelError::Load(LoadError::MissingTensor { name, .. }) => {
+            assert_eq!(name, "model.layers.1.mlp.up_proj.weight")
+        }
         e => panic!("unexpected error {e}"),
     }
 }
@@ -48,10 +50,17 @@ fn missing_tensor_is_named() {
 fn wrong_shape_is_named() {
     let tmp = copy_model("llama");
     let cfg = tmp.path().join("config.json");
-    let text = std::fs::read_to_string(&cfg).expect("config").replace("\"intermediate_size\": 64", "\"intermediate_size\": 48");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("config")
+        .replace("\"intermediate_size\": 64", "\"intermediate_size\": 48");
     std::fs::write(&cfg, text).expect("write");
     match load_err(tmp.path()) {
-        ModelError::Load(LoadError::ShapeMismatch { name, expected, found, .. }) => {
+        ModelError::Load(LoadError::ShapeMismatch {
+            name,
+            expected,
+            found,
+            ..
+        }) => {
             assert_eq!(name, "model.layers.0.mlp.gate_proj.weight");
             assert_eq!(expected, vec![48, 32]);
             assert_eq!(found, vec![64, 32]);
@@ -93,10 +102,16 @@ fn pickled_checkpoint_is_refused() {
 fn unknown_architecture_is_named() {
     let tmp = copy_model("gpt2");
     let cfg = tmp.path().join("config.json");
-    let text = std::fs::read_to_string(&cfg).expect("config").replace("\"model_type\": \"gpt2\"", "\"model_type\": \"mamba\"");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("config")
+        .replace("\"model_type\": \"gpt2\"", "\"model_type\": \"mamba\"");
     std::fs::write(&cfg, text).expect("write");
     match load_err(tmp.path()) {
-        ModelError::UnknownArchitecture { model_type, supported, .. } => {
+        ModelError::UnknownArchitecture {
+            model_type,
+            supported,
+            ..
+        } => {
             assert_eq!(model_type, "mamba");
             assert!(supported.contains("llama"));
         }
@@ -106,10 +121,13 @@ fn unknown_architecture_is_named() {
 
 #[test]
 fn adapter_of_another_architecture_is_refused() {
-    let mut model = load_folder(&parity_dir().join("gpt2/model"), &LoadConfig::default()).expect("load");
+    let mut model =
+        load_folder(&parity_dir().join("gpt2/model"), &LoadConfig::default()).expect("load");
     let dir = parity_dir().join("llama/adapters/qv");
     match load_adapter(model.as_adaptable_mut(), &dir, "x") {
-        Err(PeftFormatError::UnexpectedKey { key, .. }) => assert!(key.contains("self_attn"), "{key}"),
+        Err(PeftFormatError::UnexpectedKey { key, .. }) => {
+            assert!(key.contains("self_attn"), "{key}")
+        }
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a llama adapter must not load on gpt2"),
     }
@@ -117,22 +135,36 @@ fn adapter_of_another_architecture_is_refused() {
 
 #[test]
 fn targets_that_match_nothing_are_an_error() {
-    let mut model = load_folder(&parity_dir().join("llama/model"), &LoadConfig::default()).expect("load");
-    let cfg = LoraConfig { target_modules: TargetModules::Names(vec!["query".into()]), ..LoraConfig::default() };
+    let mut model =
+        load_folder(&parity_dir().join("llama/model"), &LoadConfig::default()).expect("load");
+    let cfg = LoraConfig {
+        target_modules: TargetModules::Names(vec!["query".into()]),
+        ..LoraConfig::default()
+    };
     match attach_lora(model.as_adaptable_mut(), "a", &cfg) {
-        Err(AdapterError::NoTarget { example, .. }) => assert!(example.starts_with("model.layers.0")),
+        Err(AdapterError::NoTarget { example, .. }) => {
+            assert!(example.starts_with("model.layers.0"))
+        }
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("no layer is named query"),
     }
-    let cfg = LoraConfig { spec: peftc::runtime::adapters::lora::LoraSpec { r: 64, ..Default::default() }, ..LoraConfig::default() };
-    assert!(matches!(attach_lora(model.as_adaptable_mut(), "a", &cfg), Err(AdapterError::BadRank { r: 64, .. })));
+    let cfg = LoraConfig {
+        spec: peftc::runtime::adapters::lora::LoraSpec {
+            r: 64,
+            ..Default::default()
+        },
+        ..LoraConfig::default()
+    };
+    assert!(matches!(
+        attach_lora(model.as_adaptable_mut(), "a", &cfg),
+        Err(AdapterError::BadRank { r: 64, .. })
+    ));
 }
 
 #[test]
 fn sharded_and_half_precision_checkpoints_load() {
     use super::common::{assert_logits, max_diff_on_tokens, reference};
     use candle_core::DType;
-    use peftc::runtime::model_api::AdaptedModel;
     let tmp = copy_model("llama");
     let st = tmp.path().join("model.safetensors");
     let all = candle_core::safetensors::load(&st, &Device::Cpu).expect("load");
@@ -141,25 +173,44 @@ fn sharded_and_half_precision_checkpoints_load() {
     names.sort();
     let (first, second) = names.split_at(names.len() / 2);
     let mut map = serde_json::Map::new();
-    for (file, part) in [("model-00001-of-00002.safetensors", first), ("model-00002-of-00002.safetensors", second)] {
-        let shard: std::collections::HashMap<String, candle_core::Tensor> =
-            part.iter().map(|n| ((*n).clone(), all[*n].to_dtype(DType::BF16).expect("bf16"))).collect();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
+        let shard: std::collections::HashMap<String, candle_core::Tensor> = part
+            .iter()
+            .map(|n| ((*n).clone(), all[*n].to_dtype(DType::BF16).expect("bf16")))
+            .collect();
         candle_core::safetensors::save(&shard, tmp.path().join(file)).expect("save shard");
         for n in part {
             map.insert((*n).clone(), serde_json::json!(file));
         }
     }
     let index = serde_json::json!({"metadata": {}, "weight_map": map});
-    std::fs::write(tmp.path().join("model.safetensors.index.json"), index.to_string()).expect("index");
+    std::fs::write(
+        tmp.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .expect("index");
     let r = reference("llama");
     let model = load_folder(tmp.path(), &LoadConfig::default()).expect("sharded bf16 loads");
-    let logits = model.forward(&r.input_ids, &r.mask, false).expect("forward");
+    let logits = model
+        .forward(&r.input_ids, &r.mask, false)
+        .expect("forward");
     let d = max_diff_on_tokens(&logits, &r.tensors["base"], &r.mask);
-    assert!(d > 0.0 && d < 5e-2, "bf16 rounding should change logits slightly, got {d}");
+    assert!(
+        d > 0.0 && d < 5e-2,
+        "bf16 rounding should change logits slightly, got {d}"
+    );
     // The same weights in f32 shards are exact.
-    for (file, part) in [("model-00001-of-00002.safetensors", first), ("model-00002-of-00002.safetensors", second)] {
-        let shard: std::collections::HashMap<String, candle_core::Tensor> =
-            part.iter().map(|n| ((*n).clone(), all[*n].clone())).collect();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
+        let shard: std::collections::HashMap<String, candle_core::Tensor> = part
+            .iter()
+            .map(|n| ((*n).clone(), all[*n].clone()))
+            .collect();
         candle_core::safetensors::save(&shard, tmp.path().join(file)).expect("save shard");
     }
     let model = load_folder(tmp.path(), &LoadConfig::default()).expect("sharded f32 loads");

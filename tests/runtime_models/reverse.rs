@@ -9,7 +9,6 @@ use candle_core::{Device, Tensor};
 use peftc::runtime::adapters::attach::{attach_lora, LoraConfig};
 use peftc::runtime::adapters::lora::{LoraInit, LoraSpec};
 use peftc::runtime::adapters::targets::TargetModules;
-use peftc::runtime::model_api::AdaptedModel;
 use peftc::runtime::models::load::{load_folder, LoadConfig};
 use peftc::runtime::peft_format::adapter_config::AdapterConfig;
 use peftc::runtime::peft_format::lineage::Lineage;
@@ -28,17 +27,36 @@ fn python() -> Option<PathBuf> {
 fn lora_for(arch: &str) -> LoraConfig {
     let (targets, rslora, dora) = match arch {
         "llama" => (TargetModules::AllLinear, true, false),
-        _ => (TargetModules::Names(vec!["c_attn".into(), "c_fc".into()]), false, true),
+        _ => (
+            TargetModules::Names(vec!["c_attn".into(), "c_fc".into()]),
+            false,
+            true,
+        ),
     };
     LoraConfig {
-        spec: LoraSpec { r: 4, alpha: 8.0, use_rslora: rslora, use_dora: dora, init: LoraInit::RandomBoth { std: 0.2 }, seed: 11, ..Default::default() },
+        spec: LoraSpec {
+            r: 4,
+            alpha: 8.0,
+            use_rslora: rslora,
+            use_dora: dora,
+            init: LoraInit::RandomBoth { std: 0.2 },
+            seed: 11,
+            ..Default::default()
+        },
         target_modules: targets,
         ..Default::default()
     }
 }
 
-fn python_logits(py: &Path, model_dir: &Path, adapter: &Path, arch: &str, out: &Path) -> HashMap<String, Tensor> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity/check_peftc_adapter.py");
+fn python_logits(
+    py: &Path,
+    model_dir: &Path,
+    adapter: &Path,
+    arch: &str,
+    out: &Path,
+) -> HashMap<String, Tensor> {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/parity/check_peftc_adapter.py");
     let reference = parity_dir().join(arch).join("reference.safetensors");
     let status = std::process::Command::new(py)
         .arg(&script)
@@ -49,7 +67,11 @@ fn python_logits(py: &Path, model_dir: &Path, adapter: &Path, arch: &str, out: &
         .env("PYTHONWARNINGS", "ignore")
         .output()
         .expect("run python");
-    assert!(status.status.success(), "python check failed: {}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "python check failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     candle_core::safetensors::load(out, &Device::Cpu).expect("python output")
 }
 
@@ -63,14 +85,25 @@ fn check(arch: &str) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let adapter_dir = tmp.path().join("adapter");
     let lineage = Lineage::for_base("tiny", Some(&model_dir)).expect("lineage");
-    save_adapter(model.as_adaptable(), "default", &cfg, &lineage, &adapter_dir).expect("save");
+    save_adapter(
+        model.as_adaptable(),
+        "default",
+        &cfg,
+        &lineage,
+        &adapter_dir,
+    )
+    .expect("save");
     assert!(adapter_dir.join("peftc.lineage.json").is_file());
     let r = reference(arch);
-    let ours = model.forward(&r.input_ids, &r.mask, false).expect("forward");
+    let ours = model
+        .forward(&r.input_ids, &r.mask, false)
+        .expect("forward");
     // Our own round trip: reload into a fresh model.
     let mut again = load_folder(&model_dir, &LoadConfig::default()).expect("load");
     load_adapter(again.as_adaptable_mut(), &adapter_dir, "default").expect("reload");
-    let reloaded = again.forward(&r.input_ids, &r.mask, false).expect("forward");
+    let reloaded = again
+        .forward(&r.input_ids, &r.mask, false)
+        .expect("forward");
     assert!(max_diff_on_tokens(&ours, &reloaded, &r.mask) < 1e-6);
 
     let fixture = parity_dir().join("reverse").join(arch);
@@ -91,7 +124,10 @@ fn check(arch: &str) {
         }
     };
     let d = max_diff_on_tokens(&ours, &theirs["logits"], &r.mask);
-    assert!(d < 1e-4, "{arch}: PEFT logits of the peftc adapter differ by {d}");
+    assert!(
+        d < 1e-4,
+        "{arch}: PEFT logits of the peftc adapter differ by {d}"
+    );
     let d = max_diff_on_tokens(&ours, &theirs["merged"], &r.mask);
     assert!(d < 1e-4, "{arch}: PEFT merged logits differ by {d}");
 }

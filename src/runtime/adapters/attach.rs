@@ -70,8 +70,14 @@ pub fn attach_lora(
         .map(|l| l.path.clone())
         .unwrap_or_default();
     for (i, layer) in model.linears_mut().into_iter().enumerate() {
-        if cfg.modules_to_save.iter().any(|m| component_match(&layer.path, m)) {
-            layer.add_full_copy(name).map_err(AdapterError::tensor(&layer.path))?;
+        if cfg
+            .modules_to_save
+            .iter()
+            .any(|m| component_match(&layer.path, m))
+        {
+            layer
+                .add_full_copy(name)
+                .map_err(AdapterError::tensor(&layer.path))?;
             let (o, inp) = layer.dims();
             report.trainable_params += o * inp + if layer.bias().is_some() { o } else { 0 };
             report.full_copies.push(layer.path.clone());
@@ -83,7 +89,12 @@ pub fn attach_lora(
         let (out_f, in_f) = layer.dims();
         let r = cfg.spec.r;
         if r == 0 || r > out_f.min(in_f) {
-            return Err(AdapterError::BadRank { r, layer: layer.path.clone(), out: out_f, input: in_f });
+            return Err(AdapterError::BadRank {
+                r,
+                layer: layer.path.clone(),
+                out: out_f,
+                input: in_f,
+            });
         }
         let mut spec = cfg.spec.clone();
         spec.seed = spec.seed.wrapping_add(i as u64);
@@ -93,7 +104,10 @@ pub fn attach_lora(
         report.adapted.push(layer.path.clone());
     }
     if report.adapted.is_empty() && report.full_copies.is_empty() {
-        return Err(AdapterError::NoTarget { targets: cfg.target_modules.describe(), example });
+        return Err(AdapterError::NoTarget {
+            targets: cfg.target_modules.describe(),
+            example,
+        });
     }
     set_active(model, &[(name.to_string(), 1.0)]);
     Ok(report)
@@ -107,8 +121,11 @@ fn build_adapter(
     let err = AdapterError::tensor(&layer.path);
     let (out_f, in_f) = layer.dims();
     let mut adapter = if spec.init == LoraInit::Pissa {
-        let (adapter, delta) = pissa_adapter(layer.base().as_ref(), spec).map_err(AdapterError::tensor(&layer.path))?;
-        layer.subtract_from_base(&delta).map_err(AdapterError::tensor(&layer.path))?;
+        let (adapter, delta) = pissa_adapter(layer.base().as_ref(), spec)
+            .map_err(AdapterError::tensor(&layer.path))?;
+        layer
+            .subtract_from_base(&delta)
+            .map_err(AdapterError::tensor(&layer.path))?;
         adapter
     } else {
         LoraAdapter::init(spec, out_f, in_f, device).map_err(AdapterError::tensor(&layer.path))?
@@ -149,7 +166,9 @@ pub fn adapter_names(model: &dyn AdaptableModel) -> Vec<String> {
 /// Merges adapter `name` into the base of every layer that has it.
 pub fn merge_adapter(model: &mut dyn AdaptableModel, name: &str) -> Result<(), AdapterError> {
     if !adapter_names(model).iter().any(|n| n == name) {
-        return Err(AdapterError::Unknown { name: name.to_string() });
+        return Err(AdapterError::Unknown {
+            name: name.to_string(),
+        });
     }
     for layer in model.linears_mut() {
         let path = layer.path.clone();
@@ -171,7 +190,9 @@ pub fn unmerge_adapter(model: &mut dyn AdaptableModel, name: &str) -> Result<(),
 pub fn remove_adapter(model: &mut dyn AdaptableModel, name: &str) -> Result<(), AdapterError> {
     for layer in model.linears_mut() {
         let path = layer.path.clone();
-        layer.remove_adapter(name).map_err(AdapterError::tensor(&path))?;
+        layer
+            .remove_adapter(name)
+            .map_err(AdapterError::tensor(&path))?;
     }
     Ok(())
 }
@@ -220,4 +241,16 @@ fn in_memory_key(key: &str, name: &str) -> String {
         }
     }
     key.to_string()
+}
+
+/// Keys of trainable variables that received no gradient: a silent graph cut. The trainer
+/// refuses to go on when this is not empty after the first backward.
+pub fn vars_without_gradient(
+    vars: &[(String, Var)],
+    grads: &candle_core::backprop::GradStore,
+) -> Vec<String> {
+    vars.iter()
+        .filter(|(_, v)| grads.get(v.as_tensor()).is_none())
+        .map(|(k, _)| k.clone())
+        .collect()
 }

@@ -37,7 +37,10 @@ pub fn add_weighted_adapter(
             return Err(AdapterError::Unknown { name: n.clone() });
         }
     }
-    let combine_err = |reason: String| AdapterError::Combine { adapters: names.clone(), reason };
+    let combine_err = |reason: String| AdapterError::Combine {
+        adapters: names.clone(),
+        reason,
+    };
     for layer in model.linears_mut() {
         let present: Vec<(&LoraAdapter, f64)> = sources
             .iter()
@@ -73,7 +76,10 @@ pub fn add_weighted_adapter(
                         .iter()
                         .map(|(ad, w)| ad.a.as_tensor() * (w * ad.scale))
                         .collect::<candle_core::Result<_>>()?;
-                    let b_parts: Vec<Tensor> = present.iter().map(|(ad, _)| ad.b.as_tensor().clone()).collect();
+                    let b_parts: Vec<Tensor> = present
+                        .iter()
+                        .map(|(ad, _)| ad.b.as_tensor().clone())
+                        .collect();
                     (Tensor::cat(&a_parts, 0)?, Tensor::cat(&b_parts, 1)?)
                 }
             };
@@ -91,7 +97,9 @@ pub fn add_weighted_adapter(
         match result {
             Ok(adapter) => layer.add_adapter(new_name, adapter),
             Err(e) if e.to_string().contains("equal ranks") => {
-                return Err(combine_err("linear combination needs equal ranks; use cat".into()))
+                return Err(combine_err(
+                    "linear combination needs equal ranks; use cat".into(),
+                ))
             }
             Err(e) => return Err(err(e)),
         }

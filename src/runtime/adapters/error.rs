@@ -7,7 +7,9 @@ pub enum AdapterError {
     #[error("target modules {targets} matched no linear layer of the model")]
     #[diagnostic(
         code(peftc::adapter::no_target),
-        help("layer paths look like {example}; targets match a whole path, or its last components")
+        help(
+            "layer paths look like {example}; targets match a whole path, or its last components"
+        )
     )]
     NoTarget { targets: String, example: String },
     /// The target regex does not compile.
@@ -17,7 +19,12 @@ pub enum AdapterError {
     /// The rank is 0 or larger than the layer allows.
     #[error("rank {r} is not valid for layer `{layer}` of shape {out}x{input}")]
     #[diagnostic(code(peftc::adapter::bad_rank), help("use 1 <= r <= min(in, out)"))]
-    BadRank { r: usize, layer: String, out: usize, input: usize },
+    BadRank {
+        r: usize,
+        layer: String,
+        out: usize,
+        input: usize,
+    },
     /// An adapter name is unknown.
     #[error("no adapter named `{name}` on the model")]
     #[diagnostic(code(peftc::adapter::unknown))]
@@ -25,7 +32,10 @@ pub enum AdapterError {
     /// A weighted combination cannot be built.
     #[error("cannot combine adapters {adapters:?}: {reason}")]
     #[diagnostic(code(peftc::adapter::combine))]
-    Combine { adapters: Vec<String>, reason: String },
+    Combine {
+        adapters: Vec<String>,
+        reason: String,
+    },
     /// A tensor operation failed on a layer.
     #[error("layer `{layer}`: {source}")]
     #[diagnostic(code(peftc::adapter::tensor))]

@@ -163,12 +163,18 @@ impl AdaptableLinear {
 
     /// The adapter of this name.
     pub fn adapter(&self, name: &str) -> Option<&LoraAdapter> {
-        self.adapters.iter().find(|(n, _)| n == name).map(|(_, a)| a)
+        self.adapters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a)
     }
 
     /// Mutable access to an adapter (loading weights into it).
     pub fn adapter_mut(&mut self, name: &str) -> Option<&mut LoraAdapter> {
-        self.adapters.iter_mut().find(|(n, _)| n == name).map(|(_, a)| a)
+        self.adapters
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a)
     }
 
     /// Names of all adapters of this layer (LoRA and full copies), in insertion order.
@@ -209,7 +215,10 @@ impl AdaptableLinear {
 
     /// The full copy of this name.
     pub fn full_copy(&self, name: &str) -> Option<&FullCopy> {
-        self.full_copies.iter().find(|(n, _)| n == name).map(|(_, c)| c)
+        self.full_copies
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
     }
 
     fn active_full_copy(&self) -> Option<&FullCopy> {

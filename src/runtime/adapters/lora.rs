@@ -108,7 +108,9 @@ impl LoraAdapter {
         let (a, b): (Vec<f32>, Vec<f32>) = match spec.init {
             LoraInit::KaimingUniform | LoraInit::Pissa => {
                 let bound = 1.0 / (in_f.max(1) as f32).sqrt();
-                let a = (0..r * in_f).map(|_| rng.gen_range(-bound..bound)).collect();
+                let a = (0..r * in_f)
+                    .map(|_| rng.gen_range(-bound..bound))
+                    .collect();
                 (a, vec![0.0; out_f * r])
             }
             LoraInit::Gaussian => {
@@ -144,4 +146,49 @@ fn normal(rng: &mut ChaCha8Rng) -> f32 {
 /// Row norms `||W[i, :]||` of an `[out, in]` matrix, `[out]` (DoRA's column norm in PEFT terms).
 pub fn row_norms(w: &Tensor) -> Result<Tensor> {
     w.sqr()?.sum(1)?.sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kaiming_and_gaussian_inits_follow_peft() -> Result<()> {
+        let dev = Device::Cpu;
+        let spec = LoraSpec {
+            r: 4,
+            alpha: 16.0,
+            ..LoraSpec::default()
+        };
+        assert_eq!(spec.scale(), 4.0);
+        assert_eq!(
+            LoraSpec {
+                use_rslora: true,
+                ..spec.clone()
+            }
+            .scale(),
+            8.0
+        );
+        let ad = LoraAdapter::init(&spec, 10, 64, &dev)?;
+        let a = ad.a.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+        // Kaiming-uniform with a = sqrt(5): U(-1/sqrt(in), 1/sqrt(in)) = U(-0.125, 0.125).
+        assert!(a.iter().all(|v| v.abs() <= 0.125));
+        assert!(a.iter().any(|v| v.abs() > 0.1));
+        assert_eq!(ad.b.as_tensor().abs()?.sum_all()?.to_scalar::<f32>()?, 0.0);
+        assert_eq!(ad.delta()?.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0);
+        let g = LoraAdapter::init(
+            &LoraSpec {
+                init: LoraInit::Gaussian,
+                r: 4,
+                ..spec
+            },
+            10,
+            4000,
+            &dev,
+        )?;
+        let v = g.a.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+        let std = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+        assert!((std - 0.25).abs() < 0.01, "std {std}");
+        Ok(())
+    }
 }

@@ -12,6 +12,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// The adapter and the delta `s B A` to subtract from the base.
+// Index loops mirror the linear-algebra formulas.
+#[allow(clippy::needless_range_loop)]
 pub fn pissa_adapter(base: &dyn FrozenWeight, spec: &LoraSpec) -> Result<(LoraAdapter, Tensor)> {
     let w = base.dequantize(DType::F64)?;
     let device = w.device().clone();
@@ -73,10 +75,13 @@ fn rand_distr_normal(rng: &mut ChaCha8Rng) -> f64 {
 }
 
 /// Orthonormal columns of `[n, k]` by modified Gram-Schmidt (zero columns stay zero).
+#[allow(clippy::needless_range_loop)]
 fn orthonormal(y: &Tensor) -> Result<Tensor> {
     let (n, k) = y.dims2()?;
     let rows = y.to_vec2::<f64>()?;
-    let mut cols: Vec<Vec<f64>> = (0..k).map(|j| rows.iter().map(|r| r[j]).collect()).collect();
+    let mut cols: Vec<Vec<f64>> = (0..k)
+        .map(|j| rows.iter().map(|r| r[j]).collect())
+        .collect();
     for j in 0..k {
         for i in 0..j {
             let dot: f64 = (0..n).map(|t| cols[i][t] * cols[j][t]).sum();
@@ -88,16 +93,24 @@ fn orthonormal(y: &Tensor) -> Result<Tensor> {
         let inv = if norm > 1e-12 { 1.0 / norm } else { 0.0 };
         cols[j].iter_mut().for_each(|v| *v *= inv);
     }
-    let data: Vec<f64> = (0..n).flat_map(|t| cols.iter().map(move |c| c[t])).collect();
+    let data: Vec<f64> = (0..n)
+        .flat_map(|t| cols.iter().map(move |c| c[t]))
+        .collect();
     Tensor::from_vec(data, (n, k), y.device())
 }
 
 /// Eigenvalues and eigenvectors (columns) of a symmetric matrix, cyclic Jacobi.
+#[allow(clippy::needless_range_loop)]
 fn jacobi_eigen(mut a: Vec<Vec<f64>>) -> (Vec<f64>, Vec<Vec<f64>>) {
     let n = a.len();
-    let mut v: Vec<Vec<f64>> = (0..n).map(|i| (0..n).map(|j| f64::from(u8::from(i == j))).collect()).collect();
+    let mut v: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..n).map(|j| f64::from(u8::from(i == j))).collect())
+        .collect();
     for _ in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i][j] * a[i][j]).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i][j] * a[i][j])
+            .sum();
         if off < 1e-24 {
             break;
         }
@@ -145,7 +158,11 @@ mod tests {
         let u = Tensor::randn(0f32, 1.0, (12, 3), &dev)?;
         let v = Tensor::randn(0f32, 1.0, (3, 10), &dev)?;
         let w = u.matmul(&v)?;
-        let spec = LoraSpec { r: 3, alpha: 6.0, ..LoraSpec::default() };
+        let spec = LoraSpec {
+            r: 3,
+            alpha: 6.0,
+            ..LoraSpec::default()
+        };
         let (ad, delta) = pissa_adapter(&DenseWeight::new(w.clone()), &spec)?;
         let err = (delta - &w)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(err < 1e-4, "{err}");

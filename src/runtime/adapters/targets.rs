@@ -87,7 +87,11 @@ impl TargetMatcher {
         if self.exclude.iter().any(|e| suffix_match(path, e)) {
             return false;
         }
-        if self.modules_to_save.iter().any(|m| component_match(path, m)) {
+        if self
+            .modules_to_save
+            .iter()
+            .any(|m| component_match(path, m))
+        {
             return false;
         }
         let found = match &self.targets {
@@ -124,10 +128,20 @@ mod tests {
         assert!(m.matches("model.layers.0.self_attn.q_proj"));
         assert!(!m.matches("model.layers.0.self_attn.qq_proj"));
         assert!(!m.matches("model.layers.0.self_attn.k_proj"));
-        let m = TargetMatcher::new(&TargetModules::Regex(r".*\.1\..*q_proj".into()), &[], &[], None)?;
+        let m = TargetMatcher::new(
+            &TargetModules::Regex(r".*\.1\..*q_proj".into()),
+            &[],
+            &[],
+            None,
+        )?;
         assert!(m.matches("model.layers.1.self_attn.q_proj"));
         assert!(!m.matches("model.layers.0.self_attn.q_proj"));
-        let m = TargetMatcher::new(&TargetModules::AllLinear, &["o_proj".into()], &["score".into()], None)?;
+        let m = TargetMatcher::new(
+            &TargetModules::AllLinear,
+            &["o_proj".into()],
+            &["score".into()],
+            None,
+        )?;
         assert!(m.matches("model.layers.0.mlp.down_proj"));
         assert!(!m.matches("lm_head"));
         assert!(!m.matches("model.layers.0.self_attn.o_proj"));

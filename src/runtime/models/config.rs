@@ -58,7 +58,8 @@ impl LlamaConfig {
     }
     /// Per-head width.
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
     /// Whether q, k, v carry a bias (always for qwen2).
     pub fn qkv_bias(&self) -> bool {
@@ -85,16 +86,24 @@ impl LlamaConfig {
         if p.is_null() {
             return Ok(RopeScaling::None);
         }
-        let kind = p.get("rope_type").or_else(|| p.get("type")).and_then(|v| v.as_str()).unwrap_or("default");
+        let kind = p
+            .get("rope_type")
+            .or_else(|| p.get("type"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
         let num = |k: &str| -> Result<f64, ModelError> {
-            p.get(k).and_then(|v| v.as_f64()).ok_or_else(|| ModelError::Config {
-                file: file.into(),
-                message: format!("rope scaling `{kind}` needs a numeric `{k}`"),
-            })
+            p.get(k)
+                .and_then(|v| v.as_f64())
+                .ok_or_else(|| ModelError::Config {
+                    file: file.into(),
+                    message: format!("rope scaling `{kind}` needs a numeric `{k}`"),
+                })
         };
         match kind {
             "default" => Ok(RopeScaling::None),
-            "linear" => Ok(RopeScaling::Linear { factor: num("factor")? }),
+            "linear" => Ok(RopeScaling::Linear {
+                factor: num("factor")?,
+            }),
             "llama3" => Ok(RopeScaling::Llama3 {
                 factor: num("factor")?,
                 low_freq_factor: num("low_freq_factor")?,
@@ -103,7 +112,9 @@ impl LlamaConfig {
             }),
             other => Err(ModelError::Config {
                 file: file.into(),
-                message: format!("rope scaling `{other}` is not supported (default, linear, llama3 are)"),
+                message: format!(
+                    "rope scaling `{other}` is not supported (default, linear, llama3 are)"
+                ),
             }),
         }
     }
@@ -159,25 +170,40 @@ impl ModelConfig {
     pub fn from_folder(folder: &Path) -> Result<Self, ModelError> {
         let path = folder.join("config.json");
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io { file: file.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
         Self::from_json(&text, &file)
     }
 
     /// Parses `config.json` text.
     pub fn from_json(text: &str, file: &str) -> Result<Self, ModelError> {
-        let raw: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| ModelError::Config { file: file.into(), message: format!("invalid JSON: {e}") })?;
+        let raw: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ModelError::Config {
+                file: file.into(),
+                message: format!("invalid JSON: {e}"),
+            })?;
         let model_type = raw
             .get("model_type")
             .and_then(|v| v.as_str())
-            .ok_or_else(|| ModelError::Config { file: file.into(), message: "no `model_type` field".into() })?
+            .ok_or_else(|| ModelError::Config {
+                file: file.into(),
+                message: "no `model_type` field".into(),
+            })?
             .to_string();
-        Ok(Self { file: file.into(), model_type, raw })
+        Ok(Self {
+            file: file.into(),
+            model_type,
+            raw,
+        })
     }
 
     /// Deserializes the architecture's own config struct.
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ModelError> {
-        serde_json::from_value(self.raw.clone())
-            .map_err(|e| ModelError::Config { file: self.file.clone(), message: e.to_string() })
+        serde_json::from_value(self.raw.clone()).map_err(|e| ModelError::Config {
+            file: self.file.clone(),
+            message: e.to_string(),
+        })
     }
 }

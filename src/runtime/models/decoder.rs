@@ -17,7 +17,10 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for `n` layers.
     pub fn new(n: usize) -> Self {
-        Self { layers: vec![None; n], len: 0 }
+        Self {
+            layers: vec![None; n],
+            len: 0,
+        }
     }
 
     /// Appends this step's keys and values for `layer`, returning the full ones.

@@ -23,7 +23,11 @@ pub enum ModelError {
         code(peftc::model::unknown_architecture),
         help("supported model_type values: {supported}")
     )]
-    UnknownArchitecture { file: String, model_type: String, supported: String },
+    UnknownArchitecture {
+        file: String,
+        model_type: String,
+        supported: String,
+    },
     /// The tokenizer could not be loaded.
     #[error("{file}: cannot load tokenizer: {message}")]
     #[diagnostic(code(peftc::model::tokenizer))]

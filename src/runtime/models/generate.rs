@@ -15,7 +15,12 @@ pub enum Sampling {
     /// Arg-max.
     Greedy,
     /// Sampling with temperature, optional top-k and top-p, seeded.
-    Sample { temperature: f64, top_k: Option<usize>, top_p: Option<f64>, seed: u64 },
+    Sample {
+        temperature: f64,
+        top_k: Option<usize>,
+        top_p: Option<f64>,
+        seed: u64,
+    },
 }
 
 /// Generation settings.
@@ -33,13 +38,23 @@ pub struct GenerateConfig {
 
 impl Default for GenerateConfig {
     fn default() -> Self {
-        Self { max_new_tokens: 32, sampling: Sampling::Greedy, eos_token_ids: Vec::new(), pad_token_id: 0 }
+        Self {
+            max_new_tokens: 32,
+            sampling: Sampling::Greedy,
+            eos_token_ids: Vec::new(),
+            pad_token_id: 0,
+        }
     }
 }
 
 /// Generates continuations of `prompts` (token ids); returns the new tokens of each row
 /// (up to and including its end-of-sequence token).
-pub fn generate(model: &dyn Decoder, prompts: &[Vec<u32>], cfg: &GenerateConfig, device: &Device) -> Result<Vec<Vec<u32>>> {
+pub fn generate(
+    model: &dyn Decoder,
+    prompts: &[Vec<u32>],
+    cfg: &GenerateConfig,
+    device: &Device,
+) -> Result<Vec<Vec<u32>>> {
     let b = prompts.len();
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     if b == 0 || longest == 0 {
@@ -52,7 +67,11 @@ pub fn generate(model: &dyn Decoder, prompts: &[Vec<u32>], cfg: &GenerateConfig,
     for (row, p) in prompts.iter().enumerate() {
         let pad = longest - p.len();
         ids.extend(std::iter::repeat_n(cfg.pad_token_id, pad).chain(p.iter().copied()));
-        mask_rows.push(std::iter::repeat_n(0u8, pad).chain(std::iter::repeat_n(1u8, p.len())).collect());
+        mask_rows.push(
+            std::iter::repeat_n(0u8, pad)
+                .chain(std::iter::repeat_n(1u8, p.len()))
+                .collect(),
+        );
         pos.extend(std::iter::repeat_n(0u32, pad).chain(0..p.len() as u32));
         next_pos[row] = p.len() as u32;
     }
@@ -70,10 +89,18 @@ pub fn generate(model: &dyn Decoder, prompts: &[Vec<u32>], cfg: &GenerateConfig,
         let mask = Tensor::from_vec(mask_flat, (b, mask_rows[0].len()), device)?;
         let logits = model.step(&input, &mask, &positions, &mut cache)?;
         let s = logits.dim(1)?;
-        let last = logits.narrow(1, s - 1, 1)?.squeeze(1)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let last = logits
+            .narrow(1, s - 1, 1)?
+            .squeeze(1)?
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?;
         let mut next = Vec::with_capacity(b);
         for (row, l) in last.iter().enumerate() {
-            let tok = if done[row] { cfg.pad_token_id } else { choose(l, &cfg.sampling, &mut rng) };
+            let tok = if done[row] {
+                cfg.pad_token_id
+            } else {
+                choose(l, &cfg.sampling, &mut rng)
+            };
             if !done[row] {
                 out[row].push(tok);
                 if cfg.eos_token_ids.contains(&tok) {
@@ -104,7 +131,13 @@ fn argmax(l: &[f32]) -> u32 {
 }
 
 fn choose(l: &[f32], sampling: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
-    let Sampling::Sample { temperature, top_k, top_p, .. } = sampling else {
+    let Sampling::Sample {
+        temperature,
+        top_k,
+        top_p,
+        ..
+    } = sampling
+    else {
         return argmax(l);
     };
     if *temperature <= 0.0 {
@@ -116,7 +149,10 @@ fn choose(l: &[f32], sampling: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
         idx.truncate((*k).max(1));
     }
     let max = idx.first().map_or(0.0, |&i| l[i]) as f64;
-    let mut probs: Vec<f64> = idx.iter().map(|&i| ((l[i] as f64 - max) / temperature).exp()).collect();
+    let mut probs: Vec<f64> = idx
+        .iter()
+        .map(|&i| ((l[i] as f64 - max) / temperature).exp())
+        .collect();
     let total: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= total);
     if let Some(p) = top_p {

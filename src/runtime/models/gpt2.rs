@@ -63,17 +63,32 @@ pub struct Gpt2 {
     dtype: DType,
 }
 
-fn conv1d(w: &WeightReader, prefix: &str, path: &str, inp: usize, out: usize) -> std::result::Result<AdaptableLinear, ModelError> {
+fn conv1d(
+    w: &WeightReader,
+    prefix: &str,
+    path: &str,
+    inp: usize,
+    out: usize,
+) -> std::result::Result<AdaptableLinear, ModelError> {
     let name = format!("{prefix}{path}.weight");
     let stored = w.tensor(&name, &[inp, out])?;
-    let weight = stored.t().and_then(|t| t.contiguous()).map_err(ModelError::tensor(&name))?;
+    let weight = stored
+        .t()
+        .and_then(|t| t.contiguous())
+        .map_err(ModelError::tensor(&name))?;
     let bias = w.tensor(&format!("{prefix}{path}.bias"), &[out])?;
     let full_path = format!("transformer.{path}");
-    Ok(AdaptableLinear::new(full_path, Arc::new(DenseWeight::new(weight)), Some(bias)).with_conv1d_layout())
+    Ok(
+        AdaptableLinear::new(full_path, Arc::new(DenseWeight::new(weight)), Some(bias))
+            .with_conv1d_layout(),
+    )
 }
 
 fn norm(w: &WeightReader, name: &str, d: usize) -> std::result::Result<Norm, ModelError> {
-    Ok(Norm { weight: w.tensor(&format!("{name}.weight"), &[d])?, bias: w.tensor(&format!("{name}.bias"), &[d])? })
+    Ok(Norm {
+        weight: w.tensor(&format!("{name}.weight"), &[d])?,
+        bias: w.tensor(&format!("{name}.bias"), &[d])?,
+    })
 }
 
 struct Pass<'a> {
@@ -84,8 +99,16 @@ struct Pass<'a> {
 
 impl Gpt2 {
     /// Builds the model from `config.json` fields and weights with Hugging Face names.
-    pub fn load(cfg: &Gpt2Config, w: &WeightReader, device: &Device) -> std::result::Result<Self, ModelError> {
-        let prefix = if w.has("transformer.wte.weight") { "transformer." } else { "" };
+    pub fn load(
+        cfg: &Gpt2Config,
+        w: &WeightReader,
+        device: &Device,
+    ) -> std::result::Result<Self, ModelError> {
+        let prefix = if w.has("transformer.wte.weight") {
+            "transformer."
+        } else {
+            ""
+        };
         let (d, v) = (cfg.n_embd, cfg.vocab_size);
         let inner = cfg.n_inner.unwrap_or(4 * d);
         if cfg.n_head == 0 || d % cfg.n_head != 0 {
@@ -148,26 +171,51 @@ impl Gpt2 {
         let eps = self.cfg.layer_norm_epsilon;
         match kernels {
             Kernels::Differentiable => layer_norm(x, &n.weight, Some(&n.bias), eps),
-            Kernels::Fused => candle_nn::ops::layer_norm(&x.contiguous()?, &n.weight, &n.bias, eps as f32),
+            Kernels::Fused => {
+                candle_nn::ops::layer_norm(&x.contiguous()?, &n.weight, &n.bias, eps as f32)
+            }
         }
     }
 
-    fn run(&self, ids: &Tensor, mask: Option<&Tensor>, positions: &Tensor, mut pass: Pass) -> Result<Tensor> {
+    fn run(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        positions: &Tensor,
+        mut pass: Pass,
+    ) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         let d = self.cfg.n_embd;
         let nh = self.cfg.n_head;
         let hd = d / nh;
         let offset = pass.cache.as_ref().map_or(0, |c| c.len);
-        let tok = self.wte.index_select(&ids.flatten_all()?, 0)?.reshape((b, s, d))?;
-        let pos = self.wpe.index_select(&positions.flatten_all()?, 0)?.reshape((b, s, d))?;
+        let tok = self
+            .wte
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, s, d))?;
+        let pos = self
+            .wpe
+            .index_select(&positions.flatten_all()?, 0)?
+            .reshape((b, s, d))?;
         let mut x = (tok + pos)?;
-        let spec = MaskSpec { batch: b, q_len: s, k_len: offset + s, offset, kind: MaskKind::Causal };
+        let spec = MaskSpec {
+            batch: b,
+            q_len: s,
+            k_len: offset + s,
+            offset,
+            kind: MaskKind::Causal,
+        };
         let bias = attention_bias(mask, spec, self.dtype, &self.device)?;
-        let scale = if self.cfg.scale_attn_weights { 1.0 / (hd as f64).sqrt() } else { 1.0 };
+        let scale = if self.cfg.scale_attn_weights {
+            1.0 / (hd as f64).sqrt()
+        } else {
+            1.0
+        };
         for (i, l) in self.layers.iter().enumerate() {
             let hs = self.ln(&x, &l.ln_1, pass.kernels)?;
             let qkv = l.c_attn.forward(&hs, pass.train)?;
-            let heads = |t: Tensor| -> Result<Tensor> { t.reshape((b, s, nh, hd))?.transpose(1, 2) };
+            let heads =
+                |t: Tensor| -> Result<Tensor> { t.reshape((b, s, nh, hd))?.transpose(1, 2) };
             let q = heads(qkv.narrow(2, 0, d)?)?;
             let k = heads(qkv.narrow(2, d, d)?)?;
             let v = heads(qkv.narrow(2, 2 * d, d)?)?;
@@ -176,7 +224,9 @@ impl Gpt2 {
                 None => (k, v),
             };
             let a = attention(&q, &k, &v, &bias, scale, pass.kernels)?;
-            let a = l.attn_proj.forward(&a.transpose(1, 2)?.reshape((b, s, d))?, pass.train)?;
+            let a = l
+                .attn_proj
+                .forward(&a.transpose(1, 2)?.reshape((b, s, d))?, pass.train)?;
             let a = self.hook.apply(i, Site::AfterAttention, &a, pass.train)?;
             x = (x + a)?;
             let hs = self.ln(&x, &l.ln_2, pass.kernels)?;
@@ -206,7 +256,11 @@ impl AdaptedModel for Gpt2 {
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
         let positions = Rotary::positions(b, s, 0, &self.device)?;
-        let pass = Pass { train, kernels: Kernels::Differentiable, cache: None };
+        let pass = Pass {
+            train,
+            kernels: Kernels::Differentiable,
+            cache: None,
+        };
         self.run(input_ids, Some(attention_mask), &positions, pass)
     }
 
@@ -232,7 +286,12 @@ impl AdaptableModel for Gpt2 {
     fn linears_mut(&mut self) -> Vec<&mut AdaptableLinear> {
         let mut v = Vec::new();
         for l in &mut self.layers {
-            v.extend([&mut l.c_attn, &mut l.attn_proj, &mut l.c_fc, &mut l.mlp_proj]);
+            v.extend([
+                &mut l.c_attn,
+                &mut l.attn_proj,
+                &mut l.c_fc,
+                &mut l.mlp_proj,
+            ]);
         }
         v.push(&mut self.lm_head);
         v
@@ -256,8 +315,18 @@ impl Decoder for Gpt2 {
         KvCache::new(self.layers.len())
     }
 
-    fn step(&self, input_ids: &Tensor, attention_mask: &Tensor, positions: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let pass = Pass { train: false, kernels: Kernels::Fused, cache: Some(cache) };
+    fn step(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        positions: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let pass = Pass {
+            train: false,
+            kernels: Kernels::Fused,
+            cache: Some(cache),
+        };
         self.run(input_ids, Some(attention_mask), positions, pass)
     }
 }

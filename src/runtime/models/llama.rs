@@ -59,15 +59,29 @@ struct Pass<'a> {
     cache: Option<&'a mut KvCache>,
 }
 
-fn linear(w: &WeightReader, path: &str, out: usize, inp: usize, bias: bool) -> std::result::Result<AdaptableLinear, ModelError> {
+fn linear(
+    w: &WeightReader,
+    path: &str,
+    out: usize,
+    inp: usize,
+    bias: bool,
+) -> std::result::Result<AdaptableLinear, ModelError> {
     let weight = w.linear(&format!("{path}.weight"), out, inp)?;
-    let b = if bias { Some(w.tensor(&format!("{path}.bias"), &[out])?) } else { None };
+    let b = if bias {
+        Some(w.tensor(&format!("{path}.bias"), &[out])?)
+    } else {
+        None
+    };
     Ok(AdaptableLinear::new(path, weight, b))
 }
 
 impl Llama {
     /// Builds the model from `config.json` fields and weights with Hugging Face names.
-    pub fn load(cfg: &LlamaConfig, w: &WeightReader, device: &Device) -> std::result::Result<Self, ModelError> {
+    pub fn load(
+        cfg: &LlamaConfig,
+        w: &WeightReader,
+        device: &Device,
+    ) -> std::result::Result<Self, ModelError> {
         let (h, v, inter) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
         if nh == 0 || nkv == 0 || nh % nkv != 0 {
@@ -122,25 +136,55 @@ impl Llama {
     fn norm(&self, x: &Tensor, w: &Tensor, kernels: Kernels) -> Result<Tensor> {
         match kernels {
             Kernels::Differentiable => rms_norm(x, w, self.cfg.rms_norm_eps),
-            Kernels::Fused => candle_nn::ops::rms_norm(&x.contiguous()?, w, self.cfg.rms_norm_eps as f32),
+            Kernels::Fused => {
+                candle_nn::ops::rms_norm(&x.contiguous()?, w, self.cfg.rms_norm_eps as f32)
+            }
         }
     }
 
-    fn run(&self, ids: &Tensor, mask: Option<&Tensor>, positions: &Tensor, mut pass: Pass) -> Result<Tensor> {
+    fn run(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        positions: &Tensor,
+        mut pass: Pass,
+    ) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         let h = self.cfg.hidden_size;
-        let (nh, nkv, hd) = (self.cfg.num_attention_heads, self.cfg.kv_heads(), self.cfg.head_dim());
+        let (nh, nkv, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.kv_heads(),
+            self.cfg.head_dim(),
+        );
         let offset = pass.cache.as_ref().map_or(0, |c| c.len);
-        let mut x = self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((b, s, h))?;
-        let spec = MaskSpec { batch: b, q_len: s, k_len: offset + s, offset, kind: MaskKind::Causal };
+        let mut x = self
+            .embed
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, s, h))?;
+        let spec = MaskSpec {
+            batch: b,
+            q_len: s,
+            k_len: offset + s,
+            offset,
+            kind: MaskKind::Causal,
+        };
         let bias = attention_bias(mask, spec, self.dtype, &self.device)?;
         let (cos, sin) = self.rotary.cos_sin(positions, self.dtype)?;
         let scale = 1.0 / (hd as f64).sqrt();
         for (i, l) in self.layers.iter().enumerate() {
             let hs = self.norm(&x, &l.input_norm, pass.kernels)?;
-            let q = l.q.forward(&hs, pass.train)?.reshape((b, s, nh, hd))?.transpose(1, 2)?;
-            let k = l.k.forward(&hs, pass.train)?.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
-            let v = l.v.forward(&hs, pass.train)?.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
+            let q =
+                l.q.forward(&hs, pass.train)?
+                    .reshape((b, s, nh, hd))?
+                    .transpose(1, 2)?;
+            let k =
+                l.k.forward(&hs, pass.train)?
+                    .reshape((b, s, nkv, hd))?
+                    .transpose(1, 2)?;
+            let v =
+                l.v.forward(&hs, pass.train)?
+                    .reshape((b, s, nkv, hd))?
+                    .transpose(1, 2)?;
             let q = apply_rotary(&q, &cos, &sin)?;
             let k = apply_rotary(&k, &cos, &sin)?;
             let (k, v) = match pass.cache.as_deref_mut() {
@@ -175,7 +219,11 @@ impl AdaptedModel for Llama {
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
         let positions = Rotary::positions(b, s, 0, &self.device)?;
-        let pass = Pass { train, kernels: Kernels::Differentiable, cache: None };
+        let pass = Pass {
+            train,
+            kernels: Kernels::Differentiable,
+            cache: None,
+        };
         self.run(input_ids, Some(attention_mask), &positions, pass)
     }
 
@@ -201,7 +249,15 @@ impl AdaptableModel for Llama {
     fn linears_mut(&mut self) -> Vec<&mut AdaptableLinear> {
         let mut v = Vec::new();
         for l in &mut self.layers {
-            v.extend([&mut l.q, &mut l.k, &mut l.v, &mut l.o, &mut l.gate, &mut l.up, &mut l.down]);
+            v.extend([
+                &mut l.q,
+                &mut l.k,
+                &mut l.v,
+                &mut l.o,
+                &mut l.gate,
+                &mut l.up,
+                &mut l.down,
+            ]);
         }
         v.push(&mut self.lm_head);
         v
@@ -225,8 +281,18 @@ impl Decoder for Llama {
         KvCache::new(self.layers.len())
     }
 
-    fn step(&self, input_ids: &Tensor, attention_mask: &Tensor, positions: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
-        let pass = Pass { train: false, kernels: Kernels::Fused, cache: Some(cache) };
+    fn step(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        positions: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let pass = Pass {
+            train: false,
+            kernels: Kernels::Fused,
+            cache: Some(cache),
+        };
         self.run(input_ids, Some(attention_mask), positions, pass)
     }
 }

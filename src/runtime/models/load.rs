@@ -61,16 +61,35 @@ pub struct LoadConfig {
 
 impl Default for LoadConfig {
     fn default() -> Self {
-        Self { dtype: DType::F32, device: Device::Cpu }
+        Self {
+            dtype: DType::F32,
+            device: Device::Cpu,
+        }
     }
 }
 
 /// Builds the architecture named by `config.model_type` from `src`.
-pub fn load(config: &ModelConfig, src: &dyn TensorSource, how: &LoadConfig) -> Result<Box<dyn LoadedModel>, ModelError> {
-    let w = WeightReader { src, file: &config.file, dtype: how.dtype };
+pub fn load(
+    config: &ModelConfig,
+    src: &dyn TensorSource,
+    how: &LoadConfig,
+) -> Result<Box<dyn LoadedModel>, ModelError> {
+    let w = WeightReader {
+        src,
+        file: &config.file,
+        dtype: how.dtype,
+    };
     match config.model_type.as_str() {
-        "llama" | "mistral" | "qwen2" => Ok(Box::new(Llama::load(&config.parse::<LlamaConfig>()?, &w, &how.device)?)),
-        "gpt2" => Ok(Box::new(Gpt2::load(&config.parse::<Gpt2Config>()?, &w, &how.device)?)),
+        "llama" | "mistral" | "qwen2" => Ok(Box::new(Llama::load(
+            &config.parse::<LlamaConfig>()?,
+            &w,
+            &how.device,
+        )?)),
+        "gpt2" => Ok(Box::new(Gpt2::load(
+            &config.parse::<Gpt2Config>()?,
+            &w,
+            &how.device,
+        )?)),
         other => Err(ModelError::UnknownArchitecture {
             file: config.file.clone(),
             model_type: other.to_string(),
@@ -84,6 +103,9 @@ pub fn load_folder(folder: &Path, how: &LoadConfig) -> Result<Box<dyn LoadedMode
     let config = ModelConfig::from_folder(folder)?;
     let src = SafetensorsSource::from_folder(folder, &how.device)?;
     let folder_name = folder.display().to_string();
-    let w = ModelConfig { file: folder_name, ..config };
+    let w = ModelConfig {
+        file: folder_name,
+        ..config
+    };
     load(&w, &src, how)
 }

@@ -6,6 +6,7 @@ pub mod decoder;
 pub mod error;
 pub mod generate;
 pub mod gpt2;
+pub mod hub;
 pub mod llama;
 pub mod load;
 pub mod reader;

@@ -22,7 +22,10 @@ pub struct WeightReader<'a> {
 impl WeightReader<'_> {
     fn check(&self, name: &str, shape: &[usize]) -> Result<(), LoadError> {
         if !self.src.contains(name) {
-            return Err(LoadError::MissingTensor { name: name.into(), file: self.file.into() });
+            return Err(LoadError::MissingTensor {
+                name: name.into(),
+                file: self.file.into(),
+            });
         }
         let found = self.src.shape(name)?;
         if found != shape {
@@ -43,7 +46,12 @@ impl WeightReader<'_> {
     }
 
     /// A linear weight stored `[out, in]`.
-    pub fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Arc<dyn FrozenWeight>, LoadError> {
+    pub fn linear(
+        &self,
+        name: &str,
+        out: usize,
+        inp: usize,
+    ) -> Result<Arc<dyn FrozenWeight>, LoadError> {
         self.check(name, &[out, inp])?;
         self.src.linear(name, self.dtype)
     }

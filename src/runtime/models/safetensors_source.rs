@@ -36,7 +36,10 @@ impl std::fmt::Debug for SafetensorsSource {
 }
 
 fn other(file: &Path, message: impl Into<String>) -> LoadError {
-    LoadError::Other { file: file.display().to_string(), message: message.into() }
+    LoadError::Other {
+        file: file.display().to_string(),
+        message: message.into(),
+    }
 }
 
 impl SafetensorsSource {
@@ -48,15 +51,17 @@ impl SafetensorsSource {
         let single = folder.join("model.safetensors");
         if index.is_file() {
             let text = std::fs::read_to_string(&index).map_err(|e| other(&index, e.to_string()))?;
-            let json: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| other(&index, format!("invalid JSON: {e}")))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| other(&index, format!("invalid JSON: {e}")))?;
             let map = json
                 .get("weight_map")
                 .and_then(|m| m.as_object())
                 .ok_or_else(|| other(&index, "no `weight_map` object"))?;
             let mut files: Vec<PathBuf> = Vec::new();
             for v in map.values() {
-                let f = v.as_str().ok_or_else(|| other(&index, "a `weight_map` value is not a string"))?;
+                let f = v
+                    .as_str()
+                    .ok_or_else(|| other(&index, "a `weight_map` value is not a string"))?;
                 let p = folder.join(f);
                 if !files.contains(&p) {
                     files.push(p);
@@ -73,7 +78,10 @@ impl SafetensorsSource {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         candidates.sort();
-        if let Some(bin) = candidates.iter().find(|p| p.extension().is_some_and(|e| e == "bin" || e == "pt" || e == "pth")) {
+        if let Some(bin) = candidates.iter().find(|p| {
+            p.extension()
+                .is_some_and(|e| e == "bin" || e == "pt" || e == "pth")
+        }) {
             return Err(LoadError::Other {
                 file: bin.display().to_string(),
                 message: "pickled PyTorch checkpoints can run arbitrary code and are not loaded; convert \
@@ -81,10 +89,15 @@ impl SafetensorsSource {
                     .into(),
             });
         }
-        let shards: Vec<PathBuf> =
-            candidates.into_iter().filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
+        let shards: Vec<PathBuf> = candidates
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+            .collect();
         if shards.is_empty() {
-            return Err(other(folder, "no model.safetensors (or sharded safetensors with an index) in this folder"));
+            return Err(other(
+                folder,
+                "no model.safetensors (or sharded safetensors with an index) in this folder",
+            ));
         }
         Self::from_files(&shards, device)
     }
@@ -95,21 +108,40 @@ impl SafetensorsSource {
         let mut index = HashMap::new();
         for (i, path) in files.iter().enumerate() {
             if path.extension().is_some_and(|e| e == "bin") {
-                return Err(other(path, "pickled `.bin` checkpoints are refused; use safetensors"));
+                return Err(other(
+                    path,
+                    "pickled `.bin` checkpoints are refused; use safetensors",
+                ));
             }
             let file = std::fs::File::open(path).map_err(|e| other(path, e.to_string()))?;
             // Safety: the file is opened read-only; peftc never writes model files in place
             // (cache writes go to a temporary folder and are renamed).
             let map = unsafe { Mmap::map(&file) }.map_err(|e| other(path, e.to_string()))?;
-            let st = SafeTensors::deserialize(&map)
-                .map_err(|e| other(path, format!("not a valid safetensors file (truncated or corrupt?): {e}")))?;
+            let st = SafeTensors::deserialize(&map).map_err(|e| {
+                other(
+                    path,
+                    format!("not a valid safetensors file (truncated or corrupt?): {e}"),
+                )
+            })?;
             for name in st.names() {
                 index.insert(name.to_string(), i);
             }
-            shards.push(Shard { path: path.clone(), map });
+            shards.push(Shard {
+                path: path.clone(),
+                map,
+            });
         }
-        let describe = files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-        Ok(Self { shards, index, device: device.clone(), describe })
+        let describe = files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(Self {
+            shards,
+            index,
+            device: device.clone(),
+            describe,
+        })
     }
 
     /// All tensor names, sorted.
@@ -132,8 +164,11 @@ impl SafetensorsSource {
     /// The tensor in its stored dtype.
     pub fn raw(&self, name: &str) -> Result<Tensor, LoadError> {
         let shard = self.shard(name)?;
-        let st = SafeTensors::deserialize(&shard.map).map_err(|e| other(&shard.path, e.to_string()))?;
-        let view = st.tensor(name).map_err(|e| other(&shard.path, e.to_string()))?;
+        let st =
+            SafeTensors::deserialize(&shard.map).map_err(|e| other(&shard.path, e.to_string()))?;
+        let view = st
+            .tensor(name)
+            .map_err(|e| other(&shard.path, e.to_string()))?;
         let dtype = match view.dtype() {
             Dtype::F32 => DType::F32,
             Dtype::F16 => DType::F16,
@@ -143,7 +178,10 @@ impl SafetensorsSource {
             Dtype::U32 => DType::U32,
             Dtype::U8 => DType::U8,
             d => {
-                return Err(other(&shard.path, format!("tensor `{name}` has unsupported dtype {d:?}")));
+                return Err(other(
+                    &shard.path,
+                    format!("tensor `{name}` has unsupported dtype {d:?}"),
+                ));
             }
         };
         Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &self.device)
@@ -154,7 +192,10 @@ impl SafetensorsSource {
         self.index
             .get(name)
             .and_then(|&i| self.shards.get(i))
-            .ok_or_else(|| LoadError::MissingTensor { name: name.to_string(), file: self.describe.clone() })
+            .ok_or_else(|| LoadError::MissingTensor {
+                name: name.to_string(),
+                file: self.describe.clone(),
+            })
     }
 }
 
@@ -165,15 +206,19 @@ impl TensorSource for SafetensorsSource {
 
     fn shape(&self, name: &str) -> Result<Vec<usize>, LoadError> {
         let shard = self.shard(name)?;
-        let st = SafeTensors::deserialize(&shard.map).map_err(|e| other(&shard.path, e.to_string()))?;
-        let view = st.tensor(name).map_err(|e| other(&shard.path, e.to_string()))?;
+        let st =
+            SafeTensors::deserialize(&shard.map).map_err(|e| other(&shard.path, e.to_string()))?;
+        let view = st
+            .tensor(name)
+            .map_err(|e| other(&shard.path, e.to_string()))?;
         Ok(view.shape().to_vec())
     }
 
     fn tensor(&self, name: &str, dtype: DType) -> Result<Tensor, LoadError> {
         let t = self.raw(name)?;
         let path = &self.shard(name)?.path;
-        t.to_dtype(dtype).map_err(|e| other(path, format!("tensor `{name}`: {e}")))
+        t.to_dtype(dtype)
+            .map_err(|e| other(path, format!("tensor `{name}`: {e}")))
     }
 
     fn linear(&self, name: &str, dtype: DType) -> Result<Arc<dyn FrozenWeight>, LoadError> {
@@ -191,7 +236,12 @@ impl TensorSource for SafetensorsSource {
 }
 
 /// Reads a tensor and checks its shape.
-pub fn checked(src: &dyn TensorSource, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor, LoadError> {
+pub fn checked(
+    src: &dyn TensorSource,
+    name: &str,
+    shape: &[usize],
+    dtype: DType,
+) -> Result<Tensor, LoadError> {
     let found = src.shape(name)?;
     if found != shape {
         return Err(LoadError::ShapeMismatch {

@@ -28,7 +28,10 @@ pub struct TokenizerBundle {
 fn token_field(v: &serde_json::Value, key: &str) -> Option<String> {
     match v.get(key)? {
         serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).map(str::to_string),
+        serde_json::Value::Object(o) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_string),
         _ => None,
     }
 }
@@ -37,18 +40,29 @@ fn token_field(v: &serde_json::Value, key: &str) -> Option<String> {
 pub fn load_tokenizer(folder: &Path) -> Result<TokenizerBundle, ModelError> {
     let path = folder.join("tokenizer.json");
     let file = path.display().to_string();
-    let tokenizer = Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer { file: file.clone(), message: e.to_string() })?;
+    let tokenizer = Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer {
+        file: file.clone(),
+        message: e.to_string(),
+    })?;
     let cfg_path = folder.join("tokenizer_config.json");
     let config = if cfg_path.is_file() {
         let cfile = cfg_path.display().to_string();
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::Io { file: cfile.clone(), message: e.to_string() })?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ModelError::Config { file: cfile, message: format!("invalid JSON: {e}") })?;
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::Io {
+            file: cfile.clone(),
+            message: e.to_string(),
+        })?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+            file: cfile,
+            message: format!("invalid JSON: {e}"),
+        })?;
         TokenizerConfig {
             bos_token: token_field(&v, "bos_token"),
             eos_token: token_field(&v, "eos_token"),
             pad_token: token_field(&v, "pad_token"),
-            chat_template: v.get("chat_template").and_then(|c| c.as_str()).map(str::to_string),
+            chat_template: v
+                .get("chat_template")
+                .and_then(|c| c.as_str())
+                .map(str::to_string),
             model_max_length: v.get("model_max_length").and_then(|m| m.as_u64()),
         }
     } else {

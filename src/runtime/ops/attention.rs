@@ -66,11 +66,23 @@ mod tests {
         let k = Tensor::randn(0f64, 1.0, (2, 1, 3, 4), &dev)?;
         let v = Tensor::randn(0f64, 1.0, (2, 1, 3, 4), &dev)?;
         let m = Tensor::new(&[[1u8, 1, 1], [1, 1, 0]], &dev)?;
-        let spec = MaskSpec { batch: 2, q_len: 3, k_len: 3, offset: 0, kind: MaskKind::Causal };
+        let spec = MaskSpec {
+            batch: 2,
+            q_len: 3,
+            k_len: 3,
+            offset: 0,
+            kind: MaskKind::Causal,
+        };
         let bias = attention_bias(Some(&m), spec, DType::F64, &dev)?;
-        check_grad(&[2, 2, 3, 4], |q| attention(q, &k, &v, &bias, 0.5, Kernels::Differentiable))?;
+        check_grad(&[2, 2, 3, 4], |q| {
+            attention(q, &k, &v, &bias, 0.5, Kernels::Differentiable)
+        })?;
         let q = Tensor::randn(0f32, 1.0, (2, 2, 3, 4), &dev)?;
-        let (k, v, bias) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?, bias.to_dtype(DType::F32)?);
+        let (k, v, bias) = (
+            k.to_dtype(DType::F32)?,
+            v.to_dtype(DType::F32)?,
+            bias.to_dtype(DType::F32)?,
+        );
         let a = attention(&q, &k, &v, &bias, 0.5, Kernels::Differentiable)?;
         let b = attention(&q, &k, &v, &bias, 0.5, Kernels::Fused)?;
         assert!((a - b)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-6);
@@ -82,10 +94,20 @@ mod tests {
         let dev = Device::Cpu;
         let q = Tensor::randn(0f64, 1.0, (1, 4, 2, 4), &dev)?;
         let v = Tensor::randn(0f64, 1.0, (1, 2, 2, 4), &dev)?;
-        let spec = MaskSpec { batch: 1, q_len: 2, k_len: 2, offset: 0, kind: MaskKind::Causal };
+        let spec = MaskSpec {
+            batch: 1,
+            q_len: 2,
+            k_len: 2,
+            offset: 0,
+            kind: MaskKind::Causal,
+        };
         let bias = attention_bias(None, spec, DType::F64, &dev)?;
-        check_grad(&[1, 2, 2, 4], |k| attention(&q, k, &v, &bias, 0.5, Kernels::Differentiable))?;
+        check_grad(&[1, 2, 2, 4], |k| {
+            attention(&q, k, &v, &bias, 0.5, Kernels::Differentiable)
+        })?;
         let k = Tensor::randn(0f64, 1.0, (1, 2, 2, 4), &dev)?;
-        check_grad(&[1, 2, 2, 4], |v| attention(&q, &k, v, &bias, 0.5, Kernels::Differentiable))
+        check_grad(&[1, 2, 2, 4], |v| {
+            attention(&q, &k, v, &bias, 0.5, Kernels::Differentiable)
+        })
     }
 }

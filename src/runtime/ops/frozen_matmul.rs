@@ -38,7 +38,7 @@ impl CustomOp2 for FrozenMatmul {
             candle_core::bail!("frozen-matmul: weight {wd:?} does not take inputs of width {k}")
         }
         let n = wd[0];
-        let m = if k == 0 { 0 } else { l1.shape().elem_count() / k };
+        let m = l1.shape().elem_count().checked_div(k).unwrap_or(0);
         let lhs = Layout::contiguous_with_offset((m, k), l1.start_offset());
         let out = s1.matmul(s2, (1, m, n, k), &lhs, &l2.transpose(0, 1)?)?;
         let mut dims = l1.dims().to_vec();

@@ -24,14 +24,19 @@ pub fn check_grad(shape: &[usize], f: impl Fn(&Tensor) -> Result<Tensor>) -> Res
             let mut v = base.clone();
             v[i] += delta;
             let xt = Tensor::from_vec(v, shape, &dev)?;
-            (f(&xt)? * &probe)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()
+            (f(&xt)? * &probe)?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()
         };
         let fd = (eval(eps)? - eval(-eps)?) / (2.0 * eps);
         let err = (fd - g[i]).abs() / (1.0 + fd.abs());
         worst = worst.max(err);
     }
     if worst > 1e-6 {
-        candle_core::bail!("gradient differs from finite differences: worst relative error {worst}");
+        candle_core::bail!(
+            "gradient differs from finite differences: worst relative error {worst}"
+        );
     }
     Ok(())
 }

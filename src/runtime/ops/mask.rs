@@ -42,7 +42,13 @@ pub fn attention_bias(
     dtype: DType,
     device: &Device,
 ) -> Result<Tensor> {
-    let MaskSpec { batch, q_len, k_len, offset, kind } = spec;
+    let MaskSpec {
+        batch,
+        q_len,
+        k_len,
+        offset,
+        kind,
+    } = spec;
     let pad: Vec<Vec<f32>> = match attention_mask {
         Some(m) => m.to_dtype(DType::F32)?.to_vec2::<f32>()?,
         None => vec![vec![1.0; k_len]; batch],
@@ -71,13 +77,25 @@ mod tests {
     fn causal_and_padding_combine() -> Result<()> {
         let dev = Device::Cpu;
         let m = Tensor::new(&[[1u8, 1, 0]], &dev)?;
-        let spec = MaskSpec { batch: 1, q_len: 3, k_len: 3, offset: 0, kind: MaskKind::Causal };
+        let spec = MaskSpec {
+            batch: 1,
+            q_len: 3,
+            k_len: 3,
+            offset: 0,
+            kind: MaskKind::Causal,
+        };
         let b = attention_bias(Some(&m), spec, DType::F32, &dev)?;
         let v = b.squeeze(0)?.squeeze(0)?.to_vec2::<f32>()?;
         assert_eq!(v[0], vec![0.0, MASKED, MASKED]);
         assert_eq!(v[1], vec![0.0, 0.0, MASKED]);
         assert_eq!(v[2], vec![0.0, 0.0, MASKED]);
-        let spec = MaskSpec { batch: 1, q_len: 1, k_len: 3, offset: 2, kind: MaskKind::Bidirectional };
+        let spec = MaskSpec {
+            batch: 1,
+            q_len: 1,
+            k_len: 3,
+            offset: 2,
+            kind: MaskKind::Bidirectional,
+        };
         let e = attention_bias(Some(&m), spec, DType::F32, &dev)?;
         assert_eq!(e.flatten_all()?.to_vec1::<f32>()?, vec![0.0, 0.0, MASKED]);
         Ok(())

@@ -30,7 +30,9 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, eps: f64) 
     let mean = xf.mean_keepdim(D::Minus1)?;
     let centered = xf.broadcast_sub(&mean)?;
     let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
-    let normed = centered.broadcast_div(&(var + eps)?.sqrt()?)?.to_dtype(dt)?;
+    let normed = centered
+        .broadcast_div(&(var + eps)?.sqrt()?)?
+        .to_dtype(dt)?;
     let y = normed.broadcast_mul(&weight.to_dtype(dt)?)?;
     match bias {
         Some(b) => y.broadcast_add(&b.to_dtype(dt)?),

@@ -45,13 +45,17 @@ impl Rotary {
                         high_freq_factor,
                         original_max_position_embeddings: old,
                     } => {
-                        let (factor, lo, hi, old) =
-                            (factor as f32, low_freq_factor as f32, high_freq_factor as f32, old as f32);
+                        let (factor, lo, hi, old) = (
+                            factor as f32,
+                            low_freq_factor as f32,
+                            high_freq_factor as f32,
+                            old as f32,
+                        );
                         let low_wavelen = old / lo;
                         let high_wavelen = old / hi;
                         let wavelen = 2.0 * std::f32::consts::PI / f;
                         let scaled = if wavelen > low_wavelen { f / factor } else { f };
-                        let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                        let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                         if medium {
                             let smooth = (old / wavelen - lo) / (hi - lo);
                             (1.0 - smooth) * scaled / factor + smooth * scaled
@@ -79,8 +83,11 @@ impl Rotary {
     /// Positions `offset .. offset + s` for every row.
     pub fn positions(batch: usize, seq: usize, offset: usize, device: &Device) -> Result<Tensor> {
         let start = u32::try_from(offset).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let end = u32::try_from(offset + seq).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        Tensor::arange(start, end, device)?.unsqueeze(0)?.repeat((batch, 1))
+        let end =
+            u32::try_from(offset + seq).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Tensor::arange(start, end, device)?
+            .unsqueeze(0)?
+            .repeat((batch, 1))
     }
 }
 
@@ -106,7 +113,10 @@ mod tests {
         let (cos, sin) = rot.cos_sin(&pos, DType::F64)?;
         let x = Tensor::randn(0f64, 1.0, (1, 2, 3, 8), &dev)?;
         let y = apply_rotary(&x, &cos, &sin)?;
-        let first = (y.narrow(2, 0, 1)? - x.narrow(2, 0, 1)?)?.abs()?.max_all()?.to_scalar::<f64>()?;
+        let first = (y.narrow(2, 0, 1)? - x.narrow(2, 0, 1)?)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f64>()?;
         assert!(first < 1e-12);
         let nx = x.sqr()?.sum_all()?.to_scalar::<f64>()?;
         let ny = y.sqr()?.sum_all()?.to_scalar::<f64>()?;

@@ -91,12 +91,17 @@ impl AdapterConfig {
     pub fn read(dir: &Path) -> Result<Self, PeftFormatError> {
         let path = dir.join("adapter_config.json");
         let text = std::fs::read_to_string(&path).map_err(PeftFormatError::io(&path))?;
-        let cfg: Self = serde_json::from_str(&text)
-            .map_err(|e| PeftFormatError::Config { file: path.display().to_string(), message: e.to_string() })?;
+        let cfg: Self = serde_json::from_str(&text).map_err(|e| PeftFormatError::Config {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         if cfg.peft_type != "LORA" {
             return Err(PeftFormatError::Config {
                 file: path.display().to_string(),
-                message: format!("peft_type `{}` is not loaded by peftc (LORA is)", cfg.peft_type),
+                message: format!(
+                    "peft_type `{}` is not loaded by peftc (LORA is)",
+                    cfg.peft_type
+                ),
             });
         }
         if cfg.bias != "none" {
@@ -110,7 +115,13 @@ impl AdapterConfig {
 
     /// The config PEFT would write for `lora`, with the adapted layer paths (used for
     /// `all-linear`, which PEFT saves expanded).
-    pub fn from_lora(lora: &LoraConfig, base_model: &str, task_type: &str, adapted: &[String], conv1d: bool) -> Self {
+    pub fn from_lora(
+        lora: &LoraConfig,
+        base_model: &str,
+        task_type: &str,
+        adapted: &[String],
+        conv1d: bool,
+    ) -> Self {
         let target_modules = match &lora.target_modules {
             TargetModules::Names(n) => serde_json::json!(n),
             TargetModules::Regex(r) => serde_json::json!(r),
@@ -134,14 +145,25 @@ impl AdapterConfig {
             lora_alpha: lora.spec.alpha,
             lora_dropout: f64::from(lora.spec.dropout),
             target_modules: Some(target_modules),
-            exclude_modules: if lora.exclude_modules.is_empty() { None } else { Some(serde_json::json!(lora.exclude_modules)) },
+            exclude_modules: if lora.exclude_modules.is_empty() {
+                None
+            } else {
+                Some(serde_json::json!(lora.exclude_modules))
+            },
             bias: none_bias(),
             use_rslora: lora.spec.use_rslora,
             use_dora: lora.spec.use_dora,
-            modules_to_save: if lora.modules_to_save.is_empty() { None } else { Some(lora.modules_to_save.clone()) },
+            modules_to_save: if lora.modules_to_save.is_empty() {
+                None
+            } else {
+                Some(lora.modules_to_save.clone())
+            },
             fan_in_fan_out: conv1d,
             init_lora_weights: init,
-            layers_to_transform: lora.layers_to_transform.as_ref().map(|l| serde_json::json!(l)),
+            layers_to_transform: lora
+                .layers_to_transform
+                .as_ref()
+                .map(|l| serde_json::json!(l)),
             layers_pattern: None,
             rank_pattern: BTreeMap::new(),
             alpha_pattern: BTreeMap::new(),
@@ -152,13 +174,17 @@ impl AdapterConfig {
 
     /// Rank of the layer at `path` (`rank_pattern` first).
     pub fn rank_for(&self, path: &str) -> usize {
-        pattern_for(&self.rank_pattern, path).copied().unwrap_or(self.r)
+        pattern_for(&self.rank_pattern, path)
+            .copied()
+            .unwrap_or(self.r)
     }
 
     /// Scale of the layer at `path`: `alpha / r` or `alpha / sqrt(r)` (rsLoRA), patterns applied.
     pub fn scale_for(&self, path: &str) -> f64 {
         let r = self.rank_for(path).max(1) as f64;
-        let alpha = pattern_for(&self.alpha_pattern, path).copied().unwrap_or(self.lora_alpha);
+        let alpha = pattern_for(&self.alpha_pattern, path)
+            .copied()
+            .unwrap_or(self.lora_alpha);
         if self.use_rslora {
             alpha / r.sqrt()
         } else {
@@ -170,7 +196,10 @@ impl AdapterConfig {
     pub fn to_lora(&self) -> LoraConfig {
         let strings = |v: &Option<serde_json::Value>| -> Vec<String> {
             match v {
-                Some(serde_json::Value::Array(a)) => a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect(),
                 Some(serde_json::Value::String(s)) => vec![s.clone()],
                 _ => Vec::new(),
             }
@@ -187,7 +216,11 @@ impl AdapterConfig {
         };
         let layers_to_transform = match &self.layers_to_transform {
             Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| vec![n as usize]),
-            Some(serde_json::Value::Array(a)) => Some(a.iter().filter_map(|v| v.as_u64().map(|n| n as usize)).collect()),
+            Some(serde_json::Value::Array(a)) => Some(
+                a.iter()
+                    .filter_map(|v| v.as_u64().map(|n| n as usize))
+                    .collect(),
+            ),
             _ => None,
         };
         LoraConfig {

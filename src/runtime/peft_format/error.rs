@@ -20,8 +20,16 @@ pub enum PeftFormatError {
     UnexpectedKey { file: String, key: String },
     /// A weight has another shape than the layer needs.
     #[error("{file}: `{key}` has shape {found:?}, the layer needs {expected:?}")]
-    #[diagnostic(code(peftc::peft::shape), help("the adapter was trained on a base model of another size"))]
-    Shape { file: String, key: String, expected: Vec<usize>, found: Vec<usize> },
+    #[diagnostic(
+        code(peftc::peft::shape),
+        help("the adapter was trained on a base model of another size")
+    )]
+    Shape {
+        file: String,
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     /// The adapter has no weight for the model.
     #[error("{file}: no adapter weight matches a layer of the model")]
     #[diagnostic(code(peftc::peft::empty))]
@@ -54,6 +62,9 @@ impl PeftFormatError {
     /// Wraps an I/O error with its file.
     pub fn io(file: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
         let file = file.display().to_string();
-        move |e| Self::Io { file, message: e.to_string() }
+        move |e| Self::Io {
+            file,
+            message: e.to_string(),
+        }
     }
 }

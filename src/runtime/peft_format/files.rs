@@ -43,11 +43,27 @@ fn raw(t: &Tensor) -> candle_core::Result<Raw> {
     let shape = t.dims().to_vec();
     let flat = t.flatten_all()?;
     let (dtype, data) = match t.dtype() {
-        DType::F16 => (Dtype::F16, flat.to_vec1::<half::f16>()?.iter().flat_map(|v| v.to_le_bytes()).collect()),
-        DType::BF16 => (Dtype::BF16, flat.to_vec1::<half::bf16>()?.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        DType::F16 => (
+            Dtype::F16,
+            flat.to_vec1::<half::f16>()?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
+        DType::BF16 => (
+            Dtype::BF16,
+            flat.to_vec1::<half::bf16>()?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
         _ => (
             Dtype::F32,
-            flat.to_dtype(DType::F32)?.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            flat.to_dtype(DType::F32)?
+                .to_vec1::<f32>()?
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
         ),
     };
     Ok(Raw { dtype, shape, data })
@@ -62,15 +78,21 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()
         .collect::<candle_core::Result<_>>()
         .map_err(PeftFormatError::tensor(&ctx))?;
     let views: Vec<(&str, &Raw)> = raws.iter().map(|(n, r)| (n.as_str(), r)).collect();
-    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into_iter().collect();
-    let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| PeftFormatError::Io { file: ctx.clone(), message: e.to_string() })?;
+    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())]
+        .into_iter()
+        .collect();
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| PeftFormatError::Io {
+        file: ctx.clone(),
+        message: e.to_string(),
+    })?;
     write_atomic(path, &bytes)
 }
 
 /// Writes pretty JSON atomically.
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), PeftFormatError> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| PeftFormatError::Io { file: path.display().to_string(), message: e.to_string() })?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| PeftFormatError::Io {
+        file: path.display().to_string(),
+        message: e.to_string(),
+    })?;
     write_atomic(path, text.as_bytes())
 }

@@ -67,7 +67,10 @@ impl Lineage {
                 .filter(|p| {
                     p.is_file()
                         && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                            n.ends_with(".safetensors") || n == "config.json" || n.starts_with("tokenizer") || n.ends_with(".gguf")
+                            n.ends_with(".safetensors")
+                                || n == "config.json"
+                                || n.starts_with("tokenizer")
+                                || n.ends_with(".gguf")
                         })
                 })
                 .collect();
@@ -75,7 +78,11 @@ impl Lineage {
             for p in entries {
                 let bytes = std::fs::read(&p).map_err(PeftFormatError::io(&p))?;
                 files.push(FileHash {
-                    path: p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string(),
+                    path: p
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default()
+                        .to_string(),
                     blake3: blake3::hash(&bytes).to_hex().to_string(),
                     bytes: bytes.len() as u64,
                 });
@@ -84,15 +91,21 @@ impl Lineage {
         Ok(Self {
             version: 1,
             peftc_version: env!("CARGO_PKG_VERSION").to_string(),
-            base_model: BaseModel { id: id.to_string(), revision: None, files },
+            base_model: BaseModel {
+                id: id.to_string(),
+                revision: None,
+                files,
+            },
             ..Self::default()
         })
     }
 
     /// Writes `<dir>/peftc.lineage.json`.
     pub fn write(&self, dir: &Path) -> Result<(), PeftFormatError> {
-        let value = serde_json::to_value(self)
-            .map_err(|e| PeftFormatError::Io { file: dir.join(LINEAGE_FILE).display().to_string(), message: e.to_string() })?;
+        let value = serde_json::to_value(self).map_err(|e| PeftFormatError::Io {
+            file: dir.join(LINEAGE_FILE).display().to_string(),
+            message: e.to_string(),
+        })?;
         write_json(&dir.join(LINEAGE_FILE), &value)
     }
 
@@ -100,6 +113,9 @@ impl Lineage {
     pub fn read(dir: &Path) -> Result<Self, PeftFormatError> {
         let path = dir.join(LINEAGE_FILE);
         let text = std::fs::read_to_string(&path).map_err(PeftFormatError::io(&path))?;
-        serde_json::from_str(&text).map_err(|e| PeftFormatError::Config { file: path.display().to_string(), message: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| PeftFormatError::Config {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })
     }
 }

@@ -17,17 +17,26 @@ use std::path::Path;
 const PREFIX: &str = "base_model.model.";
 
 /// Loads `<dir>` as adapter `name` and makes it the only active adapter. Returns its config.
-pub fn load_adapter(model: &mut dyn AdaptableModel, dir: &Path, name: &str) -> Result<AdapterConfig, PeftFormatError> {
+pub fn load_adapter(
+    model: &mut dyn AdaptableModel,
+    dir: &Path,
+    name: &str,
+) -> Result<AdapterConfig, PeftFormatError> {
     let config = AdapterConfig::read(dir)?;
     let file_path = dir.join("adapter_model.safetensors");
     let file = file_path.display().to_string();
     let device = model.device().clone();
-    let src = SafetensorsSource::from_files(&[file_path.clone()], &device)?;
+    let src = SafetensorsSource::from_files(std::slice::from_ref(&file_path), &device)?;
     let mut unused: BTreeSet<String> = src.names().into_iter().collect();
     let read = |key: &str, shape: &[usize]| -> Result<Tensor, PeftFormatError> {
         let found = src.shape(key)?;
         if found != shape {
-            return Err(PeftFormatError::Shape { file: file.clone(), key: key.into(), expected: shape.to_vec(), found });
+            return Err(PeftFormatError::Shape {
+                file: file.clone(),
+                key: key.into(),
+                expected: shape.to_vec(),
+                found,
+            });
         }
         Ok(src.tensor(key, DType::F32)?)
     };
@@ -35,7 +44,11 @@ pub fn load_adapter(model: &mut dyn AdaptableModel, dir: &Path, name: &str) -> R
     for layer in model.linears_mut() {
         let p = format!("{PREFIX}{}", layer.path);
         let (out_f, in_f) = layer.dims();
-        let (ka, kb, km) = (format!("{p}.lora_A.weight"), format!("{p}.lora_B.weight"), format!("{p}.lora_magnitude_vector"));
+        let (ka, kb, km) = (
+            format!("{p}.lora_A.weight"),
+            format!("{p}.lora_B.weight"),
+            format!("{p}.lora_magnitude_vector"),
+        );
         if src.contains(&ka) || src.contains(&kb) {
             let r = src.shape(&ka)?.first().copied().unwrap_or(0);
             let a = read(&ka, &[r, in_f])?;
@@ -45,7 +58,10 @@ pub fn load_adapter(model: &mut dyn AdaptableModel, dir: &Path, name: &str) -> R
                 let m = read(&km, &[out_f])?;
                 Some(Var::from_tensor(&m).map_err(PeftFormatError::tensor(&km))?)
             } else if config.use_dora {
-                return Err(PeftFormatError::Config { file: file.clone(), message: format!("use_dora is set but `{km}` is missing") });
+                return Err(PeftFormatError::Config {
+                    file: file.clone(),
+                    message: format!("use_dora is set but `{km}` is missing"),
+                });
             } else {
                 None
             };
@@ -64,9 +80,15 @@ pub fn load_adapter(model: &mut dyn AdaptableModel, dir: &Path, name: &str) -> R
         }
         let (kw, kbias) = (format!("{p}.weight"), format!("{p}.bias"));
         if src.contains(&kw) {
-            layer.add_full_copy(name).map_err(PeftFormatError::tensor(&kw))?;
+            layer
+                .add_full_copy(name)
+                .map_err(PeftFormatError::tensor(&kw))?;
             let w = read(&kw, &[out_f, in_f])?;
-            let bias = if src.contains(&kbias) { Some(read(&kbias, &[out_f])?) } else { None };
+            let bias = if src.contains(&kbias) {
+                Some(read(&kbias, &[out_f])?)
+            } else {
+                None
+            };
             if let Some(copy) = layer.full_copy(name) {
                 copy.weight.set(&w).map_err(PeftFormatError::tensor(&kw))?;
                 if let (Some(v), Some(t)) = (&copy.bias, &bias) {

@@ -23,20 +23,36 @@ const COPIED: &[&str] = &[
 ];
 
 /// Writes `model` (base from `base_folder`) to `out` as `model.safetensors` + copied files.
-pub fn save_merged(model: &dyn AdaptableModel, base_folder: &Path, out: &Path) -> Result<(), PeftFormatError> {
+pub fn save_merged(
+    model: &dyn AdaptableModel,
+    base_folder: &Path,
+    out: &Path,
+) -> Result<(), PeftFormatError> {
     std::fs::create_dir_all(out).map_err(PeftFormatError::io(out))?;
     let src = SafetensorsSource::from_folder(base_folder, model.device())?;
-    let layers: HashMap<String, _> = model.linears().into_iter().map(|l| (l.path.clone(), l)).collect();
+    let layers: HashMap<String, _> = model
+        .linears()
+        .into_iter()
+        .map(|l| (l.path.clone(), l))
+        .collect();
     let mut tensors = Vec::new();
     for name in src.names() {
         let stored = src.raw(&name)?;
         let stem = name.strip_suffix(".weight");
-        let layer = stem.and_then(|s| layers.get(s).or_else(|| layers.get(&format!("transformer.{s}"))));
+        let layer = stem.and_then(|s| {
+            layers
+                .get(s)
+                .or_else(|| layers.get(&format!("transformer.{s}")))
+        });
         let t = match layer {
             Some(l) if !l.merged().is_empty() => {
-                let w = l.merged_weight(stored.dtype()).map_err(PeftFormatError::tensor(&name))?;
+                let w = l
+                    .merged_weight(stored.dtype())
+                    .map_err(PeftFormatError::tensor(&name))?;
                 if l.conv1d_layout() {
-                    w.t().and_then(|t| t.contiguous()).map_err(PeftFormatError::tensor(&name))?
+                    w.t()
+                        .and_then(|t| t.contiguous())
+                        .map_err(PeftFormatError::tensor(&name))?
                 } else {
                     w
                 }

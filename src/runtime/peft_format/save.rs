@@ -22,17 +22,24 @@ pub fn save_adapter(
     let mut tensors = Vec::new();
     for layer in model.linears() {
         for (key, var) in layer.named_vars(name) {
-            let t = var.as_tensor().to_dtype(DType::F32).map_err(PeftFormatError::tensor(&key))?;
+            let t = var
+                .as_tensor()
+                .to_dtype(DType::F32)
+                .map_err(PeftFormatError::tensor(&key))?;
             tensors.push((key, t));
         }
     }
     if tensors.is_empty() {
-        return Err(PeftFormatError::Empty { file: dir.display().to_string() });
+        return Err(PeftFormatError::Empty {
+            file: dir.display().to_string(),
+        });
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     write_safetensors(&dir.join("adapter_model.safetensors"), &tensors)?;
-    let cfg_json = serde_json::to_value(config)
-        .map_err(|e| PeftFormatError::Config { file: dir.display().to_string(), message: e.to_string() })?;
+    let cfg_json = serde_json::to_value(config).map_err(|e| PeftFormatError::Config {
+        file: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
     write_json(&dir.join("adapter_config.json"), &cfg_json)?;
     let mut lineage = lineage.clone();
     lineage.adapter_config = cfg_json;
