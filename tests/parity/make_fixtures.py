@@ -1,6 +1,7 @@
 """Builds the parity fixtures under tests/fixtures/parity/ (run with /work/py/venv/bin/python).
 
-Tiny random llama (GQA, llama3 rope scaling), qwen2 (qkv bias, tied embeddings) and gpt2 models
+Tiny random llama (GQA, llama3 rope scaling), qwen2 (qkv bias, tied embeddings), mistral
+(one key/value head, explicit head_dim) and gpt2 models
 are saved as Hugging Face folders (safetensors, tokenizer.json). LoRA adapters are applied with
 PEFT (q,v; all-linear; rsLoRA; DoRA), their weights randomised so that they change the output,
 and saved as PEFT folders. Reference logits (base, adapted, merged, weighted combinations) go to
@@ -20,6 +21,8 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
 )
@@ -150,6 +153,27 @@ ARCHS = {
         ),
         ["q_proj", "v_proj"],
     ),
+    "mistral": (
+        MistralForCausalLM,
+        MistralConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=16,
+            max_position_embeddings=64,
+            rms_norm_eps=1e-5,
+            rope_theta=10000.0,
+            sliding_window=4096,
+            tie_word_embeddings=False,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=2,
+        ),
+        ["q_proj", "v_proj"],
+    ),
     "gpt2": (
         GPT2LMHeadModel,
         GPT2Config(
@@ -180,7 +204,7 @@ VARIANTS = {
 
 def build(arch, tok_path):
     cls, cfg, qv = ARCHS[arch]
-    torch.manual_seed({"llama": 1, "qwen2": 2, "gpt2": 3}[arch])
+    torch.manual_seed({"llama": 1, "qwen2": 2, "gpt2": 3, "mistral": 4}[arch])
     model = cls(cfg).float()
     with torch.no_grad():
         if arch == "qwen2":  # make the qkv biases visible

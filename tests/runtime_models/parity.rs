@@ -1,4 +1,4 @@
-//! Logits of peftc's llama, qwen2 and gpt2 equal transformers + PEFT (fixtures made by
+//! Logits of peftc's llama, qwen2, mistral and gpt2 equal transformers + PEFT (fixtures made by
 //! `tests/parity/make_fixtures.py`) within 1e-4: base, each adapter (q,v; all-linear; rsLoRA;
 //! DoRA), merged, unmerged, and weighted combinations (linear, cat).
 
@@ -84,4 +84,9 @@ fn qwen2_matches_transformers_and_peft() {
 #[test]
 fn gpt2_matches_transformers_and_peft() {
     check_arch("gpt2");
+}
+
+#[test]
+fn mistral_matches_transformers_and_peft() {
+    check_arch("mistral");
 }

@@ -19,6 +19,18 @@ use crate::runtime::weight::FrozenWeight;
 use candle_core::{DType, Result, Tensor, Var};
 use std::sync::Arc;
 
+/// `x: [.., k] @ w: [k, n]` as one 2-D product (no broadcast copy of `w` per batch item).
+fn matmul_2d(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let k = dims.last().copied().unwrap_or(1);
+    let y = x.reshape(((), k))?.matmul(w)?;
+    let mut out = dims.to_vec();
+    if let Some(last) = out.last_mut() {
+        *last = w.dim(1)?;
+    }
+    y.reshape(out)
+}
+
 /// A trainable full copy of a layer (`modules_to_save`).
 #[derive(Clone, Debug)]
 pub struct FullCopy {
@@ -76,7 +88,7 @@ impl AdaptableLinear {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if let Some(full) = self.active_full_copy() {
             let w = full.weight.as_tensor().to_dtype(x.dtype())?;
-            let y = x.broadcast_matmul(&w.t()?)?;
+            let y = matmul_2d(x, &w.t()?)?;
             return match &full.bias {
                 Some(b) => y.broadcast_add(&b.as_tensor().to_dtype(y.dtype())?),
                 None => Ok(y),
@@ -101,7 +113,7 @@ impl AdaptableLinear {
             };
             let a = ad.a.as_tensor().to_dtype(x.dtype())?;
             let b = ad.b.as_tensor().to_dtype(x.dtype())?;
-            let lora = xd.broadcast_matmul(&a.t()?)?.broadcast_matmul(&b.t()?)?;
+            let lora = matmul_2d(&matmul_2d(&xd, &a.t()?)?, &b.t()?)?;
             let delta = match &ad.magnitude {
                 None => (lora * (ad.scale * weight))?,
                 Some(m) => {
