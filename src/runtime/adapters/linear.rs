@@ -107,7 +107,7 @@ impl AdaptableLinear {
                 continue;
             };
             let xd = if train && ad.dropout > 0.0 {
-                candle_nn::ops::dropout(x, ad.dropout)?
+                crate::runtime::ops::dropout::dropout(x, ad.dropout)?
             } else {
                 x.clone()
             };

@@ -7,6 +7,7 @@
 //! Must not use candle's `*_no_bwd` ops.
 
 pub mod attention;
+pub mod dropout;
 pub mod frozen_matmul;
 pub mod mask;
 pub mod norm;
