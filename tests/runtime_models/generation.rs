@@ -197,3 +197,37 @@ fn pissa_starts_equal_to_the_base() {
     let residual_only = model.forward(&r.input_ids, &r.mask, false).unwrap();
     assert!(max_diff_on_tokens(&base, &residual_only, &r.mask) > 1e-2);
 }
+
+#[test]
+fn text_generation_decodes_what_token_generation_produced() {
+    use peftc::runtime::models::generate::generate_text;
+    let dir = parity_dir().join("llama/model");
+    let model = load_folder(&dir, &LoadConfig::default()).unwrap();
+    let tok = load_tokenizer(&dir).unwrap();
+    let text = generate_text(
+        model.decoder().unwrap(),
+        &tok,
+        &["the cat sat"],
+        &greedy(5),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let ids = tok
+        .tokenizer
+        .encode("the cat sat", true)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    let mut toks = generate(
+        model.decoder().unwrap(),
+        &[ids],
+        &GenerateConfig {
+            eos_token_ids: vec![1],
+            ..greedy(5)
+        },
+        &Device::Cpu,
+    )
+    .unwrap();
+    toks[0].retain(|t| *t > 2);
+    assert_eq!(text[0], tok.tokenizer.decode(&toks[0], true).unwrap());
+}

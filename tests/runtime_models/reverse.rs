@@ -44,6 +44,11 @@ fn lora_for(arch: &str) -> LoraConfig {
             ..Default::default()
         },
         target_modules: targets,
+        modules_to_save: if arch == "llama" {
+            vec!["lm_head".into()]
+        } else {
+            Vec::new()
+        },
         ..Default::default()
     }
 }
@@ -79,9 +84,22 @@ fn check(arch: &str) {
     let model_dir = parity_dir().join(arch).join("model");
     let mut model = load_folder(&model_dir, &LoadConfig::default()).expect("load");
     let lora = lora_for(arch);
-    let report = attach_lora(model.as_adaptable_mut(), "default", &lora).expect("attach");
-    let conv1d = arch == "gpt2";
-    let cfg = AdapterConfig::from_lora(&lora, "../../model", "CAUSAL_LM", &report.adapted, conv1d);
+    attach_lora(model.as_adaptable_mut(), "default", &lora).expect("attach");
+    // A trained `modules_to_save` copy must reach PEFT too: perturb the lm_head copy.
+    for layer in model.as_adaptable_mut().linears_mut() {
+        if let Some(copy) = layer.full_copy("default") {
+            let w = copy.weight.as_tensor();
+            copy.weight.set(&(w * 1.1).expect("scale")).expect("set");
+        }
+    }
+    let cfg = AdapterConfig::from_model(
+        model.as_adaptable(),
+        "default",
+        &lora,
+        "../../model",
+        "CAUSAL_LM",
+    );
+    assert_eq!(cfg.fan_in_fan_out, arch == "gpt2");
     let tmp = tempfile::tempdir().expect("tempdir");
     let adapter_dir = tmp.path().join("adapter");
     let lineage = Lineage::for_base("tiny", Some(&model_dir)).expect("lineage");

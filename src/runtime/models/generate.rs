@@ -180,3 +180,40 @@ fn choose(l: &[f32], sampling: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
     }
     idx.last().copied().unwrap_or(0) as u32
 }
+
+/// Tokenizes `prompts`, generates, and decodes the new tokens (special tokens skipped). Uses the
+/// tokenizer's end-of-sequence and padding tokens unless `cfg` names its own.
+pub fn generate_text(
+    model: &dyn Decoder,
+    tok: &crate::runtime::models::tokenizer::TokenizerBundle,
+    prompts: &[&str],
+    cfg: &GenerateConfig,
+    device: &Device,
+) -> std::result::Result<Vec<String>, crate::runtime::models::error::ModelError> {
+    use crate::runtime::models::error::ModelError;
+    let tok_err = |e: tokenizers::Error| ModelError::Tokenizer {
+        file: "tokenizer.json".into(),
+        message: e.to_string(),
+    };
+    let mut ids = Vec::with_capacity(prompts.len());
+    for p in prompts {
+        ids.push(
+            tok.tokenizer
+                .encode(*p, true)
+                .map_err(tok_err)?
+                .get_ids()
+                .to_vec(),
+        );
+    }
+    let mut cfg = cfg.clone();
+    if cfg.eos_token_ids.is_empty() {
+        cfg.eos_token_ids.extend(tok.eos_id);
+    }
+    if let Some(pad) = tok.pad_id.or(tok.eos_id) {
+        cfg.pad_token_id = pad;
+    }
+    let out = generate(model, &ids, &cfg, device).map_err(ModelError::tensor("generate"))?;
+    out.iter()
+        .map(|t| tok.tokenizer.decode(t, true).map_err(tok_err))
+        .collect()
+}

@@ -5,10 +5,20 @@
 use crate::runtime::adapters::attach::LoraConfig;
 use crate::runtime::adapters::lora::{LoraInit, LoraSpec};
 use crate::runtime::adapters::targets::TargetModules;
+use crate::runtime::model_api::AdaptableModel;
 use crate::runtime::peft_format::error::PeftFormatError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// How the adapted layers store their weights (PEFT's `fan_in_fan_out`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// `nn.Linear`: `[out, in]`.
+    Linear,
+    /// GPT-2 `Conv1D`: `[in, out]` (`fan_in_fan_out = true`).
+    Conv1D,
+}
 
 /// PEFT's adapter config as stored in `adapter_config.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -113,15 +123,40 @@ impl AdapterConfig {
         Ok(cfg)
     }
 
+    /// The config PEFT would write for adapter `name` of `model` declared by `lora`: the
+    /// adapted paths (PEFT saves `all-linear` expanded) and `fan_in_fan_out` (GPT-2 `Conv1D`)
+    /// come from the model's layers.
+    pub fn from_model(
+        model: &dyn AdaptableModel,
+        name: &str,
+        lora: &LoraConfig,
+        base_model: &str,
+        task_type: &str,
+    ) -> Self {
+        let layers: Vec<_> = model
+            .linears()
+            .into_iter()
+            .filter(|l| l.adapter(name).is_some())
+            .collect();
+        let adapted: Vec<String> = layers.iter().map(|l| l.path.clone()).collect();
+        let layout = if layers.iter().any(|l| l.conv1d_layout()) {
+            WeightLayout::Conv1D
+        } else {
+            WeightLayout::Linear
+        };
+        Self::from_lora(lora, base_model, task_type, &adapted, layout)
+    }
+
     /// The config PEFT would write for `lora`, with the adapted layer paths (used for
-    /// `all-linear`, which PEFT saves expanded).
+    /// `all-linear`, which PEFT saves expanded) and the targets' weight layout.
     pub fn from_lora(
         lora: &LoraConfig,
         base_model: &str,
         task_type: &str,
         adapted: &[String],
-        conv1d: bool,
+        layout: WeightLayout,
     ) -> Self {
+        let conv1d = layout == WeightLayout::Conv1D;
         let target_modules = match &lora.target_modules {
             TargetModules::Names(n) => serde_json::json!(n),
             TargetModules::Regex(r) => serde_json::json!(r),
