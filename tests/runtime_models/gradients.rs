@@ -80,7 +80,17 @@ fn every_trainable_var_gets_a_gradient() {
                     .unwrap();
                 assert!(n > 0.0, "{arch}: zero gradient for {key}");
             }
-            assert!(vars.iter().any(|(k, _)| k.ends_with("lora_A.weight")));
+            let keys: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+            let first = if arch == "llama" {
+                "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
+            } else {
+                "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"
+            };
+            assert_eq!(keys[0], first);
+            assert!(keys.contains(&"base_model.model.lm_head.weight"));
+            if dora {
+                assert!(keys[2].ends_with("lora_magnitude_vector"), "{}", keys[2]);
+            }
             set_active(model.as_adaptable_mut(), &[]);
         }
     }
