@@ -328,3 +328,64 @@ impl AdaptableLinear {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::adapters::lora::{LoraInit, LoraSpec};
+    use candle_core::Device;
+
+    /// A stand-in for a quantized base: weights rounded to multiples of 1/8, stored as i64.
+    #[derive(Debug)]
+    struct Rounded {
+        q: Tensor,
+    }
+
+    impl FrozenWeight for Rounded {
+        fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            crate::runtime::ops::frozen_matmul::frozen_matmul(x, &self.dequantize(x.dtype())?)
+        }
+        fn dequantize(&self, dtype: DType) -> Result<Tensor> {
+            (self.q.to_dtype(DType::F32)? / 8.0)?.to_dtype(dtype)
+        }
+        fn dims(&self) -> (usize, usize) {
+            let d = self.q.dims();
+            (d[0], d[1])
+        }
+        fn storage_bytes(&self) -> usize {
+            self.q.elem_count()
+        }
+        fn format(&self) -> &str {
+            "rounded"
+        }
+    }
+
+    #[test]
+    fn merge_goes_through_dequantize_and_unmerge_restores_the_quantized_base() -> Result<()> {
+        let dev = Device::Cpu;
+        let q = (Tensor::randn(0f32, 8.0, (6, 5), &dev)?.round()?).to_dtype(DType::I64)?;
+        let base: Arc<dyn FrozenWeight> = Arc::new(Rounded { q });
+        let mut layer = AdaptableLinear::new("l", base, None);
+        let spec = LoraSpec { r: 2, alpha: 4.0, init: LoraInit::RandomBoth { std: 0.3 }, ..LoraSpec::default() };
+        layer.add_adapter("a", LoraAdapter::init(&spec, 6, 5, &dev)?);
+        layer.set_active(&[("a".into(), 1.0)]);
+        let x = Tensor::randn(0f32, 1.0, (3, 5), &dev)?;
+        let unmerged = layer.forward(&x, false)?;
+        layer.merge("a")?;
+        assert_eq!(layer.base().format(), "f32");
+        let merged = layer.forward(&x, false)?;
+        assert!((&unmerged - merged)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+        layer.unmerge("a")?;
+        assert_eq!(layer.base().format(), "rounded");
+        let again = layer.forward(&x, false)?;
+        assert_eq!(unmerged.to_vec2::<f32>()?, again.to_vec2::<f32>()?);
+        // Half weight on the adapter halves its delta.
+        layer.set_active(&[("a".into(), 0.5)]);
+        let half = layer.forward(&x, false)?;
+        layer.set_active(&[]);
+        let plain = layer.forward(&x, false)?;
+        let expect = ((&unmerged - &plain)? * 0.5)?;
+        assert!(((half - plain)? - expect)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+        Ok(())
+    }
+}
