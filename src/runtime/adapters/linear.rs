@@ -366,7 +366,12 @@ mod tests {
         let q = (Tensor::randn(0f32, 8.0, (6, 5), &dev)?.round()?).to_dtype(DType::I64)?;
         let base: Arc<dyn FrozenWeight> = Arc::new(Rounded { q });
         let mut layer = AdaptableLinear::new("l", base, None);
-        let spec = LoraSpec { r: 2, alpha: 4.0, init: LoraInit::RandomBoth { std: 0.3 }, ..LoraSpec::default() };
+        let spec = LoraSpec {
+            r: 2,
+            alpha: 4.0,
+            init: LoraInit::RandomBoth { std: 0.3 },
+            ..LoraSpec::default()
+        };
         layer.add_adapter("a", LoraAdapter::init(&spec, 6, 5, &dev)?);
         layer.set_active(&[("a".into(), 1.0)]);
         let x = Tensor::randn(0f32, 1.0, (3, 5), &dev)?;
@@ -385,7 +390,13 @@ mod tests {
         layer.set_active(&[]);
         let plain = layer.forward(&x, false)?;
         let expect = ((&unmerged - &plain)? * 0.5)?;
-        assert!(((half - plain)? - expect)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+        assert!(
+            ((half - plain)? - expect)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?
+                < 1e-5
+        );
         Ok(())
     }
 }

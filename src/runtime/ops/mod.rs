@@ -9,6 +9,7 @@
 pub mod attention;
 pub mod dropout;
 pub mod frozen_matmul;
+pub mod fused;
 pub mod mask;
 pub mod norm;
 pub mod rope;

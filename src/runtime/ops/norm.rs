@@ -1,9 +1,11 @@
 //! Differentiable RMSNorm (llama family) and LayerNorm (gpt2, bert).
 //!
-//! Composite forms only; the fused `candle_nn::ops::{rms_norm, layer_norm}` have no backward and
-//! must not be used on the training path. Statistics are computed in f32 (or f64) as in
-//! transformers, then cast back to the input dtype.
+//! RMSNorm runs candle's fused kernel wrapped with our own backward on CPU
+//! ([`RmsNormWithGrad`]); LayerNorm is composite. Must never call candle's bare fused
+//! `candle_nn::ops::{rms_norm, layer_norm}` on the training path (no backward: a graph cut).
+//! Statistics are computed in f32 (or f64) as in transformers, then cast back.
 
+use crate::runtime::ops::fused::RmsNormWithGrad;
 use candle_core::{DType, Result, Tensor, D};
 
 fn compute_dtype(x: &Tensor) -> DType {
@@ -13,8 +15,20 @@ fn compute_dtype(x: &Tensor) -> DType {
     }
 }
 
-/// `x / sqrt(mean(x^2) + eps) * weight` over the last dimension (HF `LlamaRMSNorm`).
+/// `x / sqrt(mean(x^2) + eps) * weight` over the last dimension (HF `LlamaRMSNorm`),
+/// differentiable: the fused kernel with a backward pass on CPU ([`RmsNormWithGrad`]), the
+/// composite form elsewhere.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        let w = weight.to_dtype(x.dtype())?.contiguous()?;
+        x.contiguous()?.apply_op2(&w, RmsNormWithGrad { eps })
+    } else {
+        rms_norm_composite(x, weight, eps)
+    }
+}
+
+/// RMSNorm from primitives, statistics in f32 (f64 for f64 inputs).
+pub fn rms_norm_composite(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     let dt = x.dtype();
     let xf = x.to_dtype(compute_dtype(x))?;
     let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
@@ -56,7 +70,8 @@ mod tests {
         assert!((y[0][0] - 1.0 / 2.738_612_8).abs() < 1e-6);
         assert!((y[0][2] - 6.0 / 2.738_612_8).abs() < 1e-6);
         let w = Tensor::randn(0f64, 1.0, 7, &dev)?;
-        check_grad(&[2, 3, 7], |x| rms_norm(x, &w, 1e-6))
+        check_grad(&[2, 3, 7], |x| rms_norm(x, &w, 1e-6))?;
+        check_grad(&[2, 3, 7], |x| rms_norm_composite(x, &w, 1e-6))
     }
 
     #[test]

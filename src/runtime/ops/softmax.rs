@@ -1,12 +1,24 @@
 //! Numerically stable, differentiable softmax over the last dimension.
 //!
-//! Built from primitives (max, sub, exp, sum, div) so the backward pass exists. Must not call
+//! On CPU a fused kernel with its own backward ([`SoftmaxWithGrad`]); elsewhere built from
+//! primitives (max, sub, exp, sum, div) so the backward pass exists. Must not call
 //! `candle_nn::ops::softmax_last_dim` (fused, no backward).
 
+use crate::runtime::ops::fused::SoftmaxWithGrad;
 use candle_core::{Result, Tensor, D};
 
-/// `softmax(x)` along the last dimension: `exp(x - max) / sum(exp(x - max))`.
+/// `softmax(x)` along the last dimension, differentiable: the fused kernel with a backward
+/// pass on CPU ([`SoftmaxWithGrad`]), the composite form elsewhere.
 pub fn softmax(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?.apply_op1(SoftmaxWithGrad)
+    } else {
+        softmax_composite(x)
+    }
+}
+
+/// `exp(x - max) / sum(exp(x - max))` along the last dimension, from primitives.
+pub fn softmax_composite(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     let s = e.sum_keepdim(D::Minus1)?;
@@ -43,6 +55,7 @@ mod tests {
     #[test]
     fn softmax_gradient_matches_finite_differences() -> Result<()> {
         check_grad(&[2, 3, 5], softmax)?;
+        check_grad(&[2, 3, 5], softmax_composite)?;
         check_grad(&[4, 6], log_softmax)
     }
 }
