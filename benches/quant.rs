@@ -15,8 +15,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use peftc::runtime::dense::DenseWeight;
-use peftc::runtime::quant::tiled::{DequantRows, dequant_all};
-use peftc::runtime::quant::{GgmlConfig, GgmlFormat, GgmlWeight, Int8Rows, Packed4, Packed4Config, QuantFormat, QuantSpec};
+use peftc::runtime::quant::tiled::{dequant_all, DequantRows};
+use peftc::runtime::quant::{
+    GgmlConfig, GgmlFormat, GgmlWeight, Int8Rows, Packed4, Packed4Config, QuantFormat, QuantSpec,
+};
 use peftc::runtime::weight::FrozenWeight;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -106,8 +108,10 @@ fn dequant_speed() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let data = randn(&mut rng, n, 0.02);
     let packed = Packed4::quantize(&data, (d, d), Packed4Config::default());
-    let mut nodq = Packed4Config::default();
-    nodq.double_quant_block = None;
+    let nodq = Packed4Config {
+        double_quant_block: None,
+        ..Default::default()
+    };
     let packed_f = Packed4::quantize(&data, (d, d), nodq);
     let int8 = Int8Rows::quantize(&data, (d, d));
     let q4k = GgmlWeight::quantize(
@@ -126,21 +130,49 @@ fn dequant_speed() {
     let gbs = |bytes: usize, s: f64| bytes as f64 / s / 1e9;
     let src = data.clone();
     let t = best_of(reps, || out.copy_from_slice(&src));
-    println!("| memcpy f32 (yardstick: read + write) | {:.2} | {:.1} | {:.1} |", t * 1e3, gbs(4 * n, t), gbs(4 * n, t));
-    for (name, p) in [("nf4 + double quant", &packed), ("nf4, f32 scales", &packed_f)] {
+    println!(
+        "| memcpy f32 (yardstick: read + write) | {:.2} | {:.1} | {:.1} |",
+        t * 1e3,
+        gbs(4 * n, t),
+        gbs(4 * n, t)
+    );
+    for (name, p) in [
+        ("nf4 + double quant", &packed),
+        ("nf4, f32 scales", &packed_f),
+    ] {
         let t = best_of(reps, || p.dequant_rows(0, &mut out));
-        println!("| {name} | {:.2} | {:.1} | {:.1} |", t * 1e3, gbs(4 * n, t), gbs(p.storage_bytes(), t));
+        println!(
+            "| {name} | {:.2} | {:.1} | {:.1} |",
+            t * 1e3,
+            gbs(4 * n, t),
+            gbs(p.storage_bytes(), t)
+        );
     }
     let t = best_of(reps, || int8.dequant_rows(0, &mut out));
-    println!("| int8 | {:.2} | {:.1} | {:.1} |", t * 1e3, gbs(4 * n, t), gbs(n + 4 * d, t));
+    println!(
+        "| int8 | {:.2} | {:.1} | {:.1} |",
+        t * 1e3,
+        gbs(4 * n, t),
+        gbs(n + 4 * d, t)
+    );
     let t = best_of(reps, || {
         q4k.dequantize(DType::F32).unwrap();
     });
-    println!("| q4k (candle, allocates) | {:.2} | {:.1} | {:.1} |", t * 1e3, gbs(4 * n, t), gbs(q4k.storage_bytes(), t));
+    println!(
+        "| q4k (candle, allocates) | {:.2} | {:.1} | {:.1} |",
+        t * 1e3,
+        gbs(4 * n, t),
+        gbs(q4k.storage_bytes(), t)
+    );
     let t = best_of(reps, || {
         dequant_all(&packed).unwrap();
     });
-    println!("| nf4 + dq into a new tensor | {:.2} | {:.1} | {:.1} |", t * 1e3, gbs(4 * n, t), gbs(packed.storage_bytes(), t));
+    println!(
+        "| nf4 + dq into a new tensor | {:.2} | {:.1} | {:.1} |",
+        t * 1e3,
+        gbs(4 * n, t),
+        gbs(packed.storage_bytes(), t)
+    );
 }
 
 struct Stack {
@@ -155,7 +187,12 @@ fn build(spec: &Option<QuantSpec>) -> Stack {
     let mut loras = Vec::new();
     for _ in 0..layers {
         // One f32 layer exists at a time while loading; it is dropped once quantized.
-        let w = Tensor::from_vec(randn(&mut rng, d * d, 1.0 / (d as f32).sqrt()), (d, d), &Device::Cpu).unwrap();
+        let w = Tensor::from_vec(
+            randn(&mut rng, d * d, 1.0 / (d as f32).sqrt()),
+            (d, d),
+            &Device::Cpu,
+        )
+        .unwrap();
         bases.push(match spec {
             None => Arc::new(DenseWeight::new(w)),
             Some(s) => Arc::new(s.quantize("w", &w).unwrap()),
@@ -171,8 +208,15 @@ fn step(s: &Stack, x: &Tensor, opt: &mut AdamW) -> (f64, f64) {
     let t0 = Instant::now();
     let mut h = x.clone();
     for (w, (a, b)) in s.bases.iter().zip(&s.loras) {
-        let lora = h.matmul(&a.as_tensor().t().unwrap()).unwrap().matmul(&b.as_tensor().t().unwrap()).unwrap();
-        h = (w.forward(&h).unwrap() + lora * 2.0).unwrap().silu().unwrap();
+        let lora = h
+            .matmul(&a.as_tensor().t().unwrap())
+            .unwrap()
+            .matmul(&b.as_tensor().t().unwrap())
+            .unwrap();
+        h = (w.forward(&h).unwrap() + lora * 2.0)
+            .unwrap()
+            .silu()
+            .unwrap();
     }
     let loss = h.sqr().unwrap().mean_all().unwrap();
     let fwd = t0.elapsed().as_secs_f64();
@@ -183,14 +227,29 @@ fn step(s: &Stack, x: &Tensor, opt: &mut AdamW) -> (f64, f64) {
 
 /// Runs in a child process: load one stack, reset the peak, time steps, report.
 fn child(name: &str) {
-    let spec = formats().into_iter().find(|(n, _)| *n == name).map(|(_, s)| s).unwrap();
+    let spec = formats()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| s)
+        .unwrap();
     let (d, rows, _) = dims();
     let s = build(&spec);
     let storage: usize = s.bases.iter().map(|b| b.storage_bytes()).sum();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let x = Tensor::from_vec(randn(&mut rng, rows * d, 1.0), (rows, d), &Device::Cpu).unwrap();
-    let vars: Vec<Var> = s.loras.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect();
-    let mut opt = AdamW::new(vars, ParamsAdamW { lr: 1e-3, ..Default::default() }).unwrap();
+    let vars: Vec<Var> = s
+        .loras
+        .iter()
+        .flat_map(|(a, b)| [a.clone(), b.clone()])
+        .collect();
+    let mut opt = AdamW::new(
+        vars,
+        ParamsAdamW {
+            lr: 1e-3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let rss_loaded = proc_status("VmRSS:").unwrap_or(0);
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     step(&s, &x, &mut opt); // warm-up
@@ -220,10 +279,20 @@ fn training() {
     let exe = std::env::current_exe().unwrap();
     let mut f32_ms = None;
     for (name, _) in formats() {
-        let out = std::process::Command::new(&exe).arg("--child").arg(name).output().unwrap();
+        let out = std::process::Command::new(&exe)
+            .arg("--child")
+            .arg(name)
+            .output()
+            .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let Some(line) = text.lines().find(|l| l.starts_with("RESULT")) else {
-            println!("| {name} | failed: {} |", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+            println!(
+                "| {name} | failed: {} |",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
             continue;
         };
         let f: Vec<&str> = line.split_whitespace().collect();

@@ -17,10 +17,18 @@ use peftc::runtime::quant::{Nf4Weight, Packed4, Packed4Config};
 use peftc::runtime::weight::FrozenWeight;
 use std::collections::HashMap;
 
-const CASES: [(&str, usize); 4] = [("small", 64), ("ragged", 64), ("outliers", 64), ("bs128", 128)];
+const CASES: [(&str, usize); 4] = [
+    ("small", 64),
+    ("ragged", 64),
+    ("outliers", 64),
+    ("bs128", 128),
+];
 
 fn fixtures() -> HashMap<String, Tensor> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/quant/bnb_reference.safetensors");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/quant/bnb_reference.safetensors"
+    );
     candle_core::safetensors::load(path, &Device::Cpu).expect("committed fixture loads")
 }
 
@@ -67,8 +75,16 @@ fn packed_codes_and_absmax_equal_bitsandbytes() {
         let x = f32s(&f, &format!("{case}.input"));
         for qt in ["nf4", "fp4"] {
             let (packed, absmax) = quantize_4bit(&x, bs, code(qt));
-            assert_eq!(packed, u8s(&f, &format!("{case}.{qt}.packed")), "{case} {qt} packed");
-            assert_eq!(bits(&absmax), bits(&f32s(&f, &format!("{case}.{qt}.absmax"))), "{case} {qt}");
+            assert_eq!(
+                packed,
+                u8s(&f, &format!("{case}.{qt}.packed")),
+                "{case} {qt} packed"
+            );
+            assert_eq!(
+                bits(&absmax),
+                bits(&f32s(&f, &format!("{case}.{qt}.absmax"))),
+                "{case} {qt}"
+            );
             let deq = dequantize_all(&packed, code(qt), bs, &|b| absmax[b], x.len());
             let want = f32s(&f, &format!("{case}.{qt}.dequant"));
             let d = max_abs_diff(&deq, &want);
@@ -88,13 +104,20 @@ fn double_quantized_scales_follow_bitsandbytes() {
             let offset = f32s(&f, &k("dq.offset"))[0];
             // Our offset: the mean in f64, within one f32 ulp of PyTorch's.
             let ours = DoubleQuantScales::quantize(&absmax, 256);
-            assert!((ours.offset - offset).abs() <= offset.abs() * f32::EPSILON, "{case} offset");
+            assert!(
+                (ours.offset - offset).abs() <= offset.abs() * f32::EPSILON,
+                "{case} offset"
+            );
             // The 8-bit codec itself, on bitsandbytes' own centred scales: bit for bit against the
             // nearest-value transcription, and absmax2 bit for bit against bitsandbytes.
             let centred: Vec<f32> = absmax.iter().map(|a| a - offset).collect();
             let (q, absmax2) = quantize_dynamic(&centred, 256);
             assert_eq!(q, u8s(&f, &k("dq.qabsmax_nearest")), "{case} {qt} nearest");
-            assert_eq!(bits(&absmax2), bits(&f32s(&f, &k("dq.absmax2"))), "{case} {qt} absmax2");
+            assert_eq!(
+                bits(&absmax2),
+                bits(&f32s(&f, &k("dq.absmax2"))),
+                "{case} {qt} absmax2"
+            );
             // Against bitsandbytes' CPU kernel: equal except where its bucketed search misses the
             // nearest value, and then by one code step.
             let bnb = u8s(&f, &k("dq.qabsmax"));
@@ -108,7 +131,12 @@ fn double_quantized_scales_follow_bitsandbytes() {
             // Values: the whole weight through double-quantized scales, like dequantize_4bit.
             let x = f32s(&f, &format!("{case}.input"));
             let packed = u8s(&f, &k("packed"));
-            let dq = DoubleQuantScales { q: q.clone(), absmax2, offset, block: 256 };
+            let dq = DoubleQuantScales {
+                q: q.clone(),
+                absmax2,
+                offset,
+                block: 256,
+            };
             let deq = dequantize_all(&packed, code(qt), bs, &|b| dq.get(b), x.len());
             let want = f32s(&f, &k("dq.dequant"));
             for (b, (mine, theirs)) in q.iter().zip(&bnb).enumerate() {
@@ -117,20 +145,36 @@ fn double_quantized_scales_follow_bitsandbytes() {
                 // times the second-level absmax (|NF4/FP4 code| <= 1).
                 let step = (DYNAMIC_CODE[*mine as usize] - DYNAMIC_CODE[*theirs as usize]).abs();
                 let tol = 1e-6 + step * dq.absmax2[b / 256];
-                assert!(max_abs_diff(&deq[r.clone()], &want[r]) <= tol, "{case} {qt} block {b}");
+                assert!(
+                    max_abs_diff(&deq[r.clone()], &want[r]) <= tol,
+                    "{case} {qt} block {b}"
+                );
             }
         }
     }
-    assert!(differing * 100 <= compared, "{differing} of {compared} scales differ");
+    assert!(
+        differing * 100 <= compared,
+        "{differing} of {compared} scales differ"
+    );
 }
 
 #[test]
 fn nf4_weight_round_trip_matches_reference_values() {
     let f = fixtures();
     let x = f.get("outliers.input").unwrap().clone();
-    let cfg = Packed4Config { code: Code4::Nf4, block: 64, double_quant_block: None };
+    let cfg = Packed4Config {
+        code: Code4::Nf4,
+        block: 64,
+        double_quant_block: None,
+    };
     let w = Nf4Weight::quantize(&x, cfg).unwrap();
-    let deq = w.dequantize(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let deq = w
+        .dequantize(candle_core::DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert!(max_abs_diff(&deq, &f32s(&f, "outliers.nf4.dequant")) <= 1e-7);
     // 4 bits + one f32 per 64 values; with double quantization 4 + 8/64 + 32/(64*256) bits.
     assert_eq!(w.storage_bytes(), 150 * 128 / 2 + 4 * 300);

@@ -32,7 +32,10 @@ impl TensorSource for MemSource {
             name: name.into(),
             file: "memory".into(),
         })?;
-        t.to_dtype(dtype).map_err(|e| LoadError::Other { file: "memory".into(), message: e.to_string() })
+        t.to_dtype(dtype).map_err(|e| LoadError::Other {
+            file: "memory".into(),
+            message: e.to_string(),
+        })
     }
     fn linear(&self, name: &str, dtype: DType) -> Result<Arc<dyn FrozenWeight>, LoadError> {
         Ok(Arc::new(DenseWeight::new(self.tensor(name, dtype)?)))
@@ -54,13 +57,21 @@ fn source() -> Arc<dyn TensorSource> {
 
 fn config(dir: &std::path::Path) -> QuantizingConfig {
     QuantizingConfig {
-        cache: Some(QuantCacheConfig { dir: dir.to_path_buf(), source_id: "mem-model@1".into() }),
+        cache: Some(QuantCacheConfig {
+            dir: dir.to_path_buf(),
+            source_id: "mem-model@1".into(),
+        }),
         keep_dense: vec!["lm_head".into()],
     }
 }
 
 fn values(w: &dyn FrozenWeight) -> Vec<f32> {
-    w.dequantize(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    w.dequantize(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -73,23 +84,42 @@ fn second_load_reads_the_cache_instead_of_quantizing() {
     assert_eq!(first.linear(HEAD, DType::F32).unwrap().format(), "f32");
     let norm = first.tensor(NORM, DType::F32).unwrap();
     assert_eq!(norm.dims(), [256]);
-    assert_eq!(first.stats(), QuantStats { quantized: 1, from_cache: 0, dense: 1 });
+    assert_eq!(
+        first.stats(),
+        QuantStats {
+            quantized: 1,
+            from_cache: 0,
+            dense: 1
+        }
+    );
     let path = first.flush().unwrap().expect("a file is written");
     assert!(path.to_string_lossy().ends_with(".nf4.safetensors"));
     assert_eq!(first.flush().unwrap(), None, "nothing new to write");
     drop(first);
     // Only the cache file is left: the temporary file was renamed into place.
-    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(files, vec![path.clone()]);
 
-    let second = QuantizingSource::new(inner.clone(), QuantSpec::nf4(), config(dir.path())).unwrap();
+    let second =
+        QuantizingSource::new(inner.clone(), QuantSpec::nf4(), config(dir.path())).unwrap();
     let w2 = second.linear(Q, DType::F32).unwrap();
-    assert_eq!(second.stats(), QuantStats { quantized: 0, from_cache: 1, dense: 0 });
+    assert_eq!(
+        second.stats(),
+        QuantStats {
+            quantized: 0,
+            from_cache: 1,
+            dense: 0
+        }
+    );
     assert_eq!(values(w1.as_ref()), values(w2.as_ref()));
     assert_eq!(w1.storage_bytes(), w2.storage_bytes());
 
     // Another spec has its own file and quantizes again.
-    let fp4 = QuantizingSource::new(inner, QuantSpec::new(QuantFormat::Fp4), config(dir.path())).unwrap();
+    let fp4 =
+        QuantizingSource::new(inner, QuantSpec::new(QuantFormat::Fp4), config(dir.path())).unwrap();
     fp4.linear(Q, DType::F32).unwrap();
     assert_eq!(fp4.stats().quantized, 1);
     assert_ne!(fp4.cache_file().unwrap(), path);
@@ -129,7 +159,9 @@ fn every_format_round_trips_through_the_cache_file() {
         spec.double_quant = dq;
         spec.transposed_copy = transposed;
         let q = spec.quantize("w", &w).unwrap();
-        let path = dir.path().join(format!("{}-{dq}-{transposed}.safetensors", format.name()));
+        let path = dir
+            .path()
+            .join(format!("{}-{dq}-{transposed}.safetensors", format.name()));
         let mut map = BTreeMap::new();
         map.insert("layer.w".to_string(), q.clone());
         write_cache(&path, &spec, "id", &map).unwrap();
@@ -139,6 +171,9 @@ fn every_format_round_trips_through_the_cache_file() {
         assert_eq!(r.storage_bytes(), q.storage_bytes(), "{format:?}");
         assert_eq!(values(r), values(&q), "{format:?}");
         let file = std::fs::metadata(&path).unwrap().len() as usize;
-        assert!(file < q.storage_bytes() + 4096, "{format:?}: file {file} bytes");
+        assert!(
+            file < q.storage_bytes() + 4096,
+            "{format:?}: file {file} bytes"
+        );
     }
 }

@@ -41,7 +41,11 @@ fn task() -> Task {
         }
     }
     let noise = randn(&mut rng, &[256, D], 0.5);
-    Task { bases, x, y: (h + noise).unwrap() }
+    Task {
+        bases,
+        x,
+        y: (h + noise).unwrap(),
+    }
 }
 
 /// Trains LoRA on the given frozen bases; returns (first loss, last loss, vars with gradients).
@@ -53,13 +57,28 @@ fn train(bases: &[Arc<dyn FrozenWeight>], t: &Task) -> (f32, f32, usize) {
         let b = Var::zeros((D, R), DType::F32, &candle_core::Device::Cpu).unwrap();
         vars.push((a, b));
     }
-    let all: Vec<Var> = vars.iter().flat_map(|(a, b)| [a.clone(), b.clone()]).collect();
-    let mut opt = AdamW::new(all.clone(), ParamsAdamW { lr: 1e-2, weight_decay: 0.0, ..Default::default() }).unwrap();
+    let all: Vec<Var> = vars
+        .iter()
+        .flat_map(|(a, b)| [a.clone(), b.clone()])
+        .collect();
+    let mut opt = AdamW::new(
+        all.clone(),
+        ParamsAdamW {
+            lr: 1e-2,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let (mut first, mut last, mut with_grad) = (0f32, 0f32, 0usize);
     for step in 0..STEPS {
         let mut h = t.x.clone();
         for (l, (w, (a, b))) in bases.iter().zip(&vars).enumerate() {
-            let lora = h.matmul(&a.as_tensor().t().unwrap()).unwrap().matmul(&b.as_tensor().t().unwrap()).unwrap();
+            let lora = h
+                .matmul(&a.as_tensor().t().unwrap())
+                .unwrap()
+                .matmul(&b.as_tensor().t().unwrap())
+                .unwrap();
             h = (w.forward(&h).unwrap() + lora * 2.0).unwrap();
             if l + 1 < LAYERS {
                 h = h.silu().unwrap();
@@ -72,7 +91,10 @@ fn train(bases: &[Arc<dyn FrozenWeight>], t: &Task) -> (f32, f32, usize) {
         }
         if step == 1 {
             // After one step B != 0, so every A and B must have a gradient.
-            with_grad = all.iter().filter(|v| grads.get(v.as_tensor()).is_some()).count();
+            with_grad = all
+                .iter()
+                .filter(|v| grads.get(v.as_tensor()).is_some())
+                .count();
         }
         last = loss.to_scalar::<f32>().unwrap();
         opt.step(&grads).unwrap();
@@ -83,8 +105,11 @@ fn train(bases: &[Arc<dyn FrozenWeight>], t: &Task) -> (f32, f32, usize) {
 #[test]
 fn lora_on_quantized_bases_learns_like_on_f32() {
     let t = task();
-    let dense: Vec<Arc<dyn FrozenWeight>> =
-        t.bases.iter().map(|w| Arc::new(DenseWeight::new(w.clone())) as Arc<dyn FrozenWeight>).collect();
+    let dense: Vec<Arc<dyn FrozenWeight>> = t
+        .bases
+        .iter()
+        .map(|w| Arc::new(DenseWeight::new(w.clone())) as Arc<dyn FrozenWeight>)
+        .collect();
     let (f0, f_end, f_grads) = train(&dense, &t);
     assert_eq!(f_grads, 2 * LAYERS);
     assert!(f_end < 0.5 * f0, "f32 run did not learn: {f0} -> {f_end}");
@@ -97,8 +122,18 @@ fn lora_on_quantized_bases_learns_like_on_f32() {
             .collect();
         let (q0, q_end, q_grads) = train(&q, &t);
         eprintln!("{format:?}: loss {q0:.4} -> {q_end:.4}; f32: {f0:.4} -> {f_end:.4}");
-        assert_eq!(q_grads, 2 * LAYERS, "{format:?}: every LoRA matrix gets a gradient");
-        assert!(q_end < 0.5 * q0, "{format:?} did not learn: {q0} -> {q_end}");
-        assert!((q_end - f_end).abs() / f_end <= 0.05, "{format:?}: {q_end} vs f32 {f_end}");
+        assert_eq!(
+            q_grads,
+            2 * LAYERS,
+            "{format:?}: every LoRA matrix gets a gradient"
+        );
+        assert!(
+            q_end < 0.5 * q0,
+            "{format:?} did not learn: {q0} -> {q_end}"
+        );
+        assert!(
+            (q_end - f_end).abs() / f_end <= 0.05,
+            "{format:?}: {q_end} vs f32 {f_end}"
+        );
     }
 }

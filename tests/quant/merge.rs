@@ -23,28 +23,55 @@ fn merge_into_nf4_keeps_dense_or_requantizes() {
 
     let dense = merge_delta("q_proj", &base, &delta, &MergeTarget::Dense(DType::F32)).unwrap();
     assert_eq!(dense.format(), "f32");
-    assert_eq!(values(&dense.dequantize(DType::F32).unwrap()), values(&expected));
+    assert_eq!(
+        values(&dense.dequantize(DType::F32).unwrap()),
+        values(&expected)
+    );
 
     let bf16 = merge_delta("q_proj", &base, &delta, &MergeTarget::Dense(DType::BF16)).unwrap();
     assert_eq!(bf16.format(), "bf16");
     assert_eq!(bf16.storage_bytes(), 64 * 128 * 2);
 
-    let re = merge_delta("q_proj", &base, &delta, &MergeTarget::Requantize(QuantSpec::nf4())).unwrap();
+    let re = merge_delta(
+        "q_proj",
+        &base,
+        &delta,
+        &MergeTarget::Requantize(QuantSpec::nf4()),
+    )
+    .unwrap();
     assert_eq!(re.format(), "nf4");
     let direct = QuantSpec::nf4().quantize("q_proj", &expected).unwrap();
-    assert_eq!(values(&re.dequantize(DType::F32).unwrap()), values(&direct.dequantize(DType::F32).unwrap()));
+    assert_eq!(
+        values(&re.dequantize(DType::F32).unwrap()),
+        values(&direct.dequantize(DType::F32).unwrap())
+    );
     // Re-quantizing costs accuracy, bounded by NF4's step: the planner evaluates again after it.
-    let err = (re.dequantize(DType::F32).unwrap() - &expected).unwrap().abs().unwrap().max_all().unwrap();
-    let amax = expected.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let err = (re.dequantize(DType::F32).unwrap() - &expected)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap();
+    let amax = expected
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     assert!(err.to_scalar::<f32>().unwrap() <= 0.2 * amax);
 }
 
 #[test]
 fn merge_with_a_wrong_delta_shape_is_a_typed_error() {
     let mut rng = ChaCha8Rng::seed_from_u64(22);
-    let base = QuantSpec::nf4().quantize("v_proj", &randn(&mut rng, &[16, 64], 0.05)).unwrap();
+    let base = QuantSpec::nf4()
+        .quantize("v_proj", &randn(&mut rng, &[16, 64], 0.05))
+        .unwrap();
     let delta = randn(&mut rng, &[64, 16], 0.05);
-    let err = merge_delta("v_proj", &base, &delta, &MergeTarget::Dense(DType::F32)).err().unwrap();
+    let err = merge_delta("v_proj", &base, &delta, &MergeTarget::Dense(DType::F32))
+        .err()
+        .unwrap();
     assert!(matches!(err, QuantError::MergeShape { .. }));
     assert!(err.to_string().contains("v_proj"));
 }

@@ -83,51 +83,97 @@ pub fn write_cache(
             QuantizedWeight::Nf4(n) => {
                 let p = n.packed();
                 let mut dq_block = None;
-                bufs.push((format!("{name}::packed"), Dtype::U8, vec![p.packed.len()], p.packed.clone()));
+                bufs.push((
+                    format!("{name}::packed"),
+                    Dtype::U8,
+                    vec![p.packed.len()],
+                    p.packed.clone(),
+                ));
                 match &p.scales {
                     BlockScales::F32(v) => {
-                        bufs.push((format!("{name}::absmax"), Dtype::F32, vec![v.len()], f32_bytes(v)));
+                        bufs.push((
+                            format!("{name}::absmax"),
+                            Dtype::F32,
+                            vec![v.len()],
+                            f32_bytes(v),
+                        ));
                     }
                     BlockScales::Double(d) => {
                         dq_block = Some(d.block);
-                        bufs.push((format!("{name}::qabsmax"), Dtype::U8, vec![d.q.len()], d.q.clone()));
-                        bufs.push((format!("{name}::absmax2"), Dtype::F32, vec![d.absmax2.len()], f32_bytes(&d.absmax2)));
-                        bufs.push((format!("{name}::offset"), Dtype::F32, vec![1], f32_bytes(&[d.offset])));
+                        bufs.push((
+                            format!("{name}::qabsmax"),
+                            Dtype::U8,
+                            vec![d.q.len()],
+                            d.q.clone(),
+                        ));
+                        bufs.push((
+                            format!("{name}::absmax2"),
+                            Dtype::F32,
+                            vec![d.absmax2.len()],
+                            f32_bytes(&d.absmax2),
+                        ));
+                        bufs.push((
+                            format!("{name}::offset"),
+                            Dtype::F32,
+                            vec![1],
+                            f32_bytes(&[d.offset]),
+                        ));
                     }
                 }
-                metas.insert(name.clone(), EntryMeta {
-                    kind: p.code.name().into(),
-                    dims: [p.dims.0, p.dims.1],
-                    block: Some(p.block),
-                    dq_block,
-                });
+                metas.insert(
+                    name.clone(),
+                    EntryMeta {
+                        kind: p.code.name().into(),
+                        dims: [p.dims.0, p.dims.1],
+                        block: Some(p.block),
+                        dq_block,
+                    },
+                );
             }
             QuantizedWeight::Int8(i) => {
                 let r = i.rows();
                 let q: Vec<u8> = r.q.iter().map(|v| *v as u8).collect();
                 bufs.push((format!("{name}::q"), Dtype::I8, vec![r.dims.0, r.dims.1], q));
-                bufs.push((format!("{name}::absmax"), Dtype::F32, vec![r.absmax.len()], f32_bytes(&r.absmax)));
-                metas.insert(name.clone(), EntryMeta {
-                    kind: "int8".into(),
-                    dims: [r.dims.0, r.dims.1],
-                    block: None,
-                    dq_block: None,
-                });
+                bufs.push((
+                    format!("{name}::absmax"),
+                    Dtype::F32,
+                    vec![r.absmax.len()],
+                    f32_bytes(&r.absmax),
+                ));
+                metas.insert(
+                    name.clone(),
+                    EntryMeta {
+                        kind: "int8".into(),
+                        dims: [r.dims.0, r.dims.1],
+                        block: None,
+                        dq_block: None,
+                    },
+                );
             }
             QuantizedWeight::Ggml(g) => {
-                let data = g.qtensor().data().map_err(|e| bad(format!("{name}: {e}")))?.into_owned();
+                let data = g
+                    .qtensor()
+                    .data()
+                    .map_err(|e| bad(format!("{name}: {e}")))?
+                    .into_owned();
                 bufs.push((format!("{name}::ggml"), Dtype::U8, vec![data.len()], data));
                 if let Some(t) = g.transposed() {
-                    let data = t.data().map_err(|e| bad(format!("{name}: {e}")))?.into_owned();
+                    let data = t
+                        .data()
+                        .map_err(|e| bad(format!("{name}: {e}")))?
+                        .into_owned();
                     bufs.push((format!("{name}::ggml_t"), Dtype::U8, vec![data.len()], data));
                 }
                 let (o, i) = crate::runtime::weight::FrozenWeight::dims(g);
-                metas.insert(name.clone(), EntryMeta {
-                    kind: g.ggml_format().name().into(),
-                    dims: [o, i],
-                    block: None,
-                    dq_block: None,
-                });
+                metas.insert(
+                    name.clone(),
+                    EntryMeta {
+                        kind: g.ggml_format().name().into(),
+                        dims: [o, i],
+                        block: None,
+                        dq_block: None,
+                    },
+                );
             }
         }
     }
@@ -145,7 +191,8 @@ pub fn write_cache(
         "weights".to_string(),
         serde_json::to_string(&metas).map_err(|e| bad(e.to_string()))?,
     );
-    let bytes = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| bad(e.to_string()))?;
+    let bytes =
+        safetensors::tensor::serialize(views, Some(meta)).map_err(|e| bad(e.to_string()))?;
     write_atomic(path, &bytes)
 }
 
@@ -200,10 +247,17 @@ pub fn read_cache(
         )));
     }
     if field("spec") != spec.canonical() {
-        return Err(bad(format!("written for spec {}, wanted {}", field("spec"), spec.canonical())));
+        return Err(bad(format!(
+            "written for spec {}, wanted {}",
+            field("spec"),
+            spec.canonical()
+        )));
     }
     if field("source") != source_id {
-        return Err(bad(format!("written for source `{}`, wanted `{source_id}`", field("source"))));
+        return Err(bad(format!(
+            "written for source `{}`, wanted `{source_id}`",
+            field("source")
+        )));
     }
     let metas: BTreeMap<String, EntryMeta> =
         serde_json::from_str(&field("weights")).map_err(|e| bad(format!("weights: {e}")))?;
@@ -219,7 +273,11 @@ pub fn read_cache(
         let n = dims.0 * dims.1;
         let w = match m.kind.as_str() {
             "nf4" | "fp4" => {
-                let code = if m.kind == "nf4" { Code4::Nf4 } else { Code4::Fp4 };
+                let code = if m.kind == "nf4" {
+                    Code4::Nf4
+                } else {
+                    Code4::Fp4
+                };
                 let block = m.block.unwrap_or(64).max(1);
                 let packed = get(format!("{name}::packed"))?;
                 let blocks = n.div_ceil(block);
@@ -228,7 +286,10 @@ pub fn read_cache(
                     Some(b2) => BlockScales::Double(DoubleQuantScales {
                         q: get(format!("{name}::qabsmax"))?,
                         absmax2: bytes_f32(&get(format!("{name}::absmax2"))?),
-                        offset: bytes_f32(&get(format!("{name}::offset"))?).first().copied().unwrap_or(0.0),
+                        offset: bytes_f32(&get(format!("{name}::offset"))?)
+                            .first()
+                            .copied()
+                            .unwrap_or(0.0),
                         block: b2.max(1),
                     }),
                 };
@@ -239,10 +300,19 @@ pub fn read_cache(
                 if packed.len() != n.div_ceil(2) || n_scales != blocks {
                     return Err(bad(format!("{name}: sizes do not match dims {dims:?}")));
                 }
-                QuantizedWeight::Nf4(Nf4Weight::new(Packed4 { code, block, dims, packed, scales }))
+                QuantizedWeight::Nf4(Nf4Weight::new(Packed4 {
+                    code,
+                    block,
+                    dims,
+                    packed,
+                    scales,
+                }))
             }
             "int8" => {
-                let q: Vec<i8> = get(format!("{name}::q"))?.into_iter().map(|b| b as i8).collect();
+                let q: Vec<i8> = get(format!("{name}::q"))?
+                    .into_iter()
+                    .map(|b| b as i8)
+                    .collect();
                 let absmax = bytes_f32(&get(format!("{name}::absmax"))?);
                 if q.len() != n || absmax.len() != dims.0 {
                     return Err(bad(format!("{name}: sizes do not match dims {dims:?}")));
@@ -257,17 +327,25 @@ pub fn read_cache(
                     "q6k" => GgmlFormat::Q6K,
                     other => return Err(bad(format!("{name}: unknown kind `{other}`"))),
                 };
-                let load = |bytes: Vec<u8>, shape: (usize, usize)| -> Result<Arc<QTensor>, QuantError> {
-                    let want = shape.0 * shape.1 / f.block_size() * f.dtype().type_size();
-                    if bytes.len() != want {
-                        return Err(bad(format!("{name}: {} bytes, expected {want}", bytes.len())));
-                    }
-                    let storage = QStorage::from_data(std::borrow::Cow::Owned(bytes), &Device::Cpu, f.dtype())
+                let load =
+                    |bytes: Vec<u8>, shape: (usize, usize)| -> Result<Arc<QTensor>, QuantError> {
+                        let want = shape.0 * shape.1 / f.block_size() * f.dtype().type_size();
+                        if bytes.len() != want {
+                            return Err(bad(format!(
+                                "{name}: {} bytes, expected {want}",
+                                bytes.len()
+                            )));
+                        }
+                        let storage = QStorage::from_data(
+                            std::borrow::Cow::Owned(bytes),
+                            &Device::Cpu,
+                            f.dtype(),
+                        )
                         .map_err(|e| bad(format!("{name}: {e}")))?;
-                    QTensor::new(storage, shape)
-                        .map(Arc::new)
-                        .map_err(|e| bad(format!("{name}: {e}")))
-                };
+                        QTensor::new(storage, shape)
+                            .map(Arc::new)
+                            .map_err(|e| bad(format!("{name}: {e}")))
+                    };
                 let w = load(get(format!("{name}::ggml"))?, dims)?;
                 let wt = if st.names().contains(&format!("{name}::ggml_t").as_str()) {
                     Some(load(get(format!("{name}::ggml_t"))?, (dims.1, dims.0))?)

@@ -142,8 +142,7 @@ impl FrozenWeight for GgmlWeight {
     }
 
     fn storage_bytes(&self) -> usize {
-        self.w.storage_size_in_bytes()
-            + self.wt.as_ref().map_or(0, |t| t.storage_size_in_bytes())
+        self.w.storage_size_in_bytes() + self.wt.as_ref().map_or(0, |t| t.storage_size_in_bytes())
     }
 
     fn format(&self) -> &str {

@@ -37,7 +37,9 @@ pub fn merge_delta(
         });
     }
     let err = QuantError::candle(name);
-    let w = base.dequantize(DType::F32).map_err(QuantError::candle(name))?;
+    let w = base
+        .dequantize(DType::F32)
+        .map_err(QuantError::candle(name))?;
     let d = delta
         .detach()
         .to_device(w.device())

@@ -100,7 +100,14 @@ impl Packed4 {
         let chunk = self.block * 64;
         let scale = |b: usize| self.scale(b);
         out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
-            dequantize_range(&self.packed, &pairs, self.block, &scale, start + i * chunk, o);
+            dequantize_range(
+                &self.packed,
+                &pairs,
+                self.block,
+                &scale,
+                start + i * chunk,
+                o,
+            );
         });
     }
 }

@@ -137,7 +137,10 @@ impl QuantizingSource {
     }
 
     fn keep_dense(&self, name: &str) -> bool {
-        self.config.keep_dense.iter().any(|k| name.contains(k.as_str()))
+        self.config
+            .keep_dense
+            .iter()
+            .any(|k| name.contains(k.as_str()))
     }
 
     fn load_error(&self, name: &str, e: QuantError) -> LoadError {

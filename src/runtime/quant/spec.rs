@@ -183,7 +183,9 @@ impl QuantSpec {
                 QuantizedWeight::Int8(Int8Weight::quantize(w).map_err(QuantError::candle(name))?)
             }
             QuantFormat::Q8_0 | QuantFormat::Q4k | QuantFormat::Q5k | QuantFormat::Q6k => {
-                let f = self.ggml().ok_or_else(|| self.unsupported(name, &dims, "no ggml type"))?;
+                let f = self
+                    .ggml()
+                    .ok_or_else(|| self.unsupported(name, &dims, "no ggml type"))?;
                 let bs = f.block_size();
                 if dims[1] % bs != 0 {
                     return Err(self.unsupported(
@@ -195,7 +197,9 @@ impl QuantSpec {
                 let cfg = GgmlConfig {
                     transposed_copy: self.transposed_copy,
                 };
-                QuantizedWeight::Ggml(GgmlWeight::quantize(w, f, cfg).map_err(QuantError::candle(name))?)
+                QuantizedWeight::Ggml(
+                    GgmlWeight::quantize(w, f, cfg).map_err(QuantError::candle(name))?,
+                )
             }
         };
         Ok(q)

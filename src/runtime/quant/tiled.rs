@@ -46,7 +46,9 @@ pub fn dequant_all(w: &dyn DequantRows) -> Result<Tensor> {
 pub fn frozen_forward(w: &Arc<dyn DequantRows>, x: &Tensor, tile_bytes: usize) -> Result<Tensor> {
     let dtype = x.dtype();
     if !x.device().is_cpu() {
-        let dense = dequant_all(w.as_ref())?.to_device(x.device())?.to_dtype(dtype)?;
+        let dense = dequant_all(w.as_ref())?
+            .to_device(x.device())?
+            .to_dtype(dtype)?;
         return x.broadcast_matmul(&dense.t()?);
     }
     let xf = x.to_dtype(DType::F32)?.contiguous()?;
@@ -107,7 +109,11 @@ impl CustomOp1 for TiledFrozenMatmul {
         let mut dx: Option<Tensor> = None;
         for r0 in (0..out).step_by(rows) {
             let n = rows.min(out - r0);
-            let gt = if n == out { g2.clone() } else { g2.narrow(1, r0, n)? };
+            let gt = if n == out {
+                g2.clone()
+            } else {
+                g2.narrow(1, r0, n)?
+            };
             let part = gt.matmul(&dequant_tile(self.w.as_ref(), r0, n)?)?;
             dx = Some(match dx {
                 None => part,
