@@ -15,7 +15,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use peftc::runtime::dense::DenseWeight;
-use peftc::runtime::quant::tiled::{dequant_all, DequantRows};
+use peftc::runtime::quant::tiled::{dequant_all, frozen_forward, DequantRows, DEFAULT_TILE_BYTES};
 use peftc::runtime::quant::{
     GgmlConfig, GgmlFormat, GgmlWeight, Int8Rows, Packed4, Packed4Config, QuantFormat, QuantSpec,
 };
@@ -62,11 +62,49 @@ fn proc_status(key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A dense f32 weight behind the same input-only backward as the quantized formats (the fair f32
+/// baseline: `DenseWeight`'s plain matmul also computes a gradient for the frozen weight).
+#[derive(Debug)]
+struct F32Rows(Vec<f32>, (usize, usize));
+
+impl DequantRows for F32Rows {
+    fn dims(&self) -> (usize, usize) {
+        self.1
+    }
+    fn dequant_rows(&self, row0: usize, out: &mut [f32]) {
+        let start = row0 * self.1 .1;
+        out.copy_from_slice(&self.0[start..start + out.len()]);
+    }
+}
+
+#[derive(Debug)]
+struct F32Frozen(Arc<dyn DequantRows>);
+
+impl FrozenWeight for F32Frozen {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        frozen_forward(&self.0, x, DEFAULT_TILE_BYTES)
+    }
+    fn dequantize(&self, dtype: DType) -> candle_core::Result<Tensor> {
+        dequant_all(self.0.as_ref())?.to_dtype(dtype)
+    }
+    fn dims(&self) -> (usize, usize) {
+        self.0.dims()
+    }
+    fn storage_bytes(&self) -> usize {
+        let (o, i) = self.0.dims();
+        4 * o * i
+    }
+    fn format(&self) -> &str {
+        "f32"
+    }
+}
+
 fn formats() -> Vec<(&'static str, Option<QuantSpec>)> {
     let mut q4t = QuantSpec::new(QuantFormat::Q4k);
     q4t.transposed_copy = true;
     vec![
         ("f32", None),
+        ("f32, input-only bwd", None),
         ("nf4+dq", Some(QuantSpec::nf4())),
         ("int8", Some(QuantSpec::new(QuantFormat::Int8))),
         ("q8_0", Some(QuantSpec::new(QuantFormat::Q8_0))),
@@ -180,7 +218,7 @@ struct Stack {
     loras: Vec<(Var, Var)>,
 }
 
-fn build(spec: &Option<QuantSpec>) -> Stack {
+fn build(name: &str, spec: &Option<QuantSpec>) -> Stack {
     let (d, _, layers) = dims();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut bases: Vec<Arc<dyn FrozenWeight>> = Vec::new();
@@ -194,7 +232,11 @@ fn build(spec: &Option<QuantSpec>) -> Stack {
         )
         .unwrap();
         bases.push(match spec {
-            None => Arc::new(DenseWeight::new(w)),
+            None if name == "f32" => Arc::new(DenseWeight::new(w)),
+            None => {
+                let v = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                Arc::new(F32Frozen(Arc::new(F32Rows(v, (d, d)))))
+            }
             Some(s) => Arc::new(s.quantize("w", &w).unwrap()),
         });
         let a = Var::from_vec(randn(&mut rng, 8 * d, 0.02), (8, d), &Device::Cpu).unwrap();
@@ -233,7 +275,7 @@ fn child(name: &str) {
         .map(|(_, s)| s)
         .unwrap();
     let (d, rows, _) = dims();
-    let s = build(&spec);
+    let s = build(name, &spec);
     let storage: usize = s.bases.iter().map(|b| b.storage_bytes()).sum();
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let x = Tensor::from_vec(randn(&mut rng, rows * d, 1.0), (rows, d), &Device::Cpu).unwrap();
@@ -295,18 +337,20 @@ fn training() {
             );
             continue;
         };
+        // The name may contain spaces: read the five numbers from the end.
         let f: Vec<&str> = line.split_whitespace().collect();
-        let bytes: f64 = f[2].parse().unwrap();
-        let step: f64 = f[4].parse().unwrap();
+        let n = &f[f.len() - 5..];
+        let bytes: f64 = n[0].parse().unwrap();
+        let step: f64 = n[2].parse().unwrap();
         let base = *f32_ms.get_or_insert(step);
         println!(
             "| {name} | {:.1} | {} | {} | {:.2}x | {} | {} |",
             bytes / (1 << 20) as f64,
-            f[3],
-            f[4],
+            n[1],
+            n[2],
             step / base,
-            f[5],
-            f[6]
+            n[3],
+            n[4]
         );
     }
 }
