@@ -1,12 +1,14 @@
 //! The frozen matmul over a weight that is dequantized tile by tile on the fly.
 //!
 //! `y = x W^T` where `W: [out, in]` exists only in packed form. The forward dequantizes row tiles
-//! of `W` into a transient f32 buffer (at most `tile_bytes`, so never a whole model and at most one
-//! layer) and multiplies with candle's f32 GEMM; the backward returns `dL/dx = g W`, dequantizing
-//! the same tiles again, and never a gradient for `W`. Must not keep dequantized tiles between
-//! calls.
+//! of `W` into a per-thread f32 scratch buffer (at most `tile_bytes`, so never a whole model and at
+//! most one layer) and multiplies with candle's f32 GEMM straight from that buffer; the backward
+//! returns `dL/dx = g W`, dequantizing the same tiles again, and never a gradient for `W`. The
+//! scratch is reused between calls (its contents are overwritten each time), never read back.
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use std::cell::RefCell;
 use std::sync::Arc;
 
 /// A frozen `[out, in]` weight that can write any range of its rows as f32.
@@ -59,6 +61,47 @@ pub fn frozen_forward(w: &Arc<dyn DequantRows>, x: &Tensor, tile_bytes: usize) -
     xf.apply_op1(op)?.to_dtype(dtype)
 }
 
+thread_local! {
+    /// One reusable dequantization buffer per calling thread (at most `tile_bytes`): a fresh
+    /// 16 MiB allocation per layer call costs more in page faults than the dequantization itself.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Dequantizes rows `r0 .. r0 + rows` into the thread's scratch buffer and hands it to `f` as
+/// CPU storage with a contiguous `[rows, in]` layout; the buffer goes back to the scratch after.
+fn with_tile<R>(
+    w: &dyn DequantRows,
+    r0: usize,
+    rows: usize,
+    keep_bytes: usize,
+    f: impl FnOnce(&CpuStorage, &Layout) -> Result<R>,
+) -> Result<R> {
+    let inp = w.dims().1;
+    let n = rows * inp;
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if buf.len() < n {
+        buf.resize(n, 0.0);
+    } else {
+        buf.truncate(n);
+    }
+    w.dequant_rows(r0, &mut buf);
+    let storage = CpuStorage::F32(buf);
+    let result = f(&storage, &Layout::contiguous((rows, inp)));
+    if let CpuStorage::F32(buf) = storage {
+        if 4 * buf.capacity() <= keep_bytes {
+            SCRATCH.with(|s| *s.borrow_mut() = buf);
+        }
+    }
+    result
+}
+
+fn f32_vec(s: CpuStorage) -> Result<Vec<f32>> {
+    match s {
+        CpuStorage::F32(v) => Ok(v),
+        _ => candle_core::bail!("frozen matmul: expected f32 storage"),
+    }
+}
+
 /// The custom op behind [`frozen_forward`].
 struct TiledFrozenMatmul {
     w: Arc<dyn DequantRows>,
@@ -74,56 +117,99 @@ impl CustomOp1 for TiledFrozenMatmul {
         let (out, inp) = self.w.dims();
         let dims = l.dims();
         let k = dims.last().copied().unwrap_or(0);
-        if k != inp {
-            candle_core::bail!("frozen matmul: input has {k} features, the weight takes {inp}");
+        if k != inp || !l.is_contiguous() || !matches!(s, CpuStorage::F32(_)) {
+            candle_core::bail!(
+                "frozen matmul: input must be contiguous f32 with {inp} features, got {dims:?}"
+            );
         }
         let m = l.shape().elem_count() / k.max(1);
-        let xs = match (s, l.contiguous_offsets()) {
-            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
-            _ => candle_core::bail!("frozen matmul: input must be contiguous f32"),
-        };
-        let x = Tensor::from_slice(xs, (m, k), &Device::Cpu)?;
+        let x_l = Layout::contiguous_with_offset((m, k), l.start_offset());
         let rows = tile_rows(out, inp, self.tile_bytes);
-        let y = if rows >= out {
-            x.matmul(&dequant_all(self.w.as_ref())?.t()?)?
-        } else {
-            let mut parts = Vec::with_capacity(out.div_ceil(rows));
-            for r0 in (0..out).step_by(rows) {
-                let n = rows.min(out - r0);
-                parts.push(x.matmul(&dequant_tile(self.w.as_ref(), r0, n)?.t()?)?);
-            }
-            Tensor::cat(&parts, 1)?
-        };
         let mut shape = dims.to_vec();
         if let Some(last) = shape.last_mut() {
             *last = out;
         }
-        let y = y.flatten_all()?.to_vec1::<f32>()?;
-        Ok((CpuStorage::F32(y), Shape::from(shape)))
+        // y[:, r0..r0+n] = x @ tile^T, one GEMM per tile (one in all for layers <= tile_bytes).
+        let mut y = if rows >= out {
+            None
+        } else {
+            Some(vec![0f32; m * out])
+        };
+        for r0 in (0..out).step_by(rows) {
+            let n = rows.min(out - r0);
+            let part = with_tile(self.w.as_ref(), r0, n, self.tile_bytes, |ws, wl| {
+                s.matmul(ws, (1, m, n, k), &x_l, &wl.transpose(0, 1)?)
+            })?;
+            match y.as_mut() {
+                None => return Ok((part, Shape::from(shape))),
+                Some(y) => {
+                    let part = f32_vec(part)?;
+                    for (dst, src) in y.chunks_exact_mut(out).zip(part.chunks_exact(n)) {
+                        dst[r0..r0 + n].copy_from_slice(src);
+                    }
+                }
+            }
+        }
+        Ok((CpuStorage::F32(y.unwrap_or_default()), Shape::from(shape)))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        let g = g
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .contiguous()?;
+        let op = InputGradient {
+            w: self.w.clone(),
+            tile_bytes: self.tile_bytes,
+        };
+        let dx = g.apply_op1_no_bwd(&op)?;
+        Ok(Some(dx.reshape(x.shape())?.to_device(x.device())?))
+    }
+}
+
+/// `dL/dx = g @ W` for `g: [.., out]`, tile by tile, without recording a graph.
+struct InputGradient {
+    w: Arc<dyn DequantRows>,
+    tile_bytes: usize,
+}
+
+impl CustomOp1 for InputGradient {
+    fn name(&self) -> &'static str {
+        "peftc-frozen-input-gradient"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (out, inp) = self.w.dims();
-        let g2 = g.to_device(&Device::Cpu)?.reshape(((), out))?;
+        let dims = l.dims();
+        if dims.last().copied() != Some(out) || !l.is_contiguous() {
+            candle_core::bail!("frozen matmul backward: gradient {dims:?} does not end in {out}");
+        }
+        let m = l.shape().elem_count() / out.max(1);
+        let g_l = Layout::contiguous_with_offset((m, out), l.start_offset());
         let rows = tile_rows(out, inp, self.tile_bytes);
-        let mut dx: Option<Tensor> = None;
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = inp;
+        }
+        let mut dx: Option<Vec<f32>> = None;
         for r0 in (0..out).step_by(rows) {
             let n = rows.min(out - r0);
-            let gt = if n == out {
-                g2.clone()
-            } else {
-                g2.narrow(1, r0, n)?
-            };
-            let part = gt.matmul(&dequant_tile(self.w.as_ref(), r0, n)?)?;
+            let lhs = g_l.narrow(1, r0, n)?;
+            let part = with_tile(self.w.as_ref(), r0, n, self.tile_bytes, |ws, wl| {
+                s.matmul(ws, (1, m, inp, n), &lhs, wl)
+            })?;
+            let part = f32_vec(part)?;
             dx = Some(match dx {
                 None => part,
-                Some(acc) => (acc + part)?,
+                Some(mut acc) => {
+                    acc.iter_mut().zip(&part).for_each(|(a, p)| *a += p);
+                    acc
+                }
             });
         }
-        let dx = match dx {
-            Some(d) => d,
-            None => Tensor::zeros(x.shape(), DType::F32, &Device::Cpu)?,
-        };
-        Ok(Some(dx.reshape(x.shape())?.to_device(x.device())?))
+        Ok((
+            CpuStorage::F32(dx.unwrap_or_else(|| vec![0f32; m * inp])),
+            Shape::from(shape),
+        ))
     }
 }
