@@ -1,7 +1,7 @@
 //! The on-disk cache of a quantized model: one self-describing safetensors file per model + spec.
 //!
-//! File `<dir>/<blake3(source_id, spec)[..16]>.<format>.safetensors`, written atomically (a
-//! temporary file in the same folder, fsync, then rename). Header metadata (`__metadata__`):
+//! File `<dir>/<blake3(version, source_id, spec)[..16]>.<format>.safetensors`, written atomically
+//! (a temporary file in the same folder, fsync, then rename) and read through a memory map. Header metadata (`__metadata__`):
 //! `format = "peftc-quant"`, `version = "1"`, `spec` (the spec's canonical JSON), `source` (the
 //! caller's identity of the unquantized weights) and `weights` (JSON: name -> `{kind, dims,
 //! block, dq_block}`). Tensors, per weight `N`:
@@ -24,8 +24,8 @@ use super::spec::{QuantSpec, QuantizedWeight};
 use candle_core::quantized::{QStorage, QTensor};
 use candle_core::Device;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -75,8 +75,9 @@ pub fn write_cache(
         path: path.to_path_buf(),
         message,
     };
-    // Owned buffers first, views over them second.
-    let mut bufs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    // Byte buffers first (borrowed from the weights where the bytes already exist, so a large
+    // model is not copied in memory), views over them second.
+    let mut bufs: Vec<(String, Dtype, Vec<usize>, Cow<'_, [u8]>)> = Vec::new();
     let mut metas: BTreeMap<String, EntryMeta> = BTreeMap::new();
     for (name, w) in weights {
         match w {
@@ -87,7 +88,7 @@ pub fn write_cache(
                     format!("{name}::packed"),
                     Dtype::U8,
                     vec![p.packed.len()],
-                    p.packed.clone(),
+                    Cow::Borrowed(&p.packed[..]),
                 ));
                 match &p.scales {
                     BlockScales::F32(v) => {
@@ -95,7 +96,7 @@ pub fn write_cache(
                             format!("{name}::absmax"),
                             Dtype::F32,
                             vec![v.len()],
-                            f32_bytes(v),
+                            Cow::Owned(f32_bytes(v)),
                         ));
                     }
                     BlockScales::Double(d) => {
@@ -104,19 +105,19 @@ pub fn write_cache(
                             format!("{name}::qabsmax"),
                             Dtype::U8,
                             vec![d.q.len()],
-                            d.q.clone(),
+                            Cow::Borrowed(&d.q[..]),
                         ));
                         bufs.push((
                             format!("{name}::absmax2"),
                             Dtype::F32,
                             vec![d.absmax2.len()],
-                            f32_bytes(&d.absmax2),
+                            Cow::Owned(f32_bytes(&d.absmax2)),
                         ));
                         bufs.push((
                             format!("{name}::offset"),
                             Dtype::F32,
                             vec![1],
-                            f32_bytes(&[d.offset]),
+                            Cow::Owned(f32_bytes(&[d.offset])),
                         ));
                     }
                 }
@@ -133,12 +134,17 @@ pub fn write_cache(
             QuantizedWeight::Int8(i) => {
                 let r = i.rows();
                 let q: Vec<u8> = r.q.iter().map(|v| *v as u8).collect();
-                bufs.push((format!("{name}::q"), Dtype::I8, vec![r.dims.0, r.dims.1], q));
+                bufs.push((
+                    format!("{name}::q"),
+                    Dtype::I8,
+                    vec![r.dims.0, r.dims.1],
+                    Cow::Owned(q),
+                ));
                 bufs.push((
                     format!("{name}::absmax"),
                     Dtype::F32,
                     vec![r.absmax.len()],
-                    f32_bytes(&r.absmax),
+                    Cow::Owned(f32_bytes(&r.absmax)),
                 ));
                 metas.insert(
                     name.clone(),
@@ -154,14 +160,10 @@ pub fn write_cache(
                 let data = g
                     .qtensor()
                     .data()
-                    .map_err(|e| bad(format!("{name}: {e}")))?
-                    .into_owned();
+                    .map_err(|e| bad(format!("{name}: {e}")))?;
                 bufs.push((format!("{name}::ggml"), Dtype::U8, vec![data.len()], data));
                 if let Some(t) = g.transposed() {
-                    let data = t
-                        .data()
-                        .map_err(|e| bad(format!("{name}: {e}")))?
-                        .into_owned();
+                    let data = t.data().map_err(|e| bad(format!("{name}: {e}")))?;
                     bufs.push((format!("{name}::ggml_t"), Dtype::U8, vec![data.len()], data));
                 }
                 let (o, i) = crate::runtime::weight::FrozenWeight::dims(g);
@@ -191,13 +193,18 @@ pub fn write_cache(
         "weights".to_string(),
         serde_json::to_string(&metas).map_err(|e| bad(e.to_string()))?,
     );
-    let bytes =
-        safetensors::tensor::serialize(views, Some(meta)).map_err(|e| bad(e.to_string()))?;
-    write_atomic(path, &bytes)
+    write_atomic(path, |tmp| {
+        safetensors::tensor::serialize_to_file(views, Some(meta), tmp)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
 }
 
-/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it into place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), QuantError> {
+/// Lets `write` fill a temporary file next to `path`, syncs it and renames it into place, so a
+/// reader never sees a half-written file.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), QuantError> {
     let io = |source| QuantError::Io {
         path: path.to_path_buf(),
         source,
@@ -210,12 +217,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), QuantError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
+    let result = write(&tmp)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -232,11 +236,15 @@ pub fn read_cache(
         path: path.to_path_buf(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|source| QuantError::Io {
+    let io = |source| QuantError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: the map is only read; cache files are replaced by rename and never rewritten in
+    // place, so the mapped pages do not change while we read them.
+    let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    let (_, header) = SafeTensors::read_metadata(&bytes[..]).map_err(|e| bad(e.to_string()))?;
     let meta = header.metadata().clone().unwrap_or_default();
     let field = |k: &str| meta.get(k).cloned().unwrap_or_default();
     if field("format") != CACHE_FORMAT || field("version") != CACHE_VERSION {
@@ -261,7 +269,7 @@ pub fn read_cache(
     }
     let metas: BTreeMap<String, EntryMeta> =
         serde_json::from_str(&field("weights")).map_err(|e| bad(format!("weights: {e}")))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let st = SafeTensors::deserialize(&bytes[..]).map_err(|e| bad(e.to_string()))?;
     let get = |n: String| -> Result<Vec<u8>, QuantError> {
         st.tensor(&n)
             .map(|t| t.data().to_vec())
