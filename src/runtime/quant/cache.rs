@@ -54,6 +54,9 @@ pub fn cache_path(dir: &Path, spec: &QuantSpec, source_id: &str) -> PathBuf {
     dir.join(format!("{}.{}.safetensors", &hex[..16], spec.format.name()))
 }
 
+/// One tensor to write: name, dtype, shape, bytes.
+type Entry<'a> = (String, Dtype, Vec<usize>, Cow<'a, [u8]>);
+
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -77,7 +80,7 @@ pub fn write_cache(
     };
     // Byte buffers first (borrowed from the weights where the bytes already exist, so a large
     // model is not copied in memory), views over them second.
-    let mut bufs: Vec<(String, Dtype, Vec<usize>, Cow<'_, [u8]>)> = Vec::new();
+    let mut bufs: Vec<Entry<'_>> = Vec::new();
     let mut metas: BTreeMap<String, EntryMeta> = BTreeMap::new();
     for (name, w) in weights {
         match w {
