@@ -181,6 +181,12 @@ fn nf4_weight_round_trip_matches_reference_values() {
     let dq = Nf4Weight::quantize(&x, Packed4Config::default()).unwrap();
     assert_eq!(dq.storage_bytes(), 150 * 128 / 2 + 300 + 4 * 2 + 4);
     assert_eq!(dq.format(), "nf4");
+    // The QLoRA storage goal: at most 0.53 bytes per parameter with double quantization.
+    let big = Tensor::zeros((256, 1024), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let big = Nf4Weight::quantize(&big, Packed4Config::default()).unwrap();
+    let per_param = big.storage_bytes() as f64 / (256.0 * 1024.0);
+    assert!(per_param <= 0.53, "{per_param}");
+    assert_eq!(big.storage_bytes(), 256 * 1024 / 2 + 4096 + 4 * 16 + 4);
     let p: &Packed4 = dq.packed();
     assert_eq!(p.packed, u8s(&f, "outliers.nf4.packed"));
 }

@@ -140,6 +140,13 @@ fn activations_keep_their_dtype() {
     let y = q.forward(&x.to_dtype(DType::BF16).unwrap()).unwrap();
     assert_eq!(y.dtype(), DType::BF16);
     assert_eq!(y.dims(), [3, 5, 32]);
+    // A single vector works for every format too.
+    let (w, _, _) = setup(32, 256);
+    let v = Tensor::ones(256, DType::F32, &candle_core::Device::Cpu).unwrap();
+    for f in [QuantFormat::Nf4, QuantFormat::Int8, QuantFormat::Q4k] {
+        let q = QuantSpec::new(f).quantize("w", &w).unwrap();
+        assert_eq!(q.forward(&v).unwrap().dims(), [32], "{f:?}");
+    }
 }
 
 #[test]

@@ -121,6 +121,10 @@ impl FrozenWeight for GgmlWeight {
             let dense = self.w.dequantize(x.device())?.to_dtype(dtype)?;
             return x.broadcast_matmul(&dense.t()?);
         }
+        if x.rank() == 1 {
+            // candle's kernel wants a matrix.
+            return self.forward(&x.unsqueeze(0)?)?.squeeze(0);
+        }
         let xf = x.to_dtype(DType::F32)?.contiguous()?;
         let op = QFrozenMatmul {
             w: self.w.clone(),
