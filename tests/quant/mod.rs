@@ -3,6 +3,7 @@
 
 mod bnb_reference;
 mod cache_source;
+mod gguf;
 mod gradients;
 mod lora_training;
 mod merge;

@@ -41,8 +41,12 @@ pub enum QuantError {
         help("delete the file; the next load quantizes again and rewrites it")
     )]
     BadCache { path: PathBuf, message: String },
-    /// Reading or writing a cache file failed.
-    #[error("quantized cache {path}: {source}")]
+    /// A GGUF file cannot be read.
+    #[error("GGUF file {path}: {message}")]
+    #[diagnostic(code(peftc::quant::bad_gguf))]
+    BadGguf { path: PathBuf, message: String },
+    /// Reading or writing a file (cache or GGUF) failed.
+    #[error("{path}: {source}")]
     #[diagnostic(code(peftc::quant::io))]
     Io {
         path: PathBuf,

@@ -10,7 +10,8 @@
 //!   forward and an input-only backward.
 //! - [`QuantSpec`] (what the user declares) -> [`QuantizedWeight`]; [`QuantizingSource`] wraps a
 //!   [`TensorSource`](crate::runtime::models::source::TensorSource) and caches the packed form on
-//!   disk ([`cache`]); [`merge_delta`] merges a delta into a quantized base.
+//!   disk ([`cache`]); [`merge_delta`] merges a delta into a quantized base; [`GgufWeights`]
+//!   reads GGUF tensors as frozen weights without re-quantizing.
 //!
 //! Invariant: no gradient ever reaches a quantized weight; the gradient with respect to the
 //! layer input always flows. Nothing here keeps a dequantized weight beyond one call.
@@ -21,6 +22,7 @@ pub mod codes;
 pub mod dynamic8;
 pub mod error;
 pub mod ggml;
+pub mod gguf;
 pub mod int8;
 pub mod merge;
 pub mod nf4;
@@ -32,6 +34,7 @@ pub use blockwise4::Code4;
 pub use dynamic8::DoubleQuantScales;
 pub use error::QuantError;
 pub use ggml::{GgmlConfig, GgmlFormat, GgmlWeight};
+pub use gguf::GgufWeights;
 pub use int8::{Int8Rows, Int8Weight};
 pub use merge::{merge_delta, MergeTarget};
 pub use nf4::{BlockScales, Nf4Weight, Packed4, Packed4Config};
