@@ -99,6 +99,17 @@ impl FrozenWeight for F32Frozen {
     }
 }
 
+/// User + system CPU seconds of this process (all threads), from `/proc/self/stat`. On a shared
+/// machine this moves much less than wall time when other jobs compete for the cores.
+fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let rest = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn formats() -> Vec<(&'static str, Option<QuantSpec>)> {
     let mut q4t = QuantSpec::new(QuantFormat::Q4k);
     q4t.transposed_copy = true;
@@ -296,15 +307,19 @@ fn child(name: &str) {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     step(&s, &x, &mut opt); // warm-up
     let mut best = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..if quick() { 2 } else { 5 } {
+    let steps = if quick() { 2 } else { 5 };
+    let cpu0 = cpu_seconds();
+    for _ in 0..steps {
         let (f, t) = step(&s, &x, &mut opt);
         if t < best.1 {
             best = (f, t);
         }
     }
+    let cpu = (cpu_seconds() - cpu0) / steps as f64;
     let hwm = proc_status("VmHWM:").unwrap_or(0);
     println!(
-        "RESULT {name} {} {:.1} {:.1} {} {}",
+        "RESULT {name} {:.0} {} {:.1} {:.1} {} {}",
+        cpu * 1e3,
         storage,
         best.0 * 1e3,
         best.1 * 1e3,
@@ -316,7 +331,7 @@ fn child(name: &str) {
 fn training() {
     let (d, rows, layers) = dims();
     println!(
-        "\n## LoRA step, {layers} layers {d}x{d}, rank 8, {rows} rows (best of 5; each row its own process)\n\n| base | base MiB | fwd ms | fwd+bwd+AdamW ms | vs f32 | RSS after load MiB | peak RSS of the step MiB |\n|---|---:|---:|---:|---:|---:|---:|"
+        "\n## LoRA step, {layers} layers {d}x{d}, rank 8, {rows} rows (best of 5; each row its own process)\n\n| base | base MiB | fwd ms | fwd+bwd+AdamW ms | vs f32 | CPU ms per step (all threads, mean) | RSS after load MiB | peak RSS of the step MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     let exe = std::env::current_exe().unwrap();
     let mut f32_ms = None;
@@ -337,14 +352,14 @@ fn training() {
             );
             continue;
         };
-        // The name may contain spaces: read the five numbers from the end.
+        // The name may contain spaces: read the six numbers from the end.
         let f: Vec<&str> = line.split_whitespace().collect();
-        let n = &f[f.len() - 5..];
+        let (cpu, n) = (f[f.len() - 6], &f[f.len() - 5..]);
         let bytes: f64 = n[0].parse().unwrap();
         let step: f64 = n[2].parse().unwrap();
         let base = *f32_ms.get_or_insert(step);
         println!(
-            "| {name} | {:.1} | {} | {} | {:.2}x | {} | {} |",
+            "| {name} | {:.1} | {} | {} | {:.2}x | {cpu} | {} | {} |",
             bytes / (1 << 20) as f64,
             n[1],
             n[2],
