@@ -223,7 +223,6 @@ pub fn prepare_to_file(
     }
     let mut run = Run::new(spec, tok, opts)?;
     let files = resolve_paths(&spec.source.paths, &opts.base_dir, opts.span.as_ref())?;
-    run.summary.files = files.iter().map(|f| display(f, &opts.base_dir)).collect();
     let labels = class_names(spec);
     let mut writer = TokenFileWriter::create(out)?;
     writer.begin_split("train");
@@ -365,7 +364,12 @@ impl<'a> Run<'a> {
         self.summary
             .files
             .extend(files.iter().map(|f| display(f, &self.opts.base_dir)));
-        let mut rows = read_rows(self.spec.source.format, files, self.spec.source.text_unit);
+        let mut rows = read_rows(
+            self.spec.source.format,
+            files,
+            self.spec.source.text_unit,
+            &self.opts.base_dir,
+        );
         let chunk = self.opts.chunk_rows.max(1);
         let mut rendered: Vec<Rendered> = Vec::with_capacity(chunk);
         let mut places: Vec<RowLocation> = Vec::with_capacity(chunk);

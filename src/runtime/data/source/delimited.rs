@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 use super::{failed, Rows, SourceRow};
 use crate::runtime::data::error::{DataError, RowIndex, RowLocation};
 
-pub(super) fn rows(file: PathBuf, delimiter: u8) -> Rows {
+pub(super) fn rows(open: PathBuf, file: PathBuf, delimiter: u8) -> Rows {
     let format = if delimiter == b'\t' { "TSV" } else { "CSV" };
-    let f = match File::open(&file) {
+    let f = match File::open(&open) {
         Ok(f) => f,
         Err(e) => return failed(DataError::io(file, e)),
     };
@@ -67,13 +67,20 @@ pub(super) fn rows(file: PathBuf, delimiter: u8) -> Rows {
                         std::io::Error::other(e.to_string()),
                     )));
                 }
+                let message = match e.kind() {
+                    csv::ErrorKind::UnequalLengths {
+                        expected_len, len, ..
+                    } => format!("{len} fields where the header has {expected_len}"),
+                    csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 ({err})"),
+                    _ => e.to_string(),
+                };
                 Some(Err(DataError::Malformed {
                     at: RowLocation {
                         file: file.clone(),
                         at: RowIndex::Line(line),
                     },
                     format,
-                    message: e.to_string(),
+                    message,
                 }))
             }
         }

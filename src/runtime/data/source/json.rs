@@ -9,8 +9,8 @@ use super::jsonl::kind_of;
 use super::{failed, Rows, SourceRow};
 use crate::runtime::data::error::{DataError, RowIndex, RowLocation};
 
-pub(super) fn rows(file: PathBuf) -> Rows {
-    let text = match std::fs::read_to_string(&file) {
+pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
+    let text = match std::fs::read_to_string(&open) {
         Ok(t) => t,
         Err(e) => return failed(DataError::io(file, e)),
     };

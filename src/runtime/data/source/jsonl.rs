@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use super::{failed, Rows, SourceRow};
 use crate::runtime::data::error::{DataError, RowIndex, RowLocation};
 
-pub(super) fn rows(file: PathBuf) -> Rows {
-    let f = match File::open(&file) {
+pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
+    let f = match File::open(&open) {
         Ok(f) => f,
         Err(e) => return failed(DataError::io(file, e)),
     };
@@ -58,7 +58,8 @@ impl Iterator for JsonlRows {
                         Err(e) => Err(DataError::Malformed {
                             at,
                             format: "JSONL",
-                            message: e.to_string(),
+                            // The line is already named: keep only the column.
+                            message: e.to_string().replace(" at line 1 column ", " at column "),
                         }),
                     });
                 }

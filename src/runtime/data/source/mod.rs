@@ -69,24 +69,28 @@ pub fn resolve_paths(
     Ok(out)
 }
 
-/// Rows of all `files` in order, read as `format`.
-pub fn read_rows(format: SourceFormat, files: Vec<PathBuf>, unit: TextUnit) -> Rows {
+/// Rows of all `files` in order, read as `format`. Locations name files relative to `base`.
+pub fn read_rows(format: SourceFormat, files: Vec<PathBuf>, unit: TextUnit, base: &Path) -> Rows {
+    let base = base.to_owned();
     Box::new(
         files
             .into_iter()
-            .flat_map(move |file| -> Rows { read_file(format, file, unit) }),
+            .flat_map(move |file| -> Rows { read_file(format, file, unit, &base) }),
     )
 }
 
-/// Rows of one file.
-pub fn read_file(format: SourceFormat, file: PathBuf, unit: TextUnit) -> Rows {
+/// Rows of one file; locations name it relative to `base`.
+pub fn read_file(format: SourceFormat, file: PathBuf, unit: TextUnit, base: &Path) -> Rows {
+    let shown = file
+        .strip_prefix(base)
+        .map_or_else(|_| file.clone(), Path::to_path_buf);
     match format {
-        SourceFormat::Jsonl => jsonl::rows(file),
-        SourceFormat::Json => json::rows(file),
-        SourceFormat::Csv => delimited::rows(file, b','),
-        SourceFormat::Tsv => delimited::rows(file, b'\t'),
-        SourceFormat::Text => text::rows(file, unit),
-        SourceFormat::Parquet => parquet::rows(file),
+        SourceFormat::Jsonl => jsonl::rows(file, shown),
+        SourceFormat::Json => json::rows(file, shown),
+        SourceFormat::Csv => delimited::rows(file, shown, b','),
+        SourceFormat::Tsv => delimited::rows(file, shown, b'\t'),
+        SourceFormat::Text => text::rows(file, shown, unit),
+        SourceFormat::Parquet => parquet::rows(file, shown),
     }
 }
 

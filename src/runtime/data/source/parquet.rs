@@ -9,8 +9,8 @@ use parquet::file::reader::SerializedFileReader;
 use super::{failed, Rows, SourceRow};
 use crate::runtime::data::error::{DataError, RowIndex, RowLocation};
 
-pub(super) fn rows(file: PathBuf) -> Rows {
-    let f = match File::open(&file) {
+pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
+    let f = match File::open(&open) {
         Ok(f) => f,
         Err(e) => return failed(DataError::io(file, e)),
     };

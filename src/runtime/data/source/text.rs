@@ -10,9 +10,9 @@ use super::{failed, Rows, SourceRow};
 use crate::runtime::data::error::{DataError, RowIndex, RowLocation};
 use crate::runtime::data::spec::TextUnit;
 
-pub(super) fn rows(file: PathBuf, unit: TextUnit) -> Rows {
+pub(super) fn rows(open: PathBuf, file: PathBuf, unit: TextUnit) -> Rows {
     match unit {
-        TextUnit::File => match std::fs::read_to_string(&file) {
+        TextUnit::File => match std::fs::read_to_string(&open) {
             Ok(text) => Box::new(std::iter::once(Ok(SourceRow {
                 at: RowLocation {
                     file,
@@ -23,7 +23,7 @@ pub(super) fn rows(file: PathBuf, unit: TextUnit) -> Rows {
             Err(e) => failed(DataError::io(file, e)),
         },
         TextUnit::Line => {
-            let f = match File::open(&file) {
+            let f = match File::open(&open) {
                 Ok(f) => f,
                 Err(e) => return failed(DataError::io(file, e)),
             };
