@@ -8,6 +8,7 @@ mod collate;
 mod errors;
 mod masking;
 mod packing;
+mod real;
 mod sources;
 mod splits;
 mod store;
