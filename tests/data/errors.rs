@@ -104,7 +104,7 @@ fn many_bad() -> Dir {
         s.push_str(&format!(
             "{{\"text\": \"row {i}\", \"label\": \"positive\"}}\n"
         ));
-        if i % 1 == 0 && i < 12 {
+        if i < 12 {
             s.push_str(&format!(
                 "{{\"text\": \"bad {i}\", \"label\": {}}}\n",
                 5 + i

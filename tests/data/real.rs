@@ -27,7 +27,10 @@ fn rotten_tomatoes_with_minilm() {
     let data = root.join("examples/data/rotten_tomatoes.jsonl");
     let tok_dir = assets().join("all-MiniLM-L6-v2");
     if !data.is_file() || !tok_dir.join("tokenizer.json").is_file() {
-        println!("skipped: needs examples/data/rotten_tomatoes.jsonl (scripts/fetch-data.sh) and {}", tok_dir.display());
+        println!(
+            "skipped: needs examples/data/rotten_tomatoes.jsonl (scripts/fetch-data.sh) and {}",
+            tok_dir.display()
+        );
         return;
     }
     let tok = ModelTokenizer::from_dir(&tok_dir).unwrap();
@@ -40,15 +43,28 @@ fn rotten_tomatoes_with_minilm() {
     let full = peftc::runtime::data::prepare(&s, &tok, &dir.opts()).unwrap();
     let ex = &full.splits[0].examples;
     assert_eq!(ex.len(), 12808);
-    assert_eq!(ex[0].input_ids, vec![101, 1037, 2093, 1011, 3178, 5988, 3040, 2465, 1012, 102]);
+    assert_eq!(
+        ex[0].input_ids,
+        vec![101, 1037, 2093, 1011, 3178, 5988, 3040, 2465, 1012, 102]
+    );
     assert_eq!(ex[0].class_label, Some(1));
     assert_eq!(full.summary.splits[0].tokens, 345858);
-    let labels: Vec<usize> = full.summary.splits[0].labels.iter().map(|l| l.count).collect();
+    let labels: Vec<usize> = full.summary.splits[0]
+        .labels
+        .iter()
+        .map(|l| l.count)
+        .collect();
     assert_eq!(labels, vec![5405, 7403]);
     s.split = SplitSpec::Sizes {
         parts: vec![
-            SplitPart { name: "train".into(), size: SplitSize::Percent(90.0) },
-            SplitPart { name: "eval".into(), size: SplitSize::Percent(10.0) },
+            SplitPart {
+                name: "train".into(),
+                size: SplitSize::Percent(90.0),
+            },
+            SplitPart {
+                name: "eval".into(),
+                size: SplitSize::Percent(10.0),
+            },
         ],
         seed: 7,
     };

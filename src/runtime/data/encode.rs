@@ -149,7 +149,7 @@ impl Encoder {
                     }
                 }
                 truncated = true;
-            } else if classify && enc.get_overflowing().first().is_some() {
+            } else if classify && !enc.get_overflowing().is_empty() {
                 truncated = true;
             }
         }

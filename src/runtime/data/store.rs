@@ -74,9 +74,10 @@ impl TokenFileWriter {
             for &l in e
                 .labels
                 .iter()
-                .chain(
-                    std::iter::repeat(&-100).take(e.input_ids.len().saturating_sub(e.labels.len())),
-                )
+                .chain(std::iter::repeat_n(
+                    &-100,
+                    e.input_ids.len().saturating_sub(e.labels.len()),
+                ))
                 .take(e.input_ids.len())
             {
                 buf.extend_from_slice(&(l as i32).to_le_bytes());

@@ -45,7 +45,7 @@ pub(super) fn plain(m: &MappedRow) -> Rendered {
             let start = text.len();
             text.push_str(completion);
             let end = text.len();
-            causal(text, Some(vec![start..end]))
+            causal(text, Some(std::iter::once(start..end).collect()))
         }
         MappedRow::Chat { messages } => {
             let text = messages
@@ -77,7 +77,7 @@ pub(super) fn alpaca(m: &MappedRow) -> Rendered {
     let start = text.len();
     text.push_str(completion);
     let end = text.len();
-    causal(text, Some(vec![start..end]))
+    causal(text, Some(std::iter::once(start..end).collect()))
 }
 
 /// ChatML turns `<|im_start|>role\ncontent<|im_end|>\n`; loss on each assistant

@@ -114,7 +114,9 @@ impl CustomTemplate {
             _ => (None, None, true),
         };
         let trained = match mapped {
-            MappedRow::Instruction { .. } => completion_start.map(|s| vec![s..text.len()]),
+            MappedRow::Instruction { .. } => {
+                completion_start.map(|s| std::iter::once(s..text.len()).collect())
+            }
             _ => None,
         };
         Ok(Rendered {
