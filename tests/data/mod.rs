@@ -10,6 +10,7 @@ mod masking;
 mod packing;
 mod real;
 mod sources;
+mod spec;
 mod splits;
 mod store;
 mod templates;
