@@ -1,0 +1,8 @@
+; Folding: blocks, lists, maps, argument lists and runs of comments.
+[
+  (block)
+  (list)
+  (map)
+  (arguments)
+  (import_list)
+] @fold
