@@ -41,6 +41,7 @@ step "npm ci editors/vscode" npm_install
 step "textmate unit tests" npm --prefix "$vscode" run --silent test:unit
 step "textmate snapshot tests" npm --prefix "$vscode" run --silent test:snap
 step "vscode client parses" node --check "$vscode/src/extension.js"
+step "vscode client starts peftc lsp (stubbed vscode)" npm --prefix "$vscode" run --silent test:client
 step "package.json/language-configuration.json are JSON" \
   node -e 'for (const f of process.argv.slice(1)) JSON.parse(require("fs").readFileSync(f, "utf8"))' \
   "$vscode/package.json" "$vscode/language-configuration.json" "$vscode/syntaxes/peft.tmLanguage.json"
