@@ -2,8 +2,9 @@
 # Editor support checks: TextMate grammar (vscode-tmgrammar-test unit + snapshot), the VS Code
 # client (syntax), the tree-sitter grammar (`tree-sitter test`: corpus + highlight tests, the
 # committed parser is current, every query compiles, every sample parses without errors),
-# derived Neovim/Helix query copies are current, and the headless Neovim LSP harness against a
-# stand-in server (plus the real `peftc lsp` when PEFTC_BIN points at one).
+# derived Neovim/Helix query copies are current, headless Neovim shows the asserted highlights,
+# and the headless Neovim LSP harness against a stand-in server (plus the real `peftc lsp` when
+# PEFTC_BIN points at one).
 #
 # Installs what it needs from npm, crates.io and PyPI into a cache directory that survives
 # between runs: $PEFTC_EDITORS_TOOLS (default ~/.cache/peftc-editors). Ends with the line
@@ -134,6 +135,7 @@ nvim_fake() {
     process.exit(ok ? 0 : 1);' "$out"
 }
 step "neovim 0.11 headless receives diagnostics (stand-in server)" nvim_fake
+step "neovim 0.11 headless highlights match the highlight tests" "$editors/nvim/test/run_highlights.sh"
 if [[ -n "${PEFTC_BIN:-}" ]]; then
   step "neovim 0.11 headless with real peftc lsp" \
     "$editors/nvim/test/run_lsp_diagnostics.sh" "$editors/nvim/test/bad_rank.peft"

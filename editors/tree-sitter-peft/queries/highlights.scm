@@ -1,7 +1,7 @@
 ; Highlights for .peft. Capture names follow the nvim-treesitter / Zed convention.
 ; Order matters: when several patterns match one node the LAST one wins (tree-sitter CLI,
-; Neovim), so generic patterns come first and specific ones after them. editors/helix holds a
-; copy in Helix's names and order, made from this file by scripts/derive-queries.js.
+; Neovim, Helix), so generic patterns come first and specific ones after them. editors/helix
+; holds a copy in Helix's scope names, made from this file by scripts/derive-queries.js.
 
 ; Everything else
 (identifier) @variable

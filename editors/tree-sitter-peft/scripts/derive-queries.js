@@ -4,10 +4,10 @@
 //   node scripts/derive-queries.js          write ../nvim/queries/peft/* and ../helix/queries/peft/*
 //   node scripts/derive-queries.js --check  exit 1 when a copy differs from what would be written
 //
-// Neovim reads the queries unchanged. Helix wants its own capture names and lets the FIRST
-// matching pattern win (Neovim and the tree-sitter CLI: the last), so its highlights.scm has
-// the patterns in reverse order with renamed captures. This script must not invent patterns:
-// every query change is made in queries/*.scm.
+// Neovim reads the queries unchanged. Helix wants its own scope names (like Neovim and the
+// tree-sitter CLI it lets the last matching pattern win, so the order is kept), and its
+// locals.scm names the highlight a reference inherits (`@local.definition.type`). This script
+// must not invent patterns: every query change is made in queries/*.scm.
 'use strict';
 
 const fs = require('node:fs');
@@ -80,17 +80,37 @@ function splitPatterns(text) {
 function helixHighlights(text) {
   const { patterns } = splitPatterns(text);
   const body = patterns
-    .slice()
-    .reverse()
-    .map((p) => p.split('\n').filter((line) => !line.startsWith(';')).join('\n'))
     .map((p) => p.replace(/@([a-z][a-z.]*)/g, (_, name) => '@' + helixName(name)))
     .join('\n\n');
   return (
     '; Highlights for .peft in Helix\'s scope names. GENERATED from\n' +
     '; editors/tree-sitter-peft/queries/highlights.scm by scripts/derive-queries.js: edit that file.\n' +
-    '; Helix lets the first matching pattern win, so the order is reversed.\n\n' +
+    '; The last matching pattern wins, as in Neovim.\n\n' +
     body +
     '\n'
+  );
+}
+
+// Which highlight a reference to each kind of definition inherits in Helix.
+const HELIX_DEFINITION = [
+  [/^\((model|quant|adapter|dataset|device)_declaration /, 'type'],
+  [/^\((train|eval|merge)_declaration /, 'function'],
+  [/^\(let_declaration /, 'constant'],
+  [/^\(use_declaration /, 'namespace'],
+  [/^\(import_item /, 'variable'],
+];
+
+function helixLocals(text) {
+  const lines = text.split('\n').map((line) => {
+    if (!line.includes('@local.definition')) return line;
+    const kind = HELIX_DEFINITION.find(([re]) => re.test(line));
+    if (!kind) throw new Error(`derive-queries: no Helix highlight for definition: ${line}`);
+    return line.replace('@local.definition', `@local.definition.${kind[1]}`);
+  });
+  return (
+    '; Locals for .peft in Helix. GENERATED from editors/tree-sitter-peft/queries/locals.scm by\n' +
+    '; scripts/derive-queries.js: edit that file. A reference inherits its definition\'s highlight.\n' +
+    lines.join('\n')
   );
 }
 
@@ -100,7 +120,7 @@ function outputs() {
     out.set(path.join(editors, 'nvim', 'queries', 'peft', name), read(name));
   }
   out.set(path.join(editors, 'helix', 'queries', 'peft', 'highlights.scm'), helixHighlights(read('highlights.scm')));
-  out.set(path.join(editors, 'helix', 'queries', 'peft', 'locals.scm'), read('locals.scm'));
+  out.set(path.join(editors, 'helix', 'queries', 'peft', 'locals.scm'), helixLocals(read('locals.scm')));
   return out;
 }
 
