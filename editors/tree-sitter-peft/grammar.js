@@ -27,17 +27,16 @@ const commaSep1 = (rule) => seq(rule, repeat(seq(',', rule)), optional(','));
 const commaSep = (rule) => optional(commaSep1(rule));
 
 /**
- * `kw name = value` or `kw name { body }`.
+ * `kw name (= head)? { body }?`, as in grammar/peft.pest: the head names what the declaration
+ * builds on (`lora`, `hf("...")`, another declaration) and a block after it is the body.
  * @param {string} kw
  */
 const declaration = (kw) => ($) =>
   seq(
     kw,
     field('name', $.identifier),
-    choice(
-      seq('=', field('value', $._expression)),
-      field('body', $.block),
-    ),
+    optional(seq('=', field('value', $._head))),
+    optional(field('body', $.block)),
   );
 
 module.exports = grammar({
@@ -95,7 +94,7 @@ module.exports = grammar({
     eval_declaration: ($) => declaration('eval')($),
     merge_declaration: ($) => declaration('merge')($),
     device_declaration: ($) => declaration('device')($),
-    let_declaration: ($) => seq('let', field('name', $.identifier), '=', field('value', $._expression)),
+    let_declaration: ($) => declaration('let')($),
 
     // export tune.sent to "out/sentiment" as peft { ... }
     export_statement: ($) =>
@@ -113,7 +112,15 @@ module.exports = grammar({
 
     _block_item: ($) => choice($.field, $.gate, $.on_clause),
 
-    field: ($) => seq(field('key', $._key), '=', field('value', $._expression)),
+    // `r = 8`, and `stacked.tone: 0.3` inside `mix { ... }` (either separator is accepted).
+    field: ($) =>
+      seq(
+        field('key', choice($._key, $.key_path)),
+        choice('=', ':'),
+        field('value', $._expression),
+      ),
+
+    key_path: ($) => seq($._key, repeat1(seq('.', $._key))),
 
     _key: ($) => choice($.identifier, alias(choice(...SOFT_KEYWORDS), $.identifier)),
 
@@ -121,15 +128,55 @@ module.exports = grammar({
 
     on_clause: ($) => seq('on', field('device', $._expression)),
 
+    // A declaration head: an expression without a trailing block (that block is the
+    // declaration's body) and without comparisons. Arithmetic and `-x` are accepted here for
+    // `let`, even where grammar/peft.pest is stricter; the checker reports what is not allowed.
+    _head: ($) =>
+      choice(
+        $._head_term,
+        alias($.head_binary, $.binary_expression),
+        alias($.head_unary, $.unary_expression),
+      ),
+
+    head_binary: ($) =>
+      choice(
+        prec.left(PREC.add, seq(
+          field('left', $._head),
+          field('operator', choice('+', '-')),
+          field('right', $._head),
+        )),
+        prec.left(PREC.mul, seq(
+          field('left', $._head),
+          field('operator', choice('*', '/')),
+          field('right', $._head),
+        )),
+      ),
+
+    head_unary: ($) => prec(PREC.unary, seq(field('operator', '-'), field('operand', $._head))),
+
+    _head_term: ($) => choice($._primary, alias($.head_quantized, $.quantized_expression)),
+
+    head_quantized: ($) =>
+      prec.left(PREC.quantized, seq(
+        field('model', $._head_term),
+        'quantized',
+        field('quant', choice($.identifier, $.reference)),
+      )),
+
     _expression: ($) =>
       choice(
         $.binary_expression,
         $.unary_expression,
         $.quantized_expression,
+        $.application,
+        $._primary,
+      ),
+
+    _primary: ($) =>
+      choice(
         $.sweep_expression,
         $.escalate_expression,
         $.mix_expression,
-        $.application,
         $.call,
         $.reference,
         $.identifier,
@@ -178,9 +225,7 @@ module.exports = grammar({
     escalate_expression: ($) => seq('escalate', field('values', $.list)),
 
     // mix { a: 0.7, b: 0.3 }
-    mix_expression: ($) => seq('mix', field('weights', $.map)),
-    map: ($) => seq('{', commaSep($.map_entry), '}'),
-    map_entry: ($) => seq(field('key', $._expression), ':', field('value', $._expression)),
+    mix_expression: ($) => seq('mix', field('weights', $.block)),
 
     // lora_default { r = 8 }   cosine { warmup = 10% }   hf("x") { task = ... }
     application: ($) =>
@@ -215,11 +260,12 @@ module.exports = grammar({
 
     boolean: (_) => choice('true', 'false'),
 
-    integer: (_) => /\d+/,
+    // Digits may be grouped with `_` (`1_000`), as in grammar/peft.pest.
+    integer: (_) => /\d[\d_]*/,
 
     float: (_) => token(choice(
-      /\d+\.\d+([eE][+-]?\d+)?/,
-      /\d+[eE][+-]?\d+/,
+      /\d[\d_]*\.\d+([eE][+-]?\d+)?/,
+      /\d[\d_]*[eE][+-]?\d+/,
     )),
 
     // 10%   24GiB   512MiB

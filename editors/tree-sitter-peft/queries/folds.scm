@@ -2,7 +2,6 @@
 [
   (block)
   (list)
-  (map)
   (arguments)
   (import_list)
 ] @fold

@@ -94,6 +94,18 @@
 
 (application base: (reference member: (identifier) @function))
 
+; `adapter a = lora_default { ... }`: the head a body is applied to
+[
+  (model_declaration value: (identifier) @function body: (block))
+  (quant_declaration value: (identifier) @function body: (block))
+  (adapter_declaration value: (identifier) @function body: (block))
+  (dataset_declaration value: (identifier) @function body: (block))
+  (train_declaration value: (identifier) @function body: (block))
+  (eval_declaration value: (identifier) @function body: (block))
+  (merge_declaration value: (identifier) @function body: (block))
+  (device_declaration value: (identifier) @function body: (block))
+]
+
 ; Well-known names
 ((identifier) @function.builtin
   (#any-of? @function.builtin
@@ -131,7 +143,12 @@
 (reference member: (identifier) @constant.builtin.metric
   (#any-of? @constant.builtin.metric "loss" "perplexity" "accuracy" "f1" "exact_match"))
 
-(map_entry key: (identifier) @variable)
+(key_path (identifier) @variable.other.member)
+
+; `mix { a: 0.7, run.b: 0.3 }`: the keys name adapters
+(mix_expression (block (field key: (identifier) @variable)))
+
+(mix_expression (block (field key: (key_path (identifier) @variable))))
 
 ; Imports and exports
 (module_path (identifier) @namespace)

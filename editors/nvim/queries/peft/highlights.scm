@@ -76,6 +76,17 @@
 (call function: (reference member: (identifier) @function.call))
 (application base: (identifier) @function.call)
 (application base: (reference member: (identifier) @function.call))
+; `adapter a = lora_default { ... }`: the head a body is applied to
+[
+  (model_declaration value: (identifier) @function.call body: (block))
+  (quant_declaration value: (identifier) @function.call body: (block))
+  (adapter_declaration value: (identifier) @function.call body: (block))
+  (dataset_declaration value: (identifier) @function.call body: (block))
+  (train_declaration value: (identifier) @function.call body: (block))
+  (eval_declaration value: (identifier) @function.call body: (block))
+  (merge_declaration value: (identifier) @function.call body: (block))
+  (device_declaration value: (identifier) @function.call body: (block))
+]
 
 ; Well-known names
 ((identifier) @function.builtin
@@ -103,7 +114,10 @@
 (reference member: (identifier) @variable.member)
 (reference member: (identifier) @constant.builtin.metric
   (#any-of? @constant.builtin.metric "loss" "perplexity" "accuracy" "f1" "exact_match"))
-(map_entry key: (identifier) @variable)
+(key_path (identifier) @property)
+; `mix { a: 0.7, run.b: 0.3 }`: the keys name adapters
+(mix_expression (block (field key: (identifier) @variable)))
+(mix_expression (block (field key: (key_path (identifier) @variable))))
 
 ; Imports and exports
 (module_path (identifier) @module)
