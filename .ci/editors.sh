@@ -136,8 +136,13 @@ nvim_fake() {
 }
 step "neovim 0.11 headless receives diagnostics (stand-in server)" nvim_fake
 step "neovim 0.11 headless highlights match the highlight tests" "$editors/nvim/test/run_highlights.sh"
+# The real server: $PEFTC_BIN, else the debug binary that `cargo test` left behind. The harness
+# prints "skipped: ..." and passes while the binary has no `lsp` subcommand.
+if [[ -z "${PEFTC_BIN:-}" && -x "${CARGO_TARGET_DIR:-$repo/target}/debug/peftc" ]]; then
+  export PEFTC_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/peftc"
+fi
 if [[ -n "${PEFTC_BIN:-}" ]]; then
-  step "neovim 0.11 headless with real peftc lsp" \
+  step "neovim 0.11 headless with real peftc lsp ($PEFTC_BIN)" \
     "$editors/nvim/test/run_lsp_diagnostics.sh" "$editors/nvim/test/bad_rank.peft"
 fi
 

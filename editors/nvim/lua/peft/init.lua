@@ -36,11 +36,19 @@ function M.register_parser(opts)
     filetype = 'peft',
     tier = 3,
   }
-  -- `master` branch: get_parser_configs(); `main` branch: the parsers table itself.
+  -- `master` branch: get_parser_configs(); `main` branch: the parsers table itself, which it
+  -- reloads on `:TSUpdate`, so the entry is set again from its `User TSUpdate` event.
   if type(parsers.get_parser_configs) == 'function' then
     parsers.get_parser_configs().peft = config
   else
     parsers.peft = config
+    vim.api.nvim_create_autocmd('User', {
+      pattern = 'TSUpdate',
+      group = vim.api.nvim_create_augroup('peft_ts_register', { clear = true }),
+      callback = function()
+        require('nvim-treesitter.parsers').peft = config
+      end,
+    })
   end
   return true
 end
