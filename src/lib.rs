@@ -17,4 +17,5 @@ pub mod exec;
 pub mod lsp;
 pub mod plan;
 pub mod runtime;
+pub mod stages;
 pub mod syntax;
