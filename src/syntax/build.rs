@@ -21,7 +21,10 @@ impl Builder {
     }
 
     fn ident(&self, p: &P) -> Ident {
-        Ident { name: p.as_str().to_string(), span: self.span(p) }
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(p),
+        }
     }
 
     /// An `item` pair (use_decl, export_decl or decl).
@@ -57,14 +60,21 @@ impl Builder {
                 _ => {}
             }
         }
-        Use { target, names, span }
+        Use {
+            target,
+            names,
+            span,
+        }
     }
 
     fn decl(&self, p: P) -> Decl {
         let span = self.span(&p);
         let mut kind = DeclKind::Let;
         let mut kind_span = span;
-        let mut name = Ident { name: String::new(), span };
+        let mut name = Ident {
+            name: String::new(),
+            span,
+        };
         let mut head = None;
         let mut body = None;
         for c in p.into_inner() {
@@ -79,13 +89,27 @@ impl Builder {
                 _ => {}
             }
         }
-        Decl { kind, kind_span, name, head, body, doc: None, span }
+        Decl {
+            kind,
+            kind_span,
+            name,
+            head,
+            body,
+            doc: None,
+            span,
+        }
     }
 
     fn export(&self, p: P) -> Export {
         let span = self.span(&p);
-        let mut source = Path { segments: Vec::new(), span };
-        let mut dest = StrLit { value: String::new(), span };
+        let mut source = Path {
+            segments: Vec::new(),
+            span,
+        };
+        let mut dest = StrLit {
+            value: String::new(),
+            span,
+        };
         let mut format = None;
         let mut body = None;
         for c in p.into_inner() {
@@ -97,7 +121,14 @@ impl Builder {
                 _ => {}
             }
         }
-        Export { source, dest, format, body, doc: None, span }
+        Export {
+            source,
+            dest,
+            format,
+            body,
+            doc: None,
+            span,
+        }
     }
 
     fn block(&self, p: P) -> Block {
@@ -107,7 +138,10 @@ impl Builder {
             let espan = self.span(&c);
             match c.as_rule() {
                 Rule::field => {
-                    let mut key = Ident { name: String::new(), span: espan };
+                    let mut key = Ident {
+                        name: String::new(),
+                        span: espan,
+                    };
                     let mut colon = false;
                     let mut value = None;
                     for f in c.into_inner() {
@@ -118,12 +152,24 @@ impl Builder {
                             _ => {}
                         }
                     }
-                    let value = value.unwrap_or(Expr { kind: ExprKind::List(Vec::new()), span: espan });
-                    entries.push(Entry::Field(Field { key, colon, value, doc: None, span: espan }));
+                    let value = value.unwrap_or(Expr {
+                        kind: ExprKind::List(Vec::new()),
+                        span: espan,
+                    });
+                    entries.push(Entry::Field(Field {
+                        key,
+                        colon,
+                        value,
+                        doc: None,
+                        span: espan,
+                    }));
                 }
                 Rule::gate => {
                     if let Some(e) = c.into_inner().find(|x| x.as_rule() == Rule::expr) {
-                        entries.push(Entry::Gate(Gate { expr: self.expr(e), span: espan }));
+                        entries.push(Entry::Gate(Gate {
+                            expr: self.expr(e),
+                            span: espan,
+                        }));
                     }
                 }
                 Rule::on_clause => {
@@ -140,7 +186,10 @@ impl Builder {
     fn string(&self, p: P) -> StrLit {
         let span = self.span(&p);
         let raw = p.into_inner().next().map(|i| i.as_str()).unwrap_or("");
-        StrLit { value: unescape(raw), span }
+        StrLit {
+            value: unescape(raw),
+            span,
+        }
     }
 
     fn path(&self, p: P) -> Path {
@@ -170,7 +219,10 @@ impl Builder {
                 }
                 let mut e = inner.unwrap_or(empty(span));
                 for _ in 0..negs {
-                    e = Expr { kind: ExprKind::Neg(Box::new(e)), span };
+                    e = Expr {
+                        kind: ExprKind::Neg(Box::new(e)),
+                        span,
+                    };
                 }
                 e
             }
@@ -189,17 +241,39 @@ impl Builder {
                                 .into_inner()
                                 .find(|x| x.as_rule() == Rule::path)
                                 .map(|q| self.path(q))
-                                .unwrap_or(Path { segments: Vec::new(), span: cspan });
-                            Expr { kind: ExprKind::Quantized { base: Box::new(e), quant }, span: whole }
+                                .unwrap_or(Path {
+                                    segments: Vec::new(),
+                                    span: cspan,
+                                });
+                            Expr {
+                                kind: ExprKind::Quantized {
+                                    base: Box::new(e),
+                                    quant,
+                                },
+                                span: whole,
+                            }
                         }
-                        _ => Expr { kind: ExprKind::Extend { base: Box::new(e), block: self.block(c) }, span: whole },
+                        _ => Expr {
+                            kind: ExprKind::Extend {
+                                base: Box::new(e),
+                                block: self.block(c),
+                            },
+                            span: whole,
+                        },
                     };
                 }
                 e
             }
             Rule::paren => {
-                let inner = p.into_inner().next().map(|c| self.expr(c)).unwrap_or(empty(span));
-                Expr { kind: ExprKind::Paren(Box::new(inner)), span }
+                let inner = p
+                    .into_inner()
+                    .next()
+                    .map(|c| self.expr(c))
+                    .unwrap_or(empty(span));
+                Expr {
+                    kind: ExprKind::Paren(Box::new(inner)),
+                    span,
+                }
             }
             Rule::sweep | Rule::escalate => {
                 let rule = p.as_rule();
@@ -208,17 +282,30 @@ impl Builder {
                     .find(|x| x.as_rule() == Rule::list)
                     .map(|l| l.into_inner().map(|x| self.expr(x)).collect())
                     .unwrap_or_default();
-                let kind = if rule == Rule::sweep { ExprKind::Sweep(items) } else { ExprKind::Escalate(items) };
+                let kind = if rule == Rule::sweep {
+                    ExprKind::Sweep(items)
+                } else {
+                    ExprKind::Escalate(items)
+                };
                 Expr { kind, span }
             }
             Rule::mix => {
                 let b = p.into_inner().find(|x| x.as_rule() == Rule::block);
-                let block = b.map(|b| self.block(b)).unwrap_or(Block { entries: Vec::new(), span });
-                Expr { kind: ExprKind::Mix(block), span }
+                let block = b.map(|b| self.block(b)).unwrap_or(Block {
+                    entries: Vec::new(),
+                    span,
+                });
+                Expr {
+                    kind: ExprKind::Mix(block),
+                    span,
+                }
             }
             Rule::call => {
                 let mut inner = p.into_inner();
-                let callee = inner.next().map(|c| self.ident(&c)).unwrap_or(Ident { name: String::new(), span });
+                let callee = inner.next().map(|c| self.ident(&c)).unwrap_or(Ident {
+                    name: String::new(),
+                    span,
+                });
                 let args = inner
                     .map(|a| {
                         let mut name = None;
@@ -233,10 +320,19 @@ impl Builder {
                         Arg { name, value }
                     })
                     .collect();
-                Expr { kind: ExprKind::Call { callee, args }, span }
+                Expr {
+                    kind: ExprKind::Call { callee, args },
+                    span,
+                }
             }
-            Rule::list => Expr { kind: ExprKind::List(p.into_inner().map(|x| self.expr(x)).collect()), span },
-            Rule::block => Expr { kind: ExprKind::Block(self.block(p)), span },
+            Rule::list => Expr {
+                kind: ExprKind::List(p.into_inner().map(|x| self.expr(x)).collect()),
+                span,
+            },
+            Rule::block => Expr {
+                kind: ExprKind::Block(self.block(p)),
+                span,
+            },
             Rule::number => {
                 let mut value = 0.0;
                 let mut is_int = true;
@@ -252,14 +348,30 @@ impl Builder {
                         _ => {}
                     }
                 }
-                Expr { kind: ExprKind::Number(Number { value, is_int, unit }), span }
+                Expr {
+                    kind: ExprKind::Number(Number {
+                        value,
+                        is_int,
+                        unit,
+                    }),
+                    span,
+                }
             }
             Rule::string => {
                 let s = self.string(p);
-                Expr { kind: ExprKind::Str(s.value), span }
+                Expr {
+                    kind: ExprKind::Str(s.value),
+                    span,
+                }
             }
-            Rule::boolean => Expr { kind: ExprKind::Bool(p.as_str().trim() == "true"), span },
-            Rule::path => Expr { kind: ExprKind::Path(self.path(p)), span },
+            Rule::boolean => Expr {
+                kind: ExprKind::Bool(p.as_str().trim() == "true"),
+                span,
+            },
+            Rule::path => Expr {
+                kind: ExprKind::Path(self.path(p)),
+                span,
+            },
             _ => empty(span),
         }
     }
@@ -290,14 +402,24 @@ impl Builder {
                 None => break,
             };
             let whole = acc.span.to(rhs.span);
-            acc = Expr { kind: ExprKind::Binary { op, lhs: Box::new(acc), rhs: Box::new(rhs) }, span: whole };
+            acc = Expr {
+                kind: ExprKind::Binary {
+                    op,
+                    lhs: Box::new(acc),
+                    rhs: Box::new(rhs),
+                },
+                span: whole,
+            };
         }
         acc
     }
 }
 
 fn empty(span: Span) -> Expr {
-    Expr { kind: ExprKind::List(Vec::new()), span }
+    Expr {
+        kind: ExprKind::List(Vec::new()),
+        span,
+    }
 }
 
 /// Resolves `\"`, `\\`, `\n`, `\t`; other escapes keep the escaped char.

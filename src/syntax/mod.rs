@@ -28,8 +28,28 @@ use std::sync::Once;
 
 /// The fixed keyword list (editor grammars are generated from it).
 pub const KEYWORDS: &[&str] = &[
-    "use", "model", "quant", "adapter", "dataset", "train", "eval", "gate", "merge", "export", "device",
-    "let", "to", "as", "on", "quantized", "sweep", "escalate", "mix", "baseline", "true", "false",
+    "use",
+    "model",
+    "quant",
+    "adapter",
+    "dataset",
+    "train",
+    "eval",
+    "gate",
+    "merge",
+    "export",
+    "device",
+    "let",
+    "to",
+    "as",
+    "on",
+    "quantized",
+    "sweep",
+    "escalate",
+    "mix",
+    "baseline",
+    "true",
+    "false",
 ];
 
 /// Parses `source` (as file 0). Never fails; see [`parse_file`].
@@ -45,7 +65,8 @@ pub fn parse_file(source: &str, file: FileId) -> (ast::File, Vec<Diagnostic>) {
     let mut diags = chunks::string_errors(&bad_strings, file);
     let mut items = Vec::new();
     for (start, end) in chunks::split(source) {
-        if let Some(item) = chunks::parse_chunk(source, start, end, file, &bad_strings, &mut diags) {
+        if let Some(item) = chunks::parse_chunk(source, start, end, file, &bad_strings, &mut diags)
+        {
             items.push(item);
         }
     }
@@ -63,7 +84,11 @@ pub fn parse_file(source: &str, file: FileId) -> (ast::File, Vec<Diagnostic>) {
         }
     }
     diags.sort_by_key(|d| (d.loc.span.start, d.code));
-    let file_ast = ast::File { items, comments, span: Span::new(0, source.len()) };
+    let file_ast = ast::File {
+        items,
+        comments,
+        span: Span::new(0, source.len()),
+    };
     (file_ast, diags)
 }
 

@@ -11,6 +11,9 @@ fn examples_parse_without_errors() {
         let src = std::fs::read_to_string(examples_dir().join(format!("{name}.peft"))).unwrap();
         let (file, diags) = syntax::parse(&src);
         assert!(diags.is_empty(), "{name}: {diags:#?}");
-        assert!(file.items.iter().all(|i| !matches!(i, ast::Item::Error(_))), "{name}");
+        assert!(
+            file.items.iter().all(|i| !matches!(i, ast::Item::Error(_))),
+            "{name}"
+        );
     }
 }
