@@ -86,7 +86,10 @@ pub fn linear_modules(s: &ModelShape) -> Vec<LinearModule> {
 
 /// Whether module `name` matches target `target` (PEFT's rule: equal, or a `.`-suffix).
 pub fn matches(name: &str, target: &str) -> bool {
-    name == target || name.ends_with(&format!(".{target}"))
+    name == target
+        || (name.len() > target.len()
+            && name.ends_with(target)
+            && name.as_bytes().get(name.len() - target.len() - 1) == Some(&b'.'))
 }
 
 /// Parameter count computed from the sizes (used when no exact count is known).

@@ -134,7 +134,7 @@ pub fn parse_chunk(
         }
     }
     for _ in 0..MAX_RETRIES {
-        match PeftParser::parse(Rule::chunk, &text) {
+        match parse_text(&text) {
             Ok(mut pairs) => {
                 let builder = Builder { base: start };
                 let chunk = pairs.next()?;
@@ -180,6 +180,24 @@ pub fn parse_chunk(
         }
     }
     Some(Item::Error(Span::new(start, content_end)))
+}
+
+/// Parses fast (pest's error detail off); on failure parses again with detail on, so the error
+/// can say which tokens were expected. The detail switch is global: the mutex makes sure that
+/// every parse which turned it on still sees it on (a concurrent fast parse merely runs slower).
+fn parse_text(text: &str) -> Result<pest::iterators::Pairs<'_, Rule>, pest::error::Error<Rule>> {
+    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    match PeftParser::parse(Rule::chunk, text) {
+        Ok(p) => Ok(p),
+        Err(_) => {
+            let guard = DETAIL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            pest::set_error_detail(true);
+            let r = PeftParser::parse(Rule::chunk, text);
+            pest::set_error_detail(false);
+            drop(guard);
+            r
+        }
+    }
 }
 
 fn attempts(e: &pest::error::Error<Rule>) -> (Vec<Rule>, Vec<String>) {

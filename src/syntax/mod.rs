@@ -24,8 +24,6 @@ pub use diagnostic::{Code, Diagnostic, Label, Severity};
 pub use errors::is_keyword;
 pub use span::{FileId, LineCol, LineIndex, Loc, Span};
 
-use std::sync::Once;
-
 /// The fixed keyword list (editor grammars are generated from it).
 pub const KEYWORDS: &[&str] = &[
     "use",
@@ -59,8 +57,6 @@ pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
 
 /// Parses `source`, tagging diagnostics with `file`.
 pub fn parse_file(source: &str, file: FileId) -> (ast::File, Vec<Diagnostic>) {
-    static DETAIL: Once = Once::new();
-    DETAIL.call_once(|| pest::set_error_detail(true));
     let bad_strings = chunks::unterminated_strings(source);
     let mut diags = chunks::string_errors(&bad_strings, file);
     let mut items = Vec::new();
