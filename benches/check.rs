@@ -27,7 +27,9 @@ fn bench(c: &mut Criterion) {
         let src = program(blocks);
         let checked = check::check_source(&world, Path::new("/b/p.peft"), &src);
         assert!(!checked.has_errors(), "{:?}", checked.diagnostics.first());
-        c.bench_function(&format!("parse {} lines", src.lines().count()), |b| b.iter(|| peftc::syntax::parse(&src)));
+        c.bench_function(&format!("parse {} lines", src.lines().count()), |b| {
+            b.iter(|| peftc::syntax::parse(&src))
+        });
         c.bench_function(&format!("parse+check {} lines", src.lines().count()), |b| {
             b.iter(|| check::check_source(&world, Path::new("/b/p.peft"), &src))
         });

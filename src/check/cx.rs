@@ -95,6 +95,10 @@ pub struct Cx<'a> {
     /// Names visible everywhere: user files' declarations and stdlib imports.
     pub scope: HashMap<String, DeclId>,
     pub used: HashSet<DeclId>,
+    /// Names of declarations that did not parse: references to them are not reported again.
+    pub broken: HashSet<String>,
+    /// Files with syntax errors: unused-declaration warnings are not reported there.
+    pub broken_files: HashSet<usize>,
 }
 
 impl<'a> Cx<'a> {
@@ -113,6 +117,8 @@ impl<'a> Cx<'a> {
             reported: HashSet::new(),
             scope: HashMap::new(),
             used: HashSet::new(),
+            broken: HashSet::new(),
+            broken_files: HashSet::new(),
         }
     }
 
@@ -196,6 +202,7 @@ impl<'a> Cx<'a> {
                 );
                 None
             }
+            None if self.broken.contains(&name.name) => None,
             None => {
                 let names = self.names_of(kinds);
                 let mut d = Diagnostic::new(

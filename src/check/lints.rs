@@ -301,7 +301,7 @@ impl Cx<'_> {
     /// W0101 for declarations of user files that nothing uses; W0102 for unused imports.
     pub fn lint_unused(&mut self) {
         for (mi, module) in self.modules.iter().enumerate() {
-            if module.std_name.is_some() {
+            if module.std_name.is_some() || self.broken_files.contains(&mi) {
                 continue;
             }
             for (ii, item) in module.ast.items.iter().enumerate() {
@@ -329,10 +329,10 @@ impl Cx<'_> {
         for imp in self.imports {
             let Some(names) = &imp.names else { continue };
             for n in names {
-                let used = self
-                    .scope
-                    .get(&n.name)
-                    .is_some_and(|id| self.used.contains(id));
+                let Some(id) = self.scope.get(&n.name) else {
+                    continue;
+                };
+                let used = self.used.contains(id);
                 if !used {
                     self.emit(
                         Diagnostic::new(

@@ -31,6 +31,9 @@ impl<'a> Cx<'a> {
             doc: decl.doc.clone(),
         };
         let Some(head) = head else {
+            if decl.head.is_some() {
+                return None;
+            }
             self.emit(
                 Diagnostic::new(
                     Code::MissingField,
@@ -63,12 +66,12 @@ impl<'a> Cx<'a> {
         f: super::cx::FieldRef<'a>,
         prefix: &str,
         searches: &mut Vec<Search>,
-    ) -> V<'a> {
+    ) -> Option<V<'a>> {
         let v = f.value();
         let (mode, items) = match &v.expr.kind {
             ExprKind::Sweep(items) => (SearchMode::Sweep, items),
             ExprKind::Escalate(items) => (SearchMode::Escalate, items),
-            _ => return v,
+            _ => return Some(v),
         };
         let field = if prefix.is_empty() {
             f.key().to_string()
@@ -86,7 +89,7 @@ impl<'a> Cx<'a> {
                 .with_label("nothing to try")
                 .with_help("give at least two values: `sweep [1e-4, 3e-4]`"),
             );
-            return v;
+            return None;
         };
         let values = items
             .iter()
@@ -104,10 +107,10 @@ impl<'a> Cx<'a> {
             values,
             loc: v.loc(),
         });
-        V {
+        Some(V {
             expr: first,
             m: v.m,
-        }
+        })
     }
 
     fn lora(
@@ -121,14 +124,14 @@ impl<'a> Cx<'a> {
         let r = match f.get("r") {
             Some(x) => {
                 let v = self.searchable(x, prefix, s);
-                self.int(v, "r", 1, 65536).unwrap_or(8) as u32
+                v.and_then(|v| self.int(v, "r", 1, 65536)).unwrap_or(8) as u32
             }
             None => 8,
         };
         let alpha = match f.get("alpha") {
             Some(x) => {
                 let v = self.searchable(x, prefix, s);
-                self.float(v, "alpha", 0.0, f64::MAX)
+                v.and_then(|v| self.float(v, "alpha", 0.0, f64::MAX))
                     .unwrap_or(f64::from(r))
             }
             None => 8.0,
@@ -306,7 +309,7 @@ impl<'a> Cx<'a> {
     ) -> Option<Bottleneck> {
         let size = match (f.get("size"), f.get("reduction")) {
             (Some(x), _) => {
-                let v = self.searchable(x, prefix, s);
+                let v = self.searchable(x, prefix, s)?;
                 BottleneckSize::Size(self.int(v, "size", 1, 1 << 20)? as u32)
             }
             (None, Some(x)) => {

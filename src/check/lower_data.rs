@@ -350,7 +350,9 @@ impl<'a> Cx<'a> {
                     .with_label("invalid split")
                     .with_help("write `split = { train = 90%, eval = 10%, seed = 7 }`"),
             );
-            return None;
+            if parts.is_empty() {
+                return None;
+            }
         }
         Some(SplitSpec { parts, seed })
     }

@@ -25,11 +25,14 @@ impl<'a> Cx<'a> {
             doc: decl.doc.clone(),
         };
         let mut searches = Vec::new();
-        let Some(mf) = f.get("model") else {
-            self.missing(id.module, decl.name.span, "model", "a train", "NAME");
-            return None;
+        let model_ref = match f.get("model") {
+            Some(mf) => self.model_ref(mf.value()),
+            None => {
+                self.missing(id.module, decl.name.span, "model", "a train", "NAME");
+                None
+            }
         };
-        let (model, quantized_with) = self.model_ref(mf.value())?;
+        let (model, quantized_with) = model_ref.clone().unwrap_or_default();
         let shape = prog.model(&model).and_then(|m| m.shape.clone());
         let mut adapters = Vec::new();
         match f.get("adapters") {
@@ -94,7 +97,7 @@ impl<'a> Cx<'a> {
             match f.get(k) {
                 Some(x) => {
                     let v = cx.searchable(x, "", s);
-                    cx.int(v, k, min, u64::MAX).unwrap_or(def)
+                    v.and_then(|v| cx.int(v, k, min, u64::MAX)).unwrap_or(def)
                 }
                 None => def,
             }
@@ -108,7 +111,8 @@ impl<'a> Cx<'a> {
         let lr = match f.get("lr") {
             Some(x) => {
                 let v = self.searchable(x, "", &mut searches);
-                self.float(v, "lr", 0.0, 10.0).unwrap_or(2e-4)
+                v.and_then(|v| self.float(v, "lr", 0.0, 10.0))
+                    .unwrap_or(2e-4)
             }
             None => 2e-4,
         };
@@ -141,6 +145,7 @@ impl<'a> Cx<'a> {
                 .with_help("escalate one field; use `sweep` for the others"),
             );
         }
+        model_ref?;
         Some(Train {
             meta,
             model,

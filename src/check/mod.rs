@@ -78,6 +78,7 @@ pub fn check_source(world: &dyn World, path: &Path, text: &str) -> Checked {
     let presets_module = load::ensure_std(&mut loaded, &mut diags, "std.models");
     let mut cx = Cx::new(world, &loaded.modules, &loaded.imports, &loaded.sources);
     cx.diags = diags;
+    mark_broken(&mut cx, &loaded.sources);
     build_scope(&mut cx);
     duplicate_fields(&mut cx);
     let presets = presets(&mut cx, presets_module);
@@ -102,6 +103,38 @@ fn absolute(path: &Path) -> PathBuf {
         load::normalize(path)
     } else {
         load::normalize(&std::env::current_dir().unwrap_or_default().join(path))
+    }
+}
+
+/// Names of items that failed to parse (`KIND NAME` at the start of the item), and files with
+/// syntax errors, so that their consequences are not reported as further errors.
+fn mark_broken(cx: &mut Cx, sources: &Sources) {
+    for d in &cx.diags {
+        if d.code.as_str().starts_with("E00") {
+            cx.broken_files.insert(d.loc.file.0 as usize);
+        }
+    }
+    for (mi, module) in cx.modules.iter().enumerate() {
+        let Some(src) = sources.get(file_id(mi)) else {
+            continue;
+        };
+        for item in &module.ast.items {
+            let ast::Item::Error(span) = item else {
+                continue;
+            };
+            let text = span.text(&src.text);
+            let mut words = text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty());
+            while let Some(w) = words.next() {
+                if DeclKind::from_keyword(w).is_some() {
+                    if let Some(name) = words.next() {
+                        cx.broken.insert(name.to_string());
+                    }
+                    break;
+                }
+            }
+        }
     }
 }
 

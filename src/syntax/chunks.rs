@@ -127,9 +127,14 @@ pub fn parse_chunk(
     if original.trim().is_empty() {
         return None;
     }
-    // Lines with an unterminated string are blanked up front (their E0002 is already reported).
+    // Lines with an unterminated string are blanked up front (their E0002 is already reported);
+    // when that line is the declaration's header, the whole item is given up.
+    let header_len = text.find('\n').unwrap_or(text.len());
     for s in bad_strings {
         if (s.start as usize) >= start && (s.start as usize) < end {
+            if (s.start as usize) - start < header_len {
+                return Some(Item::Error(Span::new(start, content_end)));
+            }
             blank_line(&mut text, s.start as usize - start);
         }
     }
@@ -157,6 +162,11 @@ pub fn parse_chunk(
                     .any(|s| same_line(source, s.start as usize, start + culprit));
                 if !on_bad_string {
                     diags.push(d);
+                }
+                // A stray `;` is dropped by itself, keeping the rest of its line.
+                if text.as_bytes().get(local) == Some(&b';') {
+                    text.replace_range(local..local + 1, " ");
+                    continue;
                 }
                 let header_end = text.find('\n').unwrap_or(text.len());
                 let line_start = text[..culprit.min(text.len())]
@@ -190,7 +200,9 @@ fn parse_text(text: &str) -> Result<pest::iterators::Pairs<'_, Rule>, pest::erro
     match PeftParser::parse(Rule::chunk, text) {
         Ok(p) => Ok(p),
         Err(_) => {
-            let guard = DETAIL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard = DETAIL
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             pest::set_error_detail(true);
             let r = PeftParser::parse(Rule::chunk, text);
             pest::set_error_detail(false);

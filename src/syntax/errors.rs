@@ -79,7 +79,11 @@ pub fn syntax_error(
     let found = describe_found(source, pos, chunk_end);
     let (prev_char, prev_end) = previous_token(source, pos);
     // A number directly followed by letters: an unknown unit.
-    if prev_char.is_some_and(|c| c.is_ascii_digit()) && starts_word(source, pos) {
+    if prev_char.is_some_and(|c| c.is_ascii_digit())
+        && prev_end == pos
+        && pos < chunk_end
+        && starts_word(source, pos)
+    {
         let word = word_at(source, pos);
         return Diagnostic::new(Code::UnknownUnit, file, Span::new(pos, pos + word.len()), format!("unknown unit `{word}`"))
             .with_label("not a unit")
@@ -151,7 +155,9 @@ pub fn syntax_error(
     } else {
         format!("expected {what}, found {found}")
     };
-    if prev_char == Some('=') && expected.contains(&"a value") {
+    if prev_char == Some('=')
+        && (expected.contains(&"a value") || source.get(pos..).is_some_and(|r| r.starts_with('=')))
+    {
         message = format!("expected a value after `=`, found {found}");
     }
     let at_line_start = source
