@@ -202,41 +202,15 @@ impl Builder {
     pub fn expr(&self, p: P) -> Expr {
         let span = self.span(&p);
         match p.as_rule() {
-            Rule::expr | Rule::sum | Rule::term | Rule::head_sum => self.binary_chain(p),
-            Rule::head_expr => match p.into_inner().next() {
-                Some(c) => self.expr(c),
-                None => empty(span),
-            },
-            Rule::unary => {
+            Rule::expr | Rule::head_expr => self.binary_chain(p),
+            Rule::operand | Rule::head_operand => {
                 let mut negs = 0;
-                let mut inner = None;
+                let mut e: Option<Expr> = None;
                 for c in p.into_inner() {
-                    if c.as_rule() == Rule::neg {
-                        negs += 1;
-                    } else {
-                        inner = Some(self.expr(c));
-                    }
-                }
-                let mut e = inner.unwrap_or(empty(span));
-                for _ in 0..negs {
-                    e = Expr {
-                        kind: ExprKind::Neg(Box::new(e)),
-                        span,
-                    };
-                }
-                e
-            }
-            Rule::postfix | Rule::head_postfix => {
-                let mut inner = p.into_inner();
-                let mut e = match inner.next() {
-                    Some(c) => self.expr(c),
-                    None => return empty(span),
-                };
-                for c in inner {
                     let cspan = self.span(&c);
-                    let whole = e.span.to(cspan);
-                    e = match c.as_rule() {
-                        Rule::quantized => {
+                    match (c.as_rule(), e.take()) {
+                        (Rule::neg, None) => negs += 1,
+                        (Rule::quantized, Some(base)) => {
                             let quant = c
                                 .into_inner()
                                 .find(|x| x.as_rule() == Rule::path)
@@ -245,21 +219,33 @@ impl Builder {
                                     segments: Vec::new(),
                                     span: cspan,
                                 });
-                            Expr {
+                            let whole = base.span.to(cspan);
+                            e = Some(Expr {
                                 kind: ExprKind::Quantized {
-                                    base: Box::new(e),
+                                    base: Box::new(base),
                                     quant,
                                 },
                                 span: whole,
-                            }
+                            });
                         }
-                        _ => Expr {
-                            kind: ExprKind::Extend {
-                                base: Box::new(e),
-                                block: self.block(c),
-                            },
-                            span: whole,
-                        },
+                        (Rule::block, Some(base)) => {
+                            let whole = base.span.to(cspan);
+                            e = Some(Expr {
+                                kind: ExprKind::Extend {
+                                    base: Box::new(base),
+                                    block: self.block(c),
+                                },
+                                span: whole,
+                            });
+                        }
+                        (_, prev) => e = prev.or_else(|| Some(self.expr(c))),
+                    }
+                }
+                let mut e = e.unwrap_or(empty(span));
+                for _ in 0..negs {
+                    e = Expr {
+                        kind: ExprKind::Neg(Box::new(e)),
+                        span,
                     };
                 }
                 e
@@ -376,14 +362,15 @@ impl Builder {
         }
     }
 
-    /// `a OP b OP c` (left-associative) for expr / sum / term / head_sum.
+    /// `a OP b OP c` with precedence (`* /` over `+ -` over comparisons), left-associative.
     fn binary_chain(&self, p: P) -> Expr {
         let span = self.span(&p);
         let mut inner = p.into_inner();
-        let mut acc = match inner.next() {
-            Some(c) => self.expr(c),
+        let mut out: Vec<Expr> = match inner.next() {
+            Some(c) => vec![self.expr(c)],
             None => return empty(span),
         };
+        let mut ops: Vec<BinOp> = Vec::new();
         while let Some(op) = inner.next() {
             let op = match op.as_str() {
                 "+" => BinOp::Add,
@@ -397,22 +384,41 @@ impl Builder {
                 "==" => BinOp::Eq,
                 _ => BinOp::Ne,
             };
-            let rhs = match inner.next() {
-                Some(c) => self.expr(c),
-                None => break,
-            };
-            let whole = acc.span.to(rhs.span);
-            acc = Expr {
-                kind: ExprKind::Binary {
-                    op,
-                    lhs: Box::new(acc),
-                    rhs: Box::new(rhs),
-                },
-                span: whole,
-            };
+            let Some(rhs) = inner.next() else { break };
+            while ops.last().is_some_and(|top| prec(*top) >= prec(op)) {
+                reduce(&mut out, &mut ops);
+            }
+            ops.push(op);
+            out.push(self.expr(rhs));
         }
-        acc
+        while !ops.is_empty() {
+            reduce(&mut out, &mut ops);
+        }
+        out.pop().unwrap_or(empty(span))
     }
+}
+
+fn prec(op: BinOp) -> u8 {
+    match op {
+        BinOp::Mul | BinOp::Div => 3,
+        BinOp::Add | BinOp::Sub => 2,
+        _ => 1,
+    }
+}
+
+fn reduce(out: &mut Vec<Expr>, ops: &mut Vec<BinOp>) {
+    let (Some(op), Some(rhs), Some(lhs)) = (ops.pop(), out.pop(), out.pop()) else {
+        return;
+    };
+    let span = lhs.span.to(rhs.span);
+    out.push(Expr {
+        kind: ExprKind::Binary {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+        },
+        span,
+    });
 }
 
 fn empty(span: Span) -> Expr {

@@ -42,10 +42,9 @@ fn words(rule: Rule) -> Option<&'static str> {
         ident => "a name",
         key | field_key => "a field name",
         field => "a field (`name = value`)",
-        expr | sum | term | unary | postfix | head_expr | head_sum | head_postfix | number
-        | num_lit | string | string_inner | boolean | path | call | list | sweep | escalate
-        | mix | neg | paren | kw_true | kw_false | kw_sweep | kw_escalate | kw_mix
-        | kw_baseline | arg => "a value",
+        expr | operand | head_expr | head_operand | number | num_lit | string | string_inner
+        | boolean | path | call | list | sweep | escalate | mix | neg | paren | kw_true
+        | kw_false | kw_sweep | kw_escalate | kw_mix | kw_baseline | arg => "a value",
         assign => "`=`",
         colon => "`:`",
         block => "`{`",
@@ -56,8 +55,7 @@ fn words(rule: Rule) -> Option<&'static str> {
         }
         kw_to => "`to`",
         kw_as => "`as`",
-        cmp_op => "a comparison (`>=`, `<`, ...)",
-        add_op | mul_op => "an operator",
+        bin_op | add_op => "an operator",
         quantized | kw_quantized => "`quantized`",
         unit => "a unit",
         use_path => "a module path",
