@@ -31,7 +31,7 @@ mod lower_misc;
 mod lower_model;
 mod lower_train;
 pub mod render;
-mod schema;
+pub mod schema;
 pub mod sources;
 mod suggest;
 pub mod world;

@@ -1,4 +1,4 @@
-//! Field names each declaration accepts, and the spellings users bring from PEFT, Axolotl and
+//! Field names each declaration accepts (public for completion in the language server), and the spellings users bring from PEFT, Axolotl and
 //! transformers with ours. Data only; the lowering steps use it.
 
 /// Fields of `model`.

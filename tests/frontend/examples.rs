@@ -60,6 +60,35 @@ fn examples_check_with_stand_in_files() {
             "{name}"
         );
     }
+    if have_gguf {
+        // The real SmolLM2-135M-Instruct header: llama, 30 layers, hidden 576, 9 heads, 3 KV heads.
+        let c = check::check(&world, &tmp.path().join("instruct.peft")).unwrap();
+        let m = &c.program.models[0];
+        let s = m.shape.as_ref().unwrap();
+        assert_eq!(
+            (
+                s.hidden,
+                s.intermediate,
+                s.layers,
+                s.heads,
+                s.kv_heads,
+                s.vocab
+            ),
+            (576, 1536, 30, 9, 3, 49152)
+        );
+        assert!(m.has_chat_template && s.tied_embeddings);
+        assert!(
+            (134_000_000..135_000_000).contains(&s.params),
+            "{}",
+            s.params
+        );
+        // all_linear: 30 layers x 7 modules.
+        let hir_lora = match &c.program.trains[0].adapters[0].kind {
+            check::hir::AdapterKind::Lora(l) => l,
+            _ => panic!("not lora"),
+        };
+        assert_eq!(hir_lora.targets.modules.len(), 210);
+    }
     // Figures of the sentiment example: 6 layers x 2 x 8 x (384 + 384) + head 384 x 2 + 2.
     let c = check::check(&world, &tmp.path().join("sentiment.peft")).unwrap();
     assert_eq!(
