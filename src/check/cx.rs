@@ -136,6 +136,18 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Name, location and doc comment of a declaration.
+    pub fn meta(&self, id: DeclId, decl: &ast::Decl) -> super::hir::Meta {
+        super::hir::Meta {
+            name: decl.name.name.clone(),
+            loc: Loc {
+                file: file_id(id.module),
+                span: decl.name.span,
+            },
+            doc: decl.doc.clone(),
+        }
+    }
+
     /// Finds `name` from module `m` (global scope first, then the module's own declarations).
     pub fn find(&self, m: usize, name: &str) -> Option<DeclId> {
         if let Some(id) = self.scope.get(name) {

@@ -6,7 +6,7 @@ use super::cx::{file_id, Cx, DeclId, Fields, V};
 use super::hir::*;
 use super::{arch, schema, suggest};
 use crate::syntax::ast::{self, ExprKind};
-use crate::syntax::{Code, Diagnostic, Loc};
+use crate::syntax::{Code, Diagnostic};
 
 impl<'a> Cx<'a> {
     /// Lowers adapter `id` (plus an inline override block) for a model of `shape`.
@@ -22,14 +22,7 @@ impl<'a> Cx<'a> {
         if let Some((b, m)) = extra {
             fields.extend_block(b, m);
         }
-        let meta = Meta {
-            name: decl.name.name.clone(),
-            loc: Loc {
-                file: file_id(id.module),
-                span: decl.name.span,
-            },
-            doc: decl.doc.clone(),
-        };
+        let meta = self.meta(id, decl);
         let Some(head) = head else {
             if decl.head.is_some() {
                 return None;

@@ -5,7 +5,7 @@ use super::cx::{file_id, Cx, DeclId, V};
 use super::hir::*;
 use super::schema;
 use crate::syntax::ast::ExprKind;
-use crate::syntax::{Code, Diagnostic, Loc};
+use crate::syntax::{Code, Diagnostic};
 use std::path::Path;
 
 impl<'a> Cx<'a> {
@@ -13,14 +13,7 @@ impl<'a> Cx<'a> {
         let decl = self.decl(id)?;
         let (head, f) = self.effective(id);
         self.check_keys(&f, schema::DATASET, "a dataset");
-        let meta = Meta {
-            name: decl.name.name.clone(),
-            loc: Loc {
-                file: file_id(id.module),
-                span: decl.name.span,
-            },
-            doc: decl.doc.clone(),
-        };
+        let meta = self.meta(id, decl);
         let Some(head) = head else {
             self.emit(
                 Diagnostic::new(

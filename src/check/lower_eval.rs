@@ -17,14 +17,7 @@ impl<'a> Cx<'a> {
             self.type_error(h, "another eval to extend", None);
         }
         self.check_keys(&f, schema::EVAL, "an eval");
-        let meta = Meta {
-            name: decl.name.name.clone(),
-            loc: Loc {
-                file: file_id(id.module),
-                span: decl.name.span,
-            },
-            doc: decl.doc.clone(),
-        };
+        let meta = self.meta(id, decl);
         let Some(mf) = f.get("model") else {
             self.missing(id.module, decl.name.span, "model", "an eval", "TRAIN");
             return None;
@@ -560,14 +553,7 @@ impl<'a> Cx<'a> {
 
     pub fn lower_merge(&mut self, id: DeclId, prog: &Program) -> Option<Merge> {
         let decl = self.decl(id)?;
-        let meta = Meta {
-            name: decl.name.name.clone(),
-            loc: Loc {
-                file: file_id(id.module),
-                span: decl.name.span,
-            },
-            doc: decl.doc.clone(),
-        };
+        let meta = self.meta(id, decl);
         if let Some(b) = &decl.body {
             let mut f = super::cx::Fields::default();
             f.extend_block(b, id.module);

@@ -4,21 +4,14 @@ use super::cx::{file_id, Cx, DeclId};
 use super::hir::*;
 use super::schema;
 use crate::syntax::ast::ExprKind;
-use crate::syntax::{Code, Diagnostic, Loc};
+use crate::syntax::{Code, Diagnostic};
 
 impl<'a> Cx<'a> {
     pub fn lower_quant(&mut self, id: DeclId) -> Option<Quant> {
         let decl = self.decl(id)?;
         let (head, f) = self.effective(id);
         self.check_keys(&f, schema::QUANT, "a quant");
-        let meta = Meta {
-            name: decl.name.name.clone(),
-            loc: Loc {
-                file: file_id(id.module),
-                span: decl.name.span,
-            },
-            doc: decl.doc.clone(),
-        };
+        let meta = self.meta(id, decl);
         let Some(head) = head else {
             self.missing(
                 id.module,
@@ -65,14 +58,7 @@ impl<'a> Cx<'a> {
         let decl = self.decl(id)?;
         let (head, f) = self.effective(id);
         self.check_keys(&f, schema::DEVICE, "a device");
-        let meta = Meta {
-            name: decl.name.name.clone(),
-            loc: Loc {
-                file: file_id(id.module),
-                span: decl.name.span,
-            },
-            doc: decl.doc.clone(),
-        };
+        let meta = self.meta(id, decl);
         let Some(head) = head else {
             self.missing(id.module, decl.name.span, "= cpu", "a device", "cuda(0)");
             return None;

@@ -19,14 +19,7 @@ impl<'a> Cx<'a> {
         let decl = self.decl(id)?;
         let (head, fields) = self.effective(id);
         self.check_keys(&fields, schema::MODEL, "a model");
-        let meta = Meta {
-            name: decl.name.name.clone(),
-            loc: crate::syntax::Loc {
-                file: file_id(id.module),
-                span: decl.name.span,
-            },
-            doc: decl.doc.clone(),
-        };
+        let meta = self.meta(id, decl);
         let Some(head) = head else {
             self.emit(
                 Diagnostic::new(

@@ -6,7 +6,7 @@ use super::cx::{file_id, Cx, DeclId, Fields, V};
 use super::hir::*;
 use super::schema;
 use crate::syntax::ast::{DeclKind, ExprKind, Path as AstPath};
-use crate::syntax::{Code, Diagnostic, Loc};
+use crate::syntax::{Code, Diagnostic};
 
 impl<'a> Cx<'a> {
     pub fn lower_train(&mut self, id: DeclId, prog: &Program) -> Option<Train> {
@@ -16,14 +16,7 @@ impl<'a> Cx<'a> {
             self.type_error(h, "another train to extend (`train t2 = t1 { .. }`)", None);
         }
         self.check_keys(&f, schema::TRAIN, "a train");
-        let meta = Meta {
-            name: decl.name.name.clone(),
-            loc: Loc {
-                file: file_id(id.module),
-                span: decl.name.span,
-            },
-            doc: decl.doc.clone(),
-        };
+        let meta = self.meta(id, decl);
         let mut searches = Vec::new();
         let model_ref = match f.get("model") {
             Some(mf) => self.model_ref(mf.value()),

@@ -5,34 +5,9 @@ use super::diagnostic::{Code, Diagnostic};
 use super::grammar::Rule;
 use super::span::{FileId, Span};
 
-const KEYWORDS: &[&str] = &[
-    "use",
-    "model",
-    "quant",
-    "adapter",
-    "dataset",
-    "train",
-    "eval",
-    "gate",
-    "merge",
-    "export",
-    "device",
-    "let",
-    "to",
-    "as",
-    "on",
-    "quantized",
-    "sweep",
-    "escalate",
-    "mix",
-    "baseline",
-    "true",
-    "false",
-];
-
 /// Whether `word` is a reserved keyword.
 pub fn is_keyword(word: &str) -> bool {
-    KEYWORDS.contains(&word)
+    super::KEYWORDS.contains(&word)
 }
 
 /// What the user sees for an expected rule; `None` hides it.
