@@ -1,7 +1,8 @@
 //! Inference latency of the llama implementation on tiny-llama shapes (hidden 512, 8 layers,
 //! GQA 8/4, vocab 8000), batch 1 and 8, sequence 128 (one prefill through the KV-cache decoder):
 //! base, LoRA unmerged (r 16 on q,v), LoRA merged, three LoRA adapters active at once.
-//! Prints each variant's median and its ratio to the base measured in the same run.
+//! Prints each variant's median and its ratio to the base, measured round-robin in the same run
+//! (so that load from other processes hits every variant alike).
 //!
 //! Run: `cargo bench --bench inference` (add `--profile dev` on machines where release builds
 //! of candle are too slow; dependencies are optimised in that profile too).
@@ -13,7 +14,6 @@ use peftc::runtime::adapters::lora::{LoraInit, LoraSpec};
 use peftc::runtime::adapters::targets::TargetModules;
 use peftc::runtime::models::load::{load_folder, LoadConfig, LoadedModel};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const SEQ: usize = 128;
@@ -21,8 +21,6 @@ const HIDDEN: usize = 512;
 const LAYERS: usize = 8;
 const VOCAB: usize = 8000;
 const INTER: usize = 1376;
-
-static TIMES: Mutex<Vec<(String, usize, Duration)>> = Mutex::new(Vec::new());
 
 fn write_tiny_llama(dir: &std::path::Path) {
     let dev = Device::Cpu;
@@ -110,70 +108,77 @@ fn bench(c: &mut Criterion) {
         ("lora_merged", merged.as_ref()),
         ("three_adapters", several.as_ref()),
     ];
+    let inputs: Vec<(usize, Tensor, Tensor, Tensor)> = [1usize, 8]
+        .iter()
+        .map(|&batch| {
+            let ids: Vec<u32> = (0..batch * SEQ)
+                .map(|i| ((i * 7919) % VOCAB) as u32)
+                .collect();
+            let ids = Tensor::from_vec(ids, (batch, SEQ), &Device::Cpu).expect("ids");
+            let mask = Tensor::ones((batch, SEQ), DType::U8, &Device::Cpu).expect("mask");
+            let pos = Tensor::arange(0u32, SEQ as u32, &Device::Cpu).expect("pos");
+            let pos = pos
+                .unsqueeze(0)
+                .expect("pos")
+                .repeat((batch, 1))
+                .expect("pos");
+            (batch, ids, mask, pos)
+        })
+        .collect();
     let mut group = c.benchmark_group("inference_prefill_seq128");
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_secs(1));
-    for batch in [1usize, 8] {
-        let ids: Vec<u32> = (0..batch * SEQ)
-            .map(|i| ((i * 7919) % VOCAB) as u32)
-            .collect();
-        let ids = Tensor::from_vec(ids, (batch, SEQ), &Device::Cpu).expect("ids");
-        let mask = Tensor::ones((batch, SEQ), DType::U8, &Device::Cpu).expect("mask");
-        let pos = Tensor::arange(0u32, SEQ as u32, &Device::Cpu)
-            .expect("pos")
-            .unsqueeze(0)
-            .expect("pos");
-        let pos = pos.repeat((batch, 1)).expect("pos");
+    for (batch, ids, mask, pos) in &inputs {
         for (name, model) in &variants {
             group.bench_function(format!("{name}/b{batch}"), |b| {
-                b.iter_custom(|iters| {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let t = Instant::now();
-                        prefill(*model, &ids, &mask, &pos);
-                        if let Ok(mut v) = TIMES.lock() {
-                            v.push((name.to_string(), batch, t.elapsed()));
-                        }
-                    }
-                    start.elapsed()
-                })
+                b.iter(|| prefill(*model, ids, mask, pos))
             });
         }
     }
     group.finish();
-    report();
+    interleaved_ratios(&variants, &inputs);
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
-fn report() {
-    let Ok(times) = TIMES.lock() else { return };
-    println!("\nvariant          batch  median ms  ratio vs base");
-    for batch in [1usize, 8] {
-        let of = |n: &str| {
-            median(
-                times
-                    .iter()
-                    .filter(|(v, b, _)| v == n && *b == batch)
-                    .map(|(_, _, d)| *d)
-                    .collect(),
-            )
-        };
-        let base = of("base").as_secs_f64();
-        for n in ["base", "lora_unmerged", "lora_merged", "three_adapters"] {
-            let m = of(n).as_secs_f64();
+/// Ratios to the base measured round-robin (each round times every variant once), so that a
+/// change in machine load hits all variants alike; prints the median over rounds.
+fn interleaved_ratios(
+    variants: &[(&str, &dyn LoadedModel)],
+    inputs: &[(usize, Tensor, Tensor, Tensor)],
+) {
+    const ROUNDS: usize = 9;
+    println!("\nvariant          batch  median ms  ratio vs base (median of {ROUNDS} interleaved rounds)");
+    for (batch, ids, mask, pos) in inputs {
+        let mut ms: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+        let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+        for _ in 0..ROUNDS {
+            let times: Vec<f64> = variants
+                .iter()
+                .map(|(_, m)| {
+                    let t = Instant::now();
+                    prefill(*m, ids, mask, pos);
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            for (i, t) in times.iter().enumerate() {
+                ms[i].push(*t);
+                ratios[i].push(t / times[0]);
+            }
+        }
+        for (i, (name, _)) in variants.iter().enumerate() {
             println!(
-                "{n:<16} {batch:>5}  {:>9.2}  {:>6.3}",
-                m * 1e3,
-                if base > 0.0 { m / base } else { 0.0 }
+                "{name:<16} {batch:>5}  {:>9.2}  {:>6.3}",
+                median(&mut ms[i]),
+                median(&mut ratios[i])
             );
         }
     }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 criterion_group!(benches, bench);

@@ -4,4 +4,5 @@ mod errors;
 mod generation;
 mod gradients;
 mod parity;
+mod peft_files;
 mod reverse;

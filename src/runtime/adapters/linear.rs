@@ -113,10 +113,14 @@ impl AdaptableLinear {
             };
             let a = ad.a.as_tensor().to_dtype(x.dtype())?;
             let b = ad.b.as_tensor().to_dtype(x.dtype())?;
-            let lora = matmul_2d(&matmul_2d(&xd, &a.t()?)?, &b.t()?)?;
             let delta = match &ad.magnitude {
-                None => (lora * (ad.scale * weight))?,
+                None => {
+                    // The scale goes on the small `[r, in]` matrix, not on the `[.., out]` output.
+                    let a = (a * (ad.scale * weight))?;
+                    matmul_2d(&matmul_2d(&xd, &a.t()?)?, &b.t()?)?
+                }
                 Some(m) => {
+                    let lora = matmul_2d(&matmul_2d(&xd, &a.t()?)?, &b.t()?)?;
                     let norm = self.dora_norm(ad)?.to_dtype(x.dtype())?;
                     let mag = m.as_tensor().to_dtype(x.dtype())?.broadcast_div(&norm)?;
                     let base_part = if train && ad.dropout > 0.0 {

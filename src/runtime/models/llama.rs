@@ -21,7 +21,7 @@ use crate::runtime::models::reader::WeightReader;
 use crate::runtime::ops::attention::{attention, Kernels};
 use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
 use crate::runtime::ops::norm::rms_norm;
-use crate::runtime::ops::rope::{apply_rotary, Rotary};
+use crate::runtime::ops::rope::{apply_rotary, RopeTables, Rotary};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::sync::Arc;
 
@@ -169,7 +169,7 @@ impl Llama {
             kind: MaskKind::Causal,
         };
         let bias = attention_bias(mask, spec, self.dtype, &self.device)?;
-        let (cos, sin) = self.rotary.cos_sin(positions, self.dtype)?;
+        let rope = RopeTables::new(&self.rotary, positions, self.dtype)?;
         let scale = 1.0 / (hd as f64).sqrt();
         for (i, l) in self.layers.iter().enumerate() {
             let hs = self.norm(&x, &l.input_norm, pass.kernels)?;
@@ -185,8 +185,8 @@ impl Llama {
                 l.v.forward(&hs, pass.train)?
                     .reshape((b, s, nkv, hd))?
                     .transpose(1, 2)?;
-            let q = apply_rotary(&q, &cos, &sin)?;
-            let k = apply_rotary(&k, &cos, &sin)?;
+            let q = apply_rotary(&q, &rope)?;
+            let k = apply_rotary(&k, &rope)?;
             let (k, v) = match pass.cache.as_deref_mut() {
                 Some(c) => c.append(i, k.contiguous()?, v.contiguous()?)?,
                 None => (k, v),

@@ -1,11 +1,11 @@
 //! Differentiable RMSNorm (llama family) and LayerNorm (gpt2, bert).
 //!
-//! RMSNorm runs candle's fused kernel wrapped with our own backward on CPU
-//! ([`RmsNormWithGrad`]); LayerNorm is composite. Must never call candle's bare fused
+//! On CPU both run candle's fused kernels wrapped with our own backward ([`RmsNormWithGrad`],
+//! [`LayerNormWithGrad`]); elsewhere the composite forms. Must never call candle's bare fused
 //! `candle_nn::ops::{rms_norm, layer_norm}` on the training path (no backward: a graph cut).
 //! Statistics are computed in f32 (or f64) as in transformers, then cast back.
 
-use crate::runtime::ops::fused::RmsNormWithGrad;
+use crate::runtime::ops::fused::{LayerNormWithGrad, RmsNormWithGrad};
 use candle_core::{DType, Result, Tensor, D};
 
 fn compute_dtype(x: &Tensor) -> DType {
@@ -37,8 +37,28 @@ pub fn rms_norm_composite(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tenso
 }
 
 /// `(x - mean) / sqrt(var + eps) * weight + bias` over the last dimension (biased variance, as
-/// `torch.nn.LayerNorm`).
+/// `torch.nn.LayerNorm`), differentiable: fused with a backward pass on CPU
+/// ([`LayerNormWithGrad`]), composite elsewhere.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        let w = weight.to_dtype(x.dtype())?.contiguous()?;
+        let b = match bias {
+            Some(b) => b.to_dtype(x.dtype())?.contiguous()?,
+            None => w.zeros_like()?,
+        };
+        x.contiguous()?.apply_op3(&w, &b, LayerNormWithGrad { eps })
+    } else {
+        layer_norm_composite(x, weight, bias, eps)
+    }
+}
+
+/// LayerNorm from primitives, statistics in f32 (f64 for f64 inputs).
+pub fn layer_norm_composite(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
     let dt = x.dtype();
     let xf = x.to_dtype(compute_dtype(x))?;
     let mean = xf.mean_keepdim(D::Minus1)?;
@@ -85,6 +105,7 @@ mod tests {
         assert!((y[0][0] - (0.5 - 2.0 / 3.5f64.sqrt())).abs() < 1e-9);
         let w = Tensor::randn(0f64, 1.0, 5, &dev)?;
         let b = Tensor::randn(0f64, 1.0, 5, &dev)?;
-        check_grad(&[3, 5], |x| layer_norm(x, &w, Some(&b), 1e-5))
+        check_grad(&[3, 5], |x| layer_norm(x, &w, Some(&b), 1e-5))?;
+        check_grad(&[3, 5], |x| layer_norm_composite(x, &w, Some(&b), 1e-5))
     }
 }

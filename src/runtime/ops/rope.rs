@@ -1,9 +1,11 @@
 //! Rotary position embeddings in the "rotate half" layout of Hugging Face llama / mistral /
 //! qwen2, with the default, linear and llama3 frequency schedules.
 //!
-//! `apply_rotary` is composite (narrow, neg, cat, mul, add) and differentiable; it must not call
-//! `candle_nn::rotary_emb::rope` (fused, no backward).
+//! [`apply_rotary`] is differentiable: on CPU candle's fused kernel wrapped with our backward
+//! ([`RopeWithGrad`]), elsewhere the composite form (narrow, neg, cat, mul, add). Must not call
+//! bare `candle_nn::rotary_emb::rope` on the training path (no backward).
 
+use crate::runtime::ops::fused::RopeWithGrad;
 use candle_core::{DType, Device, Result, Tensor, D};
 
 /// How rope frequencies are rescaled for long contexts (`rope_scaling` in `config.json`).
@@ -80,6 +82,21 @@ impl Rotary {
         Ok((emb.cos()?.to_dtype(dtype)?, emb.sin()?.to_dtype(dtype)?))
     }
 
+    /// `cos` and `sin` of shape `[b, s, head_dim / 2]` (contiguous), for the fused kernel.
+    pub fn cos_sin_half(&self, positions: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let device = positions.device();
+        let half = self.inv_freq.len();
+        let inv = Tensor::from_vec(self.inv_freq.clone(), (1, 1, half), device)?;
+        let freqs = positions
+            .to_dtype(DType::F32)?
+            .unsqueeze(D::Minus1)?
+            .broadcast_mul(&inv)?;
+        Ok((
+            freqs.cos()?.to_dtype(dtype)?.contiguous()?,
+            freqs.sin()?.to_dtype(dtype)?.contiguous()?,
+        ))
+    }
+
     /// Positions `offset .. offset + s` for every row.
     pub fn positions(batch: usize, seq: usize, offset: usize, device: &Device) -> Result<Tensor> {
         let start = u32::try_from(offset).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
@@ -91,8 +108,37 @@ impl Rotary {
     }
 }
 
+/// Precomputed `cos` / `sin` for one forward pass.
+#[derive(Clone, Debug)]
+pub struct RopeTables {
+    /// `[b, s, d/2]`, for the fused kernel.
+    pub cos_half: Tensor,
+    /// `[b, s, d/2]`.
+    pub sin_half: Tensor,
+}
+
+impl RopeTables {
+    /// Tables for per-row positions `[b, s]`.
+    pub fn new(rotary: &Rotary, positions: &Tensor, dtype: DType) -> Result<Self> {
+        let (cos_half, sin_half) = rotary.cos_sin_half(positions, dtype)?;
+        Ok(Self { cos_half, sin_half })
+    }
+}
+
+/// Rotary embedding of `x: [b, h, s, d]`, differentiable: fused with a backward pass on CPU
+/// ([`RopeWithGrad`]), composite elsewhere.
+pub fn apply_rotary(x: &Tensor, t: &RopeTables) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        x.contiguous()?
+            .apply_op3(&t.cos_half, &t.sin_half, RopeWithGrad)
+    } else {
+        let full = |h: &Tensor| -> Result<Tensor> { Tensor::cat(&[h, h], D::Minus1)?.unsqueeze(1) };
+        apply_rotary_composite(x, &full(&t.cos_half)?, &full(&t.sin_half)?)
+    }
+}
+
 /// `x * cos + rotate_half(x) * sin` for `x: [b, h, s, d]`, `cos`/`sin`: `[b, 1, s, d]`.
-pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+pub fn apply_rotary_composite(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let d = x.dim(D::Minus1)?;
     let x1 = x.narrow(D::Minus1, 0, d / 2)?;
     let x2 = x.narrow(D::Minus1, d / 2, d - d / 2)?;
@@ -112,7 +158,7 @@ mod tests {
         let pos = Rotary::positions(1, 3, 0, &dev)?;
         let (cos, sin) = rot.cos_sin(&pos, DType::F64)?;
         let x = Tensor::randn(0f64, 1.0, (1, 2, 3, 8), &dev)?;
-        let y = apply_rotary(&x, &cos, &sin)?;
+        let y = apply_rotary_composite(&x, &cos, &sin)?;
         let first = (y.narrow(2, 0, 1)? - x.narrow(2, 0, 1)?)?
             .abs()?
             .max_all()?
@@ -121,7 +167,9 @@ mod tests {
         let nx = x.sqr()?.sum_all()?.to_scalar::<f64>()?;
         let ny = y.sqr()?.sum_all()?.to_scalar::<f64>()?;
         assert!((nx - ny).abs() < 1e-5 * nx);
-        check_grad(&[1, 2, 3, 8], |x| apply_rotary(x, &cos, &sin))
+        check_grad(&[1, 2, 3, 8], |x| apply_rotary_composite(x, &cos, &sin))?;
+        let tables = RopeTables::new(&rot, &pos, DType::F64)?;
+        check_grad(&[1, 2, 3, 8], |x| apply_rotary(x, &tables))
     }
 
     #[test]
