@@ -2,6 +2,7 @@
 mod data;
 mod exec;
 mod frontend;
+mod pipeline;
 mod quant;
 mod runtime_bert;
 mod runtime_models;

@@ -2,12 +2,12 @@
 //! and an exit code. Exit codes: 0 success (warnings allowed), 1 errors in the input, 2 usage or
 //! I/O failure, 3 a gate failed.
 
+pub mod cache;
 pub mod check;
 pub mod explain;
 pub mod pipeline;
 pub mod plan;
 pub mod run;
-pub mod cache;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

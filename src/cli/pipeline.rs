@@ -17,10 +17,14 @@ pub enum Unusable {
 /// Checks `file`, prints its diagnostics to stderr, returns the program when error-free.
 pub fn checked_program(file: &Path) -> Result<Program, Unusable> {
     let world = RealWorld::from_env();
-    let checked = check::check(&world, file).map_err(|e| Unusable::Io(format!("cannot read `{}`: {e}", file.display())))?;
+    let checked = check::check(&world, file)
+        .map_err(|e| Unusable::Io(format!("cannot read `{}`: {e}", file.display())))?;
     let fancy = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     for d in &checked.diagnostics {
-        eprint!("{}", render::human(d, &checked.sources, render::Style { fancy, width: 100 }));
+        eprint!(
+            "{}",
+            render::human(d, &checked.sources, render::Style { fancy, width: 100 })
+        );
     }
     if checked.has_errors() {
         let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
@@ -32,7 +36,11 @@ pub fn checked_program(file: &Path) -> Result<Program, Unusable> {
 
 /// The folder holding the pipeline file (the root for relative paths, the cache and the lock).
 pub fn pipeline_root(file: &Path) -> PathBuf {
-    let abs = if file.is_absolute() { file.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(file) };
+    let abs = if file.is_absolute() {
+        file.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(file)
+    };
     abs.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 

@@ -52,7 +52,11 @@ fn show(args: &PlanArgs, program: &crate::check::Program) -> anyhow::Result<()> 
     let plan = lower::lower(program, &Default::default())?;
     let cache = Cache::open(cache_dir(&args.file, args.cache_dir.as_deref()))?;
     let previous = Lockfile::read(&lock_path(&args.file))?;
-    let config = StatusConfig { root: pipeline_root(&args.file), previous: previous.as_ref(), ..Default::default() };
+    let config = StatusConfig {
+        root: pipeline_root(&args.file),
+        previous: previous.as_ref(),
+        ..Default::default()
+    };
     let status = plan_status(&plan, &cache, &config)?;
     let out = if args.dot {
         render::dot(&plan, &status)

@@ -7,7 +7,9 @@
 use super::pipeline::{cache_dir, checked_program, lock_path, pipeline_root, Unusable};
 use crate::check::hir::{Program, SearchMode};
 use crate::exec::progress::stderr_reporter;
-use crate::exec::{install_ctrlc, run_summary, Cache, CancelFlag, Lockfile, RunConfig, RunReport, StageRun};
+use crate::exec::{
+    install_ctrlc, run_summary, Cache, CancelFlag, Lockfile, RunConfig, RunReport, StageRun,
+};
 use crate::plan::lower::{lower, EscalationChoice};
 use crate::stages::{execute, RunEnv};
 use clap::Args;
@@ -61,8 +63,12 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
     let cache = Cache::open(cache_dir(&args.file, args.cache_dir.as_deref()))?;
     let cancel = CancelFlag::new();
     let _ = install_ctrlc(cancel.clone());
-    let env = RunEnv { pipeline: program.file.clone(), source: std::fs::read_to_string(&program.file).unwrap_or_default() };
-    let executor = |stage: &crate::plan::Stage, ctx: &crate::exec::StageContext| execute(stage, ctx, &env);
+    let env = RunEnv {
+        pipeline: program.file.clone(),
+        source: std::fs::read_to_string(&program.file).unwrap_or_default(),
+    };
+    let executor =
+        |stage: &crate::plan::Stage, ctx: &crate::exec::StageContext| execute(stage, ctx, &env);
     let mut escalation = EscalationChoice::new();
     loop {
         let plan = lower(program, &escalation)?;
@@ -70,7 +76,10 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
         let previous = Lockfile::read(&lock)?;
         let mut config = RunConfig::new(pipeline_root(&args.file));
         config.jobs = args.jobs.max(1);
-        config.exclusive_kinds = ["train", "eval", "quantize", "merge"].iter().map(|s| s.to_string()).collect();
+        config.exclusive_kinds = ["train", "eval", "quantize", "merge"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         config.only = args.only.clone();
         config.force = args.force.clone();
         config.cancel = cancel.clone();
@@ -94,18 +103,28 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
 }
 
 /// The next escalation choice when a gate over an escalating train failed and a value is left.
-fn escalate(program: &Program, report: &RunReport, current: &EscalationChoice) -> Option<EscalationChoice> {
+fn escalate(
+    program: &Program,
+    report: &RunReport,
+    current: &EscalationChoice,
+) -> Option<EscalationChoice> {
     let mut next = current.clone();
     let mut changed = false;
     for t in &program.trains {
-        let Some(search) = t.searches.iter().find(|s| s.mode == SearchMode::Escalate) else { continue };
+        let Some(search) = t.searches.iter().find(|s| s.mode == SearchMode::Escalate) else {
+            continue;
+        };
         let idx = current.get(&t.meta.name).copied().unwrap_or(0);
         if idx + 1 >= search.values.len() || !gate_failed_over(program, report, &t.meta.name) {
             continue;
         }
         eprintln!(
             "escalating `{}`: a gate failed with {} = {}; trying {} = {}",
-            t.meta.name, search.field, search.values[idx], search.field, search.values[idx + 1]
+            t.meta.name,
+            search.field,
+            search.values[idx],
+            search.field,
+            search.values[idx + 1]
         );
         next.insert(t.meta.name.clone(), idx + 1);
         changed = true;
@@ -117,19 +136,31 @@ fn gate_failed_over(program: &Program, report: &RunReport, train: &str) -> bool 
     program.evals.iter().any(|e| {
         let over = match &e.subject {
             crate::check::hir::EvalSubject::Train { train: t } => t == train,
-            crate::check::hir::EvalSubject::Combined { adapters, .. } => adapters.refs().iter().any(|r| r.train == train),
+            crate::check::hir::EvalSubject::Combined { adapters, .. } => {
+                adapters.refs().iter().any(|r| r.train == train)
+            }
             _ => false,
         };
-        over && matches!(report.get(&format!("gate.{}", e.meta.name)).map(|s| &s.state), Some(StageRun::GateFailed { .. }))
+        over && matches!(
+            report
+                .get(&format!("gate.{}", e.meta.name))
+                .map(|s| &s.state),
+            Some(StageRun::GateFailed { .. })
+        )
     })
 }
 
 fn record_escalation(program: &Program, report: &RunReport, choice: &EscalationChoice) {
     for t in &program.trains {
-        let Some(search) = t.searches.iter().find(|s| s.mode == SearchMode::Escalate) else { continue };
+        let Some(search) = t.searches.iter().find(|s| s.mode == SearchMode::Escalate) else {
+            continue;
+        };
         let idx = choice.get(&t.meta.name).copied().unwrap_or(0);
         if !gate_failed_over(program, report, &t.meta.name) {
-            eprintln!("`{}` passed its gates with {} = {}", t.meta.name, search.field, search.values[idx]);
+            eprintln!(
+                "`{}` passed its gates with {} = {}",
+                t.meta.name, search.field, search.values[idx]
+            );
         }
     }
 }

@@ -187,7 +187,10 @@ pub enum EvalSubjectConfig {
     /// The base model alone (input `model`).
     Base,
     /// The base with trained adapters, combined by weights when mixed.
-    Adapters { picks: Vec<AdapterPick>, weights: Option<Vec<f64>> },
+    Adapters {
+        picks: Vec<AdapterPick>,
+        weights: Option<Vec<f64>>,
+    },
     /// A merged model (input `merged`).
     Merged,
 }
@@ -209,12 +212,27 @@ pub struct EvalStageConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum GateExprConfig {
-    Metric { metric: String },
-    Baseline { metric: String },
-    Run { slot: String, metric: String },
-    Literal { value: f64 },
-    Binary { arith: String, lhs: Box<GateExprConfig>, rhs: Box<GateExprConfig> },
-    Neg { expr: Box<GateExprConfig> },
+    Metric {
+        metric: String,
+    },
+    Baseline {
+        metric: String,
+    },
+    Run {
+        slot: String,
+        metric: String,
+    },
+    Literal {
+        value: f64,
+    },
+    Binary {
+        arith: String,
+        lhs: Box<GateExprConfig>,
+        rhs: Box<GateExprConfig>,
+    },
+    Neg {
+        expr: Box<GateExprConfig>,
+    },
 }
 
 /// One gate: `lhs cmp rhs`, with its text for reports.

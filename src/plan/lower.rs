@@ -15,15 +15,27 @@ pub type EscalationChoice = BTreeMap<String, usize>;
 
 /// Builds the plan of a checked program (which must have no errors).
 pub fn lower(program: &Program, escalation: &EscalationChoice) -> Result<Plan, PlanError> {
-    let mut lw = Lowering { program, stages: Vec::new(), escalation };
+    let mut lw = Lowering {
+        program,
+        stages: Vec::new(),
+        escalation,
+    };
     lw.all();
     Plan::new(lw.stages)
 }
 
 /// Stage id of a train at a sweep point (`train.name` or `train.name[lr=0.001]`).
-pub fn train_ids(program: &Program, train: &hir::Train, escalation: &EscalationChoice) -> Vec<(String, TrainStageConfig)> {
+pub fn train_ids(
+    program: &Program,
+    train: &hir::Train,
+    escalation: &EscalationChoice,
+) -> Vec<(String, TrainStageConfig)> {
     let base = train_config(program, train);
-    let sweeps: Vec<&hir::Search> = train.searches.iter().filter(|s| s.mode == hir::SearchMode::Sweep).collect();
+    let sweeps: Vec<&hir::Search> = train
+        .searches
+        .iter()
+        .filter(|s| s.mode == hir::SearchMode::Sweep)
+        .collect();
     let mut points = vec![(format!("train.{}", train.meta.name), base)];
     for search in &train.searches {
         if search.mode == hir::SearchMode::Escalate {
@@ -96,15 +108,22 @@ impl Lowering<'_> {
         if self.has(&id) {
             return id;
         }
-        let Some(m) = self.program.model(name) else { return id };
+        let Some(m) = self.program.model(name) else {
+            return id;
+        };
         let config = match &m.source {
-            hir::ModelSource::Hf { repo, revision } => ModelConfig::Hf { repo: repo.clone(), revision: revision.clone() },
+            hir::ModelSource::Hf { repo, revision } => ModelConfig::Hf {
+                repo: repo.clone(),
+                revision: revision.clone(),
+            },
             hir::ModelSource::Local { .. } => ModelConfig::Local,
             hir::ModelSource::Gguf { .. } => ModelConfig::Gguf,
         };
         let mut s = stage(id.clone(), StageKind::Model, to_value(&config));
         let path = m.resolved.clone().or_else(|| match &m.source {
-            hir::ModelSource::Local { path } | hir::ModelSource::Gguf { path } => Some(path.clone()),
+            hir::ModelSource::Local { path } | hir::ModelSource::Gguf { path } => {
+                Some(path.clone())
+            }
             hir::ModelSource::Hf { .. } => None,
         });
         if let Some(path) = path {
@@ -125,13 +144,19 @@ impl Lowering<'_> {
             hir::Task::Causal => None,
         });
         let dtype = m.map(|m| dtype_name(m.dtype)).unwrap_or("f32").to_string();
-        let quant = quant.and_then(|q| self.program.quant(q)).map(|q| QuantConfig {
-            kind: quant_name(q.kind).to_string(),
-            double_quant: q.double_quant,
-            block_size: q.block_size,
-            compute: dtype_name(q.compute).to_string(),
-        });
-        ModelBuild { labels, dtype, quant }
+        let quant = quant
+            .and_then(|q| self.program.quant(q))
+            .map(|q| QuantConfig {
+                kind: quant_name(q.kind).to_string(),
+                double_quant: q.double_quant,
+                block_size: q.block_size,
+                compute: dtype_name(q.compute).to_string(),
+            });
+        ModelBuild {
+            labels,
+            dtype,
+            quant,
+        }
     }
 
     /// `quantize.MODEL.QUANT`, when the base is quantized.
@@ -140,7 +165,8 @@ impl Lowering<'_> {
         let build = self.build(model, Some(quant));
         let model_id = self.model(model);
         let id = format!("quantize.{model}.{quant}");
-        let s = stage(id.clone(), StageKind::Quantize, to_value(&build.quant)).input("model", model_id);
+        let s =
+            stage(id.clone(), StageKind::Quantize, to_value(&build.quant)).input("model", model_id);
         self.push(s);
         Some(id)
     }
@@ -148,17 +174,24 @@ impl Lowering<'_> {
     /// `tokenize.DATASET` (suffixed with `@MODEL` when another model tokenizes it too).
     fn tokenize(&mut self, data: &hir::DataRef, model: &str) -> String {
         let users = self.dataset_models(&data.dataset);
-        let id = if users.len() > 1 { format!("tokenize.{}@{model}", data.dataset) } else { format!("tokenize.{}", data.dataset) };
+        let id = if users.len() > 1 {
+            format!("tokenize.{}@{model}", data.dataset)
+        } else {
+            format!("tokenize.{}", data.dataset)
+        };
         if self.has(&id) {
             return id;
         }
         let model_id = self.model(model);
-        let Some(d) = self.program.dataset(&data.dataset) else { return id };
+        let Some(d) = self.program.dataset(&data.dataset) else {
+            return id;
+        };
         let mut config = tokenize_config(d);
         if config.labels.is_none() {
             config.labels = self.build(model, None).labels;
         }
-        let mut s = stage(id.clone(), StageKind::Tokenize, to_value(&config)).input("model", model_id);
+        let mut s =
+            stage(id.clone(), StageKind::Tokenize, to_value(&config)).input("model", model_id);
         for (i, f) in d.source.files.iter().enumerate() {
             s = s.file(format!("data.{i}"), f.clone());
         }
@@ -192,7 +225,9 @@ impl Lowering<'_> {
 
     fn subject_model(&self, subject: &hir::EvalSubject) -> Option<String> {
         match subject {
-            hir::EvalSubject::Base { model } | hir::EvalSubject::Combined { model, .. } => Some(model.clone()),
+            hir::EvalSubject::Base { model } | hir::EvalSubject::Combined { model, .. } => {
+                Some(model.clone())
+            }
             hir::EvalSubject::Train { train } => self.program.train(train).map(|t| t.model.clone()),
             hir::EvalSubject::Merge { merge } => self.program.merge(merge).map(|m| m.model.clone()),
         }
@@ -200,8 +235,14 @@ impl Lowering<'_> {
 
     fn subject_quant(&self, subject: &hir::EvalSubject) -> Option<String> {
         match subject {
-            hir::EvalSubject::Train { train } => self.program.train(train).and_then(|t| t.quantized_with.clone()),
-            hir::EvalSubject::Merge { merge } => self.program.merge(merge).and_then(|m| m.quantized_with.clone()),
+            hir::EvalSubject::Train { train } => self
+                .program
+                .train(train)
+                .and_then(|t| t.quantized_with.clone()),
+            hir::EvalSubject::Merge { merge } => self
+                .program
+                .merge(merge)
+                .and_then(|m| m.quantized_with.clone()),
             hir::EvalSubject::Base { .. } | hir::EvalSubject::Combined { .. } => None,
         }
     }
@@ -220,7 +261,14 @@ impl Lowering<'_> {
             }
             if let Some(f) = &t.figures {
                 s = s
-                    .figure("trainable", format!("{} ({:.3}%)", crate::check::figures::human_count(f.trainable_params), f.trainable_percent))
+                    .figure(
+                        "trainable",
+                        format!(
+                            "{} ({:.3}%)",
+                            crate::check::figures::human_count(f.trainable_params),
+                            f.trainable_percent
+                        ),
+                    )
                     .figure("memory", crate::check::figures::human_bytes(f.memory.total))
                     .figure("flops/step", format!("{:.3e}", f.flops_per_step));
             }
@@ -231,11 +279,17 @@ impl Lowering<'_> {
     /// The stage id of a train (its first sweep point).
     fn train_id(&self, name: &str) -> Option<String> {
         let t = self.program.train(name)?;
-        train_ids(self.program, t, self.escalation).into_iter().next().map(|(id, _)| id)
+        train_ids(self.program, t, self.escalation)
+            .into_iter()
+            .next()
+            .map(|(id, _)| id)
     }
 
     /// Inputs and picks for a combination of trained adapters.
-    fn picks(&mut self, combo: &hir::Combination) -> (Vec<(String, String)>, Vec<AdapterPick>, Vec<f64>) {
+    fn picks(
+        &mut self,
+        combo: &hir::Combination,
+    ) -> (Vec<(String, String)>, Vec<AdapterPick>, Vec<f64>) {
         let mut inputs = Vec::new();
         let mut picks = Vec::new();
         let mut weights = Vec::new();
@@ -244,7 +298,9 @@ impl Lowering<'_> {
             hir::Combination::Mix(v) => v.iter().map(|(r, w)| (r, *w)).collect(),
         };
         for (r, w) in items {
-            let Some(train_id) = self.train_id(&r.train) else { continue };
+            let Some(train_id) = self.train_id(&r.train) else {
+                continue;
+            };
             let slot = format!("adapters.{}", inputs.len());
             let index = self
                 .program
@@ -261,8 +317,17 @@ impl Lowering<'_> {
         let model_id = self.model(&m.model);
         let quant_id = self.quantize(&m.model, m.quantized_with.as_deref());
         let (inputs, picks, weights) = self.picks(&m.adapters);
-        let cfg = MergeStageConfig { build: self.build(&m.model, m.quantized_with.as_deref()), picks, weights };
-        let mut s = stage(format!("merge.{}", m.meta.name), StageKind::Merge, to_value(&cfg)).input("model", model_id);
+        let cfg = MergeStageConfig {
+            build: self.build(&m.model, m.quantized_with.as_deref()),
+            picks,
+            weights,
+        };
+        let mut s = stage(
+            format!("merge.{}", m.meta.name),
+            StageKind::Merge,
+            to_value(&cfg),
+        )
+        .input("model", model_id);
         if let Some(q) = quant_id {
             s = s.input("quant", q);
         }
@@ -273,12 +338,18 @@ impl Lowering<'_> {
     }
 
     fn eval(&mut self, e: &hir::Eval) {
-        let Some(model) = self.subject_model(&e.subject) else { return };
+        let Some(model) = self.subject_model(&e.subject) else {
+            return;
+        };
         let quant = self.subject_quant(&e.subject);
         let model_id = self.model(&model);
         let tok_id = self.tokenize(&e.data, &model);
-        let baseline = e.gates.iter().any(|g| uses_baseline(&g.lhs) || uses_baseline(&g.rhs));
-        let mut inputs: Vec<(String, String)> = vec![("model".into(), model_id), ("data".into(), tok_id)];
+        let baseline = e
+            .gates
+            .iter()
+            .any(|g| uses_baseline(&g.lhs) || uses_baseline(&g.rhs));
+        let mut inputs: Vec<(String, String)> =
+            vec![("model".into(), model_id), ("data".into(), tok_id)];
         if let Some(q) = self.quantize(&model, quant.as_deref()) {
             inputs.push(("quant".into(), q));
         }
@@ -288,13 +359,22 @@ impl Lowering<'_> {
                 if let Some(id) = self.train_id(train) {
                     inputs.push(("adapters.0".into(), id));
                 }
-                EvalSubjectConfig::Adapters { picks: vec![AdapterPick { slot: "adapters.0".into(), index: None }], weights: None }
+                EvalSubjectConfig::Adapters {
+                    picks: vec![AdapterPick {
+                        slot: "adapters.0".into(),
+                        index: None,
+                    }],
+                    weights: None,
+                }
             }
             hir::EvalSubject::Combined { adapters, .. } => {
                 let mixed = matches!(adapters, hir::Combination::Mix(_));
                 let (ins, picks, weights) = self.picks(adapters);
                 inputs.extend(ins);
-                EvalSubjectConfig::Adapters { picks, weights: mixed.then_some(weights) }
+                EvalSubjectConfig::Adapters {
+                    picks,
+                    weights: mixed.then_some(weights),
+                }
             }
             hir::EvalSubject::Merge { merge } => {
                 inputs.push(("merged".into(), format!("merge.{merge}")));
@@ -319,9 +399,19 @@ impl Lowering<'_> {
             let gates = e
                 .gates
                 .iter()
-                .map(|g| GateConfig { text: g.text.clone(), lhs: gate_expr(&g.lhs), cmp: cmp_name(g.op).into(), rhs: gate_expr(&g.rhs) })
+                .map(|g| GateConfig {
+                    text: g.text.clone(),
+                    lhs: gate_expr(&g.lhs),
+                    cmp: cmp_name(g.op).into(),
+                    rhs: gate_expr(&g.rhs),
+                })
                 .collect();
-            let mut g = stage(format!("gate.{}", e.meta.name), StageKind::Gate, to_value(&GateStageConfig { gates })).input("eval", eval_id);
+            let mut g = stage(
+                format!("gate.{}", e.meta.name),
+                StageKind::Gate,
+                to_value(&GateStageConfig { gates }),
+            )
+            .input("eval", eval_id);
             for other in &e.needs_evals {
                 g = g.input(format!("run.{other}"), format!("eval.{other}"));
             }
@@ -338,7 +428,10 @@ impl Lowering<'_> {
             }
             let involved = match &e.subject {
                 hir::EvalSubject::Train { train: t } => Some(t.as_str()) == train,
-                hir::EvalSubject::Combined { adapters, .. } => adapters.refs().iter().any(|r| Some(r.train.as_str()) == train),
+                hir::EvalSubject::Combined { adapters, .. } => adapters
+                    .refs()
+                    .iter()
+                    .any(|r| Some(r.train.as_str()) == train),
                 hir::EvalSubject::Merge { merge: m } => Some(m.as_str()) == merge,
                 hir::EvalSubject::Base { .. } => false,
             };
@@ -352,9 +445,13 @@ impl Lowering<'_> {
     fn export(&mut self, x: &hir::Export) {
         let (source_slot, source_id, adapters, names, gates) = match &x.source {
             hir::ExportSource::Adapter(r) => {
-                let Some(t) = self.program.train(&r.train) else { return };
+                let Some(t) = self.program.train(&r.train) else {
+                    return;
+                };
                 let idx = t.adapters.iter().position(|a| a.meta.name == r.adapter);
-                let Some(id) = self.train_id(&r.train) else { return };
+                let Some(id) = self.train_id(&r.train) else {
+                    return;
+                };
                 let gates = self.gates_over(Some(&r.train), None);
                 (
                     "train",
@@ -365,12 +462,28 @@ impl Lowering<'_> {
                 )
             }
             hir::ExportSource::Train(name) => {
-                let Some(t) = self.program.train(name) else { return };
-                let Some(id) = self.train_id(name) else { return };
+                let Some(t) = self.program.train(name) else {
+                    return;
+                };
+                let Some(id) = self.train_id(name) else {
+                    return;
+                };
                 let names = t.adapters.iter().map(|a| a.meta.name.clone()).collect();
-                ("train", id, Vec::new(), names, self.gates_over(Some(name), None))
+                (
+                    "train",
+                    id,
+                    Vec::new(),
+                    names,
+                    self.gates_over(Some(name), None),
+                )
             }
-            hir::ExportSource::Merge(name) => ("merged", format!("merge.{name}"), Vec::new(), vec![name.clone()], self.gates_over(None, Some(name))),
+            hir::ExportSource::Merge(name) => (
+                "merged",
+                format!("merge.{name}"),
+                Vec::new(),
+                vec![name.clone()],
+                self.gates_over(None, Some(name)),
+            ),
         };
         let cfg = ExportStageConfig {
             format: match x.format {
@@ -418,9 +531,16 @@ fn uses_baseline(e: &hir::GateExpr) -> bool {
 
 fn gate_expr(e: &hir::GateExpr) -> GateExprConfig {
     match e {
-        hir::GateExpr::Metric(m) => GateExprConfig::Metric { metric: m.name().into() },
-        hir::GateExpr::Baseline(m) => GateExprConfig::Baseline { metric: m.name().into() },
-        hir::GateExpr::Run { eval, metric } => GateExprConfig::Run { slot: format!("run.{eval}"), metric: metric.name().into() },
+        hir::GateExpr::Metric(m) => GateExprConfig::Metric {
+            metric: m.name().into(),
+        },
+        hir::GateExpr::Baseline(m) => GateExprConfig::Baseline {
+            metric: m.name().into(),
+        },
+        hir::GateExpr::Run { eval, metric } => GateExprConfig::Run {
+            slot: format!("run.{eval}"),
+            metric: metric.name().into(),
+        },
         hir::GateExpr::Literal(v) => GateExprConfig::Literal { value: *v },
         hir::GateExpr::Binary { op, lhs, rhs } => GateExprConfig::Binary {
             arith: match op {
@@ -433,7 +553,9 @@ fn gate_expr(e: &hir::GateExpr) -> GateExprConfig {
             lhs: Box::new(gate_expr(lhs)),
             rhs: Box::new(gate_expr(rhs)),
         },
-        hir::GateExpr::Neg(x) => GateExprConfig::Neg { expr: Box::new(gate_expr(x)) },
+        hir::GateExpr::Neg(x) => GateExprConfig::Neg {
+            expr: Box::new(gate_expr(x)),
+        },
     }
 }
 
@@ -489,8 +611,16 @@ fn tokenize_config(d: &hir::Dataset) -> TokenizeConfig {
             sp.parts
                 .iter()
                 .map(|p| match p.amount {
-                    hir::SplitAmount::Fraction(f) => SplitPartConfig { name: p.name.clone(), fraction: Some(f), count: None },
-                    hir::SplitAmount::Count(c) => SplitPartConfig { name: p.name.clone(), fraction: None, count: Some(c) },
+                    hir::SplitAmount::Fraction(f) => SplitPartConfig {
+                        name: p.name.clone(),
+                        fraction: Some(f),
+                        count: None,
+                    },
+                    hir::SplitAmount::Count(c) => SplitPartConfig {
+                        name: p.name.clone(),
+                        fraction: None,
+                        count: Some(c),
+                    },
                 })
                 .collect(),
             sp.seed,
@@ -577,7 +707,11 @@ fn lora_targets(t: &hir::Targets) -> Vec<String> {
 }
 
 fn train_config(program: &Program, t: &hir::Train) -> TrainStageConfig {
-    let lw = Lowering { program, stages: Vec::new(), escalation: &BTreeMap::new() };
+    let lw = Lowering {
+        program,
+        stages: Vec::new(),
+        escalation: &BTreeMap::new(),
+    };
     let (warmup_fraction, warmup_steps) = match t.schedule.warmup {
         hir::Warmup::Fraction(f) => (Some(f), None),
         hir::Warmup::Steps(s) => (None, Some(s)),

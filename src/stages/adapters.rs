@@ -39,13 +39,29 @@ pub struct Attached {
 }
 
 /// Attaches fresh adapters (a stack: all active) to the model.
-pub fn attach(loaded: &mut Loaded, adapters: &[AdapterConfig], seed: u64) -> anyhow::Result<Attached> {
+pub fn attach(
+    loaded: &mut Loaded,
+    adapters: &[AdapterConfig],
+    seed: u64,
+) -> anyhow::Result<Attached> {
     let classify = matches!(loaded.model.task(), TaskKind::Classify { .. });
-    let mut attached = Attached { lora: Vec::new(), bottleneck: None };
+    let mut attached = Attached {
+        lora: Vec::new(),
+        bottleneck: None,
+    };
     for (i, a) in adapters.iter().enumerate() {
         let name = adapter_name("train", i);
         match a {
-            AdapterConfig::Lora { r, alpha, dropout, targets, rslora, dora, init, .. } => {
+            AdapterConfig::Lora {
+                r,
+                alpha,
+                dropout,
+                targets,
+                rslora,
+                dora,
+                init,
+                ..
+            } => {
                 let spec = LoraSpec {
                     r: *r as usize,
                     alpha: *alpha,
@@ -62,17 +78,31 @@ pub fn attach(loaded: &mut Loaded, adapters: &[AdapterConfig], seed: u64) -> any
                 let cfg = LoraConfig {
                     spec,
                     target_modules: TargetModules::Names(targets.clone()),
-                    modules_to_save: if classify && i == 0 { vec!["classifier".into()] } else { Vec::new() },
+                    modules_to_save: if classify && i == 0 {
+                        vec!["classifier".into()]
+                    } else {
+                        Vec::new()
+                    },
                     ..LoraConfig::default()
                 };
-                attach_lora(loaded.model.as_adaptable_mut(), &name, &cfg).with_context(|| format!("attaching adapter {i}"))?;
+                attach_lora(loaded.model.as_adaptable_mut(), &name, &cfg)
+                    .with_context(|| format!("attaching adapter {i}"))?;
                 attached.lora.push((name, cfg));
             }
-            AdapterConfig::Bottleneck { size, reduction, placement, activation } => {
+            AdapterConfig::Bottleneck {
+                size,
+                reduction,
+                placement,
+                activation,
+            } => {
                 if attached.bottleneck.is_some() {
                     bail!("only one bottleneck adapter per model is supported");
                 }
-                let mut cfg = BottleneckConfig::new(if placement == "pfeiffer" { BottleneckKind::Pfeiffer } else { BottleneckKind::Houlsby });
+                let mut cfg = BottleneckConfig::new(if placement == "pfeiffer" {
+                    BottleneckKind::Pfeiffer
+                } else {
+                    BottleneckKind::Houlsby
+                });
                 cfg.width = match (size, reduction) {
                     (Some(s), _) => Width::Size(*s as usize),
                     (None, Some(r)) => Width::ReductionFactor(f64::from(*r)),
@@ -84,13 +114,27 @@ pub fn attach(loaded: &mut Loaded, adapters: &[AdapterConfig], seed: u64) -> any
                     _ => Activation::Relu,
                 };
                 cfg.seed = seed.wrapping_add(i as u64);
-                let hook = Arc::new(BottleneckAdapter::new(&name, cfg, site_names(loaded), loaded.model.num_layers(), loaded.model.hidden_size(), loaded.model.device())?);
-                loaded.model.as_adaptable_mut().set_residual_hook(hook.clone());
+                let hook = Arc::new(BottleneckAdapter::new(
+                    &name,
+                    cfg,
+                    site_names(loaded),
+                    loaded.model.num_layers(),
+                    loaded.model.hidden_size(),
+                    loaded.model.device(),
+                )?);
+                loaded
+                    .model
+                    .as_adaptable_mut()
+                    .set_residual_hook(hook.clone());
                 attached.bottleneck = Some((name, hook));
             }
         }
     }
-    let active: Vec<(String, f64)> = attached.lora.iter().map(|(n, _)| (n.clone(), 1.0)).collect();
+    let active: Vec<(String, f64)> = attached
+        .lora
+        .iter()
+        .map(|(n, _)| (n.clone(), 1.0))
+        .collect();
     set_active(loaded.model.as_adaptable_mut(), &active);
     Ok(attached)
 }
@@ -118,8 +162,20 @@ pub fn save_all(loaded: &mut Loaded, attached: &Attached, out: &Path) -> anyhow:
     for (name, cfg) in &attached.lora {
         // Save one adapter at a time as the only active one, so keys are PEFT's saved names.
         set_active(loaded.model.as_adaptable_mut(), &[(name.clone(), 1.0)]);
-        let peft = PeftConfig::from_model(loaded.model.as_adaptable(), name, cfg, &loaded.base_id, task_type(loaded));
-        save_adapter(loaded.model.as_adaptable(), name, &peft, &lineage, &adapter_dir(out, i))?;
+        let peft = PeftConfig::from_model(
+            loaded.model.as_adaptable(),
+            name,
+            cfg,
+            &loaded.base_id,
+            task_type(loaded),
+        );
+        save_adapter(
+            loaded.model.as_adaptable(),
+            name,
+            &peft,
+            &lineage,
+            &adapter_dir(out, i),
+        )?;
         i += 1;
     }
     if let Some((_, hook)) = &attached.bottleneck {
@@ -139,7 +195,9 @@ pub fn load_picks(
     let mut names = Vec::new();
     for pick in picks {
         let dir = dirs(&pick.slot).with_context(|| format!("missing input `{}`", pick.slot))?;
-        let count = std::fs::read_dir(dir.join("adapters")).map(|d| d.count()).unwrap_or(0);
+        let count = std::fs::read_dir(dir.join("adapters"))
+            .map(|d| d.count())
+            .unwrap_or(0);
         let indices: Vec<usize> = match pick.index {
             Some(i) => vec![i],
             None => (0..count).collect(),
@@ -148,20 +206,42 @@ pub fn load_picks(
             let adir = adapter_dir(&dir, i);
             let name = adapter_name(&pick.slot, i);
             if adir.join("adapter_config.json").is_file() && PeftConfig::read(&adir).is_ok() {
-                load_adapter(loaded.model.as_adaptable_mut(), &adir, &name).with_context(|| format!("loading {}", adir.display()))?;
+                load_adapter(loaded.model.as_adaptable_mut(), &adir, &name)
+                    .with_context(|| format!("loading {}", adir.display()))?;
                 names.push(name);
             } else {
-                let hook = BottleneckAdapter::load(&adir, site_names(loaded), loaded.model.num_layers(), loaded.model.device())?;
-                loaded.model.as_adaptable_mut().set_residual_hook(Arc::new(hook));
+                let hook = BottleneckAdapter::load(
+                    &adir,
+                    site_names(loaded),
+                    loaded.model.num_layers(),
+                    loaded.model.device(),
+                )?;
+                loaded
+                    .model
+                    .as_adaptable_mut()
+                    .set_residual_hook(Arc::new(hook));
             }
         }
     }
     match weights {
         Some(w) if names.len() > 1 => {
-            let sources: Vec<(String, f64)> = names.iter().cloned().zip(w.iter().copied()).collect();
+            let sources: Vec<(String, f64)> =
+                names.iter().cloned().zip(w.iter().copied()).collect();
             // PEFT's `linear` needs equal ranks; `cat` combines any.
-            if add_weighted_adapter(loaded.model.as_adaptable_mut(), &sources, "mix", Combination::Linear).is_err() {
-                add_weighted_adapter(loaded.model.as_adaptable_mut(), &sources, "mix", Combination::Cat)?;
+            if add_weighted_adapter(
+                loaded.model.as_adaptable_mut(),
+                &sources,
+                "mix",
+                Combination::Linear,
+            )
+            .is_err()
+            {
+                add_weighted_adapter(
+                    loaded.model.as_adaptable_mut(),
+                    &sources,
+                    "mix",
+                    Combination::Cat,
+                )?;
             }
             set_active(loaded.model.as_adaptable_mut(), &[("mix".into(), 1.0)]);
             Ok(vec!["mix".into()])

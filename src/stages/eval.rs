@@ -41,9 +41,15 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
             let dirs = |slot: &str| ctx.input(slot).map(|i| i.dir.clone());
             load_picks(&mut loaded, picks, weights.as_deref(), &dirs)?
         }
-        EvalSubjectConfig::Merged => bail!("evaluating a merged model: load its folder as `local(...)` for now"),
+        EvalSubjectConfig::Merged => {
+            bail!("evaluating a merged model: load its folder as `local(...)` for now")
+        }
     };
-    let metrics: Vec<Metric> = config.metrics.iter().filter_map(|m| parse_metric(m)).collect();
+    let metrics: Vec<Metric> = config
+        .metrics
+        .iter()
+        .filter_map(|m| parse_metric(m))
+        .collect();
     let eval_config = EvalConfig {
         batch_size: config.batch.max(1) as usize,
         metrics,
@@ -62,13 +68,24 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         None
     };
     let _ = active;
-    let out = EvalOutput { model: model_metrics, baseline, examples: examples.len() };
+    let out = EvalOutput {
+        model: model_metrics,
+        baseline,
+        examples: examples.len(),
+    };
     let value = serde_json::to_value(&out)?;
-    std::fs::write(ctx.out_dir.join("metrics.json"), serde_json::to_vec_pretty(&value)?)?;
+    std::fs::write(
+        ctx.out_dir.join("metrics.json"),
+        serde_json::to_vec_pretty(&value)?,
+    )?;
     Ok(StageOutcome::with_output(value))
 }
 
-fn measure(loaded: &Loaded, config: &EvalConfig, examples: &[crate::runtime::batch::Example]) -> anyhow::Result<Metrics> {
+fn measure(
+    loaded: &Loaded,
+    config: &EvalConfig,
+    examples: &[crate::runtime::batch::Example],
+) -> anyhow::Result<Metrics> {
     let device = loaded.model.device().clone();
     let gen_config = GenerateConfig {
         max_new_tokens: 48,
@@ -79,17 +96,32 @@ fn measure(loaded: &Loaded, config: &EvalConfig, examples: &[crate::runtime::bat
     let decoder = loaded.model.decoder();
     let gen = |prompt: &[u32]| -> candle_core::Result<Vec<u32>> {
         match decoder {
-            Some(d) => Ok(generate(d, &[prompt.to_vec()], &gen_config, &device)?.into_iter().next().unwrap_or_default()),
+            Some(d) => Ok(generate(d, &[prompt.to_vec()], &gen_config, &device)?
+                .into_iter()
+                .next()
+                .unwrap_or_default()),
             None => candle_core::bail!("exact_match needs a causal model"),
         }
     };
     let wants_gen = config.metrics.contains(&Metric::ExactMatch);
-    Ok(evaluate(adapted(loaded.model.as_ref()), examples, config, None, if wants_gen { Some(&gen) } else { None })?)
+    Ok(evaluate(
+        adapted(loaded.model.as_ref()),
+        examples,
+        config,
+        None,
+        if wants_gen { Some(&gen) } else { None },
+    )?)
 }
 
 /// A metric by its `.peft` name.
 pub fn parse_metric(name: &str) -> Option<Metric> {
-    [Metric::Loss, Metric::Perplexity, Metric::Accuracy, Metric::F1, Metric::ExactMatch]
-        .into_iter()
-        .find(|m| m.key() == name)
+    [
+        Metric::Loss,
+        Metric::Perplexity,
+        Metric::Accuracy,
+        Metric::F1,
+        Metric::ExactMatch,
+    ]
+    .into_iter()
+    .find(|m| m.key() == name)
 }

@@ -23,30 +23,63 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Result<St
         .filter(|(slot, _)| slot.starts_with("gate."))
         .flat_map(|(_, g)| g.output["gates"].as_array().cloned().unwrap_or_default())
         .collect();
-    let model_id = ctx.input("model").and_then(|m| m.output["id"].as_str().map(str::to_string)).unwrap_or_default();
+    let model_id = ctx
+        .input("model")
+        .and_then(|m| m.output["id"].as_str().map(str::to_string))
+        .unwrap_or_default();
     let mut written = Vec::new();
     if let Some(train) = ctx.input("train") {
         if config.format == "merged" {
             bail!("a merged export needs a `merge` declaration as its source: `merge m = base + train.adapter`, then `export m to ... as merged`");
         }
-        let count = std::fs::read_dir(train.dir.join("adapters")).map(|d| d.count()).unwrap_or(0);
-        let indices: Vec<usize> = if config.adapters.is_empty() { (0..count).collect() } else { config.adapters.clone() };
+        let count = std::fs::read_dir(train.dir.join("adapters"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let indices: Vec<usize> = if config.adapters.is_empty() {
+            (0..count).collect()
+        } else {
+            config.adapters.clone()
+        };
         for (k, i) in indices.iter().enumerate() {
             let target = if indices.len() == 1 {
                 dest.clone()
             } else {
-                dest.join(config.names.get(k).cloned().unwrap_or_else(|| i.to_string()))
+                dest.join(
+                    config
+                        .names
+                        .get(k)
+                        .cloned()
+                        .unwrap_or_else(|| i.to_string()),
+                )
             };
             replace_dir(&adapter_dir(&train.dir, *i), &target)?;
             written.push(target);
         }
         let loss = read_loss_jsonl(&train.dir.join("metrics.jsonl")).unwrap_or_default();
         for target in &written {
-            finish(target, &config, ctx, env, &model_id, &gates, train.output.clone(), loss.clone())?;
+            finish(
+                target,
+                &config,
+                ctx,
+                env,
+                &model_id,
+                &gates,
+                train.output.clone(),
+                loss.clone(),
+            )?;
         }
     } else if let Some(merged) = ctx.input("merged") {
         replace_dir(&merged.dir.join("model"), &dest)?;
-        finish(&dest, &config, ctx, env, &model_id, &gates, Value::Null, Vec::new())?;
+        finish(
+            &dest,
+            &config,
+            ctx,
+            env,
+            &model_id,
+            &gates,
+            Value::Null,
+            Vec::new(),
+        )?;
         written.push(dest.clone());
     } else {
         bail!("the export has no source input");
@@ -66,8 +99,18 @@ fn finish(
     train: Value,
     loss: Vec<crate::exec::report::LossPoint>,
 ) -> anyhow::Result<()> {
-    let data: Vec<Value> = ctx.stage_key.files.iter().map(|(k, v)| json!({ "slot": k, "hash": v })).collect();
-    let inputs: Value = ctx.inputs.iter().map(|(k, v)| (k.clone(), json!(v.digest.to_string()))).collect::<serde_json::Map<_, _>>().into();
+    let data: Vec<Value> = ctx
+        .stage_key
+        .files
+        .iter()
+        .map(|(k, v)| json!({ "slot": k, "hash": v }))
+        .collect();
+    let inputs: Value = ctx
+        .inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v.digest.to_string())))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
     let patch = json!({
         "peftc_version": env!("CARGO_PKG_VERSION"),
         "base_model": { "id": model_id },
@@ -85,7 +128,10 @@ fn finish(
             name: g["gate"].as_str().unwrap_or_default().to_string(),
             value: g["value"].as_f64().unwrap_or(f64::NAN),
             baseline: g["baseline"].as_f64(),
-            gate: Some(format!("{}", g["threshold"].as_f64().unwrap_or(f64::NAN))),
+            gate: Some(format!(
+                "{:.4}",
+                g["threshold"].as_f64().unwrap_or(f64::NAN)
+            )),
             passed: g["passed"].as_bool(),
         })
         .collect();
@@ -95,7 +141,15 @@ fn finish(
         ("pipeline".to_string(), env.pipeline.display().to_string()),
         ("peftc".to_string(), env!("CARGO_PKG_VERSION").to_string()),
     ];
-    write_report(target, &ReportInput { title: format!("{} ({})", config.names.join(", "), config.format), facts, metrics, loss })?;
+    write_report(
+        target,
+        &ReportInput {
+            title: format!("{} ({})", config.names.join(", "), config.format),
+            facts,
+            metrics,
+            loss,
+        },
+    )?;
     Ok(())
 }
 
@@ -103,14 +157,19 @@ fn finish(
 fn replace_dir(src: &Path, dest: &Path) -> anyhow::Result<()> {
     let parent = dest.parent().context("export path has no parent folder")?;
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let name = dest.file_name().context("export path has no name")?.to_string_lossy().into_owned();
+    let name = dest
+        .file_name()
+        .context("export path has no name")?
+        .to_string_lossy()
+        .into_owned();
     let tmp = parent.join(format!(".{name}.peftc-tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
     copy_tree(src, &tmp)?;
     let old = parent.join(format!(".{name}.peftc-old"));
     let _ = std::fs::remove_dir_all(&old);
     if dest.exists() {
-        std::fs::rename(dest, &old).with_context(|| format!("moving the old {} aside", dest.display()))?;
+        std::fs::rename(dest, &old)
+            .with_context(|| format!("moving the old {} aside", dest.display()))?;
     }
     std::fs::rename(&tmp, dest).with_context(|| format!("writing {}", dest.display()))?;
     let _ = std::fs::remove_dir_all(&old);

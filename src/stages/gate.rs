@@ -13,7 +13,9 @@ use serde_json::json;
 pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let config: GateStageConfig = serde_json::from_value(stage.config.clone())?;
     let read = |slot: &str| -> anyhow::Result<EvalOutput> {
-        let input = ctx.input(slot).with_context(|| format!("no input `{slot}`"))?;
+        let input = ctx
+            .input(slot)
+            .with_context(|| format!("no input `{slot}`"))?;
         Ok(serde_json::from_value(input.output.clone())?)
     };
     let own = read("eval")?;
@@ -30,7 +32,10 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         }
         results.push(row);
     }
-    std::fs::write(ctx.out_dir.join("gates.json"), serde_json::to_vec_pretty(&results)?)?;
+    std::fs::write(
+        ctx.out_dir.join("gates.json"),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
     if let Some(first) = failed.first() {
         let message = failed
             .iter()
@@ -40,7 +45,10 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
                     f["gate"].as_str().unwrap_or(""),
                     f["value"].as_f64().unwrap_or(f64::NAN),
                     f["threshold"].as_f64().unwrap_or(f64::NAN),
-                    f["baseline"].as_f64().map(|b| format!(" (baseline {b:.4})")).unwrap_or_default()
+                    f["baseline"]
+                        .as_f64()
+                        .map(|b| format!(" (baseline {b:.4})"))
+                        .unwrap_or_default()
                 )
             })
             .collect::<Vec<_>>()
@@ -48,7 +56,9 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         let details = json!({
             "metric": first["gate"], "value": first["value"], "threshold": first["threshold"], "baseline": first["baseline"],
         });
-        return Ok(StageOutcome::gate_failed(message, details).metadata(json!({ "gates": results })));
+        return Ok(
+            StageOutcome::gate_failed(message, details).metadata(json!({ "gates": results }))
+        );
     }
     Ok(StageOutcome::with_output(json!({ "gates": results })))
 }
@@ -61,16 +71,32 @@ fn baseline_of(g: &GateConfig, own: &EvalOutput) -> Option<f64> {
     own.baseline.as_ref().and_then(|b| b.0.get(metric).copied())
 }
 
-fn value(e: &GateExprConfig, own: &EvalOutput, read: &dyn Fn(&str) -> anyhow::Result<EvalOutput>) -> anyhow::Result<f64> {
+fn value(
+    e: &GateExprConfig,
+    own: &EvalOutput,
+    read: &dyn Fn(&str) -> anyhow::Result<EvalOutput>,
+) -> anyhow::Result<f64> {
     Ok(match e {
-        GateExprConfig::Metric { metric } => *own.model.0.get(metric).with_context(|| format!("the eval did not compute `{metric}`"))?,
+        GateExprConfig::Metric { metric } => *own
+            .model
+            .0
+            .get(metric)
+            .with_context(|| format!("the eval did not compute `{metric}`"))?,
         GateExprConfig::Baseline { metric } => {
-            let b = own.baseline.as_ref().context("the eval did not measure the baseline")?;
-            *b.0.get(metric).with_context(|| format!("the baseline has no `{metric}`"))?
+            let b = own
+                .baseline
+                .as_ref()
+                .context("the eval did not measure the baseline")?;
+            *b.0.get(metric)
+                .with_context(|| format!("the baseline has no `{metric}`"))?
         }
         GateExprConfig::Run { slot, metric } => {
             let other = read(slot)?;
-            *other.model.0.get(metric).with_context(|| format!("`{slot}` did not compute `{metric}`"))?
+            *other
+                .model
+                .0
+                .get(metric)
+                .with_context(|| format!("`{slot}` did not compute `{metric}`"))?
         }
         GateExprConfig::Literal { value } => *value,
         GateExprConfig::Neg { expr } => -value(expr, own, read)?,

@@ -16,7 +16,9 @@ use crate::runtime::models::gguf::{GgufLoadConfig, GgufModel, LinearFormat};
 use crate::runtime::models::load::{load, LoadConfig, LoadedModel};
 use crate::runtime::models::safetensors_source::SafetensorsSource;
 use crate::runtime::models::source::{LoadError, TensorSource};
-use crate::runtime::quant::{QuantCacheConfig, QuantFormat, QuantSpec, QuantizingConfig, QuantizingSource};
+use crate::runtime::quant::{
+    QuantCacheConfig, QuantFormat, QuantSpec, QuantizingConfig, QuantizingSource,
+};
 use crate::runtime::weight::FrozenWeight;
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
@@ -42,9 +44,15 @@ pub fn device() -> anyhow::Result<Device> {
         "cpu" | "" => Ok(Device::Cpu),
         "metal" => Device::new_metal(0).context("no Metal device (build with --features metal)"),
         s if s.starts_with("cuda") => {
-            let idx = s.strip_prefix("cuda").and_then(|r| r.strip_prefix(':')).unwrap_or("0");
-            let idx: usize = idx.parse().with_context(|| format!("bad device `{s}`: expected cuda:N"))?;
-            Device::new_cuda(idx).with_context(|| format!("no CUDA device {idx} (build with --features cuda)"))
+            let idx = s
+                .strip_prefix("cuda")
+                .and_then(|r| r.strip_prefix(':'))
+                .unwrap_or("0");
+            let idx: usize = idx
+                .parse()
+                .with_context(|| format!("bad device `{s}`: expected cuda:N"))?;
+            Device::new_cuda(idx)
+                .with_context(|| format!("no CUDA device {idx} (build with --features cuda)"))
         }
         other => bail!("unknown device `{other}`: expected cpu, cuda:N or metal"),
     }
@@ -60,7 +68,8 @@ fn dtype(name: &str) -> DType {
 
 /// The quantization spec of a `quant` declaration.
 pub fn quant_spec(q: &QuantConfig) -> anyhow::Result<QuantSpec> {
-    let format = QuantFormat::parse(&q.kind).with_context(|| format!("unknown quantization `{}`", q.kind))?;
+    let format = QuantFormat::parse(&q.kind)
+        .with_context(|| format!("unknown quantization `{}`", q.kind))?;
     let mut spec = QuantSpec::new(format);
     if matches!(format, QuantFormat::Nf4 | QuantFormat::Fp4) {
         spec.block_size = q.block_size as usize;
@@ -73,57 +82,109 @@ pub fn quant_spec(q: &QuantConfig) -> anyhow::Result<QuantSpec> {
 pub fn load_model(ctx: &StageContext, build: &ModelBuild) -> anyhow::Result<Loaded> {
     let record = ModelRecord::from_input(ctx)?;
     let device = device()?;
-    let how = LoadConfig { dtype: dtype(&build.dtype), device: device.clone() };
+    let how = LoadConfig {
+        dtype: dtype(&build.dtype),
+        device: device.clone(),
+    };
     match &record.gguf {
         Some(gguf_path) => {
             let format = match &build.quant {
-                Some(q) if q.kind == "q8_0" => LinearFormat::Requantize(candle_core::quantized::GgmlDType::Q8_0),
-                Some(q) if q.kind == "q4k" => LinearFormat::Requantize(candle_core::quantized::GgmlDType::Q4K),
+                Some(q) if q.kind == "q8_0" => {
+                    LinearFormat::Requantize(candle_core::quantized::GgmlDType::Q8_0)
+                }
+                Some(q) if q.kind == "q4k" => {
+                    LinearFormat::Requantize(candle_core::quantized::GgmlDType::Q4K)
+                }
                 // The file's own 4-bit weights, computed in f32: the frozen base of QLoRA.
                 _ => LinearFormat::Dense,
             };
-            let gguf = GgufModel::open(gguf_path, &device, GgufLoadConfig { linear_format: format })
-                .with_context(|| format!("opening {}", gguf_path.display()))?;
-            let config = ModelConfig::from_json(&gguf.config_json()?.to_string(), &gguf_path.display().to_string())?;
+            let gguf = GgufModel::open(
+                gguf_path,
+                &device,
+                GgufLoadConfig {
+                    linear_format: format,
+                },
+            )
+            .with_context(|| format!("opening {}", gguf_path.display()))?;
+            let config = ModelConfig::from_json(
+                &gguf.config_json()?.to_string(),
+                &gguf_path.display().to_string(),
+            )?;
             let src: Arc<dyn TensorSource> = Arc::new(gguf);
             let src = quantized(ctx, build, src)?;
             let model = load(&config, src.as_ref(), &how)?;
             let tokenizer = ModelTokenizer::from_dir(&record.hf_files)?;
-            Ok(Loaded { model, tokenizer, arch: config.model_type.clone(), folder: None, base_id: record.id })
+            Ok(Loaded {
+                model,
+                tokenizer,
+                arch: config.model_type.clone(),
+                folder: None,
+                base_id: record.id,
+            })
         }
         None => {
             let folder = record.path.clone();
             let config = ModelConfig::from_folder(&folder)?;
-            let src: Arc<dyn TensorSource> = Arc::new(SafetensorsSource::from_folder(&folder, &device)?);
+            let src: Arc<dyn TensorSource> =
+                Arc::new(SafetensorsSource::from_folder(&folder, &device)?);
             let src = quantized(ctx, build, src)?;
             let tokenizer = ModelTokenizer::from_dir(&folder)?;
             let model: Box<dyn LoadedModel> = if config.model_type == "bert" {
                 Box::new(load_bert(&folder, build, src.as_ref(), how.dtype)?)
             } else {
                 if build.labels.is_some() {
-                    bail!("classification heads are supported on BERT models; `{}` is a causal model", config.model_type);
+                    bail!(
+                        "classification heads are supported on BERT models; `{}` is a causal model",
+                        config.model_type
+                    );
                 }
-                let named = ModelConfig { file: folder.display().to_string(), ..config.clone() };
+                let named = ModelConfig {
+                    file: folder.display().to_string(),
+                    ..config.clone()
+                };
                 load(&named, src.as_ref(), &how)?
             };
-            Ok(Loaded { model, tokenizer, arch: config.model_type.clone(), folder: Some(folder), base_id: record.id })
+            Ok(Loaded {
+                model,
+                tokenizer,
+                arch: config.model_type.clone(),
+                folder: Some(folder),
+                base_id: record.id,
+            })
         }
     }
 }
 
 /// Wraps the source in a quantizing source reading the `quant` stage's cache, when quantized.
-fn quantized(ctx: &StageContext, build: &ModelBuild, src: Arc<dyn TensorSource>) -> anyhow::Result<Arc<dyn TensorSource>> {
-    let Some(q) = &build.quant else { return Ok(src) };
+fn quantized(
+    ctx: &StageContext,
+    build: &ModelBuild,
+    src: Arc<dyn TensorSource>,
+) -> anyhow::Result<Arc<dyn TensorSource>> {
+    let Some(q) = &build.quant else {
+        return Ok(src);
+    };
     let spec = quant_spec(q)?;
-    let cache = ctx.input("quant").map(|i| QuantCacheConfig { dir: i.dir.clone(), source_id: "base".into() });
-    let config = QuantizingConfig { cache, keep_dense: vec!["lm_head".into(), "classifier".into()] };
+    let cache = ctx.input("quant").map(|i| QuantCacheConfig {
+        dir: i.dir.clone(),
+        source_id: "base".into(),
+    });
+    let config = QuantizingConfig {
+        cache,
+        keep_dense: vec!["lm_head".into(), "classifier".into()],
+    };
     Ok(Arc::new(QuantizingSource::new(src, spec, config)?))
 }
 
 /// BERT with a sequence-classification head for the declared labels. A checkpoint without a head
 /// (a sentence encoder) gets a new one, initialised as transformers does (normal, std =
 /// `initializer_range`, zero bias) from a fixed seed so every stage builds the same head.
-fn load_bert(folder: &std::path::Path, build: &ModelBuild, src: &dyn TensorSource, dt: DType) -> anyhow::Result<BertModel> {
+fn load_bert(
+    folder: &std::path::Path,
+    build: &ModelBuild,
+    src: &dyn TensorSource,
+    dt: DType,
+) -> anyhow::Result<BertModel> {
     let mut config = BertConfig::from_file(&folder.join("config.json"))?;
     let head = if let Some(labels) = &build.labels {
         config.num_labels = labels.len();
@@ -131,8 +192,17 @@ fn load_bert(folder: &std::path::Path, build: &ModelBuild, src: &dyn TensorSourc
     } else {
         BertHead::None
     };
-    let with_head = HeadSource { inner: src, labels: config.num_labels, hidden: config.hidden_size, std: 0.02 };
-    Ok(BertModel::load(&with_head, &config, BertLoadConfig { head, dtype: dt })?)
+    let with_head = HeadSource {
+        inner: src,
+        labels: config.num_labels,
+        hidden: config.hidden_size,
+        std: 0.02,
+    };
+    Ok(BertModel::load(
+        &with_head,
+        &config,
+        BertLoadConfig { head, dtype: dt },
+    )?)
 }
 
 /// A source that adds a freshly initialised `classifier` when the checkpoint has none.
@@ -155,15 +225,27 @@ impl HeadSource<'_> {
                 ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * self.std) as f32
             })
             .collect();
-        Tensor::from_vec(data, (self.labels, self.hidden), &Device::Cpu).map_err(|e| other(e.to_string()))
+        Tensor::from_vec(data, (self.labels, self.hidden), &Device::Cpu)
+            .map_err(|e| other(e.to_string()))
     }
+    /// Whether `name` is the new head: absent from the checkpoint, or sized for other labels
+    /// (as transformers' `ignore_mismatched_sizes`).
     fn is_head(&self, name: &str) -> bool {
-        (name == "classifier.weight" || name == "classifier.bias") && !self.inner.contains(name)
+        if name != "classifier.weight" && name != "classifier.bias" {
+            return false;
+        }
+        match self.inner.shape("classifier.weight") {
+            Ok(shape) => shape.first() != Some(&self.labels),
+            Err(_) => true,
+        }
     }
 }
 
 fn other(message: String) -> LoadError {
-    LoadError::Other { file: "classifier".into(), message }
+    LoadError::Other {
+        file: "classifier".into(),
+        message,
+    }
 }
 
 impl TensorSource for HeadSource<'_> {
@@ -179,14 +261,22 @@ impl TensorSource for HeadSource<'_> {
     }
     fn tensor(&self, name: &str, dtype: DType) -> Result<Tensor, LoadError> {
         match name {
-            "classifier.weight" if self.is_head(name) => self.head_weight()?.to_dtype(dtype).map_err(|e| other(e.to_string())),
-            "classifier.bias" if self.is_head(name) => Tensor::zeros(self.labels, dtype, &Device::Cpu).map_err(|e| other(e.to_string())),
+            "classifier.weight" if self.is_head(name) => self
+                .head_weight()?
+                .to_dtype(dtype)
+                .map_err(|e| other(e.to_string())),
+            "classifier.bias" if self.is_head(name) => {
+                Tensor::zeros(self.labels, dtype, &Device::Cpu).map_err(|e| other(e.to_string()))
+            }
             _ => self.inner.tensor(name, dtype),
         }
     }
     fn linear(&self, name: &str, dtype: DType) -> Result<Arc<dyn FrozenWeight>, LoadError> {
-        if self.is_head(name) || (name == "classifier.weight" && !self.inner.contains(name)) {
-            let w = self.head_weight()?.to_dtype(dtype).map_err(|e| other(e.to_string()))?;
+        if self.is_head(name) {
+            let w = self
+                .head_weight()?
+                .to_dtype(dtype)
+                .map_err(|e| other(e.to_string()))?;
             return Ok(Arc::new(crate::runtime::dense::DenseWeight::new(w)));
         }
         self.inner.linear(name, dtype)
@@ -212,4 +302,3 @@ impl LoadedModel for BertModel {
 pub fn adapted(model: &dyn LoadedModel) -> &dyn AdaptedModel {
     model.as_adaptable()
 }
-

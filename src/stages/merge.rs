@@ -15,13 +15,30 @@ use anyhow::Context;
 pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let config: MergeStageConfig = serde_json::from_value(stage.config.clone())?;
     let mut loaded = load_model(ctx, &config.build)?;
-    let folder = loaded.folder.clone().context("merging needs a Hugging Face model folder as the base (not a GGUF file)")?;
+    let folder = loaded
+        .folder
+        .clone()
+        .context("merging needs a Hugging Face model folder as the base (not a GGUF file)")?;
     let dirs = |slot: &str| ctx.input(slot).map(|i| i.dir.clone());
-    let mixed = config.weights.iter().any(|w| (*w - 1.0).abs() > f64::EPSILON);
-    let names = load_picks(&mut loaded, &config.picks, mixed.then_some(config.weights.as_slice()), &dirs)?;
+    let mixed = config
+        .weights
+        .iter()
+        .any(|w| (*w - 1.0).abs() > f64::EPSILON);
+    let names = load_picks(
+        &mut loaded,
+        &config.picks,
+        mixed.then_some(config.weights.as_slice()),
+        &dirs,
+    )?;
     for name in &names {
         merge_adapter(loaded.model.as_adaptable_mut(), name)?;
     }
-    save_merged(loaded.model.as_adaptable(), &folder, &ctx.out_dir.join("model"))?;
-    Ok(StageOutcome::with_output(serde_json::json!({ "merged": names.len() })))
+    save_merged(
+        loaded.model.as_adaptable(),
+        &folder,
+        &ctx.out_dir.join("model"),
+    )?;
+    Ok(StageOutcome::with_output(
+        serde_json::json!({ "merged": names.len() }),
+    ))
 }

@@ -29,8 +29,11 @@ pub struct ModelRecord {
 impl ModelRecord {
     /// The record of the stage's `model` input.
     pub fn from_input(ctx: &StageContext) -> anyhow::Result<Self> {
-        let input = ctx.input("model").context("this stage has no `model` input")?;
-        let mut rec: ModelRecord = serde_json::from_value(input.output.clone()).context("reading the model stage's record")?;
+        let input = ctx
+            .input("model")
+            .context("this stage has no `model` input")?;
+        let mut rec: ModelRecord = serde_json::from_value(input.output.clone())
+            .context("reading the model stage's record")?;
         if rec.gguf.is_some() {
             rec.hf_files = input.dir.join("hf");
         }
@@ -52,20 +55,41 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
                     hf_cache_dir().display()
                 );
             };
-            ModelRecord { id: format!("{repo}@{revision}"), path, gguf: None, hf_files: PathBuf::new() }
+            ModelRecord {
+                id: repo.clone(),
+                path,
+                gguf: None,
+                hf_files: PathBuf::new(),
+            }
         }
         ModelConfig::Local => {
             let path = declared.context("the model folder was not found")?;
-            let id = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            ModelRecord { id, path, gguf: None, hf_files: PathBuf::new() }
+            let id = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            ModelRecord {
+                id,
+                path,
+                gguf: None,
+                hf_files: PathBuf::new(),
+            }
         }
         ModelConfig::Gguf => {
             let path = declared.context("the GGUF file was not found")?;
             let gguf = GgufModel::open(&path, &candle_core::Device::Cpu, GgufLoadConfig::default())
                 .with_context(|| format!("reading {}", path.display()))?;
             gguf.write_hf_files(&ctx.out_dir.join("hf"))?;
-            let id = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            ModelRecord { id, path: path.clone(), gguf: Some(path), hf_files: PathBuf::new() }
+            let id = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            ModelRecord {
+                id,
+                path: path.clone(),
+                gguf: Some(path),
+                hf_files: PathBuf::new(),
+            }
         }
     };
     Ok(StageOutcome::with_output(serde_json::to_value(&record)?))

@@ -13,23 +13,51 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let quant: QuantConfig = serde_json::from_value(stage.config.clone())?;
     // Loading through the quantizing source with the cache in `out_dir` quantizes every linear
     // weight and writes the cache file when the source is dropped.
-    let build = ModelBuild { labels: None, dtype: quant.compute.clone(), quant: None };
+    let build = ModelBuild {
+        labels: None,
+        dtype: quant.compute.clone(),
+        quant: None,
+    };
     let loaded = load_model(ctx, &build)?;
     let spec = super::loaded::quant_spec(&quant)?;
-    let names: Vec<String> = loaded.model.as_adaptable().linears().iter().map(|l| format!("{}.weight", l.path)).collect();
+    let names: Vec<String> = loaded
+        .model
+        .as_adaptable()
+        .linears()
+        .iter()
+        .map(|l| format!("{}.weight", l.path))
+        .collect();
     drop(loaded);
     let record = super::model_stage::ModelRecord::from_input(ctx)?;
     let device = super::loaded::device()?;
-    let inner: std::sync::Arc<dyn crate::runtime::models::source::TensorSource> = match &record.gguf {
+    let inner: std::sync::Arc<dyn crate::runtime::models::source::TensorSource> = match &record.gguf
+    {
         Some(p) => std::sync::Arc::new(crate::runtime::models::gguf::GgufModel::open(
             p,
             &device,
-            crate::runtime::models::gguf::GgufLoadConfig { linear_format: crate::runtime::models::gguf::LinearFormat::Dense },
+            crate::runtime::models::gguf::GgufLoadConfig {
+                linear_format: crate::runtime::models::gguf::LinearFormat::Dense,
+            },
         )?),
-        None => std::sync::Arc::new(crate::runtime::models::safetensors_source::SafetensorsSource::from_folder(&record.path, &device)?),
+        None => std::sync::Arc::new(
+            crate::runtime::models::safetensors_source::SafetensorsSource::from_folder(
+                &record.path,
+                &device,
+            )?,
+        ),
     };
-    let cache = QuantCacheConfig { dir: ctx.out_dir.clone(), source_id: "base".into() };
-    let src = QuantizingSource::new(inner, spec, QuantizingConfig { cache: Some(cache), keep_dense: vec!["lm_head".into(), "classifier".into()] })?;
+    let cache = QuantCacheConfig {
+        dir: ctx.out_dir.clone(),
+        source_id: "base".into(),
+    };
+    let src = QuantizingSource::new(
+        inner,
+        spec,
+        QuantizingConfig {
+            cache: Some(cache),
+            keep_dense: vec!["lm_head".into(), "classifier".into()],
+        },
+    )?;
     use crate::runtime::models::source::TensorSource;
     for name in &names {
         ctx.cancel.check()?;
@@ -39,5 +67,7 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     }
     src.flush()?;
     let stats = src.stats();
-    Ok(StageOutcome::with_output(serde_json::json!({ "quantized": stats.quantized, "dense": stats.dense })))
+    Ok(StageOutcome::with_output(
+        serde_json::json!({ "quantized": stats.quantized, "dense": stats.dense }),
+    ))
 }

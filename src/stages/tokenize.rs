@@ -24,28 +24,44 @@ pub const DATA_FILE: &str = "data.bin";
 pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let config: TokenizeConfig = serde_json::from_value(stage.config.clone())?;
     let record = ModelRecord::from_input(ctx)?;
-    let tok_dir = if record.gguf.is_some() { record.hf_files.clone() } else { record.path.clone() };
+    let tok_dir = if record.gguf.is_some() {
+        record.hf_files.clone()
+    } else {
+        record.path.clone()
+    };
     let tokenizer = ModelTokenizer::from_dir(&tok_dir)?;
-    let paths: Vec<String> = ctx.files.values().map(|p| p.display().to_string()).collect();
+    let paths: Vec<String> = ctx
+        .files
+        .values()
+        .map(|p| p.display().to_string())
+        .collect();
     if paths.is_empty() {
         bail!("the dataset has no files");
     }
     let spec = dataset_spec(&config, paths)?;
-    let data = prepare(&spec, &tokenizer, &PrepareOptions::new("/")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let data = prepare(&spec, &tokenizer, &PrepareOptions::new("/"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     for w in &data.warnings {
         ctx.progress.warn(w.message.clone());
     }
     store::save(&data, &ctx.out_dir.join(DATA_FILE))?;
     let summary = serde_json::to_value(&data.summary)?;
-    std::fs::write(ctx.out_dir.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
-    let counts: serde_json::Map<String, serde_json::Value> =
-        data.splits.iter().map(|s| (s.name.clone(), serde_json::json!(s.examples.len()))).collect();
+    std::fs::write(
+        ctx.out_dir.join("summary.json"),
+        serde_json::to_vec_pretty(&summary)?,
+    )?;
+    let counts: serde_json::Map<String, serde_json::Value> = data
+        .splits
+        .iter()
+        .map(|s| (s.name.clone(), serde_json::json!(s.examples.len())))
+        .collect();
     Ok(StageOutcome::with_output(serde_json::json!({ "examples": counts })).metadata(summary))
 }
 
 /// Reads the tokenized data of an input stage folder.
 pub fn load_data(dir: &Path) -> anyhow::Result<PreparedDataset> {
-    store::load(&dir.join(DATA_FILE)).with_context(|| format!("reading tokenized data in {}", dir.display()))
+    store::load(&dir.join(DATA_FILE))
+        .with_context(|| format!("reading tokenized data in {}", dir.display()))
 }
 
 /// The runtime's dataset spec for a stage config and the resolved files.
@@ -61,12 +77,29 @@ pub fn dataset_spec(c: &TokenizeConfig, paths: Vec<String>) -> anyhow::Result<Da
     };
     let join = |p: &Option<Vec<String>>| p.as_ref().map(|v| v.join("."));
     let mapping = if let Some(messages) = join(&c.messages) {
-        FieldMapping::Chat { messages, role_key: "role".into(), content_key: "content".into() }
+        FieldMapping::Chat {
+            messages,
+            role_key: "role".into(),
+            content_key: "content".into(),
+        }
     } else if let (Some(prompt), Some(completion)) = (join(&c.prompt), join(&c.completion)) {
-        FieldMapping::Instruction { prompt, input: None, completion, system: None }
+        FieldMapping::Instruction {
+            prompt,
+            input: None,
+            completion,
+            system: None,
+        }
     } else if let (Some(text), Some(label)) = (join(&c.text), join(&c.label)) {
-        let labels = c.labels.clone().context("a classification dataset needs its labels")?;
-        FieldMapping::Classification { text, text_pair: None, label, labels }
+        let labels = c
+            .labels
+            .clone()
+            .context("a classification dataset needs its labels")?;
+        FieldMapping::Classification {
+            text,
+            text_pair: None,
+            label,
+            labels,
+        }
     } else if let Some(text) = join(&c.text) {
         FieldMapping::Text { text }
     } else {
@@ -80,7 +113,9 @@ pub fn dataset_spec(c: &TokenizeConfig, paths: Vec<String>) -> anyhow::Result<Da
         Some(s) => Template::Custom(s.strip_prefix("custom:").unwrap_or(s).to_string()),
     };
     let split = if c.split.is_empty() {
-        SplitSpec::All { seed: (c.seed != 0).then_some(c.seed) }
+        SplitSpec::All {
+            seed: (c.seed != 0).then_some(c.seed),
+        }
     } else {
         let parts = c
             .split
@@ -94,9 +129,19 @@ pub fn dataset_spec(c: &TokenizeConfig, paths: Vec<String>) -> anyhow::Result<Da
                 },
             })
             .collect();
-        SplitSpec::Sizes { parts, seed: c.seed }
+        SplitSpec::Sizes {
+            parts,
+            seed: c.seed,
+        }
     };
-    let mut spec = DatasetSpec::new(SourceSpec { format, paths, text_unit: Default::default() }, mapping);
+    let mut spec = DatasetSpec::new(
+        SourceSpec {
+            format,
+            paths,
+            text_unit: Default::default(),
+        },
+        mapping,
+    );
     spec.template = template;
     spec.completion_only = c.completion_only;
     spec.max_len = Some(c.max_len as usize);

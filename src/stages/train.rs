@@ -27,7 +27,9 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let mut loaded = load_model(ctx, &config.build)?;
     let attached = attach(&mut loaded, &config.adapters, config.seed)?;
     let train_config = train_config(&config, examples.len(), loaded.tokenizer.pad_id());
-    let mut progress = StageProgress { handle: ctx.progress.clone() };
+    let mut progress = StageProgress {
+        handle: ctx.progress.clone(),
+    };
     let summary = train(
         super::loaded::adapted(loaded.model.as_ref()),
         &examples,
@@ -46,7 +48,10 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         std::fs::copy(&log, ctx.out_dir.join("metrics.jsonl"))?;
     }
     let summary_json = serde_json::to_value(&summary)?;
-    std::fs::write(ctx.out_dir.join("summary.json"), serde_json::to_vec_pretty(&summary_json)?)?;
+    std::fs::write(
+        ctx.out_dir.join("summary.json"),
+        serde_json::to_vec_pretty(&summary_json)?,
+    )?;
     Ok(StageOutcome::with_output(serde_json::json!({
         "steps": summary.steps,
         "final_loss": summary.final_loss,
@@ -66,9 +71,19 @@ pub fn train_config(c: &TrainStageConfig, n: usize, pad_id: u32) -> TrainConfig 
         None => TrainLength::Epochs(u64::from(c.epochs.max(1))),
     };
     let optimizer = if c.optimizer == "sgd" {
-        OptimizerConfig::Sgd(SgdConfig { momentum: c.momentum, dampening: 0.0, weight_decay: c.weight_decay, nesterov: false })
+        OptimizerConfig::Sgd(SgdConfig {
+            momentum: c.momentum,
+            dampening: 0.0,
+            weight_decay: c.weight_decay,
+            nesterov: false,
+        })
     } else {
-        OptimizerConfig::AdamW(AdamWConfig { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay: c.weight_decay })
+        OptimizerConfig::AdamW(AdamWConfig {
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: c.weight_decay,
+        })
     };
     let kind = match c.schedule.as_str() {
         "linear" => ScheduleKind::Linear,
@@ -109,6 +124,10 @@ struct StageProgress {
 
 impl Progress for StageProgress {
     fn on_step(&mut self, step: u64, total: u64, loss: f64, tokens_per_s: f64) {
-        self.handle.set(step, total, format!("loss {loss:.4}  {tokens_per_s:.0} tok/s"));
+        self.handle.set(
+            step,
+            total,
+            format!("loss {loss:.4}  {tokens_per_s:.0} tok/s"),
+        );
     }
 }

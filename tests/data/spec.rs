@@ -31,15 +31,24 @@ fn json_shape_round_trips() {
             system: None
         }
     );
-    assert_eq!(spec.template, Template::Custom("Q: {prompt}\nA: {completion}".into()));
+    assert_eq!(
+        spec.template,
+        Template::Custom("Q: {prompt}\nA: {completion}".into())
+    );
     assert!(spec.completion_only, "completion_only defaults to true");
     assert_eq!(spec.truncation, Truncation::Left);
     assert_eq!(
         spec.split,
         SplitSpec::Sizes {
             parts: vec![
-                SplitPart { name: "train".into(), size: SplitSize::Percent(90.0) },
-                SplitPart { name: "eval".into(), size: SplitSize::Count(100) },
+                SplitPart {
+                    name: "train".into(),
+                    size: SplitSize::Percent(90.0)
+                },
+                SplitPart {
+                    name: "eval".into(),
+                    size: SplitSize::Count(100)
+                },
             ],
             seed: 7
         }

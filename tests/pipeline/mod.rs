@@ -1,0 +1,127 @@
+//! End-to-end runs of `peftc run` on a tiny real pipeline: a tiny BERT folder (the parity
+//! fixture), a JSONL data set written here, LoRA training, eval, gates and a PEFT export. They
+//! check what is cached and what re-runs after each kind of edit, that a failed gate exits 3 and
+//! blocks the export, and that a corrupted cache entry is rebuilt.
+
+mod support;
+
+use support::Pipeline;
+
+#[test]
+fn a_second_run_does_no_work() {
+    let p = Pipeline::new();
+    let first = p.run();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(
+        first.ran(),
+        [
+            "model.tiny",
+            "tokenize.reviews",
+            "train t",
+            "eval.check",
+            "gate.check",
+            "export.t.a"
+        ]
+    );
+    let adapter = p.dir.path().join("out/a/adapter_config.json");
+    assert!(adapter.is_file(), "export missing: {}", first.stderr);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(adapter).unwrap()).unwrap();
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(config["r"], 4);
+    assert!(p.dir.path().join("out/a/peftc.lineage.json").is_file());
+    assert!(p.dir.path().join("out/a/REPORT.md").is_file());
+    let second = p.run();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.ran().is_empty(),
+        "second run executed {:?}",
+        second.ran()
+    );
+}
+
+#[test]
+fn a_comment_edit_runs_nothing_and_a_gate_edit_runs_only_the_gate() {
+    let p = Pipeline::new();
+    assert_eq!(p.run().code, 0);
+    p.edit(|s| format!("// a new comment at the top\n{s}"));
+    let after_comment = p.run();
+    assert!(
+        after_comment.ran().is_empty(),
+        "comment edit ran {:?}",
+        after_comment.ran()
+    );
+    p.edit(|s| s.replace("gate accuracy >= 0.0", "gate accuracy >= 0.01"));
+    let after_gate = p.run();
+    assert_eq!(after_gate.code, 0, "{}", after_gate.stderr);
+    let ran = after_gate.ran();
+    assert!(ran.contains(&"gate.check".to_string()), "{ran:?}");
+    for heavy in ["tokenize.reviews", "train t", "eval.check"] {
+        assert!(
+            !ran.contains(&heavy.to_string()),
+            "{heavy} re-ran after a gate edit: {ran:?}"
+        );
+    }
+}
+
+#[test]
+fn a_data_edit_reruns_its_branch_only() {
+    let p = Pipeline::new();
+    assert_eq!(p.run().code, 0);
+    p.write_data(41);
+    let again = p.run();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let ran = again.ran();
+    assert!(ran.contains(&"tokenize.reviews".to_string()), "{ran:?}");
+    assert!(!ran.contains(&"model.tiny".to_string()), "{ran:?}");
+}
+
+#[test]
+fn a_failed_gate_exits_3_and_blocks_the_export() {
+    let p = Pipeline::new();
+    p.edit(|s| s.replace("gate accuracy >= 0.0", "gate loss <= 0.000001"));
+    let run = p.run();
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("gate"), "{}", run.stderr);
+    assert!(
+        !p.dir.path().join("out/a").exists(),
+        "export written despite a failed gate"
+    );
+}
+
+#[test]
+fn a_corrupted_cache_entry_is_rebuilt() {
+    let p = Pipeline::new();
+    assert_eq!(p.run().code, 0);
+    // Damage the stored tokenized data of the tokenize stage.
+    let mut damaged = 0;
+    for entry in walk(&p.dir.path().join(".peft")) {
+        if entry.file_name().and_then(|n| n.to_str()) == Some("data.bin") {
+            std::fs::write(&entry, b"garbage").unwrap();
+            damaged += 1;
+        }
+    }
+    assert_eq!(damaged, 1);
+    let again = p.run();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.ran().contains(&"tokenize.reviews".to_string()),
+        "{:?}",
+        again.ran()
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

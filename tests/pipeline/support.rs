@@ -1,0 +1,115 @@
+//! A temporary project with the tiny BERT fixture, a data set and a pipeline, and a way to run
+//! the real `peftc` binary on it.
+
+use std::path::Path;
+use std::process::Command;
+
+pub struct Pipeline {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Outcome {
+    pub code: i32,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Stages that executed, by the names the progress lines give them.
+    pub fn ran(&self) -> Vec<String> {
+        self.stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("[run]"))
+            .map(|l| l.trim().to_string())
+            .collect()
+    }
+}
+
+const PIPELINE: &str = r#"model tiny = local("model") {
+  task = classify(labels = ["negative", "positive"])
+}
+
+dataset reviews = jsonl("data.jsonl") {
+  text  = field("text")
+  label = field("label")
+  split = { train = 75%, eval = 25%, seed = 3 }
+  max_len = 16
+}
+
+adapter a = lora { r = 4, alpha = 8, targets = [query, value] }
+
+train t {
+  model     = tiny
+  adapters  = [a]
+  data      = reviews.train
+  epochs    = 1
+  max_steps = 3
+  batch     = 8
+  lr        = 1e-3
+  seed      = 1
+}
+
+eval check {
+  model   = t
+  data    = reviews.eval
+  metrics = [accuracy, loss]
+  gate accuracy >= 0.0
+}
+
+export t.a to "out/a" as peft
+"#;
+
+impl Pipeline {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/bert/base");
+        let model = dir.path().join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        for f in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "vocab.txt",
+        ] {
+            std::fs::copy(fixture.join(f), model.join(f)).unwrap();
+        }
+        std::fs::write(dir.path().join("pipeline.peft"), PIPELINE).unwrap();
+        let p = Pipeline { dir };
+        p.write_data(40);
+        p
+    }
+
+    /// Writes `n` labelled rows.
+    pub fn write_data(&self, n: usize) {
+        let mut rows = String::new();
+        for i in 0..n {
+            let (text, label) = if i % 2 == 0 {
+                ("this movie was very good", "positive")
+            } else {
+                ("this film was not good it was bad", "negative")
+            };
+            rows.push_str(&serde_json::json!({ "text": format!("{text} {}", ["a", "b", "c", "d"][i % 4]), "label": label }).to_string());
+            rows.push('\n');
+        }
+        std::fs::write(self.dir.path().join("data.jsonl"), rows).unwrap();
+    }
+
+    pub fn edit(&self, f: impl Fn(&str) -> String) {
+        let path = self.dir.path().join("pipeline.peft");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, f(&text)).unwrap();
+    }
+
+    pub fn run(&self) -> Outcome {
+        let out = Command::new(env!("CARGO_BIN_EXE_peftc"))
+            .arg("run")
+            .arg(self.dir.path().join("pipeline.peft"))
+            .env("NO_COLOR", "1")
+            .env_remove("PEFTC_CACHE_DIR")
+            .output()
+            .expect("run peftc");
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
