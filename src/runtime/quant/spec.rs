@@ -187,7 +187,7 @@ impl QuantSpec {
                     .ggml()
                     .ok_or_else(|| self.unsupported(name, &dims, "no ggml type"))?;
                 let bs = f.block_size();
-                if dims[1] % bs != 0 {
+                if !dims[1].is_multiple_of(bs) {
                     return Err(self.unsupported(
                         name,
                         &dims,

@@ -30,7 +30,7 @@ pub struct LineProgress {
 
 impl Progress for LineProgress {
     fn on_step(&mut self, step: u64, total: u64, loss: f64, tokens_per_s: f64) {
-        if step % self.every.max(1) == 0 || step == total {
+        if step.is_multiple_of(self.every.max(1)) || step == total {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(
                 err,
