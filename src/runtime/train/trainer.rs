@@ -473,8 +473,10 @@ pub fn train(
             })?;
         }
         progress.on_step(step, plan.total_steps, step_loss, tokens_per_s);
-        let due =
-            config.checkpoint_every.is_some_and(|n| step.is_multiple_of(n)) || step == plan.total_steps;
+        let due = config
+            .checkpoint_every
+            .is_some_and(|n| step.is_multiple_of(n))
+            || step == plan.total_steps;
         if due {
             if let Some(p) = lp.save(step, cursor, tokens_seen)? {
                 last_saved = Some((step, p));
