@@ -7,3 +7,4 @@ mod quant;
 mod runtime_bert;
 mod runtime_models;
 mod train;
+mod examples;
