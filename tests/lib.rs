@@ -1,7 +1,9 @@
 //! The single integration-test binary: one module per area, so candle is linked once.
 mod data;
 mod exec;
+mod fmt;
 mod frontend;
+mod lsp;
 mod quant;
 mod runtime_bert;
 mod runtime_models;

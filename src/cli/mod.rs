@@ -7,6 +7,8 @@ pub mod explain;
 pub mod pipeline;
 pub mod plan;
 pub mod cache;
+pub mod fmt;
+pub mod lsp;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +34,10 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Inspect and clean the stage cache.
     Cache(cache::CacheArgs),
+    /// Format `.peft` files in the canonical layout.
+    Fmt(fmt::FmtArgs),
+    /// Run the language server over stdin and stdout (for editors).
+    Lsp(lsp::LspArgs),
 }
 
 /// Entry point of the binary.
@@ -43,6 +49,8 @@ pub fn main() -> ExitCode {
         Command::Explain(a) => explain::run(&a),
         Command::Plan(a) => plan::run(&a),
         Command::Cache(args) => cache::run(args),
+        Command::Fmt(a) => fmt::run(&a),
+        Command::Lsp(a) => lsp::run(&a),
     }
 }
 
