@@ -24,7 +24,10 @@ use crate::syntax::{self, ast};
 pub enum FormatError {
     /// The source does not parse; formatting would lose text.
     #[error("{count} syntax error(s); the first: {first}")]
-    #[diagnostic(code(peftc::fmt::syntax), help("fix the syntax errors (`peftc check`) and format again"))]
+    #[diagnostic(
+        code(peftc::fmt::syntax),
+        help("fix the syntax errors (`peftc check`) and format again")
+    )]
     Syntax { count: usize, first: String },
     /// The printed text lost a comment (a bug in the formatter; the source is left as it was).
     #[error("formatting would drop a comment ({before} comments before, {after} after)")]
@@ -45,7 +48,11 @@ pub struct FormatConfig {
 
 impl Default for FormatConfig {
     fn default() -> Self {
-        FormatConfig { indent: 2, width: 100, align_fields: true }
+        FormatConfig {
+            indent: 2,
+            width: 100,
+            align_fields: true,
+        }
     }
 }
 
@@ -59,8 +66,14 @@ pub fn format_with(source: &str, config: FormatConfig) -> Result<String, FormatE
     let (file, diags) = syntax::parse(source);
     let has_error_item = file.items.iter().any(|i| matches!(i, ast::Item::Error(_)));
     if !diags.is_empty() || has_error_item {
-        let first = diags.first().map(|d| format!("{} {}", d.code.as_str(), d.message)).unwrap_or_else(|| "unreadable item".to_string());
-        return Err(FormatError::Syntax { count: diags.len().max(1), first });
+        let first = diags
+            .first()
+            .map(|d| format!("{} {}", d.code.as_str(), d.message))
+            .unwrap_or_else(|| "unreadable item".to_string());
+        return Err(FormatError::Syntax {
+            count: diags.len().max(1),
+            first,
+        });
     }
     let out = printer::print(source, &file, config);
     let before = file.comments.len();

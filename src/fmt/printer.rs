@@ -9,7 +9,15 @@ use crate::syntax::Span;
 
 /// The formatted text of `file` (parsed from `src`), ending with one newline.
 pub(super) fn print(src: &str, file: &ast::File, cfg: FormatConfig) -> String {
-    let mut p = Printer { src, comments: &file.comments, next: 0, out: String::new(), cfg, last_end: 0, fresh: true };
+    let mut p = Printer {
+        src,
+        comments: &file.comments,
+        next: 0,
+        out: String::new(),
+        cfg,
+        last_end: 0,
+        fresh: true,
+    };
     for item in &file.items {
         let span = p.tight(item.span());
         p.leading(span.start, 0);
@@ -47,7 +55,10 @@ struct Printer<'a> {
 /// Whether `gap` (source between two elements) holds an empty line.
 fn has_blank_line(gap: &str) -> bool {
     let parts: Vec<&str> = gap.split('\n').collect();
-    parts.len() > 2 && parts[1..parts.len() - 1].iter().any(|l| l.trim().is_empty())
+    parts.len() > 2
+        && parts[1..parts.len() - 1]
+            .iter()
+            .any(|l| l.trim().is_empty())
 }
 
 impl Printer<'_> {
@@ -65,12 +76,19 @@ impl Printer<'_> {
     }
 
     fn column(&self) -> usize {
-        self.out.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0)
+        self.out
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
     }
 
     /// A blank line before the element at `start` when the source had one (never first in a block).
     fn separate(&mut self, start: u32) {
-        let gap = self.src.get(self.last_end as usize..start as usize).unwrap_or("");
+        let gap = self
+            .src
+            .get(self.last_end as usize..start as usize)
+            .unwrap_or("");
         if !self.fresh && has_blank_line(gap) {
             self.out.push('\n');
         }
@@ -97,11 +115,16 @@ impl Printer<'_> {
 
     /// A comment after `end` on the same source line is kept at the end of the printed line.
     fn trailing(&mut self, end: u32) {
-        let Some(c) = self.comments.get(self.next) else { return };
+        let Some(c) = self.comments.get(self.next) else {
+            return;
+        };
         if c.span.start < end {
             return;
         }
-        let gap = self.src.get(end as usize..c.span.start as usize).unwrap_or("\n");
+        let gap = self
+            .src
+            .get(end as usize..c.span.start as usize)
+            .unwrap_or("\n");
         if gap.contains('\n') || !gap.trim().trim_matches(',').trim().is_empty() {
             return;
         }
@@ -122,12 +145,22 @@ impl Printer<'_> {
         let mut end = span.end as usize;
         let start = span.start as usize;
         loop {
-            while end > start && self.src.as_bytes().get(end - 1).is_some_and(|b| b.is_ascii_whitespace()) {
+            while end > start
+                && self
+                    .src
+                    .as_bytes()
+                    .get(end - 1)
+                    .is_some_and(|b| b.is_ascii_whitespace())
+            {
                 end -= 1;
             }
-            let i = self.comments.partition_point(|c| (c.span.end as usize) < end);
+            let i = self
+                .comments
+                .partition_point(|c| (c.span.end as usize) < end);
             match self.comments.get(i) {
-                Some(c) if c.span.end as usize == end && c.span.start as usize >= start => end = c.span.start as usize,
+                Some(c) if c.span.end as usize == end && c.span.start as usize >= start => {
+                    end = c.span.start as usize
+                }
                 _ => break,
             }
         }
@@ -243,14 +276,23 @@ impl Printer<'_> {
         }
         let mut start = 0;
         for i in 0..=entries.len() {
-            let brk = match (i.checked_sub(1).and_then(|j| entries.get(j)), entries.get(i)) {
-                (Some(a), Some(b)) => {
-                    has_blank_line(self.src.get(self.tight(a.span()).end as usize..b.span().start as usize).unwrap_or(""))
-                }
+            let brk = match (
+                i.checked_sub(1).and_then(|j| entries.get(j)),
+                entries.get(i),
+            ) {
+                (Some(a), Some(b)) => has_blank_line(
+                    self.src
+                        .get(self.tight(a.span()).end as usize..b.span().start as usize)
+                        .unwrap_or(""),
+                ),
                 _ => true,
             };
             if brk && i > start {
-                let width = entries[start..i].iter().filter_map(eq_key_len).max().unwrap_or(0);
+                let width = entries[start..i]
+                    .iter()
+                    .filter_map(eq_key_len)
+                    .max()
+                    .unwrap_or(0);
                 for p in &mut pads[start..i] {
                     *p = width;
                 }
@@ -287,7 +329,10 @@ impl Printer<'_> {
 
     fn expr(&mut self, e: &Expr, indent: usize) {
         if let Some(flat) = self.flat(e) {
-            let breakable = matches!(e.kind, ExprKind::List(_) | ExprKind::Sweep(_) | ExprKind::Escalate(_));
+            let breakable = matches!(
+                e.kind,
+                ExprKind::List(_) | ExprKind::Sweep(_) | ExprKind::Escalate(_)
+            );
             if !breakable || self.column() + flat.len() <= self.cfg.width {
                 self.out.push_str(&flat);
                 return;
@@ -391,7 +436,9 @@ impl Printer<'_> {
             return None;
         }
         Some(match &e.kind {
-            ExprKind::Number(_) | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Path(_) => self.atom(e),
+            ExprKind::Number(_) | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Path(_) => {
+                self.atom(e)
+            }
             ExprKind::Call { callee, args } => {
                 let mut parts = Vec::new();
                 for a in args {
@@ -408,9 +455,15 @@ impl Printer<'_> {
             ExprKind::Escalate(items) => format!("escalate [{}]", self.flat_items(items, e.span)?),
             ExprKind::Block(b) => self.flat_block(b)?,
             ExprKind::Mix(b) => format!("mix {}", self.flat_block(b)?),
-            ExprKind::Extend { base, block } => format!("{} {}", self.flat(base)?, self.flat_block(block)?),
-            ExprKind::Quantized { base, quant } => format!("{} quantized {}", self.flat(base)?, quant.dotted()),
-            ExprKind::Binary { op, lhs, rhs } => format!("{} {} {}", self.flat(lhs)?, op.symbol(), self.flat(rhs)?),
+            ExprKind::Extend { base, block } => {
+                format!("{} {}", self.flat(base)?, self.flat_block(block)?)
+            }
+            ExprKind::Quantized { base, quant } => {
+                format!("{} quantized {}", self.flat(base)?, quant.dotted())
+            }
+            ExprKind::Binary { op, lhs, rhs } => {
+                format!("{} {} {}", self.flat(lhs)?, op.symbol(), self.flat(rhs)?)
+            }
             ExprKind::Neg(x) => format!("-{}", self.flat(x)?),
             ExprKind::Paren(x) => format!("({})", self.flat(x)?),
         })
@@ -434,7 +487,12 @@ impl Printer<'_> {
         let mut parts = Vec::new();
         for e in &b.entries {
             parts.push(match e {
-                Entry::Field(f) => format!("{}{} {}", f.key.name, if f.colon { ":" } else { " =" }, self.flat(&f.value)?),
+                Entry::Field(f) => format!(
+                    "{}{} {}",
+                    f.key.name,
+                    if f.colon { ":" } else { " =" },
+                    self.flat(&f.value)?
+                ),
                 Entry::Gate(g) => format!("gate {}", self.flat(&g.expr)?),
                 Entry::On(n, _) => format!("on {}", n.name),
             });

@@ -20,19 +20,35 @@ pub enum Ctx {
     /// At the start of a top-level line.
     TopLevel,
     /// `use std.` (module `None`) or `use std.recipes.{` (module `Some("recipes")`).
-    UseStd { module: Option<String> },
+    UseStd {
+        module: Option<String>,
+    },
     /// `KIND NAME = |`.
-    Head { kind: DeclKind },
+    Head {
+        kind: DeclKind,
+    },
     /// At the start of an entry of a block; `record` is `(key, base)` for a nested record.
-    Field { decl: Enclosing, record: Option<(String, Option<String>)> },
+    Field {
+        decl: Enclosing,
+        record: Option<(String, Option<String>)>,
+    },
     /// After `key =` (or inside a list or call that is the value of `key`).
-    Value { decl: Enclosing, key: String },
+    Value {
+        decl: Enclosing,
+        key: String,
+    },
     /// Inside `targets = [ .. ]`.
-    Targets { decl: Enclosing },
+    Targets {
+        decl: Enclosing,
+    },
     /// Inside `metrics = [ .. ]`.
-    Metrics { decl: Enclosing },
+    Metrics {
+        decl: Enclosing,
+    },
     /// After `gate`.
-    Gate { decl: Enclosing },
+    Gate {
+        decl: Enclosing,
+    },
     None,
 }
 
@@ -69,7 +85,11 @@ pub fn at(text: &str, offset: usize) -> Ctx {
                 }
                 continue;
             }
-            b'{' | b'[' | b'(' => stack.push(Level { open: b, pos: i, entry_start: i + 1 }),
+            b'{' | b'[' | b'(' => stack.push(Level {
+                open: b,
+                pos: i,
+                entry_start: i + 1,
+            }),
             b'}' | b']' | b')' => {
                 stack.pop();
             }
@@ -83,12 +103,22 @@ pub fn at(text: &str, offset: usize) -> Ctx {
     }
     let entry_start = stack.last().map(|l| l.entry_start).unwrap_or(top_entry);
     let seg = text.get(entry_start..offset).unwrap_or("").trim_start();
-    let Some(inner) = stack.last() else { return top_level(seg) };
+    let Some(inner) = stack.last() else {
+        return top_level(seg);
+    };
     let outer_pos = stack.first().map(|l| l.pos).unwrap_or(0);
     let header = line_before(text, outer_pos);
     if header.trim_start().starts_with("use ") {
-        let module = header.trim().trim_start_matches("use").trim().trim_start_matches("std.").trim_end_matches('.').to_string();
-        return Ctx::UseStd { module: Some(module) };
+        let module = header
+            .trim()
+            .trim_start_matches("use")
+            .trim()
+            .trim_start_matches("std.")
+            .trim_end_matches('.')
+            .to_string();
+        return Ctx::UseStd {
+            module: Some(module),
+        };
     }
     let decl = enclosing(header);
     let before_inner = line_before(text, inner.pos);
@@ -97,10 +127,16 @@ pub fn at(text: &str, offset: usize) -> Ctx {
         b'[' => match inner_key.as_deref() {
             Some("targets") => Ctx::Targets { decl },
             Some("metrics") => Ctx::Metrics { decl },
-            Some(k) => Ctx::Value { decl, key: k.to_string() },
+            Some(k) => Ctx::Value {
+                decl,
+                key: k.to_string(),
+            },
             None => Ctx::None,
         },
-        b'(' => Ctx::Value { decl, key: inner_key.unwrap_or_default() },
+        b'(' => Ctx::Value {
+            decl,
+            key: inner_key.unwrap_or_default(),
+        },
         _ => {
             if seg.starts_with("gate ") {
                 return Ctx::Gate { decl };
@@ -109,7 +145,10 @@ pub fn at(text: &str, offset: usize) -> Ctx {
                 let key = seg.get(..eq).unwrap_or("").trim().to_string();
                 return Ctx::Value { decl, key };
             }
-            if seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+            if seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+            {
                 let record = (stack.len() > 1).then(|| (inner_key.unwrap_or_default(), inner_base));
                 return Ctx::Field { decl, record };
             }
@@ -123,7 +162,9 @@ fn top_level(seg: &str) -> Ctx {
         let rest = rest.trim_start();
         if let Some(path) = rest.strip_prefix("std.") {
             let parts: Vec<&str> = path.split('.').collect();
-            return Ctx::UseStd { module: (parts.len() > 1).then(|| parts.first().copied().unwrap_or("").to_string()) };
+            return Ctx::UseStd {
+                module: (parts.len() > 1).then(|| parts.first().copied().unwrap_or("").to_string()),
+            };
         }
         return Ctx::None;
     }
@@ -159,20 +200,38 @@ fn enclosing(header: &str) -> Enclosing {
 }
 
 fn first_word(s: &str) -> Option<String> {
-    let w: String = s.trim_start().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let w: String = s
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     (!w.is_empty()).then_some(w)
 }
 
 /// For `key = base {` (or `key = [`): the key before `=` and the word right before the bracket.
 fn key_and_base(before: &str) -> (Option<String>, Option<String>) {
     let trimmed = before.trim_end();
-    let base: String = trimmed.chars().rev().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<Vec<_>>().into_iter().rev().collect();
+    let base: String = trimmed
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     let key = trimmed.rsplit_once(['=', ':']).map(|(k, _)| {
         let k = k.trim_end();
-        let rev: String = k.chars().rev().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.').collect();
+        let rev: String = k
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+            .collect();
         rev.chars().rev().collect::<String>()
     });
-    (key.filter(|k| !k.is_empty()), (!base.is_empty()).then_some(base))
+    (
+        key.filter(|k| !k.is_empty()),
+        (!base.is_empty()).then_some(base),
+    )
 }
 
 /// The dotted path under the cursor and the index of the segment the cursor is on, with the
@@ -222,21 +281,67 @@ mod tests {
     fn contexts() {
         assert_eq!(ctx("ada|"), Ctx::TopLevel);
         assert_eq!(ctx("use std.|"), Ctx::UseStd { module: None });
-        assert_eq!(ctx("use std.recipes.{lo|"), Ctx::UseStd { module: Some("recipes".into()) });
-        assert_eq!(ctx("adapter a = |"), Ctx::Head { kind: DeclKind::Adapter });
-        let lora = Enclosing { kind: Some(DeclKind::Adapter), name: Some("a".into()), head: Some("lora".into()) };
-        assert_eq!(ctx("adapter a = lora {\n  r = 8\n  |\n}"), Ctx::Field { decl: lora.clone(), record: None });
-        assert_eq!(ctx("adapter a = lora {\n  targets = [q_proj, |]\n}"), Ctx::Targets { decl: lora.clone() });
-        assert_eq!(ctx("adapter a = lora {\n  init = |\n}"), Ctx::Value { decl: lora, key: "init".into() });
-        let t = Enclosing { kind: Some(DeclKind::Train), name: Some("t".into()), head: None };
-        assert_eq!(ctx("train t {\n  schedule = cosine { w| }\n}"), Ctx::Field { decl: t, record: Some(("schedule".into(), Some("cosine".into()))) });
-        let e = Enclosing { kind: Some(DeclKind::Eval), name: Some("e".into()), head: None };
+        assert_eq!(
+            ctx("use std.recipes.{lo|"),
+            Ctx::UseStd {
+                module: Some("recipes".into())
+            }
+        );
+        assert_eq!(
+            ctx("adapter a = |"),
+            Ctx::Head {
+                kind: DeclKind::Adapter
+            }
+        );
+        let lora = Enclosing {
+            kind: Some(DeclKind::Adapter),
+            name: Some("a".into()),
+            head: Some("lora".into()),
+        };
+        assert_eq!(
+            ctx("adapter a = lora {\n  r = 8\n  |\n}"),
+            Ctx::Field {
+                decl: lora.clone(),
+                record: None
+            }
+        );
+        assert_eq!(
+            ctx("adapter a = lora {\n  targets = [q_proj, |]\n}"),
+            Ctx::Targets { decl: lora.clone() }
+        );
+        assert_eq!(
+            ctx("adapter a = lora {\n  init = |\n}"),
+            Ctx::Value {
+                decl: lora,
+                key: "init".into()
+            }
+        );
+        let t = Enclosing {
+            kind: Some(DeclKind::Train),
+            name: Some("t".into()),
+            head: None,
+        };
+        assert_eq!(
+            ctx("train t {\n  schedule = cosine { w| }\n}"),
+            Ctx::Field {
+                decl: t,
+                record: Some(("schedule".into(), Some("cosine".into())))
+            }
+        );
+        let e = Enclosing {
+            kind: Some(DeclKind::Eval),
+            name: Some("e".into()),
+            head: None,
+        };
         assert_eq!(ctx("eval e {\n  gate acc|\n}"), Ctx::Gate { decl: e });
     }
 
     #[test]
     fn paths() {
         let (segs, i, r) = path_at("data = reviews.train\n", 17).unwrap_or_default();
-        assert_eq!((segs, i, r), (vec!["reviews".to_string(), "train".to_string()], 1, 15..20));
+        assert_eq!(
+            (segs, i, r),
+            (vec!["reviews".to_string(), "train".to_string()], 1, 15..20)
+        );
     }
 }

@@ -6,8 +6,8 @@ use super::index::file_uri;
 use super::state::{Analysis, Document};
 use crate::syntax::{Code, FileId, Severity};
 use lsp_types::{
-    CodeAction, CodeActionKind, CodeActionOrCommand, Diagnostic, DiagnosticRelatedInformation, DiagnosticSeverity, Location,
-    NumberOrString, Range, TextEdit, WorkspaceEdit,
+    CodeAction, CodeActionKind, CodeActionOrCommand, Diagnostic, DiagnosticRelatedInformation,
+    DiagnosticSeverity, Location, NumberOrString, Range, TextEdit, WorkspaceEdit,
 };
 use std::collections::HashMap;
 
@@ -15,7 +15,12 @@ use std::collections::HashMap;
 pub fn to_lsp(doc: &Document, an: &Analysis) -> Vec<Diagnostic> {
     let text = &doc.text;
     let mut out = Vec::new();
-    for d in an.checked.diagnostics.iter().filter(|d| d.loc.file == FileId(0)) {
+    for d in an
+        .checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.loc.file == FileId(0))
+    {
         let range = doc.map.range(text, d.loc.span);
         let mut message = d.message.clone();
         if let Some(l) = &d.label {
@@ -31,7 +36,13 @@ pub fn to_lsp(doc: &Document, an: &Analysis) -> Vec<Diagnostic> {
                 let uri = file_uri(an, &doc.uri, r.loc.file)?;
                 let src = an.checked.sources.get(r.loc.file)?;
                 let map = super::text::LineMap::new(&src.text);
-                Some(DiagnosticRelatedInformation { location: Location { uri, range: map.range(&src.text, r.loc.span) }, message: r.message.clone() })
+                Some(DiagnosticRelatedInformation {
+                    location: Location {
+                        uri,
+                        range: map.range(&src.text, r.loc.span),
+                    },
+                    message: r.message.clone(),
+                })
             })
             .collect();
         out.push(Diagnostic {
@@ -44,7 +55,8 @@ pub fn to_lsp(doc: &Document, an: &Analysis) -> Vec<Diagnostic> {
             source: Some("peftc".to_string()),
             message,
             related_information: (!related.is_empty()).then_some(related),
-            data: replacement(d.code, d.help.as_deref(), d.label.as_deref()).map(|r| serde_json::json!({ "replace": r })),
+            data: replacement(d.code, d.help.as_deref(), d.label.as_deref())
+                .map(|r| serde_json::json!({ "replace": r })),
             ..Diagnostic::default()
         });
     }
@@ -68,22 +80,42 @@ pub fn replacement(code: Code, help: Option<&str>, label: Option<&str>) -> Optio
 }
 
 /// Quick fixes for the document's diagnostics that overlap `range`.
+#[allow(clippy::mutable_key_type)] // `Uri` is the key type lsp-types chose for edits
 pub fn code_actions(doc: &Document, range: Range) -> Vec<CodeActionOrCommand> {
-    let Some(an) = &doc.analysis else { return Vec::new() };
+    let Some(an) = &doc.analysis else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for d in to_lsp(doc, an) {
         let overlaps = d.range.start <= range.end && range.start <= d.range.end;
-        let Some(new) = d.data.as_ref().and_then(|v| v.get("replace")).and_then(|v| v.as_str()).map(str::to_string) else { continue };
+        let Some(new) = d
+            .data
+            .as_ref()
+            .and_then(|v| v.get("replace"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
         if !overlaps {
             continue;
         }
         let mut changes = HashMap::new();
-        changes.insert(doc.uri.clone(), vec![TextEdit { range: d.range, new_text: new.clone() }]);
+        changes.insert(
+            doc.uri.clone(),
+            vec![TextEdit {
+                range: d.range,
+                new_text: new.clone(),
+            }],
+        );
         out.push(CodeActionOrCommand::CodeAction(CodeAction {
             title: format!("Replace with `{new}`"),
             kind: Some(CodeActionKind::QUICKFIX),
             diagnostics: Some(vec![d.clone()]),
-            edit: Some(WorkspaceEdit { changes: Some(changes), ..WorkspaceEdit::default() }),
+            edit: Some(WorkspaceEdit {
+                changes: Some(changes),
+                ..WorkspaceEdit::default()
+            }),
             is_preferred: Some(true),
             ..CodeAction::default()
         }));

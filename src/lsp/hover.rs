@@ -34,7 +34,10 @@ pub fn hover(an: &Analysis, text: &str, offset: usize) -> Option<(String, Range<
             _ => None,
         };
         if let Some(f) = fields::find(&word, kind) {
-            return Some((format!("```peft\n{}: {}\n```\n{}", f.name, f.ty, f.doc), range));
+            return Some((
+                format!("```peft\n{}: {}\n```\n{}", f.name, f.ty, f.doc),
+                range,
+            ));
         }
     }
     let site = index::find_decl(an, &word)?;
@@ -54,13 +57,21 @@ fn decl_hover(prog: &Program, site: &Site) -> String {
         DeclKind::Dataset => dataset_details(prog, &site.name),
         DeclKind::Eval => eval_details(prog, &site.name),
         DeclKind::Quant => prog.quant(&site.name).map(|q| {
-            format!("quantization `{:?}`, blocks of {}, double quant {}, compute {:?}", q.kind, q.block_size, q.double_quant, q.compute)
+            format!(
+                "quantization `{:?}`, blocks of {}, double quant {}, compute {:?}",
+                q.kind, q.block_size, q.double_quant, q.compute
+            )
         }),
         DeclKind::Device => prog.device(&site.name).map(|d| {
-            let mem = d.memory.map(|m| format!(", memory {}", human_bytes(m))).unwrap_or_default();
+            let mem = d
+                .memory
+                .map(|m| format!(", memory {}", human_bytes(m)))
+                .unwrap_or_default();
             format!("device {:?}({}){mem}", d.kind, d.index)
         }),
-        DeclKind::Merge => prog.merge(&site.name).map(|m| format!("merged into model `{}`", m.model)),
+        DeclKind::Merge => prog
+            .merge(&site.name)
+            .map(|m| format!("merged into model `{}`", m.model)),
         DeclKind::Let => None,
     };
     out.push_str(&format!("*{}*", kind_name(site.kind)));
@@ -89,7 +100,9 @@ fn adapter_details(prog: &Program, name: &str) -> Option<String> {
     let a = prog.adapter(name)?;
     let mut lines = vec![adapter_kind(a)];
     for t in &prog.trains {
-        let Some(ta) = t.adapters.iter().find(|x| x.meta.name == name) else { continue };
+        let Some(ta) = t.adapters.iter().find(|x| x.meta.name == name) else {
+            continue;
+        };
         let Some(shape) = prog.model(&t.model).and_then(|m| m.shape.as_ref()) else {
             lines.push(format!("- in `{}`: model shapes unknown", t.meta.name));
             continue;
@@ -112,23 +125,46 @@ fn adapter_details(prog: &Program, name: &str) -> Option<String> {
 fn adapter_kind(a: &hir::Adapter) -> String {
     match &a.kind {
         AdapterKind::Lora(l) => {
-            let targets = if l.targets.all_linear { "all_linear".to_string() } else { l.targets.requested.join(", ") };
-            let scale = if l.rslora { l.alpha / f64::from(l.r).sqrt() } else { l.alpha / f64::from(l.r.max(1)) };
-            format!("LoRA: r = {}, alpha = {} (scale {scale:.3}), dropout = {}, targets = [{targets}]", l.r, l.alpha, l.dropout)
+            let targets = if l.targets.all_linear {
+                "all_linear".to_string()
+            } else {
+                l.targets.requested.join(", ")
+            };
+            let scale = if l.rslora {
+                l.alpha / f64::from(l.r).sqrt()
+            } else {
+                l.alpha / f64::from(l.r.max(1))
+            };
+            format!(
+                "LoRA: r = {}, alpha = {} (scale {scale:.3}), dropout = {}, targets = [{targets}]",
+                l.r, l.alpha, l.dropout
+            )
         }
         AdapterKind::Bottleneck(b) => {
             let size = match b.size {
                 BottleneckSize::Size(s) => format!("size {s}"),
                 BottleneckSize::Reduction(r) => format!("reduction {r}"),
             };
-            format!("bottleneck adapter: {size}, {:?} placement, {:?}", b.placement, b.activation)
+            format!(
+                "bottleneck adapter: {size}, {:?} placement, {:?}",
+                b.placement, b.activation
+            )
         }
     }
 }
 
 fn train_details(prog: &Program, name: &str) -> Option<String> {
     let t = prog.train(name)?;
-    let mut out = format!("model `{}`, adapters [{}], data `{}`", t.model, t.adapters.iter().map(|a| a.meta.name.as_str()).collect::<Vec<_>>().join(", "), t.data.dataset);
+    let mut out = format!(
+        "model `{}`, adapters [{}], data `{}`",
+        t.model,
+        t.adapters
+            .iter()
+            .map(|a| a.meta.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        t.data.dataset
+    );
     if let Some(f) = &t.figures {
         let m = &f.memory;
         out.push_str(&format!(
@@ -181,7 +217,12 @@ fn model_details(prog: &Program, name: &str) -> Option<String> {
 
 fn dataset_details(prog: &Program, name: &str) -> Option<String> {
     let d = prog.dataset(name)?;
-    let mut out = format!("{:?}, {} file(s), max_len {}", d.source.format, d.source.files.len(), d.max_len);
+    let mut out = format!(
+        "{:?}, {} file(s), max_len {}",
+        d.source.format,
+        d.source.files.len(),
+        d.max_len
+    );
     if let Some(s) = &d.split {
         let parts: Vec<&str> = s.parts.iter().map(|p| p.name.as_str()).collect();
         out.push_str(&format!(", splits [{}]", parts.join(", ")));
@@ -204,9 +245,15 @@ pub fn shape_for(prog: &Program, decl: &Enclosing) -> Option<ModelShape> {
     let name = decl.name.as_deref().unwrap_or("");
     let train = match decl.kind {
         Some(DeclKind::Train) => prog.train(name),
-        _ => prog.trains.iter().find(|t| t.adapters.iter().any(|a| a.meta.name == name)),
+        _ => prog
+            .trains
+            .iter()
+            .find(|t| t.adapters.iter().any(|a| a.meta.name == name)),
     };
-    if let Some(s) = train.and_then(|t| prog.model(&t.model)).and_then(|m| m.shape.clone()) {
+    if let Some(s) = train
+        .and_then(|t| prog.model(&t.model))
+        .and_then(|m| m.shape.clone())
+    {
         return Some(s);
     }
     prog.models.iter().find_map(|m| m.shape.clone())
@@ -218,12 +265,17 @@ fn target_hover(prog: &Program, decl: &Enclosing, word: &str) -> Option<String> 
     }
     let shape = shape_for(prog, decl)?;
     let suffix = format!(".{word}");
-    let modules: Vec<hir::LinearModule> = crate::check::linear_modules(&shape).into_iter().filter(|m| m.name.ends_with(&suffix)).collect();
+    let modules: Vec<hir::LinearModule> = crate::check::linear_modules(&shape)
+        .into_iter()
+        .filter(|m| m.name.ends_with(&suffix))
+        .collect();
     let first = modules.first()?;
-    let r = prog.adapter(decl.name.as_deref().unwrap_or("")).and_then(|a| match &a.kind {
-        AdapterKind::Lora(l) => Some(u64::from(l.r)),
-        AdapterKind::Bottleneck(_) => None,
-    });
+    let r = prog
+        .adapter(decl.name.as_deref().unwrap_or(""))
+        .and_then(|a| match &a.kind {
+            AdapterKind::Lora(l) => Some(u64::from(l.r)),
+            AdapterKind::Bottleneck(_) => None,
+        });
     let mut out = format!(
         "```peft\n{word}: Linear({} -> {})\n```\n{} module(s) in `{}`, e.g. `{}`",
         first.in_features,
@@ -233,7 +285,10 @@ fn target_hover(prog: &Program, decl: &Enclosing, word: &str) -> Option<String> 
         first.name
     );
     if let Some(r) = r {
-        out.push_str(&format!("\n\nLoRA r = {r}: {} parameters per module", r * (first.in_features + first.out_features)));
+        out.push_str(&format!(
+            "\n\nLoRA r = {r}: {} parameters per module",
+            r * (first.in_features + first.out_features)
+        ));
     }
     Some(out)
 }
@@ -244,6 +299,8 @@ fn metric_doc(m: hir::Metric) -> &'static str {
         hir::Metric::Perplexity => "`perplexity`: exp(loss) (lower is better)",
         hir::Metric::Accuracy => "`accuracy`: share of examples classified right, 0..1",
         hir::Metric::F1 => "`f1`: macro F1 over the labels, 0..1",
-        hir::Metric::ExactMatch => "`exact_match`: share of generations equal to the reference, 0..1",
+        hir::Metric::ExactMatch => {
+            "`exact_match`: share of generations equal to the reference, 0..1"
+        }
     }
 }

@@ -29,13 +29,28 @@ pub fn decls_of(file: &ast::File, id: FileId, text: &str) -> Vec<Site> {
     let mut out = Vec::new();
     for item in &file.items {
         let Item::Decl(d) = item else { continue };
-        let head_text = d.head.as_ref().map(|h| h.span.text(text).split_whitespace().collect::<Vec<_>>().join(" "));
+        let head_text = d.head.as_ref().map(|h| {
+            h.span
+                .text(text)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
         let header = match &head_text {
             Some(h) => format!("{} {} = {h}", d.kind.keyword(), d.name.name),
             None => format!("{} {}", d.kind.keyword(), d.name.name),
         };
-        let head = d.head.as_ref().and_then(|h| head_word(h));
-        out.push(Site { file: id, kind: d.kind, name: d.name.name.clone(), name_span: d.name.span, span: d.span, doc: d.doc.clone(), header, head });
+        let head = d.head.as_ref().and_then(head_word);
+        out.push(Site {
+            file: id,
+            kind: d.kind,
+            name: d.name.name.clone(),
+            name_span: d.name.span,
+            span: d.span,
+            doc: d.doc.clone(),
+            header,
+            head,
+        });
     }
     out
 }
@@ -51,7 +66,12 @@ fn head_word(e: &Expr) -> Option<String> {
 
 /// Every declaration visible from the document: its own first, then the other loaded files.
 pub fn all_decls(an: &Analysis) -> Vec<Site> {
-    let main_text = an.checked.sources.get(FileId(0)).map(|f| f.text.as_str()).unwrap_or("");
+    let main_text = an
+        .checked
+        .sources
+        .get(FileId(0))
+        .map(|f| f.text.as_str())
+        .unwrap_or("");
     let mut out = decls_of(an.ast(), FileId(0), main_text);
     for i in 1..an.checked.sources.files.len() {
         let id = FileId(i as u32);
@@ -119,7 +139,9 @@ fn expr_names(e: &Expr, out: &mut Vec<(String, Span)>) {
     match &e.kind {
         ExprKind::Path(p) => path_names(p, out),
         ExprKind::Call { args, .. } => args.iter().for_each(|a| expr_names(&a.value, out)),
-        ExprKind::List(items) | ExprKind::Sweep(items) | ExprKind::Escalate(items) => items.iter().for_each(|i| expr_names(i, out)),
+        ExprKind::List(items) | ExprKind::Sweep(items) | ExprKind::Escalate(items) => {
+            items.iter().for_each(|i| expr_names(i, out))
+        }
         ExprKind::Block(b) | ExprKind::Mix(b) => block_names(b, out),
         ExprKind::Extend { base, block } => {
             expr_names(base, out);

@@ -23,18 +23,33 @@ pub fn definition(doc: &Document, offset: usize) -> Option<Location> {
     let uri = file_uri(an, &doc.uri, site.file)?;
     let src = an.checked.sources.get(site.file)?;
     let map = LineMap::new(&src.text);
-    Some(Location { uri, range: map.range(&src.text, site.name_span) })
+    Some(Location {
+        uri,
+        range: map.range(&src.text, site.name_span),
+    })
 }
 
 /// Every place in the document the declaration under the cursor is named (its declaration too
 /// when `include_declaration`).
 pub fn references(doc: &Document, offset: usize, include_declaration: bool) -> Vec<Location> {
-    let Some(an) = &doc.analysis else { return Vec::new() };
-    let Some(site) = name_at(an, &doc.text, offset) else { return Vec::new() };
+    let Some(an) = &doc.analysis else {
+        return Vec::new();
+    };
+    let Some(site) = name_at(an, &doc.text, offset) else {
+        return Vec::new();
+    };
     index::names(an.ast())
         .into_iter()
-        .filter(|(n, span)| *n == site.name && (include_declaration || site.file != crate::syntax::FileId(0) || *span != site.name_span))
-        .map(|(_, span)| Location { uri: doc.uri.clone(), range: doc.map.range(&doc.text, span) })
+        .filter(|(n, span)| {
+            *n == site.name
+                && (include_declaration
+                    || site.file != crate::syntax::FileId(0)
+                    || *span != site.name_span)
+        })
+        .map(|(_, span)| Location {
+            uri: doc.uri.clone(),
+            range: doc.map.range(&doc.text, span),
+        })
         .collect()
 }
 
@@ -48,9 +63,15 @@ pub enum RenameError {
 }
 
 /// The edits renaming the declaration under the cursor and its uses in the document.
+#[allow(clippy::mutable_key_type)] // `Uri` is the key type lsp-types chose for edits
 pub fn rename(doc: &Document, offset: usize, new_name: &str) -> Result<WorkspaceEdit, RenameError> {
-    let valid = new_name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && new_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    let valid = new_name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && new_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !is_keyword(new_name);
     if !valid {
         return Err(RenameError::InvalidName(new_name.to_string()));
@@ -59,16 +80,27 @@ pub fn rename(doc: &Document, offset: usize, new_name: &str) -> Result<Workspace
     if locs.is_empty() {
         return Err(RenameError::NothingToRename);
     }
-    let edits: Vec<TextEdit> = locs.into_iter().map(|l| TextEdit { range: l.range, new_text: new_name.to_string() }).collect();
+    let edits: Vec<TextEdit> = locs
+        .into_iter()
+        .map(|l| TextEdit {
+            range: l.range,
+            new_text: new_name.to_string(),
+        })
+        .collect();
     let mut changes = HashMap::new();
     changes.insert(doc.uri.clone(), edits);
-    Ok(WorkspaceEdit { changes: Some(changes), ..WorkspaceEdit::default() })
+    Ok(WorkspaceEdit {
+        changes: Some(changes),
+        ..WorkspaceEdit::default()
+    })
 }
 
 /// The outline: one symbol per declaration, its fields as children.
 #[allow(deprecated)]
 pub fn symbols(doc: &Document) -> Vec<DocumentSymbol> {
-    let Some(an) = &doc.analysis else { return Vec::new() };
+    let Some(an) = &doc.analysis else {
+        return Vec::new();
+    };
     let text = &doc.text;
     let range = |s: crate::syntax::Span| -> Range { doc.map.range(text, s) };
     let mut out = Vec::new();

@@ -25,7 +25,9 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { debounce: Duration::ZERO }
+        ServerConfig {
+            debounce: Duration::ZERO,
+        }
     }
 }
 
@@ -33,7 +35,9 @@ impl Default for ServerConfig {
 pub fn capabilities() -> ServerCapabilities {
     ServerCapabilities {
         position_encoding: Some(PositionEncodingKind::UTF16),
-        text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::INCREMENTAL)),
+        text_document_sync: Some(TextDocumentSyncCapability::Kind(
+            TextDocumentSyncKind::INCREMENTAL,
+        )),
         hover_provider: Some(HoverProviderCapability::Simple(true)),
         completion_provider: Some(CompletionOptions {
             trigger_characters: Some(vec![".".into(), "[".into(), "{".into()]),
@@ -53,10 +57,19 @@ pub fn capabilities() -> ServerCapabilities {
 pub fn serve(conn: &Connection, config: ServerConfig) -> Result<(), LspError> {
     let params = conn.initialize(serde_json::to_value(capabilities())?)?;
     let mut config = config;
-    if let Some(ms) = params.pointer("/initializationOptions/debounceMs").and_then(Value::as_u64) {
+    if let Some(ms) = params
+        .pointer("/initializationOptions/debounceMs")
+        .and_then(Value::as_u64)
+    {
         config.debounce = Duration::from_millis(ms);
     }
-    Server { conn, config, docs: Documents::new(), last_edit: Instant::now() }.run()
+    Server {
+        conn,
+        config,
+        docs: Documents::new(),
+        last_edit: Instant::now(),
+    }
+    .run()
 }
 
 struct Server<'a> {
@@ -71,7 +84,10 @@ impl Server<'_> {
         loop {
             let dirty = self.docs.docs.values().any(|d| d.dirty);
             let msg = if dirty {
-                let wait = self.config.debounce.saturating_sub(self.last_edit.elapsed());
+                let wait = self
+                    .config
+                    .debounce
+                    .saturating_sub(self.last_edit.elapsed());
                 match self.conn.receiver.recv_timeout(wait) {
                     Ok(m) => Some(m),
                     Err(e) if e.is_timeout() => None,
@@ -91,7 +107,10 @@ impl Server<'_> {
                     }
                     self.publish_dirty()?;
                     let resp = self.request(r);
-                    self.conn.sender.send(resp.into()).map_err(|_| LspError::Disconnected)?;
+                    self.conn
+                        .sender
+                        .send(resp.into())
+                        .map_err(|_| LspError::Disconnected)?;
                 }
                 Some(Message::Notification(n)) => {
                     if n.method == note::Exit::METHOD {
@@ -102,7 +121,10 @@ impl Server<'_> {
                 Some(Message::Response(_)) => {}
             }
             let dirty = self.docs.docs.values().any(|d| d.dirty);
-            if dirty && self.conn.receiver.is_empty() && self.last_edit.elapsed() >= self.config.debounce {
+            if dirty
+                && self.conn.receiver.is_empty()
+                && self.last_edit.elapsed() >= self.config.debounce
+            {
                 self.publish_dirty()?;
             }
         }
@@ -110,17 +132,29 @@ impl Server<'_> {
 
     fn publish_dirty(&mut self) -> Result<(), LspError> {
         for uri in self.docs.refresh_dirty() {
-            let Some(doc) = self.docs.docs.get(&uri) else { continue };
+            let Some(doc) = self.docs.docs.get(&uri) else {
+                continue;
+            };
             let Some(an) = &doc.analysis else { continue };
-            let params = PublishDiagnosticsParams { uri: doc.uri.clone(), diagnostics: diagnostics::to_lsp(doc, an), version: Some(doc.version) };
+            let params = PublishDiagnosticsParams {
+                uri: doc.uri.clone(),
+                diagnostics: diagnostics::to_lsp(doc, an),
+                version: Some(doc.version),
+            };
             self.notify::<note::PublishDiagnostics>(params)?;
         }
         Ok(())
     }
 
-    fn notify<N: lsp_types::notification::Notification>(&self, params: N::Params) -> Result<(), LspError> {
+    fn notify<N: lsp_types::notification::Notification>(
+        &self,
+        params: N::Params,
+    ) -> Result<(), LspError> {
         let n = Notification::new(N::METHOD.to_string(), params);
-        self.conn.sender.send(n.into()).map_err(|_| LspError::Disconnected)
+        self.conn
+            .sender
+            .send(n.into())
+            .map_err(|_| LspError::Disconnected)
     }
 
     fn notification(&mut self, n: Notification) -> Result<(), LspError> {
@@ -131,7 +165,18 @@ impl Server<'_> {
                 let path = uri_to_path(&doc.uri);
                 let map = LineMap::new(&doc.text);
                 let key = doc.uri.as_str().to_string();
-                self.docs.docs.insert(key, Document { uri: doc.uri, path, version: doc.version, text: doc.text, map, dirty: true, analysis: None });
+                self.docs.docs.insert(
+                    key,
+                    Document {
+                        uri: doc.uri,
+                        path,
+                        version: doc.version,
+                        text: doc.text,
+                        map,
+                        dirty: true,
+                        analysis: None,
+                    },
+                );
                 self.last_edit = Instant::now();
             }
             note::DidChangeTextDocument::METHOD => {
@@ -149,7 +194,11 @@ impl Server<'_> {
             note::DidCloseTextDocument::METHOD => {
                 let p: DidCloseTextDocumentParams = serde_json::from_value(n.params)?;
                 self.docs.docs.remove(p.text_document.uri.as_str());
-                self.notify::<note::PublishDiagnostics>(PublishDiagnosticsParams { uri: p.text_document.uri, diagnostics: Vec::new(), version: None })?;
+                self.notify::<note::PublishDiagnostics>(PublishDiagnosticsParams {
+                    uri: p.text_document.uri,
+                    diagnostics: Vec::new(),
+                    version: None,
+                })?;
             }
             _ => {}
         }
@@ -162,7 +211,11 @@ impl Server<'_> {
         match catch_unwind(AssertUnwindSafe(|| handle(docs, r))) {
             Ok(Ok(v)) => Response::new_ok(id, v),
             Ok(Err((code, msg))) => Response::new_err(id, code as i32, msg),
-            Err(_) => Response::new_err(id, ErrorCode::InternalError as i32, "internal error while answering".to_string()),
+            Err(_) => Response::new_err(
+                id,
+                ErrorCode::InternalError as i32,
+                "internal error while answering".to_string(),
+            ),
         }
     }
 }
@@ -177,8 +230,14 @@ fn json<T: serde::Serialize>(v: T) -> Answer {
     serde_json::to_value(v).map_err(|e| (ErrorCode::InternalError, e.to_string()))
 }
 
-fn doc_at<'d>(docs: &'d Documents, p: &TextDocumentPositionParams) -> Result<(&'d Document, usize), (ErrorCode, String)> {
-    let doc = docs.get(&p.text_document.uri).ok_or((ErrorCode::InvalidParams, format!("`{}` is not open", p.text_document.uri.as_str())))?;
+fn doc_at<'d>(
+    docs: &'d Documents,
+    p: &TextDocumentPositionParams,
+) -> Result<(&'d Document, usize), (ErrorCode, String)> {
+    let doc = docs.get(&p.text_document.uri).ok_or((
+        ErrorCode::InvalidParams,
+        format!("`{}` is not open", p.text_document.uri.as_str()),
+    ))?;
     let offset = doc.map.offset(&doc.text, p.position);
     Ok((doc, offset))
 }
@@ -188,11 +247,19 @@ fn handle(docs: &Documents, r: Request) -> Answer {
         req::HoverRequest::METHOD => {
             let p: HoverParams = parse(r.params)?;
             let (doc, offset) = doc_at(docs, &p.text_document_position_params)?;
-            let Some(an) = &doc.analysis else { return Ok(Value::Null) };
+            let Some(an) = &doc.analysis else {
+                return Ok(Value::Null);
+            };
             match hover::hover(an, &doc.text, offset) {
                 Some((text, range)) => json(Hover {
-                    contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: text }),
-                    range: Some(doc.map.range(&doc.text, crate::syntax::Span::new(range.start, range.end))),
+                    contents: HoverContents::Markup(MarkupContent {
+                        kind: MarkupKind::Markdown,
+                        value: text,
+                    }),
+                    range: Some(
+                        doc.map
+                            .range(&doc.text, crate::syntax::Span::new(range.start, range.end)),
+                    ),
                 }),
                 None => Ok(Value::Null),
             }
@@ -200,7 +267,11 @@ fn handle(docs: &Documents, r: Request) -> Answer {
         req::Completion::METHOD => {
             let p: CompletionParams = parse(r.params)?;
             let (doc, offset) = doc_at(docs, &p.text_document_position)?;
-            json(CompletionResponse::Array(completion::complete(doc.analysis.as_ref(), &doc.text, offset)))
+            json(CompletionResponse::Array(completion::complete(
+                doc.analysis.as_ref(),
+                &doc.text,
+                offset,
+            )))
         }
         req::GotoDefinition::METHOD => {
             let p: GotoDefinitionParams = parse(r.params)?;
@@ -213,25 +284,41 @@ fn handle(docs: &Documents, r: Request) -> Answer {
         req::References::METHOD => {
             let p: ReferenceParams = parse(r.params)?;
             let (doc, offset) = doc_at(docs, &p.text_document_position)?;
-            json(navigate::references(doc, offset, p.context.include_declaration))
+            json(navigate::references(
+                doc,
+                offset,
+                p.context.include_declaration,
+            ))
         }
         req::Rename::METHOD => {
             let p: RenameParams = parse(r.params)?;
             let (doc, offset) = doc_at(docs, &p.text_document_position)?;
-            navigate::rename(doc, offset, &p.new_name).map_err(|e| (ErrorCode::RequestFailed, e.to_string())).and_then(json)
+            navigate::rename(doc, offset, &p.new_name)
+                .map_err(|e| (ErrorCode::RequestFailed, e.to_string()))
+                .and_then(json)
         }
         req::DocumentSymbolRequest::METHOD => {
             let p: DocumentSymbolParams = parse(r.params)?;
-            let doc = docs.get(&p.text_document.uri).ok_or((ErrorCode::InvalidParams, "document not open".to_string()))?;
+            let doc = docs
+                .get(&p.text_document.uri)
+                .ok_or((ErrorCode::InvalidParams, "document not open".to_string()))?;
             json(DocumentSymbolResponse::Nested(navigate::symbols(doc)))
         }
         req::Formatting::METHOD => {
             let p: DocumentFormattingParams = parse(r.params)?;
-            let doc = docs.get(&p.text_document.uri).ok_or((ErrorCode::InvalidParams, "document not open".to_string()))?;
+            let doc = docs
+                .get(&p.text_document.uri)
+                .ok_or((ErrorCode::InvalidParams, "document not open".to_string()))?;
             let edits = match crate::fmt::format_source(&doc.text) {
                 Ok(new) if new != doc.text => {
                     let end = doc.map.position(&doc.text, doc.text.len());
-                    vec![TextEdit { range: Range { start: Position::new(0, 0), end }, new_text: new }]
+                    vec![TextEdit {
+                        range: Range {
+                            start: Position::new(0, 0),
+                            end,
+                        },
+                        new_text: new,
+                    }]
                 }
                 _ => Vec::new(),
             };
@@ -239,10 +326,14 @@ fn handle(docs: &Documents, r: Request) -> Answer {
         }
         req::CodeActionRequest::METHOD => {
             let p: CodeActionParams = parse(r.params)?;
-            let doc = docs.get(&p.text_document.uri).ok_or((ErrorCode::InvalidParams, "document not open".to_string()))?;
+            let doc = docs
+                .get(&p.text_document.uri)
+                .ok_or((ErrorCode::InvalidParams, "document not open".to_string()))?;
             json(diagnostics::code_actions(doc, p.range))
         }
-        other => Err((ErrorCode::MethodNotFound, format!("`{other}` is not supported"))),
+        other => Err((
+            ErrorCode::MethodNotFound,
+            format!("`{other}` is not supported"),
+        )),
     }
 }
-

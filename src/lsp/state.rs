@@ -35,7 +35,12 @@ impl Analysis {
     /// The syntax tree of the checked document (file 0).
     pub fn ast(&self) -> &ast::File {
         self.ast.get_or_init(|| {
-            let text = self.checked.sources.get(FileId(0)).map(|f| f.text.as_str()).unwrap_or("");
+            let text = self
+                .checked
+                .sources
+                .get(FileId(0))
+                .map(|f| f.text.as_str())
+                .unwrap_or("");
             syntax::parse(text).0
         })
     }
@@ -56,7 +61,10 @@ pub struct Documents {
 
 impl Documents {
     pub fn new() -> Self {
-        Documents { docs: HashMap::new(), disk: RealWorld::from_env() }
+        Documents {
+            docs: HashMap::new(),
+            disk: RealWorld::from_env(),
+        }
     }
 
     pub fn get(&self, uri: &Uri) -> Option<&Document> {
@@ -71,20 +79,33 @@ impl Documents {
             .filter(|d| d.uri.as_str() != uri)
             .map(|d| (d.path.clone(), d.text.clone()))
             .collect();
-        let Some(doc) = self.docs.get_mut(uri) else { return false };
+        let Some(doc) = self.docs.get_mut(uri) else {
+            return false;
+        };
         if !doc.dirty && doc.analysis.is_some() {
             return false;
         }
-        let world = OverlayWorld { disk: &self.disk, open: &open };
+        let world = OverlayWorld {
+            disk: &self.disk,
+            open: &open,
+        };
         let checked = check::check_source(&world, &doc.path, &doc.text);
-        doc.analysis = Some(Analysis { checked, ast: OnceCell::new() });
+        doc.analysis = Some(Analysis {
+            checked,
+            ast: OnceCell::new(),
+        });
         doc.dirty = false;
         true
     }
 
     /// Checks every document whose text changed; returns their URIs.
     pub fn refresh_dirty(&mut self) -> Vec<String> {
-        let dirty: Vec<String> = self.docs.values().filter(|d| d.dirty).map(|d| d.uri.as_str().to_string()).collect();
+        let dirty: Vec<String> = self
+            .docs
+            .values()
+            .filter(|d| d.dirty)
+            .map(|d| d.uri.as_str().to_string())
+            .collect();
         for u in &dirty {
             self.refresh(u);
         }

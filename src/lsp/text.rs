@@ -25,15 +25,28 @@ impl LineMap {
         while !text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let line = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let line = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
         let start = self.starts.get(line).copied().unwrap_or(0);
-        let col: usize = text.get(start..offset).unwrap_or("").chars().map(char::len_utf16).sum();
-        Position { line: line as u32, character: col as u32 }
+        let col: usize = text
+            .get(start..offset)
+            .unwrap_or("")
+            .chars()
+            .map(char::len_utf16)
+            .sum();
+        Position {
+            line: line as u32,
+            character: col as u32,
+        }
     }
 
     /// The byte offset of an LSP position (clamped to the end of its line / of the text).
     pub fn offset(&self, text: &str, pos: Position) -> usize {
-        let Some(&start) = self.starts.get(pos.line as usize) else { return text.len() };
+        let Some(&start) = self.starts.get(pos.line as usize) else {
+            return text.len();
+        };
         let mut units = 0usize;
         for (i, c) in text.get(start..).unwrap_or("").char_indices() {
             if c == '\n' || units >= pos.character as usize {
@@ -45,7 +58,10 @@ impl LineMap {
     }
 
     pub fn range(&self, text: &str, span: Span) -> Range {
-        Range { start: self.position(text, span.start as usize), end: self.position(text, span.end as usize) }
+        Range {
+            start: self.position(text, span.start as usize),
+            end: self.position(text, span.end as usize),
+        }
     }
 }
 
@@ -68,7 +84,16 @@ pub fn uri_to_path(uri: &Uri) -> PathBuf {
     match s.strip_prefix("file://") {
         Some(rest) => PathBuf::from(percent_decode(rest)),
         None => {
-            let name: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
+            let name: String = s
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
             PathBuf::from("/untitled").join(name)
         }
     }
@@ -94,7 +119,10 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         let b = bytes.get(i).copied().unwrap_or(0);
         if b == b'%' {
-            if let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(v);
                 i += 3;
                 continue;
@@ -116,9 +144,24 @@ mod tests {
         let map = LineMap::new(text);
         let off = text.find("//").unwrap_or(0);
         let pos = map.position(text, off);
-        assert_eq!(pos, Position { line: 0, character: 10 });
+        assert_eq!(
+            pos,
+            Position {
+                line: 0,
+                character: 10
+            }
+        );
         assert_eq!(map.offset(text, pos), off);
-        assert_eq!(map.offset(text, Position { line: 1, character: 0 }), text.len() - 1);
+        assert_eq!(
+            map.offset(
+                text,
+                Position {
+                    line: 1,
+                    character: 0
+                }
+            ),
+            text.len() - 1
+        );
     }
 
     #[test]
@@ -126,7 +169,10 @@ mod tests {
         let p = Path::new("/tmp/my dir/a.peft");
         let uri = path_to_uri(p).map(|u| u.as_str().to_string());
         assert_eq!(uri.as_deref(), Some("file:///tmp/my%20dir/a.peft"));
-        let back = uri_to_path(&Uri::from_str("file:///tmp/my%20dir/a.peft").unwrap_or_else(|_| Uri::from_str("file:///").unwrap()));
+        let back = uri_to_path(
+            &Uri::from_str("file:///tmp/my%20dir/a.peft")
+                .unwrap_or_else(|_| Uri::from_str("file:///").unwrap()),
+        );
         assert_eq!(back, p);
     }
 }

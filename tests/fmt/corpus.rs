@@ -49,9 +49,15 @@ fn without_locs(s: &str) -> String {
 fn ui_world() -> MemoryWorld {
     let mut w = MemoryWorld::new();
     w.add("/ui/data/qa.jsonl", "{\"q\":\"hi\",\"a\":\"hello\"}\n");
-    w.add("/ui/data/reviews.jsonl", "{\"text\":\"good\",\"label\":\"pos\"}\n");
+    w.add(
+        "/ui/data/reviews.jsonl",
+        "{\"text\":\"good\",\"label\":\"pos\"}\n",
+    );
     w.add("/ui/models/llama/config.json", TINY_LLAMA);
-    w.add("/ui/models/t5/config.json", r#"{"model_type":"t5","d_model":512}"#);
+    w.add(
+        "/ui/models/t5/config.json",
+        r#"{"model_type":"t5","d_model":512}"#,
+    );
     w.add("/ui/models/fake.gguf", "NOTAGGUF");
     w
 }
@@ -59,9 +65,24 @@ fn ui_world() -> MemoryWorld {
 fn same_meaning(world: &dyn World, path: &Path, before: &str, after: &str) {
     let a = check_source(world, path, before);
     let b = check_source(world, path, after);
-    let msgs = |c: &peftc::check::Checked| c.diagnostics.iter().map(|d| format!("{} {}", d.code.as_str(), d.message)).collect::<Vec<_>>();
-    assert_eq!(msgs(&a), msgs(&b), "{}: diagnostics changed", path.display());
-    assert_eq!(without_locs(&format!("{:?}", a.program)), without_locs(&format!("{:?}", b.program)), "{}: program changed", path.display());
+    let msgs = |c: &peftc::check::Checked| {
+        c.diagnostics
+            .iter()
+            .map(|d| format!("{} {}", d.code.as_str(), d.message))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        msgs(&a),
+        msgs(&b),
+        "{}: diagnostics changed",
+        path.display()
+    );
+    assert_eq!(
+        without_locs(&format!("{:?}", a.program)),
+        without_locs(&format!("{:?}", b.program)),
+        "{}: program changed",
+        path.display()
+    );
 }
 
 #[test]
@@ -75,7 +96,10 @@ fn formatting_is_idempotent_and_keeps_meaning() {
     let mut ui = ui_world();
     for f in &files {
         if let Ok(rel) = f.strip_prefix(repo.join("tests/ui")) {
-            ui.add(Path::new("/ui").join(rel), std::fs::read_to_string(f).unwrap());
+            ui.add(
+                Path::new("/ui").join(rel),
+                std::fs::read_to_string(f).unwrap(),
+            );
         }
     }
     if let Ok(inc) = std::fs::read_to_string(repo.join("tests/ui/ui_cycle_b.peft.inc")) {
@@ -88,7 +112,11 @@ fn formatting_is_idempotent_and_keeps_meaning() {
         let once = match format_source(&src) {
             Ok(t) => t,
             Err(FormatError::Syntax { .. }) => {
-                assert!(!peftc::syntax::parse(&src).1.is_empty(), "{}: refused but parses", f.display());
+                assert!(
+                    !peftc::syntax::parse(&src).1.is_empty(),
+                    "{}: refused but parses",
+                    f.display()
+                );
                 refused += 1;
                 continue;
             }
@@ -96,7 +124,10 @@ fn formatting_is_idempotent_and_keeps_meaning() {
         };
         let twice = format_source(&once).unwrap();
         assert_eq!(once, twice, "{}: formatting is not idempotent", f.display());
-        assert_eq!(peftc::syntax::parse(&src).0.comments.len(), peftc::syntax::parse(&once).0.comments.len());
+        assert_eq!(
+            peftc::syntax::parse(&src).0.comments.len(),
+            peftc::syntax::parse(&once).0.comments.len()
+        );
         match f.strip_prefix(repo.join("tests/ui")) {
             Ok(rel) => same_meaning(&ui, &Path::new("/ui").join(rel), &src, &once),
             Err(_) => same_meaning(&real, f, &src, &once),

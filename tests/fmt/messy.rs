@@ -42,6 +42,9 @@ fn multi_line_records_and_lists_keep_their_lines() {
 #[test]
 fn syntax_errors_are_refused() {
     let err = format_source("adapter a = lora { r = }\n").unwrap_err();
-    assert!(matches!(err, FormatError::Syntax { count: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, FormatError::Syntax { count: 1, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("E0001"), "{err}");
 }

