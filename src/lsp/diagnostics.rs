@@ -122,3 +122,33 @@ pub fn code_actions(doc: &Document, range: Range) -> Vec<CodeActionOrCommand> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replacements_come_from_did_you_mean_and_foreign_spellings() {
+        assert_eq!(
+            replacement(Code::UnknownField, Some("did you mean `alpha`?"), None).as_deref(),
+            Some("alpha")
+        );
+        assert_eq!(
+            replacement(
+                Code::ForeignSpelling,
+                Some("PEFT's `lora_alpha` is `alpha` here"),
+                Some("write `alpha`")
+            )
+            .as_deref(),
+            Some("alpha")
+        );
+        assert_eq!(
+            replacement(
+                Code::UnknownField,
+                Some("`a` has r, alpha"),
+                Some("write `x`")
+            ),
+            None
+        );
+    }
+}

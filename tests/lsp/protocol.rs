@@ -322,3 +322,68 @@ fn formatting_returns_the_canonical_text() {
     assert_eq!(none, json!([]));
     assert!(c.stop());
 }
+
+#[test]
+fn definition_and_hover_reach_used_files_and_see_unsaved_buffers() {
+    let dir = project();
+    let lib = dir.path().join("lib.peft");
+    let app = dir.path().join("app.peft");
+    std::fs::write(
+        &lib,
+        "/// Shared recipe.\nadapter shared = lora {\n  r = 4\n}\n",
+    )
+    .unwrap();
+    let app_text = "use \"lib.peft\"\n\nadapter mine = shared {\n  alpha = 8\n}\n";
+    std::fs::write(&app, app_text).unwrap();
+    let mut c = Client::start(dir.path());
+    c.open(&app, app_text);
+    let d = c.wait_for("textDocument/publishDiagnostics", |p| p["uri"] == uri(&app));
+    let codes: Vec<&str> = d["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
+    assert!(!codes.iter().any(|c| c.starts_with('E')), "{d}");
+    let at = pos(app_text, "shared {", 0, 2);
+    let def = c
+        .request(
+            "textDocument/definition",
+            json!({ "textDocument": { "uri": uri(&app) }, "position": at }),
+        )
+        .unwrap();
+    assert_eq!(def["uri"], uri(&lib));
+    assert_eq!(def["range"]["start"], json!({ "line": 1, "character": 8 }));
+    let h = c
+        .request(
+            "textDocument/hover",
+            json!({ "textDocument": { "uri": uri(&app) }, "position": at }),
+        )
+        .unwrap();
+    assert!(h["contents"]["value"]
+        .as_str()
+        .unwrap()
+        .contains("Shared recipe."));
+    // An unsaved edit of lib.peft (renaming the adapter) is what app.peft is checked against.
+    c.open(&lib, "adapter renamed = lora {\n  r = 4\n}\n");
+    c.notify("textDocument/didChange", json!({ "textDocument": { "uri": uri(&app), "version": 2 }, "contentChanges": [{ "text": app_text }] }));
+    let d = c.wait_for("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri(&app) && p["version"] == 2
+    });
+    let errors: Vec<&Value> = d["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["severity"] == 1)
+        .collect();
+    assert_eq!(errors.len(), 1, "{d}");
+    assert_eq!(
+        errors[0]["range"]["start"],
+        json!({ "line": 2, "character": 15 })
+    );
+    assert!(
+        errors[0]["message"].as_str().unwrap().contains("shared"),
+        "{d}"
+    );
+    assert!(c.stop());
+}
