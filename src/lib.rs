@@ -18,4 +18,5 @@ pub mod fmt;
 pub mod lsp;
 pub mod plan;
 pub mod runtime;
+pub mod stages;
 pub mod syntax;

@@ -6,7 +6,15 @@ use super::hir::{Arch, LinearModule, ModelShape};
 /// Short names of the linear layers that LoRA may target (and `all_linear` expands to).
 pub fn linear_names(arch: Arch) -> &'static [&'static str] {
     match arch {
-        Arch::Llama | Arch::Mistral | Arch::Qwen2 => &["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        Arch::Llama | Arch::Mistral | Arch::Qwen2 => &[
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ],
         Arch::Gpt2 => &["c_attn", "c_proj", "c_fc"],
         Arch::Bert => &["query", "key", "value", "dense"],
     }
@@ -36,7 +44,13 @@ pub fn linear_modules(s: &ModelShape) -> Vec<LinearModule> {
     let i = s.intermediate;
     let hd = s.head_dim();
     let mut out = Vec::new();
-    let mut push = |name: String, in_features: u64, out_features: u64| out.push(LinearModule { name, in_features, out_features });
+    let mut push = |name: String, in_features: u64, out_features: u64| {
+        out.push(LinearModule {
+            name,
+            in_features,
+            out_features,
+        })
+    };
     for l in 0..s.layers {
         match s.arch {
             Arch::Llama | Arch::Mistral | Arch::Qwen2 => {
@@ -72,18 +86,28 @@ pub fn linear_modules(s: &ModelShape) -> Vec<LinearModule> {
 
 /// Whether module `name` matches target `target` (PEFT's rule: equal, or a `.`-suffix).
 pub fn matches(name: &str, target: &str) -> bool {
-    name == target || name.ends_with(&format!(".{target}"))
+    name == target
+        || (name.len() > target.len()
+            && name.ends_with(target)
+            && name.as_bytes().get(name.len() - target.len() - 1) == Some(&b'.'))
 }
 
 /// Parameter count computed from the sizes (used when no exact count is known).
 pub fn param_count(s: &ModelShape) -> u64 {
     let h = s.hidden;
-    let linear: u64 = linear_modules(s).iter().map(|m| m.in_features * m.out_features).sum();
+    let linear: u64 = linear_modules(s)
+        .iter()
+        .map(|m| m.in_features * m.out_features)
+        .sum();
     let embed = s.vocab * h;
     let head = if s.tied_embeddings { 0 } else { s.vocab * h };
     match s.arch {
         Arch::Llama | Arch::Mistral | Arch::Qwen2 => {
-            let bias = if s.arch == Arch::Qwen2 { s.layers * (h + 2 * s.kv_heads * s.head_dim()) } else { 0 };
+            let bias = if s.arch == Arch::Qwen2 {
+                s.layers * (h + 2 * s.kv_heads * s.head_dim())
+            } else {
+                0
+            };
             linear + embed + head + s.layers * 2 * h + h + bias
         }
         Arch::Gpt2 => {

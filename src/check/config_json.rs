@@ -19,7 +19,10 @@ impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConfigError::Unreadable(e) => write!(f, "cannot read config.json: {e}"),
-            ConfigError::UnknownArch(a) => write!(f, "model_type `{a}` is not supported (llama, mistral, qwen2, gpt2, bert are)"),
+            ConfigError::UnknownArch(a) => write!(
+                f,
+                "model_type `{a}` is not supported (llama, mistral, qwen2, gpt2, bert are)"
+            ),
             ConfigError::MissingKey(k) => write!(f, "config.json has no `{k}`"),
         }
     }
@@ -27,10 +30,14 @@ impl std::fmt::Display for ConfigError {
 
 /// Shape from the `config.json` at `path`.
 pub fn read(world: &dyn World, path: &Path) -> Result<ModelShape, ConfigError> {
-    let text = world.read_to_string(path).map_err(|e| ConfigError::Unreadable(e.to_string()))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| ConfigError::Unreadable(e.to_string()))?;
+    let text = world
+        .read_to_string(path)
+        .map_err(|e| ConfigError::Unreadable(e.to_string()))?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| ConfigError::Unreadable(e.to_string()))?;
     let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
-    let arch = Arch::parse(model_type).ok_or_else(|| ConfigError::UnknownArch(model_type.to_string()))?;
+    let arch =
+        Arch::parse(model_type).ok_or_else(|| ConfigError::UnknownArch(model_type.to_string()))?;
     let get = |keys: &[&'static str]| keys.iter().find_map(|k| v.get(*k).and_then(Value::as_u64));
     let need = |keys: &[&'static str]| get(keys).ok_or(ConfigError::MissingKey(keys[0]));
     let hidden = need(&["hidden_size", "n_embd"])?;
@@ -40,7 +47,10 @@ pub fn read(world: &dyn World, path: &Path) -> Result<ModelShape, ConfigError> {
     let intermediate = get(&["intermediate_size", "n_inner"]).unwrap_or(4 * hidden);
     let kv_heads = get(&["num_key_value_heads"]).unwrap_or(heads);
     let context = get(&["max_position_embeddings", "n_positions"]).unwrap_or(2048);
-    let tied = v.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(arch == Arch::Gpt2);
+    let tied = v
+        .get("tie_word_embeddings")
+        .and_then(Value::as_bool)
+        .unwrap_or(arch == Arch::Gpt2);
     let mut shape = ModelShape {
         arch,
         hidden,

@@ -24,7 +24,10 @@ pub struct V<'a> {
 
 impl V<'_> {
     pub fn loc(&self) -> Loc {
-        Loc { file: file_id(self.m), span: self.expr.span }
+        Loc {
+            file: file_id(self.m),
+            span: self.expr.span,
+        }
     }
 }
 
@@ -37,13 +40,19 @@ pub struct FieldRef<'a> {
 
 impl<'a> FieldRef<'a> {
     pub fn value(&self) -> V<'a> {
-        V { expr: &self.field.value, m: self.m }
+        V {
+            expr: &self.field.value,
+            m: self.m,
+        }
     }
     pub fn key(&self) -> &'a str {
         &self.field.key.name
     }
     pub fn loc(&self) -> Loc {
-        Loc { file: file_id(self.m), span: self.field.key.span }
+        Loc {
+            file: file_id(self.m),
+            span: self.field.key.span,
+        }
     }
 }
 
@@ -86,11 +95,31 @@ pub struct Cx<'a> {
     /// Names visible everywhere: user files' declarations and stdlib imports.
     pub scope: HashMap<String, DeclId>,
     pub used: HashSet<DeclId>,
+    /// Names of declarations that did not parse: references to them are not reported again.
+    pub broken: HashSet<String>,
+    /// Files with syntax errors: unused-declaration warnings are not reported there.
+    pub broken_files: HashSet<usize>,
 }
 
 impl<'a> Cx<'a> {
-    pub fn new(world: &'a dyn World, modules: &'a [Module], imports: &'a [Import], sources: &'a super::sources::Sources) -> Self {
-        Cx { world, modules, imports, sources, diags: Vec::new(), reported: HashSet::new(), scope: HashMap::new(), used: HashSet::new() }
+    pub fn new(
+        world: &'a dyn World,
+        modules: &'a [Module],
+        imports: &'a [Import],
+        sources: &'a super::sources::Sources,
+    ) -> Self {
+        Cx {
+            world,
+            modules,
+            imports,
+            sources,
+            diags: Vec::new(),
+            reported: HashSet::new(),
+            scope: HashMap::new(),
+            used: HashSet::new(),
+            broken: HashSet::new(),
+            broken_files: HashSet::new(),
+        }
     }
 
     /// Records a diagnostic once per (code, location).
@@ -107,16 +136,33 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Name, location and doc comment of a declaration.
+    pub fn meta(&self, id: DeclId, decl: &ast::Decl) -> super::hir::Meta {
+        super::hir::Meta {
+            name: decl.name.name.clone(),
+            loc: Loc {
+                file: file_id(id.module),
+                span: decl.name.span,
+            },
+            doc: decl.doc.clone(),
+        }
+    }
+
     /// Finds `name` from module `m` (global scope first, then the module's own declarations).
     pub fn find(&self, m: usize, name: &str) -> Option<DeclId> {
         if let Some(id) = self.scope.get(name) {
             return Some(*id);
         }
         let module = self.modules.get(m)?;
-        module.ast.items.iter().enumerate().find_map(|(i, it)| match it {
-            ast::Item::Decl(d) if d.name.name == name => Some(DeclId { module: m, item: i }),
-            _ => None,
-        })
+        module
+            .ast
+            .items
+            .iter()
+            .enumerate()
+            .find_map(|(i, it)| match it {
+                ast::Item::Decl(d) if d.name.name == name => Some(DeclId { module: m, item: i }),
+                _ => None,
+            })
     }
 
     /// Names of declarations of the given kinds, for "did you mean".
@@ -124,7 +170,10 @@ impl<'a> Cx<'a> {
         let mut v: Vec<String> = self
             .scope
             .iter()
-            .filter(|(_, id)| self.decl(**id).is_some_and(|d| kinds.is_empty() || kinds.contains(&d.kind)))
+            .filter(|(_, id)| {
+                self.decl(**id)
+                    .is_some_and(|d| kinds.is_empty() || kinds.contains(&d.kind))
+            })
             .map(|(n, _)| n.clone())
             .collect();
         v.sort();
@@ -133,7 +182,11 @@ impl<'a> Cx<'a> {
 
     /// Resolves a reference to a declaration of one of `kinds`; reports E0101 / E0110.
     pub fn lookup(&mut self, m: usize, name: &ast::Ident, kinds: &[DeclKind]) -> Option<DeclId> {
-        let what = kinds.iter().map(|k| k.keyword()).collect::<Vec<_>>().join(" or ");
+        let what = kinds
+            .iter()
+            .map(|k| k.keyword())
+            .collect::<Vec<_>>()
+            .join(" or ");
         match self.find(m, &name.name) {
             Some(id) => {
                 self.used.insert(id);
@@ -141,28 +194,47 @@ impl<'a> Cx<'a> {
                 if kinds.contains(&d.kind) {
                     return Some(id);
                 }
-                let dl = Loc { file: file_id(id.module), span: d.name.span };
+                let dl = Loc {
+                    file: file_id(id.module),
+                    span: d.name.span,
+                };
                 self.emit(
                     Diagnostic::new(
                         Code::WrongKind,
                         file_id(m),
                         name.span,
-                        format!("`{}` is a {}, but a {what} is expected here", name.name, d.kind.keyword()),
+                        format!(
+                            "`{}` is a {}, but a {what} is expected here",
+                            name.name,
+                            d.kind.keyword()
+                        ),
                     )
                     .with_label(format!("expected a {what}"))
                     .with_related(dl, format!("`{}` is declared here", name.name)),
                 );
                 None
             }
+            None if self.broken.contains(&name.name) => None,
             None => {
                 let names = self.names_of(kinds);
-                let mut d = Diagnostic::new(Code::UnknownName, file_id(m), name.span, format!("no {what} named `{}`", name.name))
-                    .with_label("not declared");
-                d = d.with_help(match suggest::did_you_mean(&name.name, names.iter().map(String::as_str)) {
-                    Some(s) => s,
-                    None if names.is_empty() => format!("declare it first: `{} {} = ...`", kinds.first().map(|k| k.keyword()).unwrap_or("let"), name.name),
-                    None => format!("declared {what}s: {}", names.join(", ")),
-                });
+                let mut d = Diagnostic::new(
+                    Code::UnknownName,
+                    file_id(m),
+                    name.span,
+                    format!("no {what} named `{}`", name.name),
+                )
+                .with_label("not declared");
+                d = d.with_help(
+                    match suggest::did_you_mean(&name.name, names.iter().map(String::as_str)) {
+                        Some(s) => s,
+                        None if names.is_empty() => format!(
+                            "declare it first: `{} {} = ...`",
+                            kinds.first().map(|k| k.keyword()).unwrap_or("let"),
+                            name.name
+                        ),
+                        None => format!("declared {what}s: {}", names.join(", ")),
+                    },
+                );
                 self.emit(d);
                 None
             }
@@ -173,16 +245,27 @@ impl<'a> Cx<'a> {
     pub fn deref(&mut self, v: V<'a>) -> V<'a> {
         let mut cur = v;
         for _ in 0..16 {
-            let ExprKind::Path(p) = &cur.expr.kind else { return cur };
-            let [seg] = p.segments.as_slice() else { return cur };
-            let Some(id) = self.find(cur.m, &seg.name) else { return cur };
+            let ExprKind::Path(p) = &cur.expr.kind else {
+                return cur;
+            };
+            let [seg] = p.segments.as_slice() else {
+                return cur;
+            };
+            let Some(id) = self.find(cur.m, &seg.name) else {
+                return cur;
+            };
             let Some(d) = self.decl(id) else { return cur };
             if d.kind != DeclKind::Let {
                 return cur;
             }
             self.used.insert(id);
             match &d.head {
-                Some(h) => cur = V { expr: h, m: id.module },
+                Some(h) => {
+                    cur = V {
+                        expr: h,
+                        m: id.module,
+                    }
+                }
                 None => return cur,
             }
         }
@@ -209,11 +292,17 @@ impl<'a> Cx<'a> {
             chain.push(cur);
             let Some(d) = self.decl(cur) else { break };
             let Some(h) = &d.head else { break };
-            let hv = V { expr: h, m: cur.module };
+            let hv = V {
+                expr: h,
+                m: cur.module,
+            };
             if let ExprKind::Path(p) = &h.kind {
                 if let [seg] = p.segments.as_slice() {
                     if let Some(next) = self.find(cur.module, &seg.name) {
-                        if self.decl(next).is_some_and(|nd| nd.kind == d.kind && nd.kind != DeclKind::Let) {
+                        if self
+                            .decl(next)
+                            .is_some_and(|nd| nd.kind == d.kind && nd.kind != DeclKind::Let)
+                        {
                             self.used.insert(next);
                             cur = next;
                             continue;
@@ -239,8 +328,13 @@ impl<'a> Cx<'a> {
 
     pub fn type_error(&mut self, v: V, expected: &str, help: Option<String>) {
         let found = describe(v.expr);
-        let mut d = Diagnostic::new(Code::TypeMismatch, file_id(v.m), v.expr.span, format!("expected {expected}, found {found}"))
-            .with_label(format!("expected {expected}"));
+        let mut d = Diagnostic::new(
+            Code::TypeMismatch,
+            file_id(v.m),
+            v.expr.span,
+            format!("expected {expected}, found {found}"),
+        )
+        .with_label(format!("expected {expected}"));
         if let Some(h) = help {
             d = d.with_help(h);
         }
@@ -249,9 +343,14 @@ impl<'a> Cx<'a> {
 
     pub fn range_error(&mut self, v: V, what: &str, range: &str) {
         self.emit(
-            Diagnostic::new(Code::OutOfRange, file_id(v.m), v.expr.span, format!("{what} must be {range}"))
-                .with_label("out of range")
-                .with_help(format!("use a value {range}")),
+            Diagnostic::new(
+                Code::OutOfRange,
+                file_id(v.m),
+                v.expr.span,
+                format!("{what} must be {range}"),
+            )
+            .with_label("out of range")
+            .with_help(format!("use a value {range}")),
         );
     }
 
@@ -260,10 +359,22 @@ impl<'a> Cx<'a> {
         match &v.expr.kind {
             ExprKind::Number(n) => Some((*n, v)),
             ExprKind::Neg(inner) => {
-                let (n, _) = self.number(V { expr: inner, m: v.m })?;
-                Some((ast::Number { value: -n.value, ..n }, v))
+                let (n, _) = self.number(V {
+                    expr: inner,
+                    m: v.m,
+                })?;
+                Some((
+                    ast::Number {
+                        value: -n.value,
+                        ..n
+                    },
+                    v,
+                ))
             }
-            ExprKind::Paren(inner) => self.number(V { expr: inner, m: v.m }),
+            ExprKind::Paren(inner) => self.number(V {
+                expr: inner,
+                m: v.m,
+            }),
             _ => None,
         }
     }
@@ -273,7 +384,11 @@ impl<'a> Cx<'a> {
         match self.number(v) {
             Some((n, nv)) if n.unit.is_none() && n.is_int => {
                 if n.value < min as f64 || n.value > max as f64 {
-                    let range = if max == u64::MAX { format!("at least {min}") } else { format!("between {min} and {max}") };
+                    let range = if max == u64::MAX {
+                        format!("at least {min}")
+                    } else {
+                        format!("between {min} and {max}")
+                    };
                     self.range_error(nv, what, &range);
                     return None;
                 }
@@ -295,7 +410,11 @@ impl<'a> Cx<'a> {
         match self.number(v) {
             Some((n, nv)) if n.unit.is_none() => {
                 if n.value < min || n.value > max || !n.value.is_finite() {
-                    let range = if max == f64::MAX { format!("at least {min}") } else { format!("between {min} and {max}") };
+                    let range = if max == f64::MAX {
+                        format!("at least {min}")
+                    } else {
+                        format!("between {min} and {max}")
+                    };
                     self.range_error(nv, what, &range);
                     return None;
                 }
@@ -360,9 +479,14 @@ impl<'a> Cx<'a> {
 
     pub fn unit_error(&mut self, v: V, expected: &str) {
         self.emit(
-            Diagnostic::new(Code::WrongUnit, file_id(v.m), v.expr.span, format!("expected {expected}, found {}", describe(v.expr)))
-                .with_label("wrong unit")
-                .with_help(format!("write {expected}")),
+            Diagnostic::new(
+                Code::WrongUnit,
+                file_id(v.m),
+                v.expr.span,
+                format!("expected {expected}, found {}", describe(v.expr)),
+            )
+            .with_label("wrong unit")
+            .with_help(format!("write {expected}")),
         );
     }
 
@@ -391,13 +515,20 @@ impl<'a> Cx<'a> {
     /// A bare name (enum value), with its span.
     pub fn name(&mut self, v: V<'a>) -> Option<(String, Span)> {
         match &v.expr.kind {
-            ExprKind::Path(p) if p.segments.len() == 1 => p.segments.first().map(|s| (s.name.clone(), s.span)),
+            ExprKind::Path(p) if p.segments.len() == 1 => {
+                p.segments.first().map(|s| (s.name.clone(), s.span))
+            }
             _ => None,
         }
     }
 
     /// One of `options` (a bare name); E0203 with "did you mean" otherwise.
-    pub fn choice(&mut self, v: V<'a>, what: &str, options: &[&'static str]) -> Option<&'static str> {
+    pub fn choice(
+        &mut self,
+        v: V<'a>,
+        what: &str,
+        options: &[&'static str],
+    ) -> Option<&'static str> {
         let v = self.deref(v);
         let (name, span) = match self.name(v) {
             Some(n) => n,
@@ -414,9 +545,14 @@ impl<'a> Cx<'a> {
             None => format!("choose one of {}", options.join(", ")),
         };
         self.emit(
-            Diagnostic::new(Code::UnknownVariant, file_id(v.m), span, format!("unknown {what} `{name}`"))
-                .with_label(format!("not a known {what}"))
-                .with_help(help),
+            Diagnostic::new(
+                Code::UnknownVariant,
+                file_id(v.m),
+                span,
+                format!("unknown {what} `{name}`"),
+            )
+            .with_label(format!("not a known {what}"))
+            .with_help(help),
         );
         None
     }
@@ -439,11 +575,20 @@ impl<'a> Cx<'a> {
                 continue;
             }
             if let Some((ours, note)) = super::schema::foreign(key) {
-                if allowed.iter().any(|a| ours.split(['.', ' ']).next() == Some(*a)) || allowed.contains(&ours) {
+                if allowed
+                    .iter()
+                    .any(|a| ours.split(['.', ' ']).next() == Some(*a))
+                    || allowed.contains(&ours)
+                {
                     self.emit(
-                        Diagnostic::new(Code::ForeignSpelling, file_id(f.m), f.field.key.span, format!("`{key}` is spelled `{ours}` in .peft"))
-                            .with_label(format!("write `{ours}`"))
-                            .with_help(note.to_string()),
+                        Diagnostic::new(
+                            Code::ForeignSpelling,
+                            file_id(f.m),
+                            f.field.key.span,
+                            format!("`{key}` is spelled `{ours}` in .peft"),
+                        )
+                        .with_label(format!("write `{ours}`"))
+                        .with_help(note.to_string()),
                     );
                     continue;
                 }
@@ -453,18 +598,28 @@ impl<'a> Cx<'a> {
                 None => format!("{what} fields are: {}", allowed.join(", ")),
             };
             self.emit(
-                Diagnostic::new(Code::UnknownField, file_id(f.m), f.field.key.span, format!("unknown field `{key}` in {what}"))
-                    .with_label("unknown field")
-                    .with_help(help),
+                Diagnostic::new(
+                    Code::UnknownField,
+                    file_id(f.m),
+                    f.field.key.span,
+                    format!("unknown field `{key}` in {what}"),
+                )
+                .with_label("unknown field")
+                .with_help(help),
             );
         }
     }
 
     pub fn missing(&mut self, m: usize, span: Span, field: &str, what: &str, example: &str) {
         self.emit(
-            Diagnostic::new(Code::MissingField, file_id(m), span, format!("{what} needs `{field}`"))
-                .with_label(format!("`{field}` is missing"))
-                .with_help(format!("add `{field} = {example}`")),
+            Diagnostic::new(
+                Code::MissingField,
+                file_id(m),
+                span,
+                format!("{what} needs `{field}`"),
+            )
+            .with_label(format!("`{field}` is missing"))
+            .with_help(format!("add `{field} = {example}`")),
         );
     }
 }

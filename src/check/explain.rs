@@ -6,11 +6,21 @@ use crate::syntax::Code;
 /// The explanation of `code`: title, text, example and fix.
 pub fn explain(code: Code) -> String {
     let (what, bad, good) = text(code);
-    format!("{} {}\n\n{}\n\nExample:\n\n{}\n\nFix:\n\n{}\n", code.as_str(), code.title(), what, indent(bad), indent(good))
+    format!(
+        "{} {}\n\n{}\n\nExample:\n\n{}\n\nFix:\n\n{}\n",
+        code.as_str(),
+        code.title(),
+        what,
+        indent(bad),
+        indent(good)
+    )
 }
 
 fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn text(code: Code) -> (&'static str, &'static str, &'static str) {

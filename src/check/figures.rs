@@ -22,7 +22,9 @@ pub fn adapter_params(a: &Adapter, shape: &ModelShape) -> u64 {
             l.targets
                 .modules
                 .iter()
-                .map(|m| r * (m.in_features + m.out_features) + if l.dora { m.out_features } else { 0 })
+                .map(|m| {
+                    r * (m.in_features + m.out_features) + if l.dora { m.out_features } else { 0 }
+                })
                 .sum()
         }
         AdapterKind::Bottleneck(b) => {
@@ -32,7 +34,11 @@ pub fn adapter_params(a: &Adapter, shape: &ModelShape) -> u64 {
                 BottleneckSize::Reduction(r) => (h / u64::from(r.max(1))).max(1),
             };
             let per = 2 * h * m + m + h;
-            let count = if b.placement == Placement::Houlsby { 2 } else { 1 };
+            let count = if b.placement == Placement::Houlsby {
+                2
+            } else {
+                1
+            };
             per * count * shape.layers
         }
     }
@@ -40,7 +46,11 @@ pub fn adapter_params(a: &Adapter, shape: &ModelShape) -> u64 {
 
 /// Computes the figures of a train.
 pub fn compute(train: &Train, model: &Model, shape: &ModelShape, cfg: FigureConfig) -> Figures {
-    let adapters: u64 = train.adapters.iter().map(|a| adapter_params(a, shape)).sum();
+    let adapters: u64 = train
+        .adapters
+        .iter()
+        .map(|a| adapter_params(a, shape))
+        .sum();
     let head = match &model.task {
         Task::Classify { labels } => {
             let n = labels.len() as u64;
@@ -56,7 +66,11 @@ pub fn compute(train: &Train, model: &Model, shape: &ModelShape, cfg: FigureConf
         (None, _, _) => base * model.dtype.bytes(),
     };
     let tokens = cfg.batch * cfg.max_len;
-    let act_bytes = if cfg.quant.is_some() { 2 } else { model.dtype.bytes() };
+    let act_bytes = if cfg.quant.is_some() {
+        2
+    } else {
+        model.dtype.bytes()
+    };
     // Per layer, per token: about 34 * hidden values kept for backward (Korthikanti et al.,
     // 2022, without attention scores), plus attention scores heads * seq.
     let per_layer = tokens * (34 * shape.hidden + 5 * shape.heads * cfg.max_len) / 2 * act_bytes;
@@ -87,7 +101,11 @@ pub fn compute(train: &Train, model: &Model, shape: &ModelShape, cfg: FigureConf
     Figures {
         base_params: base,
         trainable_params: trainable,
-        trainable_percent: if base + trainable > 0 { 100.0 * trainable as f64 / (base + trainable) as f64 } else { 0.0 },
+        trainable_percent: if base + trainable > 0 {
+            100.0 * trainable as f64 / (base + trainable) as f64
+        } else {
+            0.0
+        },
         adapter_bytes: trainable * 4,
         memory,
         tokens_per_step: step_tokens,

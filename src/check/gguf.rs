@@ -25,7 +25,10 @@ struct Reader<'b> {
 
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let s = self.b.get(self.at..self.at + n).ok_or("the header is truncated")?;
+        let s = self
+            .b
+            .get(self.at..self.at + n)
+            .ok_or("the header is truncated")?;
         self.at += n;
         Ok(s)
     }
@@ -108,7 +111,9 @@ pub fn read(world: &dyn World, path: &Path) -> Result<GgufInfo, String> {
     }
     let version = r.u32()?;
     if !(2..=3).contains(&version) {
-        return Err(format!("GGUF version {version} is not supported (2 and 3 are)"));
+        return Err(format!(
+            "GGUF version {version} is not supported (2 and 3 are)"
+        ));
     }
     let n_tensors = r.u64()?;
     let n_kv = r.u64()?;
@@ -150,7 +155,11 @@ pub fn read(world: &dyn World, path: &Path) -> Result<GgufInfo, String> {
         Some(Val::Str(s)) => s.clone(),
         _ => return Err("no `general.architecture` in the metadata".into()),
     };
-    let arch = Arch::parse(&arch_name).ok_or_else(|| format!("architecture `{arch_name}` is not supported (llama, mistral, qwen2, gpt2, bert are)"))?;
+    let arch = Arch::parse(&arch_name).ok_or_else(|| {
+        format!(
+            "architecture `{arch_name}` is not supported (llama, mistral, qwen2, gpt2, bert are)"
+        )
+    })?;
     let int = |k: &str| match kv.get(&format!("{arch_name}.{k}")) {
         Some(Val::Int(i)) => Some(*i),
         Some(Val::Float(f)) => Some(*f as u64),
@@ -172,5 +181,8 @@ pub fn read(world: &dyn World, path: &Path) -> Result<GgufInfo, String> {
         stored_bytes: Some(stored),
         origin: ShapeOrigin::GgufHeader(path.to_path_buf()),
     };
-    Ok(GgufInfo { shape, has_chat_template: kv.contains_key("tokenizer.chat_template") })
+    Ok(GgufInfo {
+        shape,
+        has_chat_template: kv.contains_key("tokenizer.chat_template"),
+    })
 }

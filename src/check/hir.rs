@@ -582,7 +582,13 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 5] = [Metric::Loss, Metric::Perplexity, Metric::Accuracy, Metric::F1, Metric::ExactMatch];
+    pub const ALL: [Metric; 5] = [
+        Metric::Loss,
+        Metric::Perplexity,
+        Metric::Accuracy,
+        Metric::F1,
+        Metric::ExactMatch,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Metric::Loss => "loss",
@@ -607,7 +613,10 @@ pub enum EvalSubject {
     /// A merged model.
     Merge { merge: String },
     /// A base with a combination of trained adapters.
-    Combined { model: String, adapters: Combination },
+    Combined {
+        model: String,
+        adapters: Combination,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -636,9 +645,16 @@ pub enum GateExpr {
     /// The same metric of the base model on the same data.
     Baseline(Metric),
     /// A metric of another eval.
-    Run { eval: String, metric: Metric },
+    Run {
+        eval: String,
+        metric: Metric,
+    },
     Literal(f64),
-    Binary { op: ArithOp, lhs: Box<GateExpr>, rhs: Box<GateExpr> },
+    Binary {
+        op: ArithOp,
+        lhs: Box<GateExpr>,
+        rhs: Box<GateExpr>,
+    },
     Neg(Box<GateExpr>),
 }
 

@@ -18,20 +18,37 @@ impl Cx<'_> {
     }
 
     fn lint_adapter(&mut self, a: &Adapter, loc: Loc) {
-        let AdapterKind::Lora(l) = &a.kind else { return };
+        let AdapterKind::Lora(l) = &a.kind else {
+            return;
+        };
         if l.r > 256 {
             self.emit(
-                Diagnostic::new(Code::HighRank, loc.file, loc.span, format!("rank {} is very high", l.r))
-                    .with_label("r above 256")
-                    .with_help("ranks above 256 rarely help unless the data set is large; start at 16-64"),
+                Diagnostic::new(
+                    Code::HighRank,
+                    loc.file,
+                    loc.span,
+                    format!("rank {} is very high", l.r),
+                )
+                .with_label("r above 256")
+                .with_help(
+                    "ranks above 256 rarely help unless the data set is large; start at 16-64",
+                ),
             );
         }
         let ratio = l.alpha / f64::from(l.r.max(1));
         if !(0.5..=4.0).contains(&ratio) {
             self.emit(
-                Diagnostic::new(Code::AlphaRatio, loc.file, loc.span, format!("alpha / r = {ratio:.2} is far from the usual 1-2"))
-                    .with_label(format!("alpha = {}, r = {}", l.alpha, l.r))
-                    .with_help(format!("alpha = {} (2 x r) is a common choice; the LoRA update is scaled by alpha / r", 2 * l.r)),
+                Diagnostic::new(
+                    Code::AlphaRatio,
+                    loc.file,
+                    loc.span,
+                    format!("alpha / r = {ratio:.2} is far from the usual 1-2"),
+                )
+                .with_label(format!("alpha = {}, r = {}", l.alpha, l.r))
+                .with_help(format!(
+                    "alpha = {} (2 x r) is a common choice; the LoRA update is scaled by alpha / r",
+                    2 * l.r
+                )),
             );
         }
     }
@@ -60,9 +77,18 @@ impl Cx<'_> {
                 all.push(None);
                 continue;
             };
-            let quant = t.quantized_with.as_ref().and_then(|q| prog.quant(q)).map(|q| (q.kind, q.block_size, q.double_quant));
+            let quant = t
+                .quantized_with
+                .as_ref()
+                .and_then(|q| prog.quant(q))
+                .map(|q| (q.kind, q.block_size, q.double_quant));
             let max_len = ds.map(|d| u64::from(d.max_len)).unwrap_or(512);
-            let cfg = FigureConfig { batch: u64::from(t.batch), accumulate: u64::from(t.accumulate), max_len, quant };
+            let cfg = FigureConfig {
+                batch: u64::from(t.batch),
+                accumulate: u64::from(t.accumulate),
+                max_len,
+                quant,
+            };
             let fig = figures::compute(t, model, shape, cfg);
             if let Some(dev) = t.device.as_ref().and_then(|d| prog.device(d)) {
                 if let Some(budget) = dev.memory {
@@ -73,14 +99,24 @@ impl Cx<'_> {
                                 Code::OutOfMemory,
                                 t.meta.loc.file,
                                 t.meta.loc.span,
-                                format!("`{}` needs about {} but device `{}` has {}", t.meta.name, human_bytes(fig.memory.total), dev.meta.name, human_bytes(budget)),
+                                format!(
+                                    "`{}` needs about {} but device `{}` has {}",
+                                    t.meta.name,
+                                    human_bytes(fig.memory.total),
+                                    dev.meta.name,
+                                    human_bytes(budget)
+                                ),
                             )
                             .with_label(format!(
                                 "weights {}, activations {}, logits {}, adapter + optimizer {}",
                                 human_bytes(fig.memory.base_weights),
                                 human_bytes(fig.memory.activations),
                                 human_bytes(fig.memory.logits),
-                                human_bytes(fig.memory.adapter_weights + fig.memory.gradients + fig.memory.optimizer_state)
+                                human_bytes(
+                                    fig.memory.adapter_weights
+                                        + fig.memory.gradients
+                                        + fig.memory.optimizer_state
+                                )
                             ))
                             .with_related(dev.meta.loc, "device declared here")
                             .with_help(help),
@@ -119,19 +155,42 @@ impl Cx<'_> {
                 }
             }
             Task::Causal => {
-                if ds.fields.label.is_some() && ds.fields.prompt.is_none() && ds.fields.text.is_some() && ds.fields.completion.is_none() {
+                if ds.fields.label.is_some()
+                    && ds.fields.prompt.is_none()
+                    && ds.fields.text.is_some()
+                    && ds.fields.completion.is_none()
+                {
                     self.emit(
-                        Diagnostic::new(Code::TaskMismatch, t.data.loc.file, t.data.loc.span, format!("`{}` has labels but `{}` is a causal language model", ds.meta.name, model.meta.name))
-                            .with_label("labels would be ignored")
-                            .with_related(model.meta.loc, "model declared here")
-                            .with_help("declare `task = classify(labels = [..])` on the model"),
+                        Diagnostic::new(
+                            Code::TaskMismatch,
+                            t.data.loc.file,
+                            t.data.loc.span,
+                            format!(
+                                "`{}` has labels but `{}` is a causal language model",
+                                ds.meta.name, model.meta.name
+                            ),
+                        )
+                        .with_label("labels would be ignored")
+                        .with_related(model.meta.loc, "model declared here")
+                        .with_help("declare `task = classify(labels = [..])` on the model"),
                     );
                 }
-                if ds.template == Some(Template::ChatTemplate) && !model.has_chat_template && model.resolved.is_some() {
+                if ds.template == Some(Template::ChatTemplate)
+                    && !model.has_chat_template
+                    && model.resolved.is_some()
+                {
                     self.emit(
-                        Diagnostic::new(Code::TaskMismatch, t.data.loc.file, t.data.loc.span, format!("`{}` uses the tokenizer's chat template, but `{}` has none", ds.meta.name, model.meta.name))
-                            .with_label("no chat template")
-                            .with_help("use `template = chatml` or `template = alpaca`"),
+                        Diagnostic::new(
+                            Code::TaskMismatch,
+                            t.data.loc.file,
+                            t.data.loc.span,
+                            format!(
+                                "`{}` uses the tokenizer's chat template, but `{}` has none",
+                                ds.meta.name, model.meta.name
+                            ),
+                        )
+                        .with_label("no chat template")
+                        .with_help("use `template = chatml` or `template = alpaca`"),
                     );
                 }
             }
@@ -145,10 +204,18 @@ impl Cx<'_> {
                     if let Some(o) = prog.eval(&other) {
                         if !o.metrics.contains(&metric) {
                             self.emit(
-                                Diagnostic::new(Code::GateUnknownMetric, g.loc.file, g.loc.span, format!("`{other}` does not compute `{}`", metric.name()))
-                                    .with_label("not measured by that eval")
-                                    .with_related(o.meta.loc, "that eval")
-                                    .with_help(format!("add `{}` to the metrics of `{other}`", metric.name())),
+                                Diagnostic::new(
+                                    Code::GateUnknownMetric,
+                                    g.loc.file,
+                                    g.loc.span,
+                                    format!("`{other}` does not compute `{}`", metric.name()),
+                                )
+                                .with_label("not measured by that eval")
+                                .with_related(o.meta.loc, "that eval")
+                                .with_help(format!(
+                                    "add `{}` to the metrics of `{other}`",
+                                    metric.name()
+                                )),
                             );
                         }
                     }
@@ -159,11 +226,15 @@ impl Cx<'_> {
 
     fn lint_merges(&mut self, prog: &Program) {
         for m in &prog.merges {
-            let gguf = prog.model(&m.model).is_some_and(|x| matches!(x.source, ModelSource::Gguf { .. }));
+            let gguf = prog
+                .model(&m.model)
+                .is_some_and(|x| matches!(x.source, ModelSource::Gguf { .. }));
             if m.quantized_with.is_none() && !gguf {
                 continue;
             }
-            let checked = prog.evals.iter().any(|e| matches!(&e.subject, EvalSubject::Merge { merge } if *merge == m.meta.name));
+            let checked = prog.evals.iter().any(
+                |e| matches!(&e.subject, EvalSubject::Merge { merge } if *merge == m.meta.name),
+            );
             if !checked {
                 self.emit(
                     Diagnostic::new(Code::MergeQuantizedUnchecked, m.meta.loc.file, m.meta.loc.span, format!("`{}` merges into a quantized base and nothing evaluates it", m.meta.name))
@@ -179,10 +250,18 @@ impl Cx<'_> {
             let adapters: Vec<(&Train, &Adapter)> = match &x.source {
                 ExportSource::Adapter(r) => prog
                     .train(&r.train)
-                    .and_then(|t| t.adapters.iter().find(|a| a.meta.name == r.adapter).map(|a| (t, a)))
+                    .and_then(|t| {
+                        t.adapters
+                            .iter()
+                            .find(|a| a.meta.name == r.adapter)
+                            .map(|a| (t, a))
+                    })
                     .into_iter()
                     .collect(),
-                ExportSource::Train(t) => prog.train(t).map(|t| t.adapters.iter().map(|a| (t, a)).collect()).unwrap_or_default(),
+                ExportSource::Train(t) => prog
+                    .train(t)
+                    .map(|t| t.adapters.iter().map(|a| (t, a)).collect())
+                    .unwrap_or_default(),
                 ExportSource::Merge(_) => Vec::new(),
             };
             for (t, a) in adapters {
@@ -195,7 +274,9 @@ impl Cx<'_> {
                     continue;
                 }
                 let Some(serve) = x.serve_on else { continue };
-                let head = prog.model(&t.model).is_some_and(|m| matches!(m.task, Task::Classify { .. }));
+                let head = prog
+                    .model(&t.model)
+                    .is_some_and(|m| matches!(m.task, Task::Classify { .. }));
                 if let Some(why) = portability(serve, a, head) {
                     let rt = match serve {
                         ServeOn::Vllm => "vLLM",
@@ -203,9 +284,14 @@ impl Cx<'_> {
                         ServeOn::Peft => "PEFT",
                     };
                     self.emit(
-                        Diagnostic::new(Code::NotPortable, x.meta.loc.file, x.meta.loc.span, format!("{rt} cannot load `{}`: {why}", a.meta.name))
-                            .with_label(format!("served on {rt}"))
-                            .with_help("change the adapter, or serve it elsewhere (`serve_on = peft`)"),
+                        Diagnostic::new(
+                            Code::NotPortable,
+                            x.meta.loc.file,
+                            x.meta.loc.span,
+                            format!("{rt} cannot load `{}`: {why}", a.meta.name),
+                        )
+                        .with_label(format!("served on {rt}"))
+                        .with_help("change the adapter, or serve it elsewhere (`serve_on = peft`)"),
                     );
                 }
             }
@@ -215,7 +301,7 @@ impl Cx<'_> {
     /// W0101 for declarations of user files that nothing uses; W0102 for unused imports.
     pub fn lint_unused(&mut self) {
         for (mi, module) in self.modules.iter().enumerate() {
-            if module.std_name.is_some() {
+            if module.std_name.is_some() || self.broken_files.contains(&mi) {
                 continue;
             }
             for (ii, item) in module.ast.items.iter().enumerate() {
@@ -223,11 +309,19 @@ impl Cx<'_> {
                 if matches!(d.kind, DeclKind::Train | DeclKind::Eval | DeclKind::Merge) {
                     continue;
                 }
-                if !self.used.contains(&DeclId { module: mi, item: ii }) {
+                if !self.used.contains(&DeclId {
+                    module: mi,
+                    item: ii,
+                }) {
                     self.emit(
-                        Diagnostic::new(Code::UnusedDecl, file_id(mi), d.name.span, format!("{} `{}` is never used", d.kind.keyword(), d.name.name))
-                            .with_label("unused")
-                            .with_help("remove it, or refer to it from a train, eval or export"),
+                        Diagnostic::new(
+                            Code::UnusedDecl,
+                            file_id(mi),
+                            d.name.span,
+                            format!("{} `{}` is never used", d.kind.keyword(), d.name.name),
+                        )
+                        .with_label("unused")
+                        .with_help("remove it, or refer to it from a train, eval or export"),
                     );
                 }
             }
@@ -235,12 +329,20 @@ impl Cx<'_> {
         for imp in self.imports {
             let Some(names) = &imp.names else { continue };
             for n in names {
-                let used = self.scope.get(&n.name).is_some_and(|id| self.used.contains(id));
+                let Some(id) = self.scope.get(&n.name) else {
+                    continue;
+                };
+                let used = self.used.contains(id);
                 if !used {
                     self.emit(
-                        Diagnostic::new(Code::UnusedImport, file_id(imp.from), n.span, format!("`{}` is imported but never used", n.name))
-                            .with_label("unused import")
-                            .with_help("remove it from the `use` list"),
+                        Diagnostic::new(
+                            Code::UnusedImport,
+                            file_id(imp.from),
+                            n.span,
+                            format!("`{}` is imported but never used", n.name),
+                        )
+                        .with_label("unused import")
+                        .with_help("remove it from the `use` list"),
                     );
                 }
             }
@@ -260,7 +362,9 @@ fn runs(g: &GateExpr) -> Vec<(String, Metric)> {
 /// Why `serve` cannot load adapter `a`, if it cannot.
 fn portability(serve: ServeOn, a: &Adapter, has_head: bool) -> Option<String> {
     let l = match &a.kind {
-        AdapterKind::Bottleneck(_) => return Some("it is a bottleneck adapter (only LoRA is supported)".into()),
+        AdapterKind::Bottleneck(_) => {
+            return Some("it is a bottleneck adapter (only LoRA is supported)".into())
+        }
         AdapterKind::Lora(l) => l,
     };
     if serve == ServeOn::Peft {
@@ -270,10 +374,18 @@ fn portability(serve: ServeOn, a: &Adapter, has_head: bool) -> Option<String> {
         return Some("DoRA adapters are not supported".into());
     }
     if has_head {
-        return Some("the trained classification head is saved as `modules_to_save`, which it rejects".into());
+        return Some(
+            "the trained classification head is saved as `modules_to_save`, which it rejects"
+                .into(),
+        );
     }
     let special = ["embed_tokens", "lm_head", "wte", "word_embeddings"];
-    if let Some(t) = l.targets.requested.iter().find(|t| special.contains(&t.as_str())) {
+    if let Some(t) = l
+        .targets
+        .requested
+        .iter()
+        .find(|t| special.contains(&t.as_str()))
+    {
         return Some(format!("it targets `{t}` (embeddings / output head)"));
     }
     let limit = if serve == ServeOn::Vllm { 512 } else { 256 };
@@ -284,20 +396,46 @@ fn portability(serve: ServeOn, a: &Adapter, has_head: bool) -> Option<String> {
 }
 
 /// The help line of E0701: the first change that fits the budget.
-fn what_fits(t: &Train, model: &Model, shape: &ModelShape, cfg: FigureConfig, budget: u64) -> String {
+fn what_fits(
+    t: &Train,
+    model: &Model,
+    shape: &ModelShape,
+    cfg: FigureConfig,
+    budget: u64,
+) -> String {
     let mut tries: Vec<(String, FigureConfig)> = Vec::new();
     if cfg.quant.is_none() {
-        tries.push(("quantize with nf4 (`model = m quantized q4`, `quant q4 = nf4`)".into(), FigureConfig { quant: Some((QuantKind::Nf4, 64, true)), ..cfg }));
+        tries.push((
+            "quantize with nf4 (`model = m quantized q4`, `quant q4 = nf4`)".into(),
+            FigureConfig {
+                quant: Some((QuantKind::Nf4, 64, true)),
+                ..cfg
+            },
+        ));
     }
     let mut c = cfg;
     while c.batch > 1 {
         c.batch /= 2;
         c.accumulate *= 2;
-        tries.push((format!("batch = {}, accumulate = {}", c.batch, c.accumulate), c));
+        tries.push((
+            format!("batch = {}, accumulate = {}", c.batch, c.accumulate),
+            c,
+        ));
     }
-    let q = FigureConfig { quant: Some((QuantKind::Nf4, 64, true)), batch: 1, accumulate: cfg.accumulate * cfg.batch, ..cfg };
-    tries.push((format!("nf4 with batch = 1, accumulate = {}", q.accumulate), q));
-    let q2 = FigureConfig { max_len: (cfg.max_len / 2).max(16), ..q };
+    let q = FigureConfig {
+        quant: Some((QuantKind::Nf4, 64, true)),
+        batch: 1,
+        accumulate: cfg.accumulate * cfg.batch,
+        ..cfg
+    };
+    tries.push((
+        format!("nf4 with batch = 1, accumulate = {}", q.accumulate),
+        q,
+    ));
+    let q2 = FigureConfig {
+        max_len: (cfg.max_len / 2).max(16),
+        ..q
+    };
     tries.push((format!("nf4, batch = 1 and max_len = {}", q2.max_len), q2));
     for (what, c) in tries {
         let f = figures::compute(t, model, shape, c);

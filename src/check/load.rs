@@ -3,7 +3,7 @@
 
 use super::sources::Sources;
 use super::world::World;
-use crate::syntax::{self, ast, Code, Diagnostic, FileId, Span};
+use crate::syntax::{self, ast, Code, Diagnostic, FileId};
 use std::path::{Path, PathBuf};
 
 /// The stdlib modules, written in `.peft` and embedded.
@@ -29,7 +29,6 @@ pub struct Import {
     pub from: usize,
     pub target: usize,
     pub names: Option<Vec<ast::Ident>>,
-    pub span: Span,
 }
 
 /// Everything loaded.
@@ -49,21 +48,37 @@ struct Loader<'w> {
 
 /// Loads `path` (whose text is `text`) and its imports.
 pub fn load(world: &dyn World, path: &Path, text: String) -> (Loaded, Vec<Diagnostic>) {
-    let mut l = Loader { world, out: Loaded::default(), diags: Vec::new(), stack: Vec::new() };
+    let mut l = Loader {
+        world,
+        out: Loaded::default(),
+        diags: Vec::new(),
+        stack: Vec::new(),
+    };
     l.add_file(path.to_path_buf(), text, None);
     (l.out, l.diags)
 }
 
 /// Index of the stdlib module `name` once loaded (loading it when needed).
 pub fn ensure_std(loaded: &mut Loaded, diags: &mut Vec<Diagnostic>, name: &str) -> Option<usize> {
-    if let Some(i) = loaded.modules.iter().position(|m| m.std_name.as_deref() == Some(name)) {
+    if let Some(i) = loaded
+        .modules
+        .iter()
+        .position(|m| m.std_name.as_deref() == Some(name))
+    {
         return Some(i);
     }
     let (_, text) = STDLIB.iter().find(|(n, _)| *n == name)?;
-    let id = loaded.sources.add(PathBuf::from(format!("<std>/{}.peft", name.trim_start_matches("std."))), text.to_string());
+    let id = loaded.sources.add(
+        PathBuf::from(format!("<std>/{}.peft", name.trim_start_matches("std."))),
+        text.to_string(),
+    );
     let (ast, d) = syntax::parse_file(text, id);
     diags.extend(d);
-    loaded.modules.push(Module { ast, std_name: Some(name.to_string()), dir: PathBuf::from("<std>") });
+    loaded.modules.push(Module {
+        ast,
+        std_name: Some(name.to_string()),
+        dir: PathBuf::from("<std>"),
+    });
     Some(loaded.modules.len() - 1)
 }
 
@@ -76,9 +91,19 @@ impl Loader<'_> {
         let uses: Vec<ast::Use> = ast
             .items
             .iter()
-            .filter_map(|i| if let ast::Item::Use(u) = i { Some(u.clone()) } else { None })
+            .filter_map(|i| {
+                if let ast::Item::Use(u) = i {
+                    Some(u.clone())
+                } else {
+                    None
+                }
+            })
             .collect();
-        self.out.modules.push(Module { ast, std_name: None, dir: dir.clone() });
+        self.out.modules.push(Module {
+            ast,
+            std_name: None,
+            dir: dir.clone(),
+        });
         let me = self.out.modules.len() - 1;
         self.stack.push(path);
         for u in uses {
@@ -94,12 +119,24 @@ impl Loader<'_> {
                 let name: Vec<&str> = segs.iter().map(|s| s.name.as_str()).collect();
                 let name = name.join(".");
                 match ensure_std(&mut self.out, &mut self.diags, &name) {
-                    Some(target) => self.out.imports.push(Import { from: me, target, names: u.names.clone(), span: u.span }),
+                    Some(target) => self.out.imports.push(Import {
+                        from: me,
+                        target,
+                        names: u.names.clone(),
+                    }),
                     None => {
                         let known: Vec<&str> = STDLIB.iter().map(|(n, _)| *n).collect();
-                        let span = segs.first().map(|f| f.span.to(segs.last().map(|l| l.span).unwrap_or(f.span))).unwrap_or(u.span);
-                        let mut d = Diagnostic::new(Code::UnknownModule, id, span, format!("no module `{name}`"))
-                            .with_label("not a stdlib module");
+                        let span = segs
+                            .first()
+                            .map(|f| f.span.to(segs.last().map(|l| l.span).unwrap_or(f.span)))
+                            .unwrap_or(u.span);
+                        let mut d = Diagnostic::new(
+                            Code::UnknownModule,
+                            id,
+                            span,
+                            format!("no module `{name}`"),
+                        )
+                        .with_label("not a stdlib module");
                         d = d.with_help(match super::suggest::did_you_mean(&name, known.iter().copied()) {
                             Some(s) => s,
                             None => format!("the stdlib modules are {}; other files are imported with `use \"path.peft\"`", known.join(", ")),
@@ -111,22 +148,37 @@ impl Loader<'_> {
             ast::UseTarget::File(s) => {
                 let path = normalize(&dir.join(&s.value));
                 if let Some(pos) = self.stack.iter().position(|p| *p == path) {
-                    let chain: Vec<String> = self.stack[pos..].iter().chain([&path]).map(|p| file_name(p)).collect();
+                    let chain: Vec<String> = self.stack[pos..]
+                        .iter()
+                        .chain([&path])
+                        .map(|p| file_name(p))
+                        .collect();
                     self.diags.push(
-                        Diagnostic::new(Code::ImportCycle, id, s.span, format!("import cycle: {}", chain.join(" -> ")))
-                            .with_label("this import leads back here")
-                            .with_help("move the shared declarations into a third file that both import"),
+                        Diagnostic::new(
+                            Code::ImportCycle,
+                            id,
+                            s.span,
+                            format!("import cycle: {}", chain.join(" -> ")),
+                        )
+                        .with_label("this import leads back here")
+                        .with_help(
+                            "move the shared declarations into a third file that both import",
+                        ),
                     );
                     return;
                 }
                 if let Some(existing) = self.find_loaded(&path) {
-                    self.out.imports.push(Import { from: me, target: existing, names: u.names.clone(), span: u.span });
+                    self.out.imports.push(Import {
+                        from: me,
+                        target: existing,
+                        names: u.names.clone(),
+                    });
                     return;
                 }
                 match self.world.read_to_string(&path) {
                     Ok(text) => {
                         let target = self.add_file(path, text, Some(me));
-                        self.out.imports.push(Import { from: me, target, names: u.names.clone(), span: u.span });
+                        self.out.imports.push(Import { from: me, target, names: u.names.clone() });
                     }
                     Err(e) => self.diags.push(
                         Diagnostic::new(Code::UnreadableImport, id, s.span, format!("cannot read `{}`: {e}", path.display()))
@@ -144,7 +196,9 @@ impl Loader<'_> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Removes `.` and `..` components without touching the disk.

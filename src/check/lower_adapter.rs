@@ -6,7 +6,7 @@ use super::cx::{file_id, Cx, DeclId, Fields, V};
 use super::hir::*;
 use super::{arch, schema, suggest};
 use crate::syntax::ast::{self, ExprKind};
-use crate::syntax::{Code, Diagnostic, Loc};
+use crate::syntax::{Code, Diagnostic};
 
 impl<'a> Cx<'a> {
     /// Lowers adapter `id` (plus an inline override block) for a model of `shape`.
@@ -22,12 +22,20 @@ impl<'a> Cx<'a> {
         if let Some((b, m)) = extra {
             fields.extend_block(b, m);
         }
-        let meta = Meta { name: decl.name.name.clone(), loc: Loc { file: file_id(id.module), span: decl.name.span }, doc: decl.doc.clone() };
+        let meta = self.meta(id, decl);
         let Some(head) = head else {
+            if decl.head.is_some() {
+                return None;
+            }
             self.emit(
-                Diagnostic::new(Code::MissingField, file_id(id.module), decl.name.span, format!("adapter `{}` has no kind", decl.name.name))
-                    .with_label("needs `= lora { .. }` or `= bottleneck { .. }`")
-                    .with_help("write `adapter a = lora { r = 16, alpha = 32 }`"),
+                Diagnostic::new(
+                    Code::MissingField,
+                    file_id(id.module),
+                    decl.name.span,
+                    format!("adapter `{}` has no kind", decl.name.name),
+                )
+                .with_label("needs `= lora { .. }` or `= bottleneck { .. }`")
+                .with_help("write `adapter a = lora { r = 16, alpha = 32 }`"),
             );
             return None;
         };
@@ -46,21 +54,35 @@ impl<'a> Cx<'a> {
 
     /// A numeric field that may be a `sweep [..]` / `escalate [..]`: returns the first value
     /// and records the search.
-    pub fn searchable(&mut self, f: super::cx::FieldRef<'a>, prefix: &str, searches: &mut Vec<Search>) -> V<'a> {
+    pub fn searchable(
+        &mut self,
+        f: super::cx::FieldRef<'a>,
+        prefix: &str,
+        searches: &mut Vec<Search>,
+    ) -> Option<V<'a>> {
         let v = f.value();
         let (mode, items) = match &v.expr.kind {
             ExprKind::Sweep(items) => (SearchMode::Sweep, items),
             ExprKind::Escalate(items) => (SearchMode::Escalate, items),
-            _ => return v,
+            _ => return Some(v),
         };
-        let field = if prefix.is_empty() { f.key().to_string() } else { format!("{prefix}.{}", f.key()) };
+        let field = if prefix.is_empty() {
+            f.key().to_string()
+        } else {
+            format!("{prefix}.{}", f.key())
+        };
         let Some(first) = items.first() else {
             self.emit(
-                Diagnostic::new(Code::SearchMisuse, file_id(v.m), v.expr.span, "an empty list of values to try")
-                    .with_label("nothing to try")
-                    .with_help("give at least two values: `sweep [1e-4, 3e-4]`"),
+                Diagnostic::new(
+                    Code::SearchMisuse,
+                    file_id(v.m),
+                    v.expr.span,
+                    "an empty list of values to try",
+                )
+                .with_label("nothing to try")
+                .with_help("give at least two values: `sweep [1e-4, 3e-4]`"),
             );
-            return v;
+            return None;
         };
         let values = items
             .iter()
@@ -72,40 +94,88 @@ impl<'a> Cx<'a> {
                 }
             })
             .collect();
-        searches.push(Search { mode, field, values, loc: v.loc() });
-        V { expr: first, m: v.m }
+        searches.push(Search {
+            mode,
+            field,
+            values,
+            loc: v.loc(),
+        });
+        Some(V {
+            expr: first,
+            m: v.m,
+        })
     }
 
-    fn lora(&mut self, f: &Fields<'a>, shape: Option<&ModelShape>, prefix: &str, s: &mut Vec<Search>, meta: &Meta) -> Lora {
+    fn lora(
+        &mut self,
+        f: &Fields<'a>,
+        shape: Option<&ModelShape>,
+        prefix: &str,
+        s: &mut Vec<Search>,
+        meta: &Meta,
+    ) -> Lora {
         let r = match f.get("r") {
             Some(x) => {
                 let v = self.searchable(x, prefix, s);
-                self.int(v, "r", 1, 65536).unwrap_or(8) as u32
+                v.and_then(|v| self.int(v, "r", 1, 65536)).unwrap_or(8) as u32
             }
             None => 8,
         };
         let alpha = match f.get("alpha") {
             Some(x) => {
                 let v = self.searchable(x, prefix, s);
-                self.float(v, "alpha", 0.0, f64::MAX).unwrap_or(f64::from(r))
+                v.and_then(|v| self.float(v, "alpha", 0.0, f64::MAX))
+                    .unwrap_or(f64::from(r))
             }
             None => 8.0,
         };
-        let dropout = f.get("dropout").and_then(|x| self.float(x.value(), "dropout", 0.0, 0.99)).unwrap_or(0.0);
-        let rslora = f.get("rslora").and_then(|x| self.boolean(x.value())).unwrap_or(false);
-        let dora = f.get("dora").and_then(|x| self.boolean(x.value())).unwrap_or(false);
-        let init = match f.get("init").and_then(|x| self.choice(x.value(), "init", &["default", "gaussian", "pissa", "olora"])) {
+        let dropout = f
+            .get("dropout")
+            .and_then(|x| self.float(x.value(), "dropout", 0.0, 0.99))
+            .unwrap_or(0.0);
+        let rslora = f
+            .get("rslora")
+            .and_then(|x| self.boolean(x.value()))
+            .unwrap_or(false);
+        let dora = f
+            .get("dora")
+            .and_then(|x| self.boolean(x.value()))
+            .unwrap_or(false);
+        let init = match f.get("init").and_then(|x| {
+            self.choice(
+                x.value(),
+                "init",
+                &["default", "gaussian", "pissa", "olora"],
+            )
+        }) {
             Some("gaussian") => LoraInit::Gaussian,
             Some("pissa") => LoraInit::Pissa,
             Some("olora") => LoraInit::Olora,
             _ => LoraInit::Default,
         };
-        let lr_ratio = f.get("lr_ratio").and_then(|x| self.float(x.value(), "lr_ratio", 0.0, f64::MAX));
+        let lr_ratio = f
+            .get("lr_ratio")
+            .and_then(|x| self.float(x.value(), "lr_ratio", 0.0, f64::MAX));
         let targets = self.targets(f.get("targets"), shape, r, meta);
-        Lora { r, alpha, dropout, targets, rslora, dora, init, lr_ratio }
+        Lora {
+            r,
+            alpha,
+            dropout,
+            targets,
+            rslora,
+            dora,
+            init,
+            lr_ratio,
+        }
     }
 
-    fn targets(&mut self, field: Option<super::cx::FieldRef<'a>>, shape: Option<&ModelShape>, r: u32, meta: &Meta) -> Targets {
+    fn targets(
+        &mut self,
+        field: Option<super::cx::FieldRef<'a>>,
+        shape: Option<&ModelShape>,
+        r: u32,
+        meta: &Meta,
+    ) -> Targets {
         let mut requested: Vec<(String, Option<V<'a>>)> = Vec::new();
         let mut all_linear = false;
         match field {
@@ -122,13 +192,20 @@ impl<'a> Cx<'a> {
                             }
                         }
                         ExprKind::Str(s) => requested.push((s.clone(), Some(v))),
-                        _ => self.type_error(v, "a module name such as `q_proj`, or `all_linear`", None),
+                        _ => self.type_error(
+                            v,
+                            "a module name such as `q_proj`, or `all_linear`",
+                            None,
+                        ),
                     }
                 }
             }
             None => {
                 if let Some(s) = shape {
-                    requested = arch::default_targets(s.arch).iter().map(|t| (t.to_string(), None)).collect();
+                    requested = arch::default_targets(s.arch)
+                        .iter()
+                        .map(|t| (t.to_string(), None))
+                        .collect();
                 }
             }
         }
@@ -139,24 +216,49 @@ impl<'a> Cx<'a> {
                 modules = all.clone();
             }
             for (t, v) in &requested {
-                let hits: Vec<LinearModule> = all.iter().filter(|m| arch::matches(&m.name, t)).cloned().collect();
+                let hits: Vec<LinearModule> = all
+                    .iter()
+                    .filter(|m| arch::matches(&m.name, t))
+                    .cloned()
+                    .collect();
                 if hits.is_empty() {
                     let special = arch::special_names(s.arch).contains(&t.as_str());
                     if special {
                         let (i, o) = (s.hidden, s.vocab);
-                        modules.push(LinearModule { name: t.clone(), in_features: i, out_features: o });
+                        modules.push(LinearModule {
+                            name: t.clone(),
+                            in_features: i,
+                            out_features: o,
+                        });
                         continue;
                     }
                     if let Some(v) = v {
-                        let cands: Vec<&str> = arch::linear_names(s.arch).iter().chain(arch::special_names(s.arch)).copied().collect();
+                        let cands: Vec<&str> = arch::linear_names(s.arch)
+                            .iter()
+                            .chain(arch::special_names(s.arch))
+                            .copied()
+                            .collect();
                         let help = match suggest::did_you_mean(t, cands.iter().copied()) {
-                            Some(h) => format!("{h} ({} modules are: {})", s.arch.name(), arch::linear_names(s.arch).join(", ")),
-                            None => format!("{} modules are: {}, or `all_linear`", s.arch.name(), arch::linear_names(s.arch).join(", ")),
+                            Some(h) => format!(
+                                "{h} ({} modules are: {})",
+                                s.arch.name(),
+                                arch::linear_names(s.arch).join(", ")
+                            ),
+                            None => format!(
+                                "{} modules are: {}, or `all_linear`",
+                                s.arch.name(),
+                                arch::linear_names(s.arch).join(", ")
+                            ),
                         };
                         self.emit(
-                            Diagnostic::new(Code::UnknownTarget, file_id(v.m), v.expr.span, format!("the {} model has no module `{t}`", s.arch.name()))
-                                .with_label("no such module")
-                                .with_help(help),
+                            Diagnostic::new(
+                                Code::UnknownTarget,
+                                file_id(v.m),
+                                v.expr.span,
+                                format!("the {} model has no module `{t}`", s.arch.name()),
+                            )
+                            .with_label("no such module")
+                            .with_help(help),
                         );
                     }
                     continue;
@@ -168,7 +270,10 @@ impl<'a> Cx<'a> {
                 }
             }
             // Rank against the smallest targeted layer.
-            if let Some(small) = modules.iter().min_by_key(|m| m.in_features.min(m.out_features)) {
+            if let Some(small) = modules
+                .iter()
+                .min_by_key(|m| m.in_features.min(m.out_features))
+            {
                 let lim = small.in_features.min(small.out_features);
                 if u64::from(r) > lim {
                     self.emit(
@@ -182,28 +287,49 @@ impl<'a> Cx<'a> {
         if all_linear {
             requested.insert(0, ("all_linear".into(), None));
         }
-        Targets { requested: requested.into_iter().map(|(t, _)| t).collect(), all_linear, modules }
+        Targets {
+            requested: requested.into_iter().map(|(t, _)| t).collect(),
+            all_linear,
+            modules,
+        }
     }
 
-    fn bottleneck(&mut self, f: &Fields<'a>, prefix: &str, s: &mut Vec<Search>) -> Option<Bottleneck> {
+    fn bottleneck(
+        &mut self,
+        f: &Fields<'a>,
+        prefix: &str,
+        s: &mut Vec<Search>,
+    ) -> Option<Bottleneck> {
         let size = match (f.get("size"), f.get("reduction")) {
             (Some(x), _) => {
-                let v = self.searchable(x, prefix, s);
+                let v = self.searchable(x, prefix, s)?;
                 BottleneckSize::Size(self.int(v, "size", 1, 1 << 20)? as u32)
             }
-            (None, Some(x)) => BottleneckSize::Reduction(self.int(x.value(), "reduction", 1, 1 << 16)? as u32),
+            (None, Some(x)) => {
+                BottleneckSize::Reduction(self.int(x.value(), "reduction", 1, 1 << 16)? as u32)
+            }
             (None, None) => BottleneckSize::Size(64),
         };
-        let placement = match f.get("placement").and_then(|x| self.choice(x.value(), "placement", &["houlsby", "pfeiffer"])) {
+        let placement = match f
+            .get("placement")
+            .and_then(|x| self.choice(x.value(), "placement", &["houlsby", "pfeiffer"]))
+        {
             Some("houlsby") => Placement::Houlsby,
             _ => Placement::Pfeiffer,
         };
-        let activation = match f.get("activation").and_then(|x| self.choice(x.value(), "activation", &["relu", "gelu", "silu", "tanh"])) {
+        let activation = match f
+            .get("activation")
+            .and_then(|x| self.choice(x.value(), "activation", &["relu", "gelu", "silu", "tanh"]))
+        {
             Some("gelu") => Activation::Gelu,
             Some("silu") => Activation::Silu,
             Some("tanh") => Activation::Tanh,
             _ => Activation::Relu,
         };
-        Some(Bottleneck { size, placement, activation })
+        Some(Bottleneck {
+            size,
+            placement,
+            activation,
+        })
     }
 }

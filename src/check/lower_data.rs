@@ -5,7 +5,7 @@ use super::cx::{file_id, Cx, DeclId, V};
 use super::hir::*;
 use super::schema;
 use crate::syntax::ast::ExprKind;
-use crate::syntax::{Code, Diagnostic, Loc};
+use crate::syntax::{Code, Diagnostic};
 use std::path::Path;
 
 impl<'a> Cx<'a> {
@@ -13,12 +13,17 @@ impl<'a> Cx<'a> {
         let decl = self.decl(id)?;
         let (head, f) = self.effective(id);
         self.check_keys(&f, schema::DATASET, "a dataset");
-        let meta = Meta { name: decl.name.name.clone(), loc: Loc { file: file_id(id.module), span: decl.name.span }, doc: decl.doc.clone() };
+        let meta = self.meta(id, decl);
         let Some(head) = head else {
             self.emit(
-                Diagnostic::new(Code::MissingField, file_id(id.module), decl.name.span, format!("dataset `{}` has no source", decl.name.name))
-                    .with_label("needs `= jsonl(\"..\")`, `csv(..)`, `text(..)`, `parquet(..)`")
-                    .with_help("write `dataset d = jsonl(\"data/train.jsonl\")`"),
+                Diagnostic::new(
+                    Code::MissingField,
+                    file_id(id.module),
+                    decl.name.span,
+                    format!("dataset `{}` has no source", decl.name.name),
+                )
+                .with_label("needs `= jsonl(\"..\")`, `csv(..)`, `text(..)`, `parquet(..)`")
+                .with_help("write `dataset d = jsonl(\"data/train.jsonl\")`"),
             );
             return None;
         };
@@ -44,11 +49,13 @@ impl<'a> Cx<'a> {
                         self.template_holes(v, s, &fields);
                         Some(Template::Custom(s.clone()))
                     }
-                    _ => match self.choice(v, "template", &["alpaca", "chatml", "chat_template"])? {
-                        "alpaca" => Some(Template::Alpaca),
-                        "chatml" => Some(Template::Chatml),
-                        _ => Some(Template::ChatTemplate),
-                    },
+                    _ => {
+                        match self.choice(v, "template", &["alpaca", "chatml", "chat_template"])? {
+                            "alpaca" => Some(Template::Alpaca),
+                            "chatml" => Some(Template::Chatml),
+                            _ => Some(Template::ChatTemplate),
+                        }
+                    }
                 }
             }
             None => None,
@@ -58,22 +65,41 @@ impl<'a> Cx<'a> {
             items.into_iter().filter_map(|i| self.string(i)).collect()
         });
         let split = f.get("split").and_then(|x| self.split(x.value()));
-        let max_len = f.get("max_len").and_then(|x| self.int(x.value(), "max_len", 1, 1 << 20)).unwrap_or(512) as u32;
-        let b = |cx: &mut Self, k: &str| f.get(k).and_then(|x| cx.boolean(x.value())).unwrap_or(false);
+        let max_len = f
+            .get("max_len")
+            .and_then(|x| self.int(x.value(), "max_len", 1, 1 << 20))
+            .unwrap_or(512) as u32;
+        let b = |cx: &mut Self, k: &str| {
+            f.get(k)
+                .and_then(|x| cx.boolean(x.value()))
+                .unwrap_or(false)
+        };
         let packing = b(self, "packing");
         let completion_only = b(self, "completion_only");
         let dedupe = b(self, "dedupe");
         let skip_invalid = b(self, "skip_invalid");
-        let limit = f.get("limit").and_then(|x| self.int(x.value(), "limit", 1, u64::MAX));
-        if completion_only && (fields.prompt.is_none() || fields.completion.is_none()) && fields.messages.is_none() {
-            let at = f.get("completion_only").map(|x| x.loc()).unwrap_or(meta.loc);
+        let limit = f
+            .get("limit")
+            .and_then(|x| self.int(x.value(), "limit", 1, u64::MAX));
+        if completion_only
+            && (fields.prompt.is_none() || fields.completion.is_none())
+            && fields.messages.is_none()
+        {
+            let at = f
+                .get("completion_only")
+                .map(|x| x.loc())
+                .unwrap_or(meta.loc);
             self.emit(
                 Diagnostic::new(Code::CompletionOnlyWithoutPrompt, at.file, at.span, "`completion_only` needs a prompt and a completion")
                     .with_label("nothing marks where the completion starts")
                     .with_help("map both: `prompt = field(\"question\")` and `completion = field(\"answer\")` (or `messages`)"),
             );
         }
-        if fields.text.is_none() && fields.prompt.is_none() && fields.messages.is_none() && fields.completion.is_none() {
+        if fields.text.is_none()
+            && fields.prompt.is_none()
+            && fields.messages.is_none()
+            && fields.completion.is_none()
+        {
             self.emit(
                 Diagnostic::new(Code::MissingMapping, file_id(id.module), decl.name.span, format!("dataset `{}` maps no input field", decl.name.name))
                     .with_label("no `text`, `prompt` or `messages`")
@@ -82,17 +108,39 @@ impl<'a> Cx<'a> {
         }
         if fields.prompt.is_some() != fields.completion.is_some() {
             self.emit(
-                Diagnostic::new(Code::MissingMapping, file_id(id.module), decl.name.span, "`prompt` and `completion` go together")
-                    .with_label("only one of them is mapped")
-                    .with_help("map both `prompt = field(..)` and `completion = field(..)`"),
+                Diagnostic::new(
+                    Code::MissingMapping,
+                    file_id(id.module),
+                    decl.name.span,
+                    "`prompt` and `completion` go together",
+                )
+                .with_label("only one of them is mapped")
+                .with_help("map both `prompt = field(..)` and `completion = field(..)`"),
             );
         }
-        Some(Dataset { meta, source, fields, template, labels, split, max_len, packing, completion_only, dedupe, skip_invalid, limit })
+        Some(Dataset {
+            meta,
+            source,
+            fields,
+            template,
+            labels,
+            split,
+            max_len,
+            packing,
+            completion_only,
+            dedupe,
+            skip_invalid,
+            limit,
+        })
     }
 
     fn data_source(&mut self, v: V<'a>, dir: &Path) -> Option<DataSource> {
         let ExprKind::Call { callee, args } = &v.expr.kind else {
-            self.type_error(v, "a data source such as `jsonl(\"data/train.jsonl\")`", None);
+            self.type_error(
+                v,
+                "a data source such as `jsonl(\"data/train.jsonl\")`",
+                None,
+            );
             return None;
         };
         let format = match callee.name.as_str() {
@@ -104,11 +152,17 @@ impl<'a> Cx<'a> {
             "parquet" => DataFormat::Parquet,
             other => {
                 let opts = ["jsonl", "json", "csv", "tsv", "text", "parquet"];
-                let help = super::suggest::did_you_mean(other, opts).unwrap_or_else(|| format!("data sources are {}", opts.join(", ")));
+                let help = super::suggest::did_you_mean(other, opts)
+                    .unwrap_or_else(|| format!("data sources are {}", opts.join(", ")));
                 self.emit(
-                    Diagnostic::new(Code::BadCall, file_id(v.m), callee.span, format!("unknown data source `{other}`"))
-                        .with_label("not a data source")
-                        .with_help(help),
+                    Diagnostic::new(
+                        Code::BadCall,
+                        file_id(v.m),
+                        callee.span,
+                        format!("unknown data source `{other}`"),
+                    )
+                    .with_label("not a data source")
+                    .with_help(help),
                 );
                 return None;
             }
@@ -116,7 +170,10 @@ impl<'a> Cx<'a> {
         let mut patterns = Vec::new();
         let mut files = Vec::new();
         for a in args {
-            let av = V { expr: &a.value, m: v.m };
+            let av = V {
+                expr: &a.value,
+                m: v.m,
+            };
             for item in self.list(av) {
                 let Some(p) = self.string(item) else { continue };
                 let abs = super::load::normalize(&dir.join(&p));
@@ -141,19 +198,31 @@ impl<'a> Cx<'a> {
         }
         if patterns.is_empty() {
             self.emit(
-                Diagnostic::new(Code::BadCall, file_id(v.m), v.expr.span, format!("`{}` needs a file path", callee.name))
-                    .with_label("missing path")
-                    .with_help("write `jsonl(\"data/train.jsonl\")`"),
+                Diagnostic::new(
+                    Code::BadCall,
+                    file_id(v.m),
+                    v.expr.span,
+                    format!("`{}` needs a file path", callee.name),
+                )
+                .with_label("missing path")
+                .with_help("write `jsonl(\"data/train.jsonl\")`"),
             );
         }
-        Some(DataSource { format, patterns, files })
+        Some(DataSource {
+            format,
+            patterns,
+            files,
+        })
     }
 
     fn field_path(&mut self, v: V<'a>) -> Option<FieldPath> {
         let v = self.deref(v);
         let s = match &v.expr.kind {
             ExprKind::Call { callee, args } if callee.name == "field" => match args.first() {
-                Some(a) => self.string(V { expr: &a.value, m: v.m })?,
+                Some(a) => self.string(V {
+                    expr: &a.value,
+                    m: v.m,
+                })?,
                 None => {
                     self.type_error(v, "`field(\"name\")`", None);
                     return None;
@@ -161,33 +230,60 @@ impl<'a> Cx<'a> {
             },
             ExprKind::Str(s) => s.clone(),
             _ => {
-                self.type_error(v, "`field(\"name\")` (a nested field is `field(\"a.b\")`)", None);
+                self.type_error(
+                    v,
+                    "`field(\"name\")` (a nested field is `field(\"a.b\")`)",
+                    None,
+                );
                 return None;
             }
         };
-        Some(FieldPath { path: s.split('.').map(str::to_string).collect(), loc: v.loc() })
+        Some(FieldPath {
+            path: s.split('.').map(str::to_string).collect(),
+            loc: v.loc(),
+        })
     }
 
     fn template_holes(&mut self, v: V, s: &str, fields: &FieldMap) {
-        let known: Vec<&str> = [("text", &fields.text), ("prompt", &fields.prompt), ("completion", &fields.completion), ("label", &fields.label)]
-            .iter()
-            .filter(|(_, f)| f.is_some())
-            .map(|(n, _)| *n)
-            .collect();
+        let known: Vec<&str> = [
+            ("text", &fields.text),
+            ("prompt", &fields.prompt),
+            ("completion", &fields.completion),
+            ("label", &fields.label),
+        ]
+        .iter()
+        .filter(|(_, f)| f.is_some())
+        .map(|(n, _)| *n)
+        .collect();
         let mut rest = s;
         while let Some(open) = rest.find('{') {
             let after = &rest[open + 1..];
             let Some(close) = after.find('}') else { break };
             let hole = &after[..close];
-            if !hole.is_empty() && hole.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !known.contains(&hole) {
+            if !hole.is_empty()
+                && hole.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !known.contains(&hole)
+            {
                 let help = match super::suggest::did_you_mean(hole, known.iter().copied()) {
                     Some(h) => h,
-                    None => format!("mapped fields: {}", if known.is_empty() { "none".to_string() } else { known.join(", ") }),
+                    None => format!(
+                        "mapped fields: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
                 };
                 self.emit(
-                    Diagnostic::new(Code::TemplateHole, file_id(v.m), v.expr.span, format!("the template uses `{{{hole}}}`, which the dataset does not map"))
-                        .with_label(format!("`{{{hole}}}` is not mapped"))
-                        .with_help(help),
+                    Diagnostic::new(
+                        Code::TemplateHole,
+                        file_id(v.m),
+                        v.expr.span,
+                        format!("the template uses `{{{hole}}}`, which the dataset does not map"),
+                    )
+                    .with_label(format!("`{{{hole}}}` is not mapped"))
+                    .with_help(help),
                 );
             }
             rest = &after[close + 1..];
@@ -197,36 +293,59 @@ impl<'a> Cx<'a> {
     fn split(&mut self, v: V<'a>) -> Option<SplitSpec> {
         let v = self.deref(v);
         let ExprKind::Block(b) = &v.expr.kind else {
-            self.type_error(v, "a split such as `{ train = 90%, eval = 10%, seed = 7 }`", None);
+            self.type_error(
+                v,
+                "a split such as `{ train = 90%, eval = 10%, seed = 7 }`",
+                None,
+            );
             return None;
         };
         let mut parts = Vec::new();
         let mut seed = 0;
         let mut total = 0.0;
         for e in &b.entries {
-            let crate::syntax::ast::Entry::Field(f) = e else { continue };
-            let fv = V { expr: &f.value, m: v.m };
+            let crate::syntax::ast::Entry::Field(f) = e else {
+                continue;
+            };
+            let fv = V {
+                expr: &f.value,
+                m: v.m,
+            };
             if f.key.name == "seed" {
                 seed = self.int(fv, "seed", 0, u64::MAX).unwrap_or(0);
                 continue;
             }
             let amount = match &f.value.kind {
-                ExprKind::Number(n) if n.unit.is_none() && n.is_int && n.value >= 1.0 => SplitAmount::Count(n.value as u64),
+                ExprKind::Number(n) if n.unit.is_none() && n.is_int && n.value >= 1.0 => {
+                    SplitAmount::Count(n.value as u64)
+                }
                 _ => SplitAmount::Fraction(self.fraction(fv, "a split part")?),
             };
             if let SplitAmount::Fraction(x) = amount {
                 total += x;
             }
-            parts.push(SplitPart { name: f.key.name.clone(), amount });
+            parts.push(SplitPart {
+                name: f.key.name.clone(),
+                amount,
+            });
         }
         if parts.is_empty() || total > 1.0 + 1e-9 {
-            let msg = if parts.is_empty() { "a split needs at least one part".to_string() } else { format!("the split parts add up to {:.0}%, more than 100%", total * 100.0) };
+            let msg = if parts.is_empty() {
+                "a split needs at least one part".to_string()
+            } else {
+                format!(
+                    "the split parts add up to {:.0}%, more than 100%",
+                    total * 100.0
+                )
+            };
             self.emit(
                 Diagnostic::new(Code::BadSplit, file_id(v.m), v.expr.span, msg)
                     .with_label("invalid split")
                     .with_help("write `split = { train = 90%, eval = 10%, seed = 7 }`"),
             );
-            return None;
+            if parts.is_empty() {
+                return None;
+            }
         }
         Some(SplitSpec { parts, seed })
     }

@@ -17,7 +17,7 @@ impl<'a> Cx<'a> {
             self.type_error(h, "another eval to extend", None);
         }
         self.check_keys(&f, schema::EVAL, "an eval");
-        let meta = Meta { name: decl.name.name.clone(), loc: Loc { file: file_id(id.module), span: decl.name.span }, doc: decl.doc.clone() };
+        let meta = self.meta(id, decl);
         let Some(mf) = f.get("model") else {
             self.missing(id.module, decl.name.span, "model", "an eval", "TRAIN");
             return None;
@@ -31,12 +31,22 @@ impl<'a> Cx<'a> {
             self.type_error(mv, "a train, model or merge name", None);
             return None;
         };
-        let sid = self.lookup(mv.m, &sn, &[DeclKind::Train, DeclKind::Model, DeclKind::Merge])?;
+        let sid = self.lookup(
+            mv.m,
+            &sn,
+            &[DeclKind::Train, DeclKind::Model, DeclKind::Merge],
+        )?;
         let skind = self.decl(sid)?.kind;
         let mut subject = match skind {
-            DeclKind::Train => EvalSubject::Train { train: sn.name.clone() },
-            DeclKind::Merge => EvalSubject::Merge { merge: sn.name.clone() },
-            _ => EvalSubject::Base { model: sn.name.clone() },
+            DeclKind::Train => EvalSubject::Train {
+                train: sn.name.clone(),
+            },
+            DeclKind::Merge => EvalSubject::Merge {
+                merge: sn.name.clone(),
+            },
+            _ => EvalSubject::Base {
+                model: sn.name.clone(),
+            },
         };
         if let Some(af) = f.get("adapters") {
             match &subject {
@@ -65,21 +75,38 @@ impl<'a> Cx<'a> {
         if let Some(mf) = f.get("metrics") {
             for v in self.list(mf.value()) {
                 let names: Vec<&'static str> = Metric::ALL.iter().map(|m| m.name()).collect();
-                let Some(n) = self.choice(v, "metric", &names) else { continue };
+                let Some(n) = self.choice(v, "metric", &names) else {
+                    continue;
+                };
                 let Some(m) = Metric::parse(n) else { continue };
                 if let Some(t) = &task {
-                    let ok = match (t, m) {
-                        (Task::Classify { .. }, Metric::Perplexity | Metric::ExactMatch) => false,
-                        (Task::Causal, Metric::Accuracy | Metric::F1) => false,
-                        _ => true,
-                    };
+                    let ok = !matches!(
+                        (t, m),
+                        (
+                            Task::Classify { .. },
+                            Metric::Perplexity | Metric::ExactMatch
+                        ) | (Task::Causal, Metric::Accuracy | Metric::F1)
+                    );
                     if !ok {
-                        let what = if matches!(t, Task::Causal) { "a causal language model" } else { "a classifier" };
-                        let fits = if matches!(t, Task::Causal) { "loss, perplexity, exact_match" } else { "loss, accuracy, f1" };
+                        let what = if matches!(t, Task::Causal) {
+                            "a causal language model"
+                        } else {
+                            "a classifier"
+                        };
+                        let fits = if matches!(t, Task::Causal) {
+                            "loss, perplexity, exact_match"
+                        } else {
+                            "loss, accuracy, f1"
+                        };
                         self.emit(
-                            Diagnostic::new(Code::MetricForTask, file_id(v.m), v.expr.span, format!("`{n}` cannot be measured on {what}"))
-                                .with_label("does not fit the task")
-                                .with_help(format!("metrics for {what}: {fits}")),
+                            Diagnostic::new(
+                                Code::MetricForTask,
+                                file_id(v.m),
+                                v.expr.span,
+                                format!("`{n}` cannot be measured on {what}"),
+                            )
+                            .with_label("does not fit the task")
+                            .with_help(format!("metrics for {what}: {fits}")),
                         );
                     }
                 }
@@ -90,7 +117,10 @@ impl<'a> Cx<'a> {
         } else {
             metrics.push(Metric::Loss);
         }
-        let batch = f.get("batch").and_then(|x| self.int(x.value(), "batch", 1, u64::MAX)).unwrap_or(8) as u32;
+        let batch = f
+            .get("batch")
+            .and_then(|x| self.int(x.value(), "batch", 1, u64::MAX))
+            .unwrap_or(8) as u32;
         let mut gates = Vec::new();
         let mut needs = Vec::new();
         for (g, m) in f.gates.clone() {
@@ -98,13 +128,32 @@ impl<'a> Cx<'a> {
                 gates.push(gate);
             }
         }
-        Some(Eval { meta, subject, data, metrics, gates, batch, needs_evals: needs })
+        Some(Eval {
+            meta,
+            subject,
+            data,
+            metrics,
+            gates,
+            batch,
+            needs_evals: needs,
+        })
     }
 
-    fn gate(&mut self, g: &'a ast::Gate, m: usize, metrics: &[Metric], needs: &mut Vec<String>) -> Option<Gate> {
+    fn gate(
+        &mut self,
+        g: &'a ast::Gate,
+        m: usize,
+        metrics: &[Metric],
+        needs: &mut Vec<String>,
+    ) -> Option<Gate> {
         let e = strip(&g.expr);
         let ExprKind::Binary { op, lhs, rhs } = &e.kind else {
-            self.bad_gate(m, g.expr.span, "a gate must compare two values", "write `gate accuracy >= 0.85` or `gate loss < baseline.loss`");
+            self.bad_gate(
+                m,
+                g.expr.span,
+                "a gate must compare two values",
+                "write `gate accuracy >= 0.85` or `gate loss < baseline.loss`",
+            );
             return None;
         };
         let cmp = match op {
@@ -115,26 +164,59 @@ impl<'a> Cx<'a> {
             BinOp::Eq => CmpOp::Eq,
             BinOp::Ne => CmpOp::Ne,
             _ => {
-                self.bad_gate(m, g.expr.span, "a gate must compare two values", "use one of >=, >, <=, <, ==, !=");
+                self.bad_gate(
+                    m,
+                    g.expr.span,
+                    "a gate must compare two values",
+                    "use one of >=, >, <=, <, ==, !=",
+                );
                 return None;
             }
         };
         let l = self.gate_expr(lhs, m, metrics, needs);
         let r = self.gate_expr(rhs, m, metrics, needs);
-        let text = self.sources.get(file_id(m)).map(|f| g.expr.span.text(&f.text).to_string()).unwrap_or_default();
+        let text = self
+            .sources
+            .get(file_id(m))
+            .map(|f| g.expr.span.text(&f.text).to_string())
+            .unwrap_or_default();
         let (l, r) = (l?, r?);
         if !mentions_metric(&l) && !mentions_metric(&r) {
-            self.bad_gate(m, g.expr.span, "this gate reads no metric of the eval", "compare a metric: `gate accuracy >= 0.85`");
+            self.bad_gate(
+                m,
+                g.expr.span,
+                "this gate reads no metric of the eval",
+                "compare a metric: `gate accuracy >= 0.85`",
+            );
             return None;
         }
-        Some(Gate { lhs: l, op: cmp, rhs: r, text, loc: Loc { file: file_id(m), span: g.span } })
+        Some(Gate {
+            lhs: l,
+            op: cmp,
+            rhs: r,
+            text,
+            loc: Loc {
+                file: file_id(m),
+                span: g.span,
+            },
+        })
     }
 
     fn bad_gate(&mut self, m: usize, span: crate::syntax::Span, msg: &str, help: &str) {
-        self.emit(Diagnostic::new(Code::BadGate, file_id(m), span, msg).with_label("invalid gate").with_help(help));
+        self.emit(
+            Diagnostic::new(Code::BadGate, file_id(m), span, msg)
+                .with_label("invalid gate")
+                .with_help(help),
+        );
     }
 
-    fn gate_expr(&mut self, e: &'a ast::Expr, m: usize, metrics: &[Metric], needs: &mut Vec<String>) -> Option<GateExpr> {
+    fn gate_expr(
+        &mut self,
+        e: &'a ast::Expr,
+        m: usize,
+        metrics: &[Metric],
+        needs: &mut Vec<String>,
+    ) -> Option<GateExpr> {
         match &e.kind {
             ExprKind::Number(n) => match n.unit {
                 None => Some(GateExpr::Literal(n.value)),
@@ -145,7 +227,9 @@ impl<'a> Cx<'a> {
                 }
             },
             ExprKind::Paren(inner) => self.gate_expr(inner, m, metrics, needs),
-            ExprKind::Neg(inner) => Some(GateExpr::Neg(Box::new(self.gate_expr(inner, m, metrics, needs)?))),
+            ExprKind::Neg(inner) => Some(GateExpr::Neg(Box::new(
+                self.gate_expr(inner, m, metrics, needs)?,
+            ))),
             ExprKind::Binary { op, lhs, rhs } => {
                 let op = match op {
                     BinOp::Add => ArithOp::Add,
@@ -153,13 +237,22 @@ impl<'a> Cx<'a> {
                     BinOp::Mul => ArithOp::Mul,
                     BinOp::Div => ArithOp::Div,
                     _ => {
-                        self.bad_gate(m, e.span, "a gate has exactly one comparison", "split it into two gates");
+                        self.bad_gate(
+                            m,
+                            e.span,
+                            "a gate has exactly one comparison",
+                            "split it into two gates",
+                        );
                         return None;
                     }
                 };
                 let l = self.gate_expr(lhs, m, metrics, needs);
                 let r = self.gate_expr(rhs, m, metrics, needs);
-                Some(GateExpr::Binary { op, lhs: Box::new(l?), rhs: Box::new(r?) })
+                Some(GateExpr::Binary {
+                    op,
+                    lhs: Box::new(l?),
+                    rhs: Box::new(r?),
+                })
             }
             ExprKind::Path(p) => {
                 let segs: Vec<&ast::Ident> = p.segments.iter().collect();
@@ -187,16 +280,29 @@ impl<'a> Cx<'a> {
                         if !needs.contains(&name) {
                             needs.push(name.clone());
                         }
-                        Some(GateExpr::Run { eval: name, metric: mt })
+                        Some(GateExpr::Run {
+                            eval: name,
+                            metric: mt,
+                        })
                     }
                     _ => {
-                        self.bad_gate(m, e.span, "a gate reads `metric`, `baseline.metric` or `other_eval.metric`", "write `gate accuracy >= baseline.accuracy + 0.05`");
+                        self.bad_gate(
+                            m,
+                            e.span,
+                            "a gate reads `metric`, `baseline.metric` or `other_eval.metric`",
+                            "write `gate accuracy >= baseline.accuracy + 0.05`",
+                        );
                         None
                     }
                 }
             }
             _ => {
-                self.bad_gate(m, e.span, "a gate compares metrics and numbers", "write `gate accuracy >= 0.85`");
+                self.bad_gate(
+                    m,
+                    e.span,
+                    "a gate compares metrics and numbers",
+                    "write `gate accuracy >= 0.85`",
+                );
                 None
             }
         }
@@ -207,11 +313,17 @@ impl<'a> Cx<'a> {
             return Some(mt);
         }
         let names: Vec<&str> = Metric::ALL.iter().map(|x| x.name()).collect();
-        let help = super::suggest::did_you_mean(&id.name, names.iter().copied()).unwrap_or_else(|| format!("metrics are {}", names.join(", ")));
+        let help = super::suggest::did_you_mean(&id.name, names.iter().copied())
+            .unwrap_or_else(|| format!("metrics are {}", names.join(", ")));
         self.emit(
-            Diagnostic::new(Code::BadGate, file_id(m), id.span, format!("`{}` is not a metric", id.name))
-                .with_label("unknown metric")
-                .with_help(help),
+            Diagnostic::new(
+                Code::BadGate,
+                file_id(m),
+                id.span,
+                format!("`{}` is not a metric", id.name),
+            )
+            .with_label("unknown metric")
+            .with_help(help),
         );
         None
     }
@@ -219,28 +331,61 @@ impl<'a> Cx<'a> {
     fn unknown_metric(&mut self, id: &ast::Ident, m: usize, metrics: &[Metric]) {
         let list: Vec<&str> = metrics.iter().map(|x| x.name()).collect();
         self.emit(
-            Diagnostic::new(Code::GateUnknownMetric, file_id(m), id.span, format!("the gate reads `{}`, which this eval does not compute", id.name))
-                .with_label("not in `metrics`")
-                .with_help(format!("add it: `metrics = [{}]`", list.iter().copied().chain([id.name.as_str()]).collect::<Vec<_>>().join(", "))),
+            Diagnostic::new(
+                Code::GateUnknownMetric,
+                file_id(m),
+                id.span,
+                format!(
+                    "the gate reads `{}`, which this eval does not compute",
+                    id.name
+                ),
+            )
+            .with_label("not in `metrics`")
+            .with_help(format!(
+                "add it: `metrics = [{}]`",
+                list.iter()
+                    .copied()
+                    .chain([id.name.as_str()])
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
         );
     }
 
     /// `t.a`, `t`, `[t.a, u.b]` or `mix { t.a: 0.7, u.b: 0.3 }`; checks bases against `model`.
-    pub fn combination(&mut self, v: V<'a>, prog: &Program, model: Option<&str>) -> Option<Combination> {
+    pub fn combination(
+        &mut self,
+        v: V<'a>,
+        prog: &Program,
+        model: Option<&str>,
+    ) -> Option<Combination> {
         let v = self.deref(v);
         let comb = match &v.expr.kind {
             ExprKind::Mix(b) => {
                 let mut out = Vec::new();
                 for e in &b.entries {
                     let ast::Entry::Field(f) = e else { continue };
-                    let w = self.float(V { expr: &f.value, m: v.m }, "a mix weight", 0.0, f64::MAX);
+                    let w = self.float(
+                        V {
+                            expr: &f.value,
+                            m: v.m,
+                        },
+                        "a mix weight",
+                        0.0,
+                        f64::MAX,
+                    );
                     let refs = self.adapter_refs_dotted(&f.key, v.m, prog);
                     if let (Some(w), Some(refs)) = (w, refs) {
                         if w <= 0.0 {
                             self.emit(
-                                Diagnostic::new(Code::BadMix, file_id(v.m), f.value.span, "mix weights must be positive")
-                                    .with_label("zero weight")
-                                    .with_help("drop the adapter from the mix instead"),
+                                Diagnostic::new(
+                                    Code::BadMix,
+                                    file_id(v.m),
+                                    f.value.span,
+                                    "mix weights must be positive",
+                                )
+                                .with_label("zero weight")
+                                .with_help("drop the adapter from the mix instead"),
                             );
                         }
                         out.extend(refs.into_iter().map(|r| (r, w)));
@@ -259,9 +404,13 @@ impl<'a> Cx<'a> {
             ExprKind::List(items) => {
                 let mut out = Vec::new();
                 for e in items {
-                    out.extend(self.adapter_refs(V { expr: e, m: v.m }, prog).unwrap_or_default());
+                    out.extend(
+                        self.adapter_refs(V { expr: e, m: v.m }, prog)
+                            .unwrap_or_default(),
+                    );
                 }
-                let trains: std::collections::BTreeSet<&str> = out.iter().map(|r| r.train.as_str()).collect();
+                let trains: std::collections::BTreeSet<&str> =
+                    out.iter().map(|r| r.train.as_str()).collect();
                 if trains.len() > 1 {
                     self.emit(
                         Diagnostic::new(Code::ImplicitCombination, file_id(v.m), v.expr.span, "adapters from several trains are active at once with no declared combination")
@@ -283,9 +432,17 @@ impl<'a> Cx<'a> {
         if let Some((first, _)) = bases.first() {
             if let Some((other, r)) = bases.iter().find(|(b, _)| b != first) {
                 self.emit(
-                    Diagnostic::new(Code::StackBases, r.loc.file, r.loc.span, format!("`{}.{}` was trained on `{other}`, the others on `{first}`", r.train, r.adapter))
-                        .with_label("different base model")
-                        .with_help("combine only adapters trained on the same base"),
+                    Diagnostic::new(
+                        Code::StackBases,
+                        r.loc.file,
+                        r.loc.span,
+                        format!(
+                            "`{}.{}` was trained on `{other}`, the others on `{first}`",
+                            r.train, r.adapter
+                        ),
+                    )
+                    .with_label("different base model")
+                    .with_help("combine only adapters trained on the same base"),
                 );
             }
         }
@@ -293,9 +450,17 @@ impl<'a> Cx<'a> {
             for (b, r) in &bases {
                 if *b != model {
                     self.emit(
-                        Diagnostic::new(Code::ForeignBase, r.loc.file, r.loc.span, format!("`{}.{}` was trained on `{b}` but is applied to `{model}`", r.train, r.adapter))
-                            .with_label("trained on another base")
-                            .with_help(format!("apply it to `{b}`, or train it again on `{model}`")),
+                        Diagnostic::new(
+                            Code::ForeignBase,
+                            r.loc.file,
+                            r.loc.span,
+                            format!(
+                                "`{}.{}` was trained on `{b}` but is applied to `{model}`",
+                                r.train, r.adapter
+                            ),
+                        )
+                        .with_label("trained on another base")
+                        .with_help(format!("apply it to `{b}`, or train it again on `{model}`")),
                     );
                 }
             }
@@ -311,63 +476,150 @@ impl<'a> Cx<'a> {
         self.path_refs(&p.segments, p.span, v.m, prog)
     }
 
-    fn adapter_refs_dotted(&mut self, key: &ast::Ident, m: usize, prog: &Program) -> Option<Vec<AdapterRef>> {
+    fn adapter_refs_dotted(
+        &mut self,
+        key: &ast::Ident,
+        m: usize,
+        prog: &Program,
+    ) -> Option<Vec<AdapterRef>> {
         let mut segs = Vec::new();
         let mut at = key.span.start as usize;
         for part in key.name.split('.') {
-            segs.push(ast::Ident { name: part.to_string(), span: crate::syntax::Span::new(at, at + part.len()) });
+            segs.push(ast::Ident {
+                name: part.to_string(),
+                span: crate::syntax::Span::new(at, at + part.len()),
+            });
             at += part.len() + 1;
         }
         self.path_refs(&segs, key.span, m, prog)
     }
 
-    fn path_refs(&mut self, segs: &[ast::Ident], span: crate::syntax::Span, m: usize, prog: &Program) -> Option<Vec<AdapterRef>> {
+    fn path_refs(
+        &mut self,
+        segs: &[ast::Ident],
+        span: crate::syntax::Span,
+        m: usize,
+        prog: &Program,
+    ) -> Option<Vec<AdapterRef>> {
         let first = segs.first()?;
         let id = self.lookup(m, first, &[DeclKind::Train])?;
         let tname = self.decl(id)?.name.name.clone();
         let train = prog.train(&tname)?;
-        let loc = Loc { file: file_id(m), span };
+        let loc = Loc {
+            file: file_id(m),
+            span,
+        };
         match segs.get(1) {
-            None => Some(train.adapters.iter().map(|a| AdapterRef { train: tname.clone(), adapter: a.meta.name.clone(), loc }).collect()),
+            None => Some(
+                train
+                    .adapters
+                    .iter()
+                    .map(|a| AdapterRef {
+                        train: tname.clone(),
+                        adapter: a.meta.name.clone(),
+                        loc,
+                    })
+                    .collect(),
+            ),
             Some(a) => {
                 if !train.adapters.iter().any(|x| x.meta.name == a.name) {
-                    let names: Vec<&str> = train.adapters.iter().map(|x| x.meta.name.as_str()).collect();
-                    let help = super::suggest::did_you_mean(&a.name, names.iter().copied()).unwrap_or_else(|| format!("`{tname}` trains {}", names.join(", ")));
+                    let names: Vec<&str> = train
+                        .adapters
+                        .iter()
+                        .map(|x| x.meta.name.as_str())
+                        .collect();
+                    let help = super::suggest::did_you_mean(&a.name, names.iter().copied())
+                        .unwrap_or_else(|| format!("`{tname}` trains {}", names.join(", ")));
                     self.emit(
-                        Diagnostic::new(Code::UnknownName, file_id(m), a.span, format!("train `{tname}` has no adapter `{}`", a.name))
-                            .with_label("not trained there")
-                            .with_help(help),
+                        Diagnostic::new(
+                            Code::UnknownName,
+                            file_id(m),
+                            a.span,
+                            format!("train `{tname}` has no adapter `{}`", a.name),
+                        )
+                        .with_label("not trained there")
+                        .with_help(help),
                     );
                     return None;
                 }
-                Some(vec![AdapterRef { train: tname, adapter: a.name.clone(), loc }])
+                Some(vec![AdapterRef {
+                    train: tname,
+                    adapter: a.name.clone(),
+                    loc,
+                }])
             }
         }
     }
 
     pub fn lower_merge(&mut self, id: DeclId, prog: &Program) -> Option<Merge> {
         let decl = self.decl(id)?;
-        let meta = Meta { name: decl.name.name.clone(), loc: Loc { file: file_id(id.module), span: decl.name.span }, doc: decl.doc.clone() };
+        let meta = self.meta(id, decl);
         if let Some(b) = &decl.body {
             let mut f = super::cx::Fields::default();
             f.extend_block(b, id.module);
             self.check_keys(&f, &[], "a merge");
         }
         let Some(h) = &decl.head else {
-            self.missing(id.module, decl.name.span, "= BASE + TRAIN.ADAPTER", "a merge", "llama + tune.sent");
+            self.missing(
+                id.module,
+                decl.name.span,
+                "= BASE + TRAIN.ADAPTER",
+                "a merge",
+                "llama + tune.sent",
+            );
             return None;
         };
-        let ExprKind::Binary { op: BinOp::Add, lhs, rhs } = &h.kind else {
-            self.type_error(V { expr: h, m: id.module }, "`BASE + TRAIN.ADAPTER` (or `BASE + mix { .. }`)", None);
+        let ExprKind::Binary {
+            op: BinOp::Add,
+            lhs,
+            rhs,
+        } = &h.kind
+        else {
+            self.type_error(
+                V {
+                    expr: h,
+                    m: id.module,
+                },
+                "`BASE + TRAIN.ADAPTER` (or `BASE + mix { .. }`)",
+                None,
+            );
             return None;
         };
-        let (model, quantized_with) = self.model_ref(V { expr: lhs, m: id.module })?;
-        let adapters = self.combination(V { expr: rhs, m: id.module }, prog, Some(&model))?;
-        Some(Merge { meta, model, quantized_with, adapters })
+        let (model, quantized_with) = self.model_ref(V {
+            expr: lhs,
+            m: id.module,
+        })?;
+        let adapters = self.combination(
+            V {
+                expr: rhs,
+                m: id.module,
+            },
+            prog,
+            Some(&model),
+        )?;
+        Some(Merge {
+            meta,
+            model,
+            quantized_with,
+            adapters,
+        })
     }
 
-    pub fn lower_export(&mut self, e: &'a ast::Export, m: usize, dir: &Path, prog: &Program) -> Option<Export> {
-        let meta = Meta { name: e.source.dotted(), loc: Loc { file: file_id(m), span: e.source.span }, doc: e.doc.clone() };
+    pub fn lower_export(
+        &mut self,
+        e: &'a ast::Export,
+        m: usize,
+        dir: &Path,
+        prog: &Program,
+    ) -> Option<Export> {
+        let meta = Meta {
+            name: e.source.dotted(),
+            loc: Loc {
+                file: file_id(m),
+                span: e.source.span,
+            },
+            doc: e.doc.clone(),
+        };
         let mut f = super::cx::Fields::default();
         if let Some(b) = &e.body {
             f.extend_block(b, m);
@@ -378,11 +630,17 @@ impl<'a> Cx<'a> {
                 "peft" => ExportFormat::Peft,
                 "merged" => ExportFormat::Merged,
                 other => {
-                    let help = super::suggest::did_you_mean(other, ["peft", "merged"]).unwrap_or_else(|| "formats are `peft` and `merged`".into());
+                    let help = super::suggest::did_you_mean(other, ["peft", "merged"])
+                        .unwrap_or_else(|| "formats are `peft` and `merged`".into());
                     self.emit(
-                        Diagnostic::new(Code::UnknownVariant, file_id(m), fm.span, format!("unknown export format `{other}`"))
-                            .with_label("not a format")
-                            .with_help(help),
+                        Diagnostic::new(
+                            Code::UnknownVariant,
+                            file_id(m),
+                            fm.span,
+                            format!("unknown export format `{other}`"),
+                        )
+                        .with_label("not a format")
+                        .with_help(help),
                     );
                     return None;
                 }
@@ -414,14 +672,23 @@ impl<'a> Cx<'a> {
             ),
             _ => {}
         }
-        let serve_on = match f.get("serve_on").and_then(|x| self.choice(x.value(), "serving runtime", &["vllm", "lorax", "peft"])) {
+        let serve_on = match f
+            .get("serve_on")
+            .and_then(|x| self.choice(x.value(), "serving runtime", &["vllm", "lorax", "peft"]))
+        {
             Some("vllm") => Some(ServeOn::Vllm),
             Some("lorax") => Some(ServeOn::Lorax),
             Some("peft") => Some(ServeOn::Peft),
             _ => None,
         };
         let path = super::load::normalize(&dir.join(&e.dest.value));
-        Some(Export { meta, source, path, format, serve_on })
+        Some(Export {
+            meta,
+            source,
+            path,
+            format,
+            serve_on,
+        })
     }
 }
 

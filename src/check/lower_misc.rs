@@ -4,16 +4,22 @@ use super::cx::{file_id, Cx, DeclId};
 use super::hir::*;
 use super::schema;
 use crate::syntax::ast::ExprKind;
-use crate::syntax::{Code, Diagnostic, Loc};
+use crate::syntax::{Code, Diagnostic};
 
 impl<'a> Cx<'a> {
     pub fn lower_quant(&mut self, id: DeclId) -> Option<Quant> {
         let decl = self.decl(id)?;
         let (head, f) = self.effective(id);
         self.check_keys(&f, schema::QUANT, "a quant");
-        let meta = Meta { name: decl.name.name.clone(), loc: Loc { file: file_id(id.module), span: decl.name.span }, doc: decl.doc.clone() };
+        let meta = self.meta(id, decl);
         let Some(head) = head else {
-            self.missing(id.module, decl.name.span, "= nf4", "a quant", "nf4 { double_quant = true }");
+            self.missing(
+                id.module,
+                decl.name.span,
+                "= nf4",
+                "a quant",
+                "nf4 { double_quant = true }",
+            );
             return None;
         };
         let head = self.deref(head);
@@ -23,21 +29,36 @@ impl<'a> Cx<'a> {
             "q8_0" => QuantKind::Q8_0,
             _ => QuantKind::Q4k,
         };
-        let double_quant = f.get("double_quant").and_then(|x| self.boolean(x.value())).unwrap_or(false);
-        let block_size = f.get("block").and_then(|x| self.int(x.value(), "block", 16, 4096)).unwrap_or(64) as u32;
-        let compute = match f.get("compute").and_then(|x| self.choice(x.value(), "dtype", &["f32", "f16", "bf16"])) {
+        let double_quant = f
+            .get("double_quant")
+            .and_then(|x| self.boolean(x.value()))
+            .unwrap_or(false);
+        let block_size = f
+            .get("block")
+            .and_then(|x| self.int(x.value(), "block", 16, 4096))
+            .unwrap_or(64) as u32;
+        let compute = match f
+            .get("compute")
+            .and_then(|x| self.choice(x.value(), "dtype", &["f32", "f16", "bf16"]))
+        {
             Some("f16") => Dtype::F16,
             Some("bf16") => Dtype::Bf16,
             _ => Dtype::F32,
         };
-        Some(Quant { meta, kind, double_quant, block_size, compute })
+        Some(Quant {
+            meta,
+            kind,
+            double_quant,
+            block_size,
+            compute,
+        })
     }
 
     pub fn lower_device(&mut self, id: DeclId) -> Option<Device> {
         let decl = self.decl(id)?;
         let (head, f) = self.effective(id);
         self.check_keys(&f, schema::DEVICE, "a device");
-        let meta = Meta { name: decl.name.name.clone(), loc: Loc { file: file_id(id.module), span: decl.name.span }, doc: decl.doc.clone() };
+        let meta = self.meta(id, decl);
         let Some(head) = head else {
             self.missing(id.module, decl.name.span, "= cpu", "a device", "cuda(0)");
             return None;
@@ -46,7 +67,15 @@ impl<'a> Cx<'a> {
         let (name, index) = match &head.expr.kind {
             ExprKind::Call { callee, args } => {
                 let idx = match args.first() {
-                    Some(a) => self.int(super::cx::V { expr: &a.value, m: head.m }, "device index", 0, 1024)? as u32,
+                    Some(a) => self.int(
+                        super::cx::V {
+                            expr: &a.value,
+                            m: head.m,
+                        },
+                        "device index",
+                        0,
+                        1024,
+                    )? as u32,
                     None => 0,
                 };
                 (callee.name.clone(), idx)
@@ -58,16 +87,27 @@ impl<'a> Cx<'a> {
             "cuda" => DeviceKind::Cuda,
             "metal" => DeviceKind::Metal,
             other => {
-                let help = super::suggest::did_you_mean(other, ["cpu", "cuda", "metal"]).unwrap_or_else(|| "devices are `cpu`, `cuda(N)` and `metal`".into());
+                let help = super::suggest::did_you_mean(other, ["cpu", "cuda", "metal"])
+                    .unwrap_or_else(|| "devices are `cpu`, `cuda(N)` and `metal`".into());
                 self.emit(
-                    Diagnostic::new(Code::UnknownVariant, file_id(head.m), head.expr.span, format!("unknown device `{other}`"))
-                        .with_label("not a device")
-                        .with_help(help),
+                    Diagnostic::new(
+                        Code::UnknownVariant,
+                        file_id(head.m),
+                        head.expr.span,
+                        format!("unknown device `{other}`"),
+                    )
+                    .with_label("not a device")
+                    .with_help(help),
                 );
                 return None;
             }
         };
         let memory = f.get("memory").and_then(|x| self.size(x.value()));
-        Some(Device { meta, kind, index, memory })
+        Some(Device {
+            meta,
+            kind,
+            index,
+            memory,
+        })
     }
 }

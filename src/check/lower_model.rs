@@ -5,26 +5,36 @@
 use super::cx::{file_id, Cx, DeclId, V};
 use super::hir::*;
 use super::{arch, config_json, gguf, schema};
-use crate::syntax::ast::{ExprKind};
+use crate::syntax::ast::ExprKind;
 use crate::syntax::{Code, Diagnostic};
 use std::path::Path;
 
 impl<'a> Cx<'a> {
-    pub fn lower_model(&mut self, id: DeclId, dir: &Path, presets: &[(String, ModelShape)]) -> Option<Model> {
+    pub fn lower_model(
+        &mut self,
+        id: DeclId,
+        dir: &Path,
+        presets: &[(String, ModelShape)],
+    ) -> Option<Model> {
         let decl = self.decl(id)?;
         let (head, fields) = self.effective(id);
         self.check_keys(&fields, schema::MODEL, "a model");
-        let meta = Meta { name: decl.name.name.clone(), loc: crate::syntax::Loc { file: file_id(id.module), span: decl.name.span }, doc: decl.doc.clone() };
+        let meta = self.meta(id, decl);
         let Some(head) = head else {
             self.emit(
-                Diagnostic::new(Code::MissingField, file_id(id.module), decl.name.span, format!("model `{}` has no source", decl.name.name))
-                    .with_label("needs `= hf(\"..\")`, `= local(\"..\")` or `= gguf(\"..\")`")
-                    .with_help("write `model m = hf(\"org/name\")`"),
+                Diagnostic::new(
+                    Code::MissingField,
+                    file_id(id.module),
+                    decl.name.span,
+                    format!("model `{}` has no source", decl.name.name),
+                )
+                .with_label("needs `= hf(\"..\")`, `= local(\"..\")` or `= gguf(\"..\")`")
+                .with_help("write `model m = hf(\"org/name\")`"),
             );
             return None;
         };
         let head = self.deref(head);
-        let (source, source_dir) = self.model_source(head, dir)?;
+        let source = self.model_source(head, dir)?;
         let mut has_chat_template = false;
         let mut shape = None;
         let mut resolved = None;
@@ -34,7 +44,11 @@ impl<'a> Cx<'a> {
                     resolved = cfg.parent().map(Path::to_path_buf);
                     shape = self.config_shape(head, &cfg);
                     if let Some(tc) = resolved.as_ref().map(|r| r.join("tokenizer_config.json")) {
-                        has_chat_template = self.world.read_to_string(&tc).map(|t| t.contains("chat_template")).unwrap_or(false);
+                        has_chat_template = self
+                            .world
+                            .read_to_string(&tc)
+                            .map(|t| t.contains("chat_template"))
+                            .unwrap_or(false);
                     }
                 }
             }
@@ -53,7 +67,11 @@ impl<'a> Cx<'a> {
                                 .with_help("a model folder holds config.json, model.safetensors and tokenizer.json"),
                         );
                     }
-                    has_chat_template = self.world.read_to_string(&path.join("tokenizer_config.json")).map(|t| t.contains("chat_template")).unwrap_or(false);
+                    has_chat_template = self
+                        .world
+                        .read_to_string(&path.join("tokenizer_config.json"))
+                        .map(|t| t.contains("chat_template"))
+                        .unwrap_or(false);
                 }
             }
             ModelSource::Gguf { path } => {
@@ -75,7 +93,6 @@ impl<'a> Cx<'a> {
                 }
             }
         }
-        let _ = source_dir;
         if let Some(f) = fields.get("shape") {
             if let Some(s) = self.declared_shape(f.value()) {
                 shape = Some(s);
@@ -93,13 +110,24 @@ impl<'a> Cx<'a> {
         if let (Some(s), Task::Causal) = (&shape, &task) {
             if s.arch.is_encoder() {
                 self.emit(
-                    Diagnostic::new(Code::TaskMismatch, file_id(id.module), decl.name.span, format!("`{}` is a {} encoder and cannot be trained as a causal language model", decl.name.name, s.arch.name()))
-                        .with_label("needs a classification task")
-                        .with_help("add `task = classify(labels = [\"negative\", \"positive\"])`"),
+                    Diagnostic::new(
+                        Code::TaskMismatch,
+                        file_id(id.module),
+                        decl.name.span,
+                        format!(
+                            "`{}` is a {} encoder and cannot be trained as a causal language model",
+                            decl.name.name,
+                            s.arch.name()
+                        ),
+                    )
+                    .with_label("needs a classification task")
+                    .with_help("add `task = classify(labels = [\"negative\", \"positive\"])`"),
                 );
             }
         }
-        if shape.is_none() && !matches!(source, ModelSource::Gguf { .. } | ModelSource::Local { .. }) {
+        if shape.is_none()
+            && !matches!(source, ModelSource::Gguf { .. } | ModelSource::Local { .. })
+        {
             self.emit(
                 Diagnostic::new(Code::ShapesUnknown, file_id(head.m), head.expr.span, format!("the shape of `{}` is unknown: targets, ranks and memory are not checked", decl.name.name))
                     .with_label("not in the local Hugging Face cache and no preset")
@@ -114,7 +142,15 @@ impl<'a> Cx<'a> {
             },
             None => Dtype::F32,
         };
-        Some(Model { meta, source, resolved, task, shape, dtype, has_chat_template })
+        Some(Model {
+            meta,
+            source,
+            resolved,
+            task,
+            shape,
+            dtype,
+            has_chat_template,
+        })
     }
 
     fn not_found(&mut self, v: V, path: &Path, what: &str) {
@@ -139,18 +175,27 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn model_source(&mut self, v: V<'a>, dir: &Path) -> Option<(ModelSource, ())> {
+    fn model_source(&mut self, v: V<'a>, dir: &Path) -> Option<ModelSource> {
         let ExprKind::Call { callee, args } = &v.expr.kind else {
-            self.type_error(v, "a model source: `hf(\"org/name\")`, `local(\"path\")` or `gguf(\"file.gguf\")`", None);
+            self.type_error(
+                v,
+                "a model source: `hf(\"org/name\")`, `local(\"path\")` or `gguf(\"file.gguf\")`",
+                None,
+            );
             return None;
         };
         let mut pos = None;
         let mut revision = "main".to_string();
         for a in args {
-            let av = V { expr: &a.value, m: v.m };
+            let av = V {
+                expr: &a.value,
+                m: v.m,
+            };
             match a.name.as_ref().map(|n| n.name.as_str()) {
                 None if pos.is_none() => pos = self.string(av),
-                Some("revision") if callee.name == "hf" => revision = self.string(av).unwrap_or(revision),
+                Some("revision") if callee.name == "hf" => {
+                    revision = self.string(av).unwrap_or(revision)
+                }
                 _ => {
                     self.emit(
                         Diagnostic::new(Code::BadCall, file_id(v.m), a.value.span, format!("unexpected argument to `{}`", callee.name))
@@ -162,30 +207,43 @@ impl<'a> Cx<'a> {
         }
         let Some(arg) = pos else {
             self.emit(
-                Diagnostic::new(Code::BadCall, file_id(v.m), v.expr.span, format!("`{}` needs a path or repo id", callee.name))
-                    .with_label("missing argument")
-                    .with_help("write `hf(\"org/name\")`"),
+                Diagnostic::new(
+                    Code::BadCall,
+                    file_id(v.m),
+                    v.expr.span,
+                    format!("`{}` needs a path or repo id", callee.name),
+                )
+                .with_label("missing argument")
+                .with_help("write `hf(\"org/name\")`"),
             );
             return None;
         };
         let abs = |p: &str| super::load::normalize(&dir.join(p));
-        Some((
-            match callee.name.as_str() {
-                "hf" => ModelSource::Hf { repo: arg, revision },
-                "local" => ModelSource::Local { path: abs(&arg) },
-                "gguf" => ModelSource::Gguf { path: abs(&arg) },
-                other => {
-                    let help = super::suggest::did_you_mean(other, ["hf", "local", "gguf"]).unwrap_or_else(|| "models come from `hf(..)`, `local(..)` or `gguf(..)`".into());
-                    self.emit(
-                        Diagnostic::new(Code::BadCall, file_id(v.m), callee.span, format!("unknown model source `{other}`"))
-                            .with_label("not a model source")
-                            .with_help(help),
-                    );
-                    return None;
-                }
+        Some(match callee.name.as_str() {
+            "hf" => ModelSource::Hf {
+                repo: arg,
+                revision,
             },
-            (),
-        ))
+            "local" => ModelSource::Local { path: abs(&arg) },
+            "gguf" => ModelSource::Gguf { path: abs(&arg) },
+            other => {
+                let help = super::suggest::did_you_mean(other, ["hf", "local", "gguf"])
+                    .unwrap_or_else(|| {
+                        "models come from `hf(..)`, `local(..)` or `gguf(..)`".into()
+                    });
+                self.emit(
+                    Diagnostic::new(
+                        Code::BadCall,
+                        file_id(v.m),
+                        callee.span,
+                        format!("unknown model source `{other}`"),
+                    )
+                    .with_label("not a model source")
+                    .with_help(help),
+                );
+                return None;
+            }
+        })
     }
 
     fn task(&mut self, v: V<'a>) -> Option<Task> {
@@ -195,27 +253,52 @@ impl<'a> Cx<'a> {
                 "causal" => Some(Task::Causal),
                 _ => {
                     self.emit(
-                        Diagnostic::new(Code::MissingField, file_id(v.m), v.expr.span, "a classification task needs its labels")
-                            .with_label("labels missing")
-                            .with_help("write `task = classify(labels = [\"negative\", \"positive\"])`"),
+                        Diagnostic::new(
+                            Code::MissingField,
+                            file_id(v.m),
+                            v.expr.span,
+                            "a classification task needs its labels",
+                        )
+                        .with_label("labels missing")
+                        .with_help(
+                            "write `task = classify(labels = [\"negative\", \"positive\"])`",
+                        ),
                     );
                     None
                 }
             },
             ExprKind::Call { callee, args } if callee.name == "classify" => {
-                let labels_arg = args.iter().find(|a| a.name.as_ref().is_none_or(|n| n.name == "labels"));
+                let labels_arg = args
+                    .iter()
+                    .find(|a| a.name.as_ref().is_none_or(|n| n.name == "labels"));
                 let Some(a) = labels_arg else {
                     self.emit(
-                        Diagnostic::new(Code::MissingField, file_id(v.m), v.expr.span, "a classification task needs its labels")
-                            .with_label("labels missing")
-                            .with_help("write `classify(labels = [\"negative\", \"positive\"])`"),
+                        Diagnostic::new(
+                            Code::MissingField,
+                            file_id(v.m),
+                            v.expr.span,
+                            "a classification task needs its labels",
+                        )
+                        .with_label("labels missing")
+                        .with_help("write `classify(labels = [\"negative\", \"positive\"])`"),
                     );
                     return None;
                 };
-                let items = self.list(V { expr: &a.value, m: v.m });
-                let labels: Vec<String> = items.into_iter().filter_map(|i| self.string(i)).collect();
+                let items = self.list(V {
+                    expr: &a.value,
+                    m: v.m,
+                });
+                let labels: Vec<String> =
+                    items.into_iter().filter_map(|i| self.string(i)).collect();
                 if labels.len() < 2 {
-                    self.range_error(V { expr: &a.value, m: v.m }, "a classification task", "given at least two labels");
+                    self.range_error(
+                        V {
+                            expr: &a.value,
+                            m: v.m,
+                        },
+                        "a classification task",
+                        "given at least two labels",
+                    );
                     return None;
                 }
                 Some(Task::Classify { labels })
@@ -251,11 +334,24 @@ impl<'a> Cx<'a> {
         let layers = get(self, "layers");
         let heads = get(self, "heads");
         let vocab = get(self, "vocab");
-        let kv_heads = f.get("kv_heads").and_then(|x| self.int(x.value(), "kv_heads", 1, u64::MAX)).or(heads);
-        let context = f.get("context").and_then(|x| self.int(x.value(), "context", 1, u64::MAX)).unwrap_or(2048);
-        let tied = f.get("tied").and_then(|x| self.boolean(x.value())).unwrap_or(false);
+        let kv_heads = f
+            .get("kv_heads")
+            .and_then(|x| self.int(x.value(), "kv_heads", 1, u64::MAX))
+            .or(heads);
+        let context = f
+            .get("context")
+            .and_then(|x| self.int(x.value(), "context", 1, u64::MAX))
+            .unwrap_or(2048);
+        let tied = f
+            .get("tied")
+            .and_then(|x| self.boolean(x.value()))
+            .unwrap_or(false);
         let arch = match arch_v {
-            Some(a) => Arch::parse(self.choice(a.value(), "architecture", &["llama", "mistral", "qwen2", "gpt2", "bert"])?)?,
+            Some(a) => Arch::parse(self.choice(
+                a.value(),
+                "architecture",
+                &["llama", "mistral", "qwen2", "gpt2", "bert"],
+            )?)?,
             None => {
                 self.missing(v.m, b.span, "arch", "a shape", "llama");
                 return None;

@@ -31,7 +31,7 @@ mod lower_misc;
 mod lower_model;
 mod lower_train;
 pub mod render;
-mod schema;
+pub mod schema;
 pub mod sources;
 mod suggest;
 pub mod world;
@@ -78,16 +78,24 @@ pub fn check_source(world: &dyn World, path: &Path, text: &str) -> Checked {
     let presets_module = load::ensure_std(&mut loaded, &mut diags, "std.models");
     let mut cx = Cx::new(world, &loaded.modules, &loaded.imports, &loaded.sources);
     cx.diags = diags;
+    mark_broken(&mut cx, &loaded.sources);
     build_scope(&mut cx);
     duplicate_fields(&mut cx);
     let presets = presets(&mut cx, presets_module);
-    let mut prog = Program { file: path.clone(), ..Program::default() };
+    let mut prog = Program {
+        file: path.clone(),
+        ..Program::default()
+    };
     lower_all(&mut cx, &mut prog, &presets);
     cx.lint(&mut prog);
     cx.lint_unused();
     let mut diagnostics = std::mem::take(&mut cx.diags);
     diagnostics.sort_by_key(|d| (d.loc.file, d.loc.span.start, d.code));
-    Checked { program: prog, diagnostics, sources: loaded.sources }
+    Checked {
+        program: prog,
+        diagnostics,
+        sources: loaded.sources,
+    }
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -98,6 +106,38 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
+/// Names of items that failed to parse (`KIND NAME` at the start of the item), and files with
+/// syntax errors, so that their consequences are not reported as further errors.
+fn mark_broken(cx: &mut Cx, sources: &Sources) {
+    for d in &cx.diags {
+        if d.code.as_str().starts_with("E00") {
+            cx.broken_files.insert(d.loc.file.0 as usize);
+        }
+    }
+    for (mi, module) in cx.modules.iter().enumerate() {
+        let Some(src) = sources.get(file_id(mi)) else {
+            continue;
+        };
+        for item in &module.ast.items {
+            let ast::Item::Error(span) = item else {
+                continue;
+            };
+            let text = span.text(&src.text);
+            let mut words = text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty());
+            while let Some(w) = words.next() {
+                if DeclKind::from_keyword(w).is_some() {
+                    if let Some(name) = words.next() {
+                        cx.broken.insert(name.to_string());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
 fn build_scope(cx: &mut Cx) {
     for (mi, module) in cx.modules.iter().enumerate() {
         if module.std_name.is_some() {
@@ -105,14 +145,28 @@ fn build_scope(cx: &mut Cx) {
         }
         for (ii, item) in module.ast.items.iter().enumerate() {
             let ast::Item::Decl(d) = item else { continue };
-            let id = DeclId { module: mi, item: ii };
+            let id = DeclId {
+                module: mi,
+                item: ii,
+            };
             if let Some(prev) = cx.scope.get(&d.name.name).copied() {
-                let prev_loc = cx.decl(prev).map(|p| Loc { file: file_id(prev.module), span: p.name.span }).unwrap_or_default();
+                let prev_loc = cx
+                    .decl(prev)
+                    .map(|p| Loc {
+                        file: file_id(prev.module),
+                        span: p.name.span,
+                    })
+                    .unwrap_or_default();
                 cx.emit(
-                    Diagnostic::new(Code::DuplicateDecl, file_id(mi), d.name.span, format!("`{}` is declared twice", d.name.name))
-                        .with_label("declared again here")
-                        .with_related(prev_loc, "first declared here")
-                        .with_help("rename one of them"),
+                    Diagnostic::new(
+                        Code::DuplicateDecl,
+                        file_id(mi),
+                        d.name.span,
+                        format!("`{}` is declared twice", d.name.name),
+                    )
+                    .with_label("declared again here")
+                    .with_related(prev_loc, "first declared here")
+                    .with_help("rename one of them"),
                 );
                 continue;
             }
@@ -120,7 +174,9 @@ fn build_scope(cx: &mut Cx) {
         }
     }
     for imp in cx.imports {
-        let Some(target) = cx.modules.get(imp.target) else { continue };
+        let Some(target) = cx.modules.get(imp.target) else {
+            continue;
+        };
         if target.std_name.is_none() {
             continue;
         }
@@ -129,26 +185,41 @@ fn build_scope(cx: &mut Cx) {
             .items
             .iter()
             .enumerate()
-            .filter_map(|(i, it)| if let ast::Item::Decl(d) = it { Some((d.name.name.as_str(), i)) } else { None })
+            .filter_map(|(i, it)| {
+                if let ast::Item::Decl(d) = it {
+                    Some((d.name.name.as_str(), i))
+                } else {
+                    None
+                }
+            })
             .collect();
         match &imp.names {
             Some(names) => {
                 for n in names {
                     match decls.get(n.name.as_str()) {
                         Some(i) => {
-                            cx.scope.entry(n.name.clone()).or_insert(DeclId { module: imp.target, item: *i });
+                            cx.scope.entry(n.name.clone()).or_insert(DeclId {
+                                module: imp.target,
+                                item: *i,
+                            });
                         }
                         None => {
                             let module = target.std_name.clone().unwrap_or_default();
-                            let help = suggest::did_you_mean(&n.name, decls.keys().copied()).unwrap_or_else(|| {
-                                let mut k: Vec<&str> = decls.keys().copied().collect();
-                                k.sort();
-                                format!("`{module}` has {}", k.join(", "))
-                            });
+                            let help = suggest::did_you_mean(&n.name, decls.keys().copied())
+                                .unwrap_or_else(|| {
+                                    let mut k: Vec<&str> = decls.keys().copied().collect();
+                                    k.sort();
+                                    format!("`{module}` has {}", k.join(", "))
+                                });
                             cx.emit(
-                                Diagnostic::new(Code::UnknownModule, file_id(imp.from), n.span, format!("`{module}` has no `{}`", n.name))
-                                    .with_label("not in that module")
-                                    .with_help(help),
+                                Diagnostic::new(
+                                    Code::UnknownModule,
+                                    file_id(imp.from),
+                                    n.span,
+                                    format!("`{module}` has no `{}`", n.name),
+                                )
+                                .with_label("not in that module")
+                                .with_help(help),
                             );
                         }
                     }
@@ -156,7 +227,10 @@ fn build_scope(cx: &mut Cx) {
             }
             None => {
                 for (name, i) in decls {
-                    cx.scope.entry(name.to_string()).or_insert(DeclId { module: imp.target, item: i });
+                    cx.scope.entry(name.to_string()).or_insert(DeclId {
+                        module: imp.target,
+                        item: i,
+                    });
                 }
             }
         }
@@ -192,10 +266,21 @@ fn dup_block(b: &ast::Block, m: usize, out: &mut Vec<Diagnostic>) {
         let ast::Entry::Field(f) = e else { continue };
         if let Some(first) = seen.insert(&f.key.name, f.key.span) {
             out.push(
-                Diagnostic::new(Code::DuplicateField, file_id(m), f.key.span, format!("`{}` is set twice", f.key.name))
-                    .with_label("set again here")
-                    .with_related(Loc { file: file_id(m), span: first }, "first set here")
-                    .with_help("remove one of them"),
+                Diagnostic::new(
+                    Code::DuplicateField,
+                    file_id(m),
+                    f.key.span,
+                    format!("`{}` is set twice", f.key.name),
+                )
+                .with_label("set again here")
+                .with_related(
+                    Loc {
+                        file: file_id(m),
+                        span: first,
+                    },
+                    "first set here",
+                )
+                .with_help("remove one of them"),
             );
         }
         dup_expr(&f.value, m, out);
@@ -216,7 +301,9 @@ fn dup_expr(e: &ast::Expr, m: usize, out: &mut Vec<Diagnostic>) {
 
 fn presets(cx: &mut Cx, module: Option<usize>) -> Vec<(String, hir::ModelShape)> {
     let Some(mi) = module else { return Vec::new() };
-    let Some(m) = cx.modules.get(mi) else { return Vec::new() };
+    let Some(m) = cx.modules.get(mi) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for item in &m.ast.items {
         let ast::Item::Decl(d) = item else { continue };
@@ -234,7 +321,10 @@ fn presets(cx: &mut Cx, module: Option<usize>) -> Vec<(String, hir::ModelShape)>
         }) else {
             continue;
         };
-        if let Some(mut s) = cx.declared_shape(cx::V { expr: &shape_field.value, m: mi }) {
+        if let Some(mut s) = cx.declared_shape(cx::V {
+            expr: &shape_field.value,
+            m: mi,
+        }) {
             s.origin = hir::ShapeOrigin::Preset(d.name.name.clone());
             out.push((repo, s));
         }
@@ -245,8 +335,18 @@ fn presets(cx: &mut Cx, module: Option<usize>) -> Vec<(String, hir::ModelShape)>
 fn lower_all(cx: &mut Cx, prog: &mut Program, presets: &[(String, hir::ModelShape)]) {
     let mut ids: Vec<DeclId> = cx.scope.values().copied().collect();
     ids.sort_by_key(|id| (id.module, id.item));
-    let of = |cx: &Cx, kind: DeclKind| -> Vec<DeclId> { ids.iter().copied().filter(|id| cx.decl(*id).is_some_and(|d| d.kind == kind)).collect() };
-    let dir = |cx: &Cx, id: DeclId| cx.modules.get(id.module).map(|m| m.dir.clone()).unwrap_or_default();
+    let of = |cx: &Cx, kind: DeclKind| -> Vec<DeclId> {
+        ids.iter()
+            .copied()
+            .filter(|id| cx.decl(*id).is_some_and(|d| d.kind == kind))
+            .collect()
+    };
+    let dir = |cx: &Cx, id: DeclId| {
+        cx.modules
+            .get(id.module)
+            .map(|m| m.dir.clone())
+            .unwrap_or_default()
+    };
     for id in of(cx, DeclKind::Device) {
         if let Some(d) = cx.lower_device(id) {
             prog.devices.push(d);
@@ -277,18 +377,32 @@ fn lower_all(cx: &mut Cx, prog: &mut Program, presets: &[(String, hir::ModelShap
         if let Some(d) = cx.decl(id) {
             if d.body.is_some() || d.head.is_none() {
                 cx.emit(
-                    Diagnostic::new(Code::TypeMismatch, file_id(id.module), d.name.span, "a `let` binds one value: `let name = value`")
-                        .with_label("malformed let")
-                        .with_help("write `let lr = 2e-4`"),
+                    Diagnostic::new(
+                        Code::TypeMismatch,
+                        file_id(id.module),
+                        d.name.span,
+                        "a `let` binds one value: `let name = value`",
+                    )
+                    .with_label("malformed let")
+                    .with_help("write `let lr = 2e-4`"),
                 );
             }
         }
     }
-    let trains: Vec<hir::Train> = of(cx, DeclKind::Train).into_iter().filter_map(|id| cx.lower_train(id, prog)).collect();
+    let trains: Vec<hir::Train> = of(cx, DeclKind::Train)
+        .into_iter()
+        .filter_map(|id| cx.lower_train(id, prog))
+        .collect();
     prog.trains = trains;
-    let merges: Vec<hir::Merge> = of(cx, DeclKind::Merge).into_iter().filter_map(|id| cx.lower_merge(id, prog)).collect();
+    let merges: Vec<hir::Merge> = of(cx, DeclKind::Merge)
+        .into_iter()
+        .filter_map(|id| cx.lower_merge(id, prog))
+        .collect();
     prog.merges = merges;
-    let evals: Vec<hir::Eval> = of(cx, DeclKind::Eval).into_iter().filter_map(|id| cx.lower_eval(id, prog)).collect();
+    let evals: Vec<hir::Eval> = of(cx, DeclKind::Eval)
+        .into_iter()
+        .filter_map(|id| cx.lower_eval(id, prog))
+        .collect();
     prog.evals = evals;
     let mut exports = Vec::new();
     for (mi, module) in cx.modules.iter().enumerate() {

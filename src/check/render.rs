@@ -18,7 +18,10 @@ pub struct Style {
 impl Style {
     /// Plain ASCII without colour (snapshots, pipes, NO_COLOR).
     pub fn plain() -> Self {
-        Style { fancy: false, width: 100 }
+        Style {
+            fancy: false,
+            width: 100,
+        }
     }
 }
 
@@ -62,10 +65,16 @@ impl miette::Diagnostic for Report<'_> {
         Some(&self.src)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let mut v = vec![LabeledSpan::new_primary_with_span(self.d.label.clone(), span(self.d.loc.span))];
+        let mut v = vec![LabeledSpan::new_primary_with_span(
+            self.d.label.clone(),
+            span(self.d.loc.span),
+        )];
         for r in &self.d.related {
             if r.loc.file == self.d.loc.file {
-                v.push(LabeledSpan::new_with_span(Some(r.message.clone()), span(r.loc.span)));
+                v.push(LabeledSpan::new_with_span(
+                    Some(r.message.clone()),
+                    span(r.loc.span),
+                ));
             }
         }
         Some(Box::new(v.into_iter()))
@@ -78,14 +87,23 @@ fn span(s: crate::syntax::Span) -> SourceSpan {
 
 /// Path of a file as shown to the user (relative to the current folder when possible).
 pub fn display_path(sources: &Sources, file: crate::syntax::FileId) -> String {
-    let Some(f) = sources.get(file) else { return String::from("?") };
+    let Some(f) = sources.get(file) else {
+        return String::from("?");
+    };
     let cwd = std::env::current_dir().unwrap_or_default();
-    f.path.strip_prefix(&cwd).unwrap_or(&f.path).display().to_string()
+    f.path
+        .strip_prefix(&cwd)
+        .unwrap_or(&f.path)
+        .display()
+        .to_string()
 }
 
 /// One diagnostic as miette draws it.
 pub fn human(d: &Diagnostic, sources: &Sources, style: Style) -> String {
-    let text = sources.get(d.loc.file).map(|f| f.text.clone()).unwrap_or_default();
+    let text = sources
+        .get(d.loc.file)
+        .map(|f| f.text.clone())
+        .unwrap_or_default();
     let name = display_path(sources, d.loc.file);
     let notes: Vec<String> = d
         .related
@@ -93,12 +111,28 @@ pub fn human(d: &Diagnostic, sources: &Sources, style: Style) -> String {
         .filter(|r| r.loc.file != d.loc.file)
         .map(|r| {
             let lc = sources.line_col(r.loc.file, r.loc.span.start);
-            format!("note: {} ({}:{}:{})", r.message, display_path(sources, r.loc.file), lc.line, lc.col)
+            format!(
+                "note: {} ({}:{}:{})",
+                r.message,
+                display_path(sources, r.loc.file),
+                lc.line,
+                lc.col
+            )
         })
         .collect();
-    let report = Report { d, src: NamedSource::new(name, text), notes: (!notes.is_empty()).then(|| notes.join("\n")) };
-    let theme = if style.fancy { GraphicalTheme::unicode() } else { GraphicalTheme::none() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(style.width).with_links(false);
+    let report = Report {
+        d,
+        src: NamedSource::new(name, text),
+        notes: (!notes.is_empty()).then(|| notes.join("\n")),
+    };
+    let theme = if style.fancy {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::none()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(style.width)
+        .with_links(false);
     let mut out = String::new();
     if handler.render_report(&mut out, &report).is_err() {
         out = format!("{}: {}\n", d.code.as_str(), d.message);

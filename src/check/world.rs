@@ -31,11 +31,15 @@ pub struct RealWorld {
 impl RealWorld {
     /// Reads `HF_HOME` from the environment.
     pub fn from_env() -> Self {
-        RealWorld { hf_home: std::env::var_os("HF_HOME").map(PathBuf::from) }
+        RealWorld {
+            hf_home: std::env::var_os("HF_HOME").map(PathBuf::from),
+        }
     }
     /// A world whose Hugging Face cache lives under `hf_home/hub`.
     pub fn with_hf_home(hf_home: impl Into<PathBuf>) -> Self {
-        RealWorld { hf_home: Some(hf_home.into()) }
+        RealWorld {
+            hf_home: Some(hf_home.into()),
+        }
     }
     fn cache(&self) -> hf_hub::Cache {
         match &self.hf_home {
@@ -64,7 +68,10 @@ impl World for RealWorld {
     }
     fn glob(&self, pattern: &str) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = match glob::glob(pattern) {
-            Ok(paths) => paths.filter_map(Result::ok).filter(|p| p.is_file()).collect(),
+            Ok(paths) => paths
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .collect(),
             Err(_) => Vec::new(),
         };
         out.sort();
@@ -72,12 +79,21 @@ impl World for RealWorld {
     }
     fn hf_cached_file(&self, repo: &str, revision: &str, file: &str) -> Option<PathBuf> {
         let cache = self.cache();
-        let r = hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Model, revision.to_string());
+        let r = hf_hub::Repo::with_revision(
+            repo.to_string(),
+            hf_hub::RepoType::Model,
+            revision.to_string(),
+        );
         if let Some(p) = cache.repo(r.clone()).get(file) {
             return Some(p);
         }
         // A pinned commit has no ref file: look in its snapshot directly.
-        let snap = cache.path().join(r.folder_name()).join("snapshots").join(revision).join(file);
+        let snap = cache
+            .path()
+            .join(r.folder_name())
+            .join("snapshots")
+            .join(revision)
+            .join(file);
         snap.is_file().then_some(snap)
     }
 }
@@ -92,7 +108,10 @@ pub struct MemoryWorld {
 
 impl MemoryWorld {
     pub fn new() -> Self {
-        MemoryWorld { files: BTreeMap::new(), hf_home: PathBuf::from("/hf") }
+        MemoryWorld {
+            files: BTreeMap::new(),
+            hf_home: PathBuf::from("/hf"),
+        }
     }
     /// Adds (or replaces) a file.
     pub fn add(&mut self, path: impl Into<PathBuf>, content: impl Into<Vec<u8>>) -> &mut Self {
@@ -103,11 +122,18 @@ impl MemoryWorld {
 
 impl World for MemoryWorld {
     fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
-        let bytes = self.files.get(path).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-        String::from_utf8(bytes.clone()).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        let bytes = self
+            .files
+            .get(path)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+        String::from_utf8(bytes.clone())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
     fn read_prefix(&self, path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
-        let bytes = self.files.get(path).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+        let bytes = self
+            .files
+            .get(path)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
         Ok(bytes.iter().take(limit).copied().collect())
     }
     fn is_file(&self, path: &Path) -> bool {
@@ -117,11 +143,20 @@ impl World for MemoryWorld {
         self.files.keys().any(|k| k.starts_with(path) && k != path)
     }
     fn glob(&self, pattern: &str) -> Vec<PathBuf> {
-        let Ok(pat) = glob::Pattern::new(pattern) else { return Vec::new() };
-        self.files.keys().filter(|k| pat.matches_path(k)).cloned().collect()
+        let Ok(pat) = glob::Pattern::new(pattern) else {
+            return Vec::new();
+        };
+        self.files
+            .keys()
+            .filter(|k| pat.matches_path(k))
+            .cloned()
+            .collect()
     }
     fn hf_cached_file(&self, repo: &str, revision: &str, file: &str) -> Option<PathBuf> {
-        let folder = self.hf_home.join("hub").join(format!("models--{}", repo.replace('/', "--")));
+        let folder = self
+            .hf_home
+            .join("hub")
+            .join(format!("models--{}", repo.replace('/', "--")));
         let commit = self
             .read_to_string(&folder.join("refs").join(revision))
             .map(|s| s.trim().to_string())

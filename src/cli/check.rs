@@ -39,7 +39,10 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     for d in &checked.diagnostics {
         match args.format {
             Format::Json => println!("{}", render::json(d, &checked.sources)),
-            Format::Human => eprint!("{}", render::human(d, &checked.sources, render::Style { fancy, width: 100 })),
+            Format::Human => eprint!(
+                "{}",
+                render::human(d, &checked.sources, render::Style { fancy, width: 100 })
+            ),
         }
     }
     if args.figures {
@@ -48,7 +51,10 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     if args.format == Format::Human {
         let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
         let warnings = checked.diagnostics.len() - errors;
-        eprintln!("{}: {errors} error(s), {warnings} warning(s)", args.file.display());
+        eprintln!(
+            "{}: {errors} error(s), {warnings} warning(s)",
+            args.file.display()
+        );
     }
     if checked.has_errors() {
         ExitCode::from(1)
@@ -59,7 +65,8 @@ pub fn run(args: &CheckArgs) -> ExitCode {
 
 /// The `--figures` table.
 pub fn figures_table(p: &check::Program) -> String {
-    let mut out = String::from("train            trainable        %      adapter    memory     FLOPs/step\n");
+    let mut out =
+        String::from("train            trainable        %      adapter    memory     FLOPs/step\n");
     for t in &p.trains {
         match &t.figures {
             Some(f) => out.push_str(&format!(

@@ -19,7 +19,10 @@ pub fn run(args: &ExplainArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         None => {
-            eprintln!("error: unknown code `{}`; codes look like E0302 or W0303", args.code);
+            eprintln!(
+                "error: unknown code `{}`; codes look like E0302 or W0303",
+                args.code
+            );
             ExitCode::from(2)
         }
     }

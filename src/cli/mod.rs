@@ -6,6 +6,7 @@ pub mod check;
 pub mod explain;
 pub mod pipeline;
 pub mod plan;
+pub mod run;
 pub mod cache;
 pub mod fmt;
 pub mod lsp;
@@ -32,6 +33,8 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Show the stages of a pipeline, cached or to run, and why.
     Plan(plan::PlanArgs),
+    /// Run a pipeline: train, evaluate, gate and export what is not cached.
+    Run(run::RunArgs),
     /// Inspect and clean the stage cache.
     Cache(cache::CacheArgs),
     /// Format `.peft` files in the canonical layout.
@@ -48,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(&a),
         Command::Explain(a) => explain::run(&a),
         Command::Plan(a) => plan::run(&a),
+        Command::Run(a) => run::run(&a),
         Command::Cache(args) => cache::run(args),
         Command::Fmt(a) => fmt::run(&a),
         Command::Lsp(a) => lsp::run(&a),

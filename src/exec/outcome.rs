@@ -34,6 +34,10 @@ impl CancelFlag {
             Ok(())
         }
     }
+    /// The flag itself, for code that polls an `AtomicBool` (the trainer).
+    pub fn as_atomic(&self) -> &AtomicBool {
+        &self.0
+    }
     /// Clears the flag (watch mode, before the next cycle).
     pub fn reset(&self) {
         self.0.store(false, Ordering::SeqCst);

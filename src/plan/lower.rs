@@ -154,7 +154,10 @@ impl Lowering<'_> {
         }
         let model_id = self.model(model);
         let Some(d) = self.program.dataset(&data.dataset) else { return id };
-        let config = tokenize_config(d);
+        let mut config = tokenize_config(d);
+        if config.labels.is_none() {
+            config.labels = self.build(model, None).labels;
+        }
         let mut s = stage(id.clone(), StageKind::Tokenize, to_value(&config)).input("model", model_id);
         for (i, f) in d.source.files.iter().enumerate() {
             s = s.file(format!("data.{i}"), f.clone());

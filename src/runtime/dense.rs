@@ -1,7 +1,9 @@
 //! A dense frozen weight (f32, f16 or bf16 storage) as a [`FrozenWeight`].
 //!
-//! Computes in the activation's dtype. Must not give the weight a gradient.
+//! Computes in the activation's dtype through [`frozen_matmul`], which returns the input
+//! gradient only. Must not give the weight a gradient.
 
+use crate::runtime::ops::frozen_matmul::frozen_matmul;
 use crate::runtime::weight::FrozenWeight;
 use candle_core::{DType, Result, Tensor};
 
@@ -27,8 +29,7 @@ impl DenseWeight {
 
 impl FrozenWeight for DenseWeight {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let w = self.weight.to_dtype(x.dtype())?;
-        x.broadcast_matmul(&w.t()?)
+        frozen_matmul(x, &self.weight)
     }
 
     fn dequantize(&self, dtype: DType) -> Result<Tensor> {

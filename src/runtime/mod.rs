@@ -17,5 +17,6 @@ pub mod data;
 pub mod eval;
 pub mod models;
 pub mod ops;
+pub mod peft_format;
 pub mod quant;
 pub mod train;

@@ -291,7 +291,10 @@ impl BinOp {
         }
     }
     pub fn is_comparison(self) -> bool {
-        matches!(self, BinOp::Ge | BinOp::Le | BinOp::Gt | BinOp::Lt | BinOp::Eq | BinOp::Ne)
+        matches!(
+            self,
+            BinOp::Ge | BinOp::Le | BinOp::Gt | BinOp::Lt | BinOp::Eq | BinOp::Ne
+        )
     }
 }
 
@@ -317,19 +320,32 @@ pub enum ExprKind {
     /// A name or dotted reference; also enum values such as `cosine`.
     Path(Path),
     /// `hf("..", revision = "main")`, `classify(labels = [..])`, `field("text")`.
-    Call { callee: Ident, args: Vec<Arg> },
+    Call {
+        callee: Ident,
+        args: Vec<Arg>,
+    },
     List(Vec<Expr>),
     /// `{ ... }` in value position (a record).
     Block(Block),
     /// `BASE { ... }`: a value extended or configured field by field (`cosine { warmup = 10% }`).
-    Extend { base: Box<Expr>, block: Block },
+    Extend {
+        base: Box<Expr>,
+        block: Block,
+    },
     /// `BASE quantized Q`.
-    Quantized { base: Box<Expr>, quant: Path },
+    Quantized {
+        base: Box<Expr>,
+        quant: Path,
+    },
     Sweep(Vec<Expr>),
     Escalate(Vec<Expr>),
     /// `mix { a: 0.7, b: 0.3 }`.
     Mix(Block),
-    Binary { op: BinOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     Neg(Box<Expr>),
     /// `( expr )`.
     Paren(Box<Expr>),

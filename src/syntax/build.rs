@@ -21,7 +21,10 @@ impl Builder {
     }
 
     fn ident(&self, p: &P) -> Ident {
-        Ident { name: p.as_str().to_string(), span: self.span(p) }
+        Ident {
+            name: p.as_str().to_string(),
+            span: self.span(p),
+        }
     }
 
     /// An `item` pair (use_decl, export_decl or decl).
@@ -57,14 +60,21 @@ impl Builder {
                 _ => {}
             }
         }
-        Use { target, names, span }
+        Use {
+            target,
+            names,
+            span,
+        }
     }
 
     fn decl(&self, p: P) -> Decl {
         let span = self.span(&p);
         let mut kind = DeclKind::Let;
         let mut kind_span = span;
-        let mut name = Ident { name: String::new(), span };
+        let mut name = Ident {
+            name: String::new(),
+            span,
+        };
         let mut head = None;
         let mut body = None;
         for c in p.into_inner() {
@@ -79,13 +89,27 @@ impl Builder {
                 _ => {}
             }
         }
-        Decl { kind, kind_span, name, head, body, doc: None, span }
+        Decl {
+            kind,
+            kind_span,
+            name,
+            head,
+            body,
+            doc: None,
+            span,
+        }
     }
 
     fn export(&self, p: P) -> Export {
         let span = self.span(&p);
-        let mut source = Path { segments: Vec::new(), span };
-        let mut dest = StrLit { value: String::new(), span };
+        let mut source = Path {
+            segments: Vec::new(),
+            span,
+        };
+        let mut dest = StrLit {
+            value: String::new(),
+            span,
+        };
         let mut format = None;
         let mut body = None;
         for c in p.into_inner() {
@@ -97,7 +121,14 @@ impl Builder {
                 _ => {}
             }
         }
-        Export { source, dest, format, body, doc: None, span }
+        Export {
+            source,
+            dest,
+            format,
+            body,
+            doc: None,
+            span,
+        }
     }
 
     fn block(&self, p: P) -> Block {
@@ -107,7 +138,10 @@ impl Builder {
             let espan = self.span(&c);
             match c.as_rule() {
                 Rule::field => {
-                    let mut key = Ident { name: String::new(), span: espan };
+                    let mut key = Ident {
+                        name: String::new(),
+                        span: espan,
+                    };
                     let mut colon = false;
                     let mut value = None;
                     for f in c.into_inner() {
@@ -118,12 +152,24 @@ impl Builder {
                             _ => {}
                         }
                     }
-                    let value = value.unwrap_or(Expr { kind: ExprKind::List(Vec::new()), span: espan });
-                    entries.push(Entry::Field(Field { key, colon, value, doc: None, span: espan }));
+                    let value = value.unwrap_or(Expr {
+                        kind: ExprKind::List(Vec::new()),
+                        span: espan,
+                    });
+                    entries.push(Entry::Field(Field {
+                        key,
+                        colon,
+                        value,
+                        doc: None,
+                        span: espan,
+                    }));
                 }
                 Rule::gate => {
                     if let Some(e) = c.into_inner().find(|x| x.as_rule() == Rule::expr) {
-                        entries.push(Entry::Gate(Gate { expr: self.expr(e), span: espan }));
+                        entries.push(Entry::Gate(Gate {
+                            expr: self.expr(e),
+                            span: espan,
+                        }));
                     }
                 }
                 Rule::on_clause => {
@@ -140,7 +186,10 @@ impl Builder {
     fn string(&self, p: P) -> StrLit {
         let span = self.span(&p);
         let raw = p.into_inner().next().map(|i| i.as_str()).unwrap_or("");
-        StrLit { value: unescape(raw), span }
+        StrLit {
+            value: unescape(raw),
+            span,
+        }
     }
 
     fn path(&self, p: P) -> Path {
@@ -153,53 +202,64 @@ impl Builder {
     pub fn expr(&self, p: P) -> Expr {
         let span = self.span(&p);
         match p.as_rule() {
-            Rule::expr | Rule::sum | Rule::term | Rule::head_sum => self.binary_chain(p),
-            Rule::head_expr => match p.into_inner().next() {
-                Some(c) => self.expr(c),
-                None => empty(span),
-            },
-            Rule::unary => {
+            Rule::expr | Rule::head_expr => self.binary_chain(p),
+            Rule::operand | Rule::head_operand => {
                 let mut negs = 0;
-                let mut inner = None;
+                let mut e: Option<Expr> = None;
                 for c in p.into_inner() {
-                    if c.as_rule() == Rule::neg {
-                        negs += 1;
-                    } else {
-                        inner = Some(self.expr(c));
-                    }
-                }
-                let mut e = inner.unwrap_or(empty(span));
-                for _ in 0..negs {
-                    e = Expr { kind: ExprKind::Neg(Box::new(e)), span };
-                }
-                e
-            }
-            Rule::postfix | Rule::head_postfix => {
-                let mut inner = p.into_inner();
-                let mut e = match inner.next() {
-                    Some(c) => self.expr(c),
-                    None => return empty(span),
-                };
-                for c in inner {
                     let cspan = self.span(&c);
-                    let whole = e.span.to(cspan);
-                    e = match c.as_rule() {
-                        Rule::quantized => {
+                    match (c.as_rule(), e.take()) {
+                        (Rule::neg, None) => negs += 1,
+                        (Rule::quantized, Some(base)) => {
                             let quant = c
                                 .into_inner()
                                 .find(|x| x.as_rule() == Rule::path)
                                 .map(|q| self.path(q))
-                                .unwrap_or(Path { segments: Vec::new(), span: cspan });
-                            Expr { kind: ExprKind::Quantized { base: Box::new(e), quant }, span: whole }
+                                .unwrap_or(Path {
+                                    segments: Vec::new(),
+                                    span: cspan,
+                                });
+                            let whole = base.span.to(cspan);
+                            e = Some(Expr {
+                                kind: ExprKind::Quantized {
+                                    base: Box::new(base),
+                                    quant,
+                                },
+                                span: whole,
+                            });
                         }
-                        _ => Expr { kind: ExprKind::Extend { base: Box::new(e), block: self.block(c) }, span: whole },
+                        (Rule::block, Some(base)) => {
+                            let whole = base.span.to(cspan);
+                            e = Some(Expr {
+                                kind: ExprKind::Extend {
+                                    base: Box::new(base),
+                                    block: self.block(c),
+                                },
+                                span: whole,
+                            });
+                        }
+                        (_, prev) => e = prev.or_else(|| Some(self.expr(c))),
+                    }
+                }
+                let mut e = e.unwrap_or(empty(span));
+                for _ in 0..negs {
+                    e = Expr {
+                        kind: ExprKind::Neg(Box::new(e)),
+                        span,
                     };
                 }
                 e
             }
             Rule::paren => {
-                let inner = p.into_inner().next().map(|c| self.expr(c)).unwrap_or(empty(span));
-                Expr { kind: ExprKind::Paren(Box::new(inner)), span }
+                let inner = p
+                    .into_inner()
+                    .next()
+                    .map(|c| self.expr(c))
+                    .unwrap_or(empty(span));
+                Expr {
+                    kind: ExprKind::Paren(Box::new(inner)),
+                    span,
+                }
             }
             Rule::sweep | Rule::escalate => {
                 let rule = p.as_rule();
@@ -208,17 +268,30 @@ impl Builder {
                     .find(|x| x.as_rule() == Rule::list)
                     .map(|l| l.into_inner().map(|x| self.expr(x)).collect())
                     .unwrap_or_default();
-                let kind = if rule == Rule::sweep { ExprKind::Sweep(items) } else { ExprKind::Escalate(items) };
+                let kind = if rule == Rule::sweep {
+                    ExprKind::Sweep(items)
+                } else {
+                    ExprKind::Escalate(items)
+                };
                 Expr { kind, span }
             }
             Rule::mix => {
                 let b = p.into_inner().find(|x| x.as_rule() == Rule::block);
-                let block = b.map(|b| self.block(b)).unwrap_or(Block { entries: Vec::new(), span });
-                Expr { kind: ExprKind::Mix(block), span }
+                let block = b.map(|b| self.block(b)).unwrap_or(Block {
+                    entries: Vec::new(),
+                    span,
+                });
+                Expr {
+                    kind: ExprKind::Mix(block),
+                    span,
+                }
             }
             Rule::call => {
                 let mut inner = p.into_inner();
-                let callee = inner.next().map(|c| self.ident(&c)).unwrap_or(Ident { name: String::new(), span });
+                let callee = inner.next().map(|c| self.ident(&c)).unwrap_or(Ident {
+                    name: String::new(),
+                    span,
+                });
                 let args = inner
                     .map(|a| {
                         let mut name = None;
@@ -233,10 +306,19 @@ impl Builder {
                         Arg { name, value }
                     })
                     .collect();
-                Expr { kind: ExprKind::Call { callee, args }, span }
+                Expr {
+                    kind: ExprKind::Call { callee, args },
+                    span,
+                }
             }
-            Rule::list => Expr { kind: ExprKind::List(p.into_inner().map(|x| self.expr(x)).collect()), span },
-            Rule::block => Expr { kind: ExprKind::Block(self.block(p)), span },
+            Rule::list => Expr {
+                kind: ExprKind::List(p.into_inner().map(|x| self.expr(x)).collect()),
+                span,
+            },
+            Rule::block => Expr {
+                kind: ExprKind::Block(self.block(p)),
+                span,
+            },
             Rule::number => {
                 let mut value = 0.0;
                 let mut is_int = true;
@@ -252,26 +334,43 @@ impl Builder {
                         _ => {}
                     }
                 }
-                Expr { kind: ExprKind::Number(Number { value, is_int, unit }), span }
+                Expr {
+                    kind: ExprKind::Number(Number {
+                        value,
+                        is_int,
+                        unit,
+                    }),
+                    span,
+                }
             }
             Rule::string => {
                 let s = self.string(p);
-                Expr { kind: ExprKind::Str(s.value), span }
+                Expr {
+                    kind: ExprKind::Str(s.value),
+                    span,
+                }
             }
-            Rule::boolean => Expr { kind: ExprKind::Bool(p.as_str().trim() == "true"), span },
-            Rule::path => Expr { kind: ExprKind::Path(self.path(p)), span },
+            Rule::boolean => Expr {
+                kind: ExprKind::Bool(p.as_str().trim() == "true"),
+                span,
+            },
+            Rule::path => Expr {
+                kind: ExprKind::Path(self.path(p)),
+                span,
+            },
             _ => empty(span),
         }
     }
 
-    /// `a OP b OP c` (left-associative) for expr / sum / term / head_sum.
+    /// `a OP b OP c` with precedence (`* /` over `+ -` over comparisons), left-associative.
     fn binary_chain(&self, p: P) -> Expr {
         let span = self.span(&p);
         let mut inner = p.into_inner();
-        let mut acc = match inner.next() {
-            Some(c) => self.expr(c),
+        let mut out: Vec<Expr> = match inner.next() {
+            Some(c) => vec![self.expr(c)],
             None => return empty(span),
         };
+        let mut ops: Vec<BinOp> = Vec::new();
         while let Some(op) = inner.next() {
             let op = match op.as_str() {
                 "+" => BinOp::Add,
@@ -285,19 +384,48 @@ impl Builder {
                 "==" => BinOp::Eq,
                 _ => BinOp::Ne,
             };
-            let rhs = match inner.next() {
-                Some(c) => self.expr(c),
-                None => break,
-            };
-            let whole = acc.span.to(rhs.span);
-            acc = Expr { kind: ExprKind::Binary { op, lhs: Box::new(acc), rhs: Box::new(rhs) }, span: whole };
+            let Some(rhs) = inner.next() else { break };
+            while ops.last().is_some_and(|top| prec(*top) >= prec(op)) {
+                reduce(&mut out, &mut ops);
+            }
+            ops.push(op);
+            out.push(self.expr(rhs));
         }
-        acc
+        while !ops.is_empty() {
+            reduce(&mut out, &mut ops);
+        }
+        out.pop().unwrap_or(empty(span))
     }
 }
 
+fn prec(op: BinOp) -> u8 {
+    match op {
+        BinOp::Mul | BinOp::Div => 3,
+        BinOp::Add | BinOp::Sub => 2,
+        _ => 1,
+    }
+}
+
+fn reduce(out: &mut Vec<Expr>, ops: &mut Vec<BinOp>) {
+    let (Some(op), Some(rhs), Some(lhs)) = (ops.pop(), out.pop(), out.pop()) else {
+        return;
+    };
+    let span = lhs.span.to(rhs.span);
+    out.push(Expr {
+        kind: ExprKind::Binary {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+        },
+        span,
+    });
+}
+
 fn empty(span: Span) -> Expr {
-    Expr { kind: ExprKind::List(Vec::new()), span }
+    Expr {
+        kind: ExprKind::List(Vec::new()),
+        span,
+    }
 }
 
 /// Resolves `\"`, `\\`, `\n`, `\t`; other escapes keep the escaped char.

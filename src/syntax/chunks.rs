@@ -11,7 +11,8 @@ use super::span::{FileId, Span};
 use pest::Parser;
 
 const STARTERS: &[&str] = &[
-    "use", "export", "model", "quant", "adapter", "dataset", "train", "eval", "merge", "device", "let",
+    "use", "export", "model", "quant", "adapter", "dataset", "train", "eval", "merge", "device",
+    "let",
 ];
 const MAX_RETRIES: usize = 24;
 
@@ -40,14 +41,19 @@ pub fn split(source: &str) -> Vec<(usize, usize)> {
 
 /// A line whose first word is a declaration keyword followed by a name or a string.
 fn starts_item(line: &str) -> bool {
-    let word_len = line.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(line.len());
+    let word_len = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(line.len());
     let (word, rest) = line.split_at(word_len);
     if !STARTERS.contains(&word) {
         return false;
     }
     let rest_trim = rest.trim_start();
     rest.len() > rest_trim.len()
-        && rest_trim.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '"')
+        && rest_trim
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '"')
 }
 
 /// Opening minus closing brackets outside strings and comments.
@@ -107,21 +113,33 @@ pub fn unterminated_strings(source: &str) -> Vec<Span> {
 }
 
 /// Parses one chunk `source[start..end]` with recovery; pushes diagnostics and returns the item.
-pub fn parse_chunk(source: &str, start: usize, end: usize, file: FileId, bad_strings: &[Span], diags: &mut Vec<Diagnostic>) -> Option<Item> {
+pub fn parse_chunk(
+    source: &str,
+    start: usize,
+    end: usize,
+    file: FileId,
+    bad_strings: &[Span],
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Item> {
     let original = source.get(start..end)?;
     let mut text = original.to_string();
     let content_end = start + original.trim_end().len();
     if original.trim().is_empty() {
         return None;
     }
-    // Lines with an unterminated string are blanked up front (their E0002 is already reported).
+    // Lines with an unterminated string are blanked up front (their E0002 is already reported);
+    // when that line is the declaration's header, the whole item is given up.
+    let header_len = text.find('\n').unwrap_or(text.len());
     for s in bad_strings {
         if (s.start as usize) >= start && (s.start as usize) < end {
+            if (s.start as usize) - start < header_len {
+                return Some(Item::Error(Span::new(start, content_end)));
+            }
             blank_line(&mut text, s.start as usize - start);
         }
     }
     for _ in 0..MAX_RETRIES {
-        match PeftParser::parse(Rule::chunk, &text) {
+        match parse_text(&text) {
             Ok(mut pairs) => {
                 let builder = Builder { base: start };
                 let chunk = pairs.next()?;
@@ -139,15 +157,32 @@ pub fn parse_chunk(source: &str, start: usize, end: usize, file: FileId, bad_str
                     Some(eq) => eq.saturating_sub(1),
                     None => culprit_line(&text, local),
                 };
-                let on_bad_string = bad_strings.iter().any(|s| same_line(source, s.start as usize, start + culprit));
+                let on_bad_string = bad_strings
+                    .iter()
+                    .any(|s| same_line(source, s.start as usize, start + culprit));
                 if !on_bad_string {
                     diags.push(d);
                 }
+                // A stray `;` is dropped by itself, keeping the rest of its line.
+                if text.as_bytes().get(local) == Some(&b';') {
+                    text.replace_range(local..local + 1, " ");
+                    continue;
+                }
                 let header_end = text.find('\n').unwrap_or(text.len());
-                let line_start = text[..culprit.min(text.len())].rfind('\n').map(|i| i + 1).unwrap_or(0);
-                let line_end = text[line_start..].find('\n').map(|i| line_start + i).unwrap_or(text.len());
+                let line_start = text[..culprit.min(text.len())]
+                    .rfind('\n')
+                    .map(|i| i + 1)
+                    .unwrap_or(0);
+                let line_end = text[line_start..]
+                    .find('\n')
+                    .map(|i| line_start + i)
+                    .unwrap_or(text.len());
                 let line = &text[line_start..line_end];
-                if culprit <= header_end || pos >= content_end || brace_delta(line) != 0 || line.trim().is_empty() {
+                if culprit <= header_end
+                    || pos >= content_end
+                    || brace_delta(line) != 0
+                    || line.trim().is_empty()
+                {
                     return Some(Item::Error(Span::new(start, content_end)));
                 }
                 blank_line(&mut text, culprit);
@@ -155,6 +190,26 @@ pub fn parse_chunk(source: &str, start: usize, end: usize, file: FileId, bad_str
         }
     }
     Some(Item::Error(Span::new(start, content_end)))
+}
+
+/// Parses fast (pest's error detail off); on failure parses again with detail on, so the error
+/// can say which tokens were expected. The detail switch is global: the mutex makes sure that
+/// every parse which turned it on still sees it on (a concurrent fast parse merely runs slower).
+fn parse_text(text: &str) -> Result<pest::iterators::Pairs<'_, Rule>, pest::error::Error<Rule>> {
+    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    match PeftParser::parse(Rule::chunk, text) {
+        Ok(p) => Ok(p),
+        Err(_) => {
+            let guard = DETAIL
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pest::set_error_detail(true);
+            let r = PeftParser::parse(Rule::chunk, text);
+            pest::set_error_detail(false);
+            drop(guard);
+            r
+        }
+    }
 }
 
 fn attempts(e: &pest::error::Error<Rule>) -> (Vec<Rule>, Vec<String>) {
@@ -174,7 +229,11 @@ fn attempts(e: &pest::error::Error<Rule>) -> (Vec<Rule>, Vec<String>) {
                 }
             }
         }
-        tokens = a.expected_tokens().into_iter().map(|t| t.to_string()).collect();
+        tokens = a
+            .expected_tokens()
+            .into_iter()
+            .map(|t| t.to_string())
+            .collect();
     }
     (rules, tokens)
 }
@@ -202,7 +261,10 @@ fn same_line(source: &str, a: usize, b: usize) -> bool {
 fn blank_line(text: &mut String, at: usize) {
     let at = at.min(text.len());
     let start = text[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let end = text[start..].find('\n').map(|i| start + i).unwrap_or(text.len());
+    let end = text[start..]
+        .find('\n')
+        .map(|i| start + i)
+        .unwrap_or(text.len());
     let blank = " ".repeat(end - start);
     text.replace_range(start..end, &blank);
 }
@@ -212,9 +274,16 @@ pub fn string_errors(spans: &[Span], file: FileId) -> Vec<Diagnostic> {
     spans
         .iter()
         .map(|s| {
-            Diagnostic::new(Code::UnterminatedString, file, *s, "this string is never closed")
-                .with_label("string starts here")
-                .with_help("close it with `\"` on the same line; write a line break inside a string as `\\n`")
+            Diagnostic::new(
+                Code::UnterminatedString,
+                file,
+                *s,
+                "this string is never closed",
+            )
+            .with_label("string starts here")
+            .with_help(
+                "close it with `\"` on the same line; write a line break inside a string as `\\n`",
+            )
         })
         .collect()
 }

@@ -27,7 +27,10 @@ pub fn collect(source: &str) -> Vec<Comment> {
             continue;
         }
         if b == b'/' && bytes.get(i + 1) == Some(&b'/') {
-            let end = source[i..].find('\n').map(|n| i + n).unwrap_or(source.len());
+            let end = source[i..]
+                .find('\n')
+                .map(|n| i + n)
+                .unwrap_or(source.len());
             let text = &source[i..end];
             let doc = text.starts_with("///") && !text.starts_with("////");
             let body = if doc { &text[3..] } else { &text[2..] };

@@ -141,7 +141,10 @@ impl Diagnostic {
         self
     }
     pub fn with_related(mut self, loc: Loc, message: impl Into<String>) -> Self {
-        self.related.push(Label { loc, message: message.into() });
+        self.related.push(Label {
+            loc,
+            message: message.into(),
+        });
         self
     }
     pub fn is_error(&self) -> bool {

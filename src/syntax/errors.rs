@@ -5,14 +5,9 @@ use super::diagnostic::{Code, Diagnostic};
 use super::grammar::Rule;
 use super::span::{FileId, Span};
 
-const KEYWORDS: &[&str] = &[
-    "use", "model", "quant", "adapter", "dataset", "train", "eval", "gate", "merge", "export", "device",
-    "let", "to", "as", "on", "quantized", "sweep", "escalate", "mix", "baseline", "true", "false",
-];
-
 /// Whether `word` is a reserved keyword.
 pub fn is_keyword(word: &str) -> bool {
-    KEYWORDS.contains(&word)
+    super::KEYWORDS.contains(&word)
 }
 
 /// What the user sees for an expected rule; `None` hides it.
@@ -22,9 +17,9 @@ fn words(rule: Rule) -> Option<&'static str> {
         ident => "a name",
         key | field_key => "a field name",
         field => "a field (`name = value`)",
-        expr | sum | term | unary | postfix | head_expr | head_sum | head_postfix | number | num_lit
-        | string | string_inner | boolean | path | call | list | sweep | escalate | mix | neg | paren
-        | kw_true | kw_false | kw_sweep | kw_escalate | kw_mix | kw_baseline | arg => "a value",
+        expr | operand | head_expr | head_operand | number | num_lit | string | string_inner
+        | boolean | path | call | list | sweep | escalate | mix | neg | paren | kw_true
+        | kw_false | kw_sweep | kw_escalate | kw_mix | kw_baseline | arg => "a value",
         assign => "`=`",
         colon => "`:`",
         block => "`{`",
@@ -35,8 +30,7 @@ fn words(rule: Rule) -> Option<&'static str> {
         }
         kw_to => "`to`",
         kw_as => "`as`",
-        cmp_op => "a comparison (`>=`, `<`, ...)",
-        add_op | mul_op => "an operator",
+        bin_op | add_op => "an operator",
         quantized | kw_quantized => "`quantized`",
         unit => "a unit",
         use_path => "a module path",
@@ -58,7 +52,11 @@ pub fn syntax_error(
     let found = describe_found(source, pos, chunk_end);
     let (prev_char, prev_end) = previous_token(source, pos);
     // A number directly followed by letters: an unknown unit.
-    if prev_char.is_some_and(|c| c.is_ascii_digit()) && starts_word(source, pos) {
+    if prev_char.is_some_and(|c| c.is_ascii_digit())
+        && prev_end == pos
+        && pos < chunk_end
+        && starts_word(source, pos)
+    {
         let word = word_at(source, pos);
         return Diagnostic::new(Code::UnknownUnit, file, Span::new(pos, pos + word.len()), format!("unknown unit `{word}`"))
             .with_label("not a unit")
@@ -97,10 +95,19 @@ pub fn syntax_error(
             format!("`{word}` is a keyword and cannot be used as a name"),
         )
         .with_label("keyword")
-        .with_help(format!("choose another name, such as `{word}_1` or `my_{word}`"));
+        .with_help(format!(
+            "choose another name, such as `{word}_1` or `my_{word}`"
+        ));
     }
     // Ways to continue a complete value are noise next to what must come.
-    let continuation = ["`quantized`", "a comparison (`>=`, `<`, ...)", "an operator", "`(`", "`,`", "`{`"];
+    let continuation = [
+        "`quantized`",
+        "a comparison (`>=`, `<`, ...)",
+        "an operator",
+        "`(`",
+        "`,`",
+        "`{`",
+    ];
     if expected.iter().any(|w| !continuation.contains(w)) {
         expected.retain(|w| !continuation.contains(w));
     }
@@ -116,17 +123,30 @@ pub fn syntax_error(
     }
     expected.sort_by_key(|w| rank(w));
     let what = join_or(&expected);
-    let mut message = if what.is_empty() { format!("unexpected {found}") } else { format!("expected {what}, found {found}") };
-    if prev_char == Some('=') && expected.contains(&"a value") {
+    let mut message = if what.is_empty() {
+        format!("unexpected {found}")
+    } else {
+        format!("expected {what}, found {found}")
+    };
+    if prev_char == Some('=')
+        && (expected.contains(&"a value") || source.get(pos..).is_some_and(|r| r.starts_with('=')))
+    {
         message = format!("expected a value after `=`, found {found}");
     }
-    let at_line_start = source.get(..pos).map(|s| s.rsplit('\n').next().unwrap_or("").trim().is_empty()).unwrap_or(true);
+    let at_line_start = source
+        .get(..pos)
+        .map(|s| s.rsplit('\n').next().unwrap_or("").trim().is_empty())
+        .unwrap_or(true);
     let span = if pos >= chunk_end || (at_line_start && prev_end < pos) {
         Span::new(prev_end, prev_end)
     } else {
         Span::new(pos, pos + found_len(source, pos))
     };
-    let label = if what.is_empty() { "unexpected here".to_string() } else { format!("expected {what} here") };
+    let label = if what.is_empty() {
+        "unexpected here".to_string()
+    } else {
+        format!("expected {what} here")
+    };
     let mut d = Diagnostic::new(Code::Syntax, file, span, message).with_label(label);
     if let Some(h) = hint(source, pos, &expected) {
         d = d.with_help(h);
@@ -171,12 +191,17 @@ fn join_or(items: &[&str]) -> String {
 }
 
 fn starts_word(source: &str, pos: usize) -> bool {
-    source.get(pos..).and_then(|s| s.chars().next()).is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    source
+        .get(pos..)
+        .and_then(|s| s.chars().next())
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
 }
 
 fn word_at(source: &str, pos: usize) -> &str {
     let rest = source.get(pos..).unwrap_or("");
-    let n = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let n = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
     &rest[..n]
 }
 
@@ -185,7 +210,11 @@ fn found_len(source: &str, pos: usize) -> usize {
     if !w.is_empty() {
         return w.len();
     }
-    source.get(pos..).and_then(|s| s.chars().next()).map(|c| c.len_utf8()).unwrap_or(0)
+    source
+        .get(pos..)
+        .and_then(|s| s.chars().next())
+        .map(|c| c.len_utf8())
+        .unwrap_or(0)
 }
 
 /// The last non-blank char before `pos` (skipping comments is not needed: pest stops at tokens)
@@ -242,7 +271,9 @@ fn describe_found(source: &str, pos: usize, chunk_end: usize) -> String {
         return "a string".into();
     }
     if c.is_ascii_digit() {
-        let n = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '%')).unwrap_or(rest.len());
+        let n = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '%'))
+            .unwrap_or(rest.len());
         return format!("the number `{}`", &rest[..n]);
     }
     let w = word_at(source, pos);
@@ -263,11 +294,18 @@ pub fn dangling_assign(source: &str, pos: usize) -> Option<usize> {
     let this_line = &before[line_start..];
     let t = this_line.trim_start();
     let word_end = t.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))?;
-    if word_end == 0 || !t[word_end..].trim_start().is_empty() && !source.get(pos..)?.starts_with('=') {
+    if word_end == 0
+        || !t[word_end..].trim_start().is_empty() && !source.get(pos..)?.starts_with('=')
+    {
         return None;
     }
     let prev = source.get(..line_start)?.trim_end();
-    if prev.ends_with('=') && !prev.ends_with("==") && !prev.ends_with(">=") && !prev.ends_with("<=") && !prev.ends_with("!=") {
+    if prev.ends_with('=')
+        && !prev.ends_with("==")
+        && !prev.ends_with(">=")
+        && !prev.ends_with("<=")
+        && !prev.ends_with("!=")
+    {
         return Some(prev.len());
     }
     None

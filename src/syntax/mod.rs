@@ -24,12 +24,30 @@ pub use diagnostic::{Code, Diagnostic, Label, Severity};
 pub use errors::is_keyword;
 pub use span::{FileId, LineCol, LineIndex, Loc, Span};
 
-use std::sync::Once;
-
 /// The fixed keyword list (editor grammars are generated from it).
 pub const KEYWORDS: &[&str] = &[
-    "use", "model", "quant", "adapter", "dataset", "train", "eval", "gate", "merge", "export", "device",
-    "let", "to", "as", "on", "quantized", "sweep", "escalate", "mix", "baseline", "true", "false",
+    "use",
+    "model",
+    "quant",
+    "adapter",
+    "dataset",
+    "train",
+    "eval",
+    "gate",
+    "merge",
+    "export",
+    "device",
+    "let",
+    "to",
+    "as",
+    "on",
+    "quantized",
+    "sweep",
+    "escalate",
+    "mix",
+    "baseline",
+    "true",
+    "false",
 ];
 
 /// Parses `source` (as file 0). Never fails; see [`parse_file`].
@@ -39,13 +57,12 @@ pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
 
 /// Parses `source`, tagging diagnostics with `file`.
 pub fn parse_file(source: &str, file: FileId) -> (ast::File, Vec<Diagnostic>) {
-    static DETAIL: Once = Once::new();
-    DETAIL.call_once(|| pest::set_error_detail(true));
     let bad_strings = chunks::unterminated_strings(source);
     let mut diags = chunks::string_errors(&bad_strings, file);
     let mut items = Vec::new();
     for (start, end) in chunks::split(source) {
-        if let Some(item) = chunks::parse_chunk(source, start, end, file, &bad_strings, &mut diags) {
+        if let Some(item) = chunks::parse_chunk(source, start, end, file, &bad_strings, &mut diags)
+        {
             items.push(item);
         }
     }
@@ -63,7 +80,11 @@ pub fn parse_file(source: &str, file: FileId) -> (ast::File, Vec<Diagnostic>) {
         }
     }
     diags.sort_by_key(|d| (d.loc.span.start, d.code));
-    let file_ast = ast::File { items, comments, span: Span::new(0, source.len()) };
+    let file_ast = ast::File {
+        items,
+        comments,
+        span: Span::new(0, source.len()),
+    };
     (file_ast, diags)
 }
 

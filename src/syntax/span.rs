@@ -17,7 +17,10 @@ impl Span {
     }
     /// The smallest span covering both.
     pub fn to(self, other: Span) -> Span {
-        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
     pub fn len(self) -> usize {
         (self.end - self.start) as usize
@@ -68,9 +71,18 @@ impl LineIndex {
     /// Line and column of `offset` in `source` (clamped to the text).
     pub fn line_col(&self, source: &str, offset: usize) -> LineCol {
         let offset = offset.min(source.len());
-        let line = self.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+        let line = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
         let start = self.starts.get(line).copied().unwrap_or(0);
-        let col = source.get(start..offset).map(|s| s.chars().count()).unwrap_or(0);
-        LineCol { line: line + 1, col: col + 1 }
+        let col = source
+            .get(start..offset)
+            .map(|s| s.chars().count())
+            .unwrap_or(0);
+        LineCol {
+            line: line + 1,
+            col: col + 1,
+        }
     }
 }

@@ -4,7 +4,9 @@ use peftc::check::{self, RealWorld};
 use std::path::{Path, PathBuf};
 
 fn assets() -> PathBuf {
-    std::env::var_os("PEFTC_TEST_ASSETS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/assets"))
+    std::env::var_os("PEFTC_TEST_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/assets"))
 }
 
 #[test]
@@ -13,14 +15,29 @@ fn examples_check_with_stand_in_files() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("data")).unwrap();
     std::fs::create_dir_all(tmp.path().join("models")).unwrap();
-    std::fs::write(tmp.path().join("data/rotten_tomatoes.jsonl"), "{\"text\":\"fine\",\"label\":\"positive\"}\n").unwrap();
-    std::fs::write(tmp.path().join("data/chatterbot_qa.jsonl"), "{\"question\":\"hi\",\"answer\":\"hello\"}\n").unwrap();
+    std::fs::write(
+        tmp.path().join("data/rotten_tomatoes.jsonl"),
+        "{\"text\":\"fine\",\"label\":\"positive\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("data/chatterbot_qa.jsonl"),
+        "{\"question\":\"hi\",\"answer\":\"hello\"}\n",
+    )
+    .unwrap();
     let gguf = assets().join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let have_gguf = gguf.is_file();
     if have_gguf {
-        std::fs::copy(&gguf, tmp.path().join("models/SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+        std::fs::copy(
+            &gguf,
+            tmp.path().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        )
+        .unwrap();
     } else {
-        println!("skipped: the GGUF parts of instruct/escalate ({} absent)", gguf.display());
+        println!(
+            "skipped: the GGUF parts of instruct/escalate ({} absent)",
+            gguf.display()
+        );
     }
     let world = RealWorld::with_hf_home(tmp.path().join("no-hf-cache"));
     for name in ["sentiment", "instruct", "stack_and_mix", "escalate"] {
@@ -31,11 +48,55 @@ fn examples_check_with_stand_in_files() {
         if have_gguf || !["instruct", "escalate"].contains(&name) {
             assert!(errors.is_empty(), "{name}: {errors:#?}");
         } else {
-            assert!(errors.iter().all(|d| d.code == check::Code::ModelNotFound), "{name}: {errors:#?}");
+            assert!(
+                errors.iter().all(|d| d.code == check::Code::ModelNotFound),
+                "{name}: {errors:#?}"
+            );
         }
-        assert!(c.diagnostics.iter().all(|d| d.is_error() || d.code != check::Code::UnusedDecl), "{name}");
+        assert!(
+            c.diagnostics
+                .iter()
+                .all(|d| d.is_error() || d.code != check::Code::UnusedDecl),
+            "{name}"
+        );
+    }
+    if have_gguf {
+        // The real SmolLM2-135M-Instruct header: llama, 30 layers, hidden 576, 9 heads, 3 KV heads.
+        let c = check::check(&world, &tmp.path().join("instruct.peft")).unwrap();
+        let m = &c.program.models[0];
+        let s = m.shape.as_ref().unwrap();
+        assert_eq!(
+            (
+                s.hidden,
+                s.intermediate,
+                s.layers,
+                s.heads,
+                s.kv_heads,
+                s.vocab
+            ),
+            (576, 1536, 30, 9, 3, 49152)
+        );
+        assert!(m.has_chat_template && s.tied_embeddings);
+        assert!(
+            (134_000_000..135_000_000).contains(&s.params),
+            "{}",
+            s.params
+        );
+        // all_linear: 30 layers x 7 modules.
+        let hir_lora = match &c.program.trains[0].adapters[0].kind {
+            check::hir::AdapterKind::Lora(l) => l,
+            _ => panic!("not lora"),
+        };
+        assert_eq!(hir_lora.targets.modules.len(), 210);
     }
     // Figures of the sentiment example: 6 layers x 2 x 8 x (384 + 384) + head 384 x 2 + 2.
     let c = check::check(&world, &tmp.path().join("sentiment.peft")).unwrap();
-    assert_eq!(c.program.trains[0].figures.as_ref().unwrap().trainable_params, 73_728 + 770);
+    assert_eq!(
+        c.program.trains[0]
+            .figures
+            .as_ref()
+            .unwrap()
+            .trainable_params,
+        73_728 + 770
+    );
 }

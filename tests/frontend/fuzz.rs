@@ -68,8 +68,14 @@ fn mutated_examples_never_panic_and_spans_stay_inside() {
             };
             let checked = check::check_source(&world, Path::new("/ui/fuzz.peft"), &text);
             for d in &checked.diagnostics {
-                let f = checked.sources.get(d.loc.file).expect("diagnostic file exists");
-                assert!(d.loc.span.start <= d.loc.span.end && d.loc.span.end as usize <= f.text.len(), "span outside file: {d:?}\n{text}");
+                let f = checked
+                    .sources
+                    .get(d.loc.file)
+                    .expect("diagnostic file exists");
+                assert!(
+                    d.loc.span.start <= d.loc.span.end && d.loc.span.end as usize <= f.text.len(),
+                    "span outside file: {d:?}\n{text}"
+                );
             }
             runs += 1;
         }

@@ -1,4 +1,5 @@
 //! Tests of the language front end: parser, checker, diagnostics, CLI.
+mod cli;
 mod examples;
 mod fuzz;
 mod models;

@@ -15,12 +15,34 @@ fn run(dir: &std::path::Path, source: &str, world: &RealWorld) -> check::Checked
 fn assert_tiny_llama(c: &check::Checked) {
     assert!(!c.has_errors(), "{:#?}", c.diagnostics);
     let t = &c.program.trains[0];
-    let hir::AdapterKind::Lora(l) = &t.adapters[0].kind else { panic!("not lora") };
+    let hir::AdapterKind::Lora(l) = &t.adapters[0].kind else {
+        panic!("not lora")
+    };
     let names: Vec<&str> = l.targets.modules.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj", "model.layers.0.self_attn.k_proj", "model.layers.1.self_attn.k_proj"]);
+    assert_eq!(
+        names,
+        [
+            "model.layers.0.self_attn.q_proj",
+            "model.layers.1.self_attn.q_proj",
+            "model.layers.0.self_attn.k_proj",
+            "model.layers.1.self_attn.k_proj"
+        ]
+    );
     // q_proj 64 -> 4 heads x 16 = 64; k_proj 64 -> 2 kv heads x 16 = 32.
-    assert_eq!((l.targets.modules[0].in_features, l.targets.modules[0].out_features), (64, 64));
-    assert_eq!((l.targets.modules[2].in_features, l.targets.modules[2].out_features), (64, 32));
+    assert_eq!(
+        (
+            l.targets.modules[0].in_features,
+            l.targets.modules[0].out_features
+        ),
+        (64, 64)
+    );
+    assert_eq!(
+        (
+            l.targets.modules[2].in_features,
+            l.targets.modules[2].out_features
+        ),
+        (64, 32)
+    );
     // 2 layers x (4 x (64 + 64) + 4 x (64 + 32)) = 1792 trainable parameters.
     assert_eq!(t.figures.as_ref().unwrap().trainable_params, 1792);
 }
@@ -32,7 +54,10 @@ fn local_folder_config_gives_targets_and_shapes() {
     std::fs::write(tmp.path().join("tiny/config.json"), TINY_LLAMA).unwrap();
     let c = run(tmp.path(), "local(\"tiny\")", &RealWorld::default());
     assert_tiny_llama(&c);
-    assert_eq!(c.program.models[0].resolved.as_deref(), Some(tmp.path().join("tiny").as_path()));
+    assert_eq!(
+        c.program.models[0].resolved.as_deref(),
+        Some(tmp.path().join("tiny").as_path())
+    );
 }
 
 #[test]
@@ -46,13 +71,29 @@ fn hf_cache_layout_is_read_offline() {
     let world = RealWorld::with_hf_home(tmp.path().join("hf"));
     let c = run(tmp.path(), "hf(\"acme/tiny-llama\")", &world);
     assert_tiny_llama(&c);
-    assert_eq!(c.program.models[0].resolved.as_deref(), Some(repo.join("snapshots/abc123").as_path()));
+    assert_eq!(
+        c.program.models[0].resolved.as_deref(),
+        Some(repo.join("snapshots/abc123").as_path())
+    );
     // An unknown target gets "did you mean".
     let file = tmp.path().join("p.peft");
-    std::fs::write(&file, PIPE.replace("SOURCE", "hf(\"acme/tiny-llama\")").replace("k_proj", "k_prj")).unwrap();
+    std::fs::write(
+        &file,
+        PIPE.replace("SOURCE", "hf(\"acme/tiny-llama\")")
+            .replace("k_proj", "k_prj"),
+    )
+    .unwrap();
     let c = check::check(&world, &file).unwrap();
-    let d = c.diagnostics.iter().find(|d| d.code == check::Code::UnknownTarget).unwrap();
-    assert!(d.help.as_deref().unwrap().contains("did you mean `k_proj`?"));
+    let d = c
+        .diagnostics
+        .iter()
+        .find(|d| d.code == check::Code::UnknownTarget)
+        .unwrap();
+    assert!(d
+        .help
+        .as_deref()
+        .unwrap()
+        .contains("did you mean `k_proj`?"));
 }
 
 #[test]
@@ -61,7 +102,13 @@ fn gguf_header_is_read_without_weights() {
     let mut b: Vec<u8> = b"GGUF".to_vec();
     b.extend(3u32.to_le_bytes());
     b.extend(1u64.to_le_bytes());
-    let kvs: Vec<(&str, u32)> = vec![("llama.embedding_length", 64), ("llama.feed_forward_length", 128), ("llama.block_count", 1), ("llama.attention.head_count", 4), ("llama.vocab_size", 100)];
+    let kvs: Vec<(&str, u32)> = vec![
+        ("llama.embedding_length", 64),
+        ("llama.feed_forward_length", 128),
+        ("llama.block_count", 1),
+        ("llama.attention.head_count", 4),
+        ("llama.vocab_size", 100),
+    ];
     b.extend((kvs.len() as u64 + 1).to_le_bytes());
     let s = |b: &mut Vec<u8>, x: &str| {
         b.extend((x.len() as u64).to_le_bytes());
@@ -86,7 +133,10 @@ fn gguf_header_is_read_without_weights() {
     let c = run(tmp.path(), "gguf(\"m.gguf\")", &RealWorld::default());
     assert!(!c.has_errors(), "{:#?}", c.diagnostics);
     let shape = c.program.models[0].shape.as_ref().unwrap();
-    assert_eq!((shape.hidden, shape.layers, shape.heads, shape.vocab), (64, 1, 4, 100));
+    assert_eq!(
+        (shape.hidden, shape.layers, shape.heads, shape.vocab),
+        (64, 1, 4, 100)
+    );
     assert_eq!(shape.params, 4096);
     // Q4_1: 20 bytes per 32 weights.
     assert_eq!(shape.stored_bytes, Some(4096 / 32 * 20));

@@ -9,9 +9,15 @@ pub const TINY_LLAMA: &str = r#"{"model_type":"llama","hidden_size":64,"intermed
 pub fn ui_world() -> MemoryWorld {
     let mut w = MemoryWorld::new();
     w.add("/ui/data/qa.jsonl", "{\"q\":\"hi\",\"a\":\"hello\"}\n");
-    w.add("/ui/data/reviews.jsonl", "{\"text\":\"good\",\"label\":\"pos\"}\n");
+    w.add(
+        "/ui/data/reviews.jsonl",
+        "{\"text\":\"good\",\"label\":\"pos\"}\n",
+    );
     w.add("/ui/models/llama/config.json", TINY_LLAMA);
-    w.add("/ui/models/t5/config.json", r#"{"model_type":"t5","d_model":512}"#);
+    w.add(
+        "/ui/models/t5/config.json",
+        r#"{"model_type":"t5","d_model":512}"#,
+    );
     w.add("/ui/models/fake.gguf", "NOTAGGUF");
     w
 }

@@ -31,18 +31,29 @@ fn ui_cases_match_snapshots_and_cover_every_code() {
             seen.insert(d.code);
             // Every span lies inside its file.
             let f = checked.sources.get(d.loc.file).unwrap();
-            assert!(d.loc.span.end as usize <= f.text.len(), "{name}: span outside file");
+            assert!(
+                d.loc.span.end as usize <= f.text.len(),
+                "{name}: span outside file"
+            );
         }
         let snap = format!("----- SOURCE\n{src}\n----- DIAGNOSTICS\n{out}");
         insta::with_settings!({ snapshot_path => dir.join("snapshots"), prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_snapshot!(name.as_str(), snap);
         });
     }
-    let missing: Vec<&str> = Code::ALL.iter().filter(|c| !seen.contains(c)).map(|c| c.as_str()).collect();
+    let missing: Vec<&str> = Code::ALL
+        .iter()
+        .filter(|c| !seen.contains(c))
+        .map(|c| c.as_str())
+        .collect();
     assert!(missing.is_empty(), "codes without a ui case: {missing:?}");
     for c in Code::ALL {
         let text = explain(*c);
-        assert!(text.contains(c.as_str()) && text.contains("Example:") && text.contains("Fix:"), "{}", c.as_str());
+        assert!(
+            text.contains(c.as_str()) && text.contains("Example:") && text.contains("Fix:"),
+            "{}",
+            c.as_str()
+        );
     }
 }
 

@@ -1,1 +1,8 @@
-//! Tests: runtime_models.
+//! Tests: runtime_models (ops, adapters, llama / gpt2 loading, PEFT parity both ways).
+mod common;
+mod errors;
+mod generation;
+mod gradients;
+mod parity;
+mod peft_files;
+mod reverse;

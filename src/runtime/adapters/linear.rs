@@ -1,11 +1,44 @@
-//! The adaptable linear layer: a frozen base weight plus named adapters.
+//! The adaptable linear layer: a frozen base weight plus any number of named adapters.
 //!
 //! Every linear layer of every architecture is one of these, so any adapter can target any
-//! linear module. Minimal form for now: base only.
+//! linear module. A layer holds named LoRA / DoRA adapters, the set of active ones with a weight
+//! each (their deltas add), the names merged into the base, and optional `modules_to_save` full
+//! copies (a trainable replacement of the whole layer, e.g. a classification head).
+//!
+//! Forward, for active adapters `i` with weight `w_i` (PEFT's formulas):
+//! - LoRA: `y = x W^T + b + sum_i w_i * s_i * dropout(x) A_i^T B_i^T`
+//! - DoRA: `y += w_i * ((m/||W + s B A|| - 1) * dropout(x) W^T + m/||W + s B A|| * s * lora)`,
+//!   the norm detached as in the paper (section 4.3).
+//!
+//! Merging goes through [`FrozenWeight::dequantize`], so it works for quantized bases; the
+//! original base is kept so unmerging is exact. Must not give the base weight a gradient.
 
+use crate::runtime::adapters::lora::{row_norms, LoraAdapter};
+use crate::runtime::dense::DenseWeight;
 use crate::runtime::weight::FrozenWeight;
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor, Var};
 use std::sync::Arc;
+
+/// `x: [.., k] @ w: [k, n]` as one 2-D product (no broadcast copy of `w` per batch item).
+fn matmul_2d(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let dims = x.dims();
+    let k = dims.last().copied().unwrap_or(1);
+    let y = x.reshape(((), k))?.matmul(w)?;
+    let mut out = dims.to_vec();
+    if let Some(last) = out.last_mut() {
+        *last = w.dim(1)?;
+    }
+    y.reshape(out)
+}
+
+/// A trainable full copy of a layer (`modules_to_save`).
+#[derive(Clone, Debug)]
+pub struct FullCopy {
+    /// `[out, in]`.
+    pub weight: Var,
+    /// `[out]`, when the layer has a bias.
+    pub bias: Option<Var>,
+}
 
 /// A linear layer `y = x W^T + b` whose frozen `W` may carry adapters.
 #[derive(Debug, Clone)]
@@ -13,7 +46,14 @@ pub struct AdaptableLinear {
     /// Module path in the checkpoint, e.g. `model.layers.0.self_attn.q_proj`.
     pub path: String,
     base: Arc<dyn FrozenWeight>,
+    /// The base before any merge (or PiSSA residual), restored by `unmerge`.
+    original_base: Option<Arc<dyn FrozenWeight>>,
     bias: Option<Tensor>,
+    adapters: Vec<(String, LoraAdapter)>,
+    full_copies: Vec<(String, FullCopy)>,
+    active: Vec<(String, f64)>,
+    merged: Vec<String>,
+    conv1d_layout: bool,
 }
 
 impl AdaptableLinear {
@@ -22,21 +62,345 @@ impl AdaptableLinear {
         Self {
             path: path.into(),
             base,
+            original_base: None,
             bias,
+            adapters: Vec::new(),
+            full_copies: Vec::new(),
+            active: Vec::new(),
+            merged: Vec::new(),
+            conv1d_layout: false,
         }
+    }
+
+    /// Marks a GPT-2 style `Conv1D` layer, whose checkpoint stores the weight `[in, out]`
+    /// (the base given to [`AdaptableLinear::new`] is still `[out, in]`).
+    pub fn with_conv1d_layout(mut self) -> Self {
+        self.conv1d_layout = true;
+        self
+    }
+
+    /// Whether the checkpoint stores this weight `[in, out]` (GPT-2 `Conv1D`).
+    pub fn conv1d_layout(&self) -> bool {
+        self.conv1d_layout
     }
 
     /// `x: [.., in]` to `[.., out]`. `train` switches adapter dropout on.
-    pub fn forward(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
-        let y = self.base.forward(x)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?),
-            None => Ok(y),
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if let Some(full) = self.active_full_copy() {
+            let w = full.weight.as_tensor().to_dtype(x.dtype())?;
+            let y = matmul_2d(x, &w.t()?)?;
+            return match &full.bias {
+                Some(b) => y.broadcast_add(&b.as_tensor().to_dtype(y.dtype())?),
+                None => Ok(y),
+            };
+        }
+        let base_out = self.base.forward(x)?;
+        let mut y = match &self.bias {
+            Some(b) => base_out.broadcast_add(&b.to_dtype(base_out.dtype())?)?,
+            None => base_out.clone(),
+        };
+        for (name, weight) in &self.active {
+            if self.merged.contains(name) {
+                continue;
+            }
+            let Some(ad) = self.adapter(name) else {
+                continue;
+            };
+            let xd = if train && ad.dropout > 0.0 {
+                crate::runtime::ops::dropout::dropout(x, ad.dropout)?
+            } else {
+                x.clone()
+            };
+            let a = ad.a.as_tensor().to_dtype(x.dtype())?;
+            let b = ad.b.as_tensor().to_dtype(x.dtype())?;
+            let delta = match &ad.magnitude {
+                None => {
+                    // The scale goes on the small `[r, in]` matrix, not on the `[.., out]` output.
+                    let a = (a * (ad.scale * weight))?;
+                    matmul_2d(&matmul_2d(&xd, &a.t()?)?, &b.t()?)?
+                }
+                Some(m) => {
+                    let lora = matmul_2d(&matmul_2d(&xd, &a.t()?)?, &b.t()?)?;
+                    let norm = self.dora_norm(ad)?.to_dtype(x.dtype())?;
+                    let mag = m.as_tensor().to_dtype(x.dtype())?.broadcast_div(&norm)?;
+                    let base_part = if train && ad.dropout > 0.0 {
+                        self.base.forward(&xd)?
+                    } else {
+                        base_out.clone()
+                    };
+                    let corr = base_part.broadcast_mul(&(mag.clone() - 1.0)?)?;
+                    let scaled = (lora * ad.scale)?.broadcast_mul(&mag)?;
+                    ((corr + scaled)? * *weight)?
+                }
+            };
+            y = (y + delta)?;
+        }
+        Ok(y)
+    }
+
+    /// `||W + s B A||` per output row, detached, f32.
+    fn dora_norm(&self, ad: &LoraAdapter) -> Result<Tensor> {
+        let w = self.base.dequantize(DType::F32)?;
+        row_norms(&(w + ad.delta()?)?)?.detach().contiguous()
+    }
+
+    /// The frozen base weight (after merges).
+    pub fn base(&self) -> &Arc<dyn FrozenWeight> {
+        &self.base
+    }
+
+    /// The frozen bias.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// `(out_features, in_features)`.
+    pub fn dims(&self) -> (usize, usize) {
+        self.base.dims()
+    }
+
+    /// Adds (or replaces) a named adapter. It is not made active.
+    pub fn add_adapter(&mut self, name: impl Into<String>, adapter: LoraAdapter) {
+        let name = name.into();
+        self.adapters.retain(|(n, _)| *n != name);
+        self.adapters.push((name, adapter));
+    }
+
+    /// Removes an adapter (unmerging it first if merged).
+    pub fn remove_adapter(&mut self, name: &str) -> Result<()> {
+        if self.merged.iter().any(|m| m == name) {
+            self.unmerge(name)?;
+        }
+        self.adapters.retain(|(n, _)| n != name);
+        self.full_copies.retain(|(n, _)| n != name);
+        self.active.retain(|(n, _)| n != name);
+        Ok(())
+    }
+
+    /// The adapter of this name.
+    pub fn adapter(&self, name: &str) -> Option<&LoraAdapter> {
+        self.adapters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a)
+    }
+
+    /// Mutable access to an adapter (loading weights into it).
+    pub fn adapter_mut(&mut self, name: &str) -> Option<&mut LoraAdapter> {
+        self.adapters
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a)
+    }
+
+    /// Names of all adapters of this layer (LoRA and full copies), in insertion order.
+    pub fn adapter_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.adapters.iter().map(|(n, _)| n.clone()).collect();
+        for (n, _) in &self.full_copies {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        names
+    }
+
+    /// Sets the active adapters with their weights (names this layer lacks are kept but
+    /// ignored, so a model-wide set works on layers an adapter does not target).
+    pub fn set_active(&mut self, active: &[(String, f64)]) {
+        self.active = active.to_vec();
+    }
+
+    /// The active adapters and their weights.
+    pub fn active(&self) -> &[(String, f64)] {
+        &self.active
+    }
+
+    /// Adds a `modules_to_save` full copy for `name`, initialised from the frozen base.
+    pub fn add_full_copy(&mut self, name: impl Into<String>) -> Result<()> {
+        let name = name.into();
+        let w = self.base.dequantize(DType::F32)?;
+        let weight = Var::from_tensor(&w)?;
+        let bias = match &self.bias {
+            Some(b) => Some(Var::from_tensor(&b.to_dtype(DType::F32)?)?),
+            None => None,
+        };
+        self.full_copies.retain(|(n, _)| *n != name);
+        self.full_copies.push((name, FullCopy { weight, bias }));
+        Ok(())
+    }
+
+    /// The full copy of this name.
+    pub fn full_copy(&self, name: &str) -> Option<&FullCopy> {
+        self.full_copies
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
+    }
+
+    fn active_full_copy(&self) -> Option<&FullCopy> {
+        self.active.iter().find_map(|(n, _)| self.full_copy(n))
+    }
+
+    /// Names merged into the base, in merge order.
+    pub fn merged(&self) -> &[String] {
+        &self.merged
+    }
+
+    /// Merges an adapter into the base: `W <- W + s B A` (LoRA) or
+    /// `W <- m / ||W + s B A|| * (W + s B A)` (DoRA). The merged base is dense f32.
+    pub fn merge(&mut self, name: &str) -> Result<()> {
+        if self.merged.iter().any(|m| m == name) || self.adapter(name).is_none() {
+            return Ok(());
+        }
+        self.merged.push(name.to_string());
+        self.rebuild_base()
+    }
+
+    /// Undoes a merge exactly (the base is rebuilt from the unmerged original).
+    pub fn unmerge(&mut self, name: &str) -> Result<()> {
+        if !self.merged.iter().any(|m| m == name) {
+            return Ok(());
+        }
+        self.merged.retain(|m| m != name);
+        self.rebuild_base()
+    }
+
+    /// Replaces the base by `W - delta` (PiSSA's residual); kept across merges, and undone by
+    /// nothing (the original weight is gone from this layer on purpose, as in PEFT).
+    pub fn subtract_from_base(&mut self, delta: &Tensor) -> Result<()> {
+        let w = self.original().dequantize(DType::F32)?;
+        let residual: Arc<dyn FrozenWeight> = Arc::new(DenseWeight::new((w - delta)?));
+        self.original_base = Some(residual);
+        self.rebuild_base()
+    }
+
+    fn original(&self) -> &Arc<dyn FrozenWeight> {
+        self.original_base.as_ref().unwrap_or(&self.base)
+    }
+
+    fn rebuild_base(&mut self) -> Result<()> {
+        let original = self.original().clone();
+        if self.merged.is_empty() {
+            self.base = original;
+            self.original_base = None;
+            return Ok(());
+        }
+        let mut w = original.dequantize(DType::F32)?;
+        for name in &self.merged {
+            let Some(ad) = self.adapter(name) else {
+                continue;
+            };
+            let updated = (&w + ad.delta()?)?;
+            w = match &ad.magnitude {
+                None => updated,
+                Some(m) => {
+                    let norm = row_norms(&updated)?;
+                    let m = m.as_tensor().to_dtype(DType::F32)?.detach();
+                    updated.broadcast_mul(&(m / norm)?.unsqueeze(1)?)?
+                }
+            };
+        }
+        self.original_base = Some(original);
+        self.base = Arc::new(DenseWeight::new(w));
+        Ok(())
+    }
+
+    /// The effective dense weight `[out, in]` with every merged adapter, in `dtype`.
+    pub fn merged_weight(&self, dtype: DType) -> Result<Tensor> {
+        self.base.dequantize(dtype)
+    }
+
+    /// Trainable variables of one adapter with PEFT's saved key names
+    /// (`base_model.model.<path>.lora_A.weight`, `.lora_B.weight`, `.lora_magnitude_vector`;
+    /// full copies: `base_model.model.<path>.weight` / `.bias`).
+    pub fn named_vars(&self, name: &str) -> Vec<(String, Var)> {
+        let p = format!("base_model.model.{}", self.path);
+        let mut out = Vec::new();
+        if let Some(ad) = self.adapter(name) {
+            out.push((format!("{p}.lora_A.weight"), ad.a.clone()));
+            out.push((format!("{p}.lora_B.weight"), ad.b.clone()));
+            if let Some(m) = &ad.magnitude {
+                out.push((format!("{p}.lora_magnitude_vector"), m.clone()));
+            }
+        }
+        if let Some(c) = self.full_copy(name) {
+            out.push((format!("{p}.weight"), c.weight.clone()));
+            if let Some(b) = &c.bias {
+                out.push((format!("{p}.bias"), b.clone()));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::adapters::lora::{LoraInit, LoraSpec};
+    use candle_core::Device;
+
+    /// A stand-in for a quantized base: weights rounded to multiples of 1/8, stored as i64.
+    #[derive(Debug)]
+    struct Rounded {
+        q: Tensor,
+    }
+
+    impl FrozenWeight for Rounded {
+        fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            crate::runtime::ops::frozen_matmul::frozen_matmul(x, &self.dequantize(x.dtype())?)
+        }
+        fn dequantize(&self, dtype: DType) -> Result<Tensor> {
+            (self.q.to_dtype(DType::F32)? / 8.0)?.to_dtype(dtype)
+        }
+        fn dims(&self) -> (usize, usize) {
+            let d = self.q.dims();
+            (d[0], d[1])
+        }
+        fn storage_bytes(&self) -> usize {
+            self.q.elem_count()
+        }
+        fn format(&self) -> &str {
+            "rounded"
         }
     }
 
-    /// The frozen base weight.
-    pub fn base(&self) -> &Arc<dyn FrozenWeight> {
-        &self.base
+    #[test]
+    fn merge_goes_through_dequantize_and_unmerge_restores_the_quantized_base() -> Result<()> {
+        let dev = Device::Cpu;
+        let q = (Tensor::randn(0f32, 8.0, (6, 5), &dev)?.round()?).to_dtype(DType::I64)?;
+        let base: Arc<dyn FrozenWeight> = Arc::new(Rounded { q });
+        let mut layer = AdaptableLinear::new("l", base, None);
+        let spec = LoraSpec {
+            r: 2,
+            alpha: 4.0,
+            init: LoraInit::RandomBoth { std: 0.3 },
+            ..LoraSpec::default()
+        };
+        layer.add_adapter("a", LoraAdapter::init(&spec, 6, 5, &dev)?);
+        layer.set_active(&[("a".into(), 1.0)]);
+        let x = Tensor::randn(0f32, 1.0, (3, 5), &dev)?;
+        let unmerged = layer.forward(&x, false)?;
+        layer.merge("a")?;
+        assert_eq!(layer.base().format(), "f32");
+        let merged = layer.forward(&x, false)?;
+        assert!((&unmerged - merged)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-5);
+        layer.unmerge("a")?;
+        assert_eq!(layer.base().format(), "rounded");
+        let again = layer.forward(&x, false)?;
+        assert_eq!(unmerged.to_vec2::<f32>()?, again.to_vec2::<f32>()?);
+        // Half weight on the adapter halves its delta.
+        layer.set_active(&[("a".into(), 0.5)]);
+        let half = layer.forward(&x, false)?;
+        layer.set_active(&[]);
+        let plain = layer.forward(&x, false)?;
+        let expect = ((&unmerged - &plain)? * 0.5)?;
+        assert!(
+            ((half - plain)? - expect)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?
+                < 1e-5
+        );
+        Ok(())
     }
 }

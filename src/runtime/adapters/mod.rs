@@ -1,6 +1,13 @@
-//! Adapters: the adaptable linear layer (LoRA, DoRA) and residual (bottleneck) adapters.
+//! Adapters: the adaptable linear layer (LoRA, DoRA, `modules_to_save`), attaching adapters to a
+//! model by target names, weighted combinations, and residual (bottleneck) adapter hooks.
 
+pub mod attach;
 pub mod bottleneck;
 pub mod bottleneck_config;
+pub mod combine;
+pub mod error;
 pub mod linear;
+pub mod lora;
+pub mod pissa;
 pub mod residual;
+pub mod targets;

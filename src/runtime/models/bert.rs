@@ -433,7 +433,8 @@ impl AdaptedModel for BertModel {
     }
 
     fn trainable(&self) -> Vec<(String, Var)> {
-        let mut out = self.hook.trainable();
+        let mut out = crate::runtime::adapters::attach::trainable_vars(&self.linears());
+        out.extend(self.hook.trainable());
         if let Some(Classifier {
             trainable: Some((w, b)),
             ..

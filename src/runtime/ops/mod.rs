@@ -1,1 +1,19 @@
-//! ops: see ARCHITECTURE.md.
+//! Differentiable tensor ops for the training path.
+//!
+//! candle's fused kernels (`softmax_last_dim`, `rms_norm`, `layer_norm`, `rope`, `sdpa`) return
+//! tensors without a backward pass and silently cut the gradient graph, so the training path
+//! uses only the composite forms here. [`frozen_matmul::FrozenMatmul`] multiplies by a frozen
+//! weight and returns only the input gradient. Every op has a finite-difference gradient test.
+//! Must not use candle's `*_no_bwd` ops.
+
+pub mod attention;
+pub mod dropout;
+pub mod frozen_matmul;
+pub mod fused;
+pub mod mask;
+pub mod norm;
+pub mod rope;
+pub mod softmax;
+
+#[cfg(test)]
+pub(crate) mod gradcheck;

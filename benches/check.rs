@@ -1,0 +1,40 @@
+//! Parse + check of generated programs of about 1,000 and 10,000 lines (hundreds of
+//! declarations), to show checking is instant and scales linearly.
+use criterion::{criterion_group, criterion_main, Criterion};
+use peftc::check::{self, MemoryWorld};
+use std::path::Path;
+
+/// A program of `blocks` repeated groups (34 lines each).
+fn program(blocks: usize) -> String {
+    let mut s = String::from("model llama = hf(\"HuggingFaceTB/SmolLM2-135M-Instruct\")\n");
+    for i in 0..blocks {
+        s.push_str(&format!(
+            "/// Data set {i}.\ndataset d{i} = jsonl(\"data/qa.jsonl\") {{\n  prompt = field(\"q\")\n  completion = field(\"a\")\n  template = chatml\n  split = {{ train = 90%, eval = 10%, seed = {i} }}\n  max_len = 256\n}}\n\
+adapter a{i} = lora {{\n  r = 8\n  alpha = 16\n  dropout = 0.05\n  targets = [q_proj, v_proj]\n}}\n\
+train t{i} {{\n  model = llama\n  adapters = [a{i}]\n  data = d{i}.train\n  epochs = 1\n  batch = 4\n  accumulate = 2\n  lr = 2e-4\n  schedule = cosine {{ warmup = 10% }}\n  optimizer = adamw {{ weight_decay = 0.01 }}\n}}\n\
+eval e{i} {{\n  model = t{i}\n  data = d{i}.eval\n  metrics = [loss, perplexity]\n  gate loss < baseline.loss\n}}\n\
+// export of run {i}\nexport t{i}.a{i} to \"out/{i}\" as peft\n\n"
+        ));
+    }
+    s
+}
+
+fn bench(c: &mut Criterion) {
+    let mut world = MemoryWorld::new();
+    world.add("/b/data/qa.jsonl", "{}\n");
+    for lines in [1_000usize, 10_000] {
+        let blocks = lines / 34;
+        let src = program(blocks);
+        let checked = check::check_source(&world, Path::new("/b/p.peft"), &src);
+        assert!(!checked.has_errors(), "{:?}", checked.diagnostics.first());
+        c.bench_function(&format!("parse {} lines", src.lines().count()), |b| {
+            b.iter(|| peftc::syntax::parse(&src))
+        });
+        c.bench_function(&format!("parse+check {} lines", src.lines().count()), |b| {
+            b.iter(|| check::check_source(&world, Path::new("/b/p.peft"), &src))
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

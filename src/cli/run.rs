@@ -1,0 +1,135 @@
+//! `peftc run FILE [--only STAGE] [--force STAGE] [--device D]`: checks the pipeline, plans it,
+//! runs the stages that are not cached (independent ones concurrently), updates `peftc.lock`, and
+//! escalates `escalate [...]` values while a gate downstream fails. Ctrl-C stops stages at safe
+//! points and keeps checkpoints. Exit 0 success, 1 errors or a failed stage, 2 usage or I/O,
+//! 3 a gate failed, 130 cancelled.
+
+use super::pipeline::{cache_dir, checked_program, lock_path, pipeline_root, Unusable};
+use crate::check::hir::{Program, SearchMode};
+use crate::exec::progress::stderr_reporter;
+use crate::exec::{install_ctrlc, run_summary, Cache, CancelFlag, Lockfile, RunConfig, RunReport, StageRun};
+use crate::plan::lower::{lower, EscalationChoice};
+use crate::stages::{execute, RunEnv};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Run a pipeline: train, evaluate, gate and export what is not cached.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The `.peft` file.
+    pub file: PathBuf,
+    /// Run only these stages (and what they need).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Re-run these stages even when cached.
+    #[arg(long)]
+    pub force: Vec<String>,
+    /// Device: `cpu` (default), `cuda:N` or `metal` (needs a build with that feature).
+    #[arg(long, env = "PEFTC_DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// Stages run at once when independent.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Cache folder (default `.peft/` next to the pipeline).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+pub fn run(args: &RunArgs) -> ExitCode {
+    let program = match checked_program(&args.file) {
+        Ok(p) => p,
+        Err(Unusable::Errors) => return ExitCode::from(1),
+        Err(Unusable::Io(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run_program(args, &program) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
+    // Stages read the device from the environment, like a user setting PEFTC_DEVICE.
+    std::env::set_var("PEFTC_DEVICE", &args.device);
+    crate::stages::device()?;
+    let cache = Cache::open(cache_dir(&args.file, args.cache_dir.as_deref()))?;
+    let cancel = CancelFlag::new();
+    let _ = install_ctrlc(cancel.clone());
+    let env = RunEnv { pipeline: program.file.clone(), source: std::fs::read_to_string(&program.file).unwrap_or_default() };
+    let executor = |stage: &crate::plan::Stage, ctx: &crate::exec::StageContext| execute(stage, ctx, &env);
+    let mut escalation = EscalationChoice::new();
+    loop {
+        let plan = lower(program, &escalation)?;
+        let lock = lock_path(&args.file);
+        let previous = Lockfile::read(&lock)?;
+        let mut config = RunConfig::new(pipeline_root(&args.file));
+        config.jobs = args.jobs.max(1);
+        config.exclusive_kinds = ["train", "eval", "quantize", "merge"].iter().map(|s| s.to_string()).collect();
+        config.only = args.only.clone();
+        config.force = args.force.clone();
+        config.cancel = cancel.clone();
+        config.reporter = stderr_reporter();
+        let report = crate::exec::run(&plan, &cache, &config, &executor)?;
+        let updated = Lockfile::update(previous.as_ref(), &plan, &report);
+        if let Some(prev) = &previous {
+            for d in prev.drift(&updated) {
+                tracing::info!("lock drift: {d:?}");
+            }
+        }
+        updated.write(&lock)?;
+        eprint!("{}", run_summary(&report));
+        if let Some(next) = escalate(program, &report, &escalation) {
+            escalation = next;
+            continue;
+        }
+        record_escalation(program, &report, &escalation);
+        return Ok(report.exit_code());
+    }
+}
+
+/// The next escalation choice when a gate over an escalating train failed and a value is left.
+fn escalate(program: &Program, report: &RunReport, current: &EscalationChoice) -> Option<EscalationChoice> {
+    let mut next = current.clone();
+    let mut changed = false;
+    for t in &program.trains {
+        let Some(search) = t.searches.iter().find(|s| s.mode == SearchMode::Escalate) else { continue };
+        let idx = current.get(&t.meta.name).copied().unwrap_or(0);
+        if idx + 1 >= search.values.len() || !gate_failed_over(program, report, &t.meta.name) {
+            continue;
+        }
+        eprintln!(
+            "escalating `{}`: a gate failed with {} = {}; trying {} = {}",
+            t.meta.name, search.field, search.values[idx], search.field, search.values[idx + 1]
+        );
+        next.insert(t.meta.name.clone(), idx + 1);
+        changed = true;
+    }
+    changed.then_some(next)
+}
+
+fn gate_failed_over(program: &Program, report: &RunReport, train: &str) -> bool {
+    program.evals.iter().any(|e| {
+        let over = match &e.subject {
+            crate::check::hir::EvalSubject::Train { train: t } => t == train,
+            crate::check::hir::EvalSubject::Combined { adapters, .. } => adapters.refs().iter().any(|r| r.train == train),
+            _ => false,
+        };
+        over && matches!(report.get(&format!("gate.{}", e.meta.name)).map(|s| &s.state), Some(StageRun::GateFailed { .. }))
+    })
+}
+
+fn record_escalation(program: &Program, report: &RunReport, choice: &EscalationChoice) {
+    for t in &program.trains {
+        let Some(search) = t.searches.iter().find(|s| s.mode == SearchMode::Escalate) else { continue };
+        let idx = choice.get(&t.meta.name).copied().unwrap_or(0);
+        if !gate_failed_over(program, report, &t.meta.name) {
+            eprintln!("`{}` passed its gates with {} = {}", t.meta.name, search.field, search.values[idx]);
+        }
+    }
+}

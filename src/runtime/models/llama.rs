@@ -1,0 +1,298 @@
+//! The llama family: Llama 2/3, Mistral and Qwen2 (<https://arxiv.org/abs/2302.13971>):
+//! pre-RMSNorm decoder blocks, rotary embeddings (theta, linear / llama3 scaling), grouped-query
+//! attention, SwiGLU feed-forward, optional q/k/v bias (Qwen2), optional tied embeddings.
+//!
+//! Every linear layer is an [`AdaptableLinear`] named by its Hugging Face module path
+//! (`model.layers.0.self_attn.q_proj`, `lm_head`). The [`ResidualHook`] is applied to the
+//! attention and feed-forward outputs before each residual add. The training path
+//! ([`AdaptedModel::forward`]) uses only differentiable ops; [`Decoder::step`] may use fused
+//! kernels. Mistral's sliding window is not applied (exact for sequences shorter than the
+//! window). Must not open files: weights come from a [`TensorSource`].
+
+use crate::runtime::adapters::attach::trainable_vars;
+use crate::runtime::adapters::linear::AdaptableLinear;
+use crate::runtime::adapters::residual::{NoHook, ResidualHook, Site};
+use crate::runtime::dense::DenseWeight;
+use crate::runtime::model_api::{AdaptableModel, AdaptedModel, TaskKind};
+use crate::runtime::models::config::LlamaConfig;
+use crate::runtime::models::decoder::{Decoder, KvCache};
+use crate::runtime::models::error::ModelError;
+use crate::runtime::models::reader::WeightReader;
+use crate::runtime::ops::attention::{attention, Kernels};
+use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
+use crate::runtime::ops::norm::rms_norm;
+use crate::runtime::ops::rope::{apply_rotary, RopeTables, Rotary};
+use candle_core::{DType, Device, Result, Tensor, Var};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+struct Block {
+    q: AdaptableLinear,
+    k: AdaptableLinear,
+    v: AdaptableLinear,
+    o: AdaptableLinear,
+    gate: AdaptableLinear,
+    up: AdaptableLinear,
+    down: AdaptableLinear,
+    input_norm: Tensor,
+    post_norm: Tensor,
+}
+
+/// A llama-family causal language model.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    cfg: LlamaConfig,
+    embed: Tensor,
+    layers: Vec<Block>,
+    norm: Tensor,
+    lm_head: AdaptableLinear,
+    rotary: Rotary,
+    hook: Arc<dyn ResidualHook>,
+    device: Device,
+    dtype: DType,
+}
+
+/// How one forward pass runs.
+struct Pass<'a> {
+    train: bool,
+    kernels: Kernels,
+    cache: Option<&'a mut KvCache>,
+}
+
+fn linear(
+    w: &WeightReader,
+    path: &str,
+    out: usize,
+    inp: usize,
+    bias: bool,
+) -> std::result::Result<AdaptableLinear, ModelError> {
+    let weight = w.linear(&format!("{path}.weight"), out, inp)?;
+    let b = if bias {
+        Some(w.tensor(&format!("{path}.bias"), &[out])?)
+    } else {
+        None
+    };
+    Ok(AdaptableLinear::new(path, weight, b))
+}
+
+impl Llama {
+    /// Builds the model from `config.json` fields and weights with Hugging Face names.
+    pub fn load(
+        cfg: &LlamaConfig,
+        w: &WeightReader,
+        device: &Device,
+    ) -> std::result::Result<Self, ModelError> {
+        let (h, v, inter) = (cfg.hidden_size, cfg.vocab_size, cfg.intermediate_size);
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
+        if nh == 0 || nkv == 0 || nh % nkv != 0 {
+            return Err(ModelError::Config {
+                file: w.file.into(),
+                message: format!("{nh} attention heads cannot share {nkv} key/value heads"),
+            });
+        }
+        let embed = w.tensor("model.embed_tokens.weight", &[v, h])?;
+        let qkv_bias = cfg.qkv_bias();
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let mb = cfg.mlp_bias;
+            layers.push(Block {
+                q: linear(w, &format!("{p}.self_attn.q_proj"), nh * hd, h, qkv_bias)?,
+                k: linear(w, &format!("{p}.self_attn.k_proj"), nkv * hd, h, qkv_bias)?,
+                v: linear(w, &format!("{p}.self_attn.v_proj"), nkv * hd, h, qkv_bias)?,
+                o: linear(w, &format!("{p}.self_attn.o_proj"), h, nh * hd, false)?,
+                gate: linear(w, &format!("{p}.mlp.gate_proj"), inter, h, mb)?,
+                up: linear(w, &format!("{p}.mlp.up_proj"), inter, h, mb)?,
+                down: linear(w, &format!("{p}.mlp.down_proj"), h, inter, mb)?,
+                input_norm: w.tensor(&format!("{p}.input_layernorm.weight"), &[h])?,
+                post_norm: w.tensor(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
+            });
+        }
+        let norm = w.tensor("model.norm.weight", &[h])?;
+        let lm_head = if cfg.tied() || !w.has("lm_head.weight") {
+            AdaptableLinear::new("lm_head", Arc::new(DenseWeight::new(embed.clone())), None)
+        } else {
+            linear(w, "lm_head", v, h, false)?
+        };
+        let rotary = Rotary::new(hd, cfg.theta(), &cfg.scaling(w.file)?);
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+            hook: Arc::new(NoHook),
+            device: device.clone(),
+            dtype: w.dtype,
+        })
+    }
+
+    /// The parsed config.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    fn norm(&self, x: &Tensor, w: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        match kernels {
+            Kernels::Differentiable => rms_norm(x, w, self.cfg.rms_norm_eps),
+            Kernels::Fused => {
+                candle_nn::ops::rms_norm(&x.contiguous()?, w, self.cfg.rms_norm_eps as f32)
+            }
+        }
+    }
+
+    fn run(
+        &self,
+        ids: &Tensor,
+        mask: Option<&Tensor>,
+        positions: &Tensor,
+        mut pass: Pass,
+    ) -> Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        let h = self.cfg.hidden_size;
+        let (nh, nkv, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.kv_heads(),
+            self.cfg.head_dim(),
+        );
+        let offset = pass.cache.as_ref().map_or(0, |c| c.len);
+        let mut x = self
+            .embed
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, s, h))?;
+        let spec = MaskSpec {
+            batch: b,
+            q_len: s,
+            k_len: offset + s,
+            offset,
+            kind: MaskKind::Causal,
+        };
+        let bias = attention_bias(mask, spec, self.dtype, &self.device)?;
+        let rope = RopeTables::new(&self.rotary, positions, self.dtype)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        for (i, l) in self.layers.iter().enumerate() {
+            let hs = self.norm(&x, &l.input_norm, pass.kernels)?;
+            let q =
+                l.q.forward(&hs, pass.train)?
+                    .reshape((b, s, nh, hd))?
+                    .transpose(1, 2)?;
+            let k =
+                l.k.forward(&hs, pass.train)?
+                    .reshape((b, s, nkv, hd))?
+                    .transpose(1, 2)?;
+            let v =
+                l.v.forward(&hs, pass.train)?
+                    .reshape((b, s, nkv, hd))?
+                    .transpose(1, 2)?;
+            let q = apply_rotary(&q, &rope)?;
+            let k = apply_rotary(&k, &rope)?;
+            let (k, v) = match pass.cache.as_deref_mut() {
+                Some(c) => c.append(i, k.contiguous()?, v.contiguous()?)?,
+                None => (k, v),
+            };
+            let a = attention(&q, &k, &v, &bias, scale, pass.kernels)?;
+            let a = a.transpose(1, 2)?.reshape((b, s, nh * hd))?;
+            let a = l.o.forward(&a, pass.train)?;
+            let a = self.hook.apply(i, Site::AfterAttention, &a, pass.train)?;
+            x = (x + a)?;
+            let hs = self.norm(&x, &l.post_norm, pass.kernels)?;
+            let g = l.gate.forward(&hs, pass.train)?.silu()?;
+            let u = l.up.forward(&hs, pass.train)?;
+            let m = l.down.forward(&(g * u)?, pass.train)?;
+            let m = self.hook.apply(i, Site::AfterFeedForward, &m, pass.train)?;
+            x = (x + m)?;
+        }
+        if let Some(c) = pass.cache {
+            c.len += s;
+        }
+        let x = self.norm(&x, &self.norm, pass.kernels)?;
+        self.lm_head.forward(&x, pass.train)
+    }
+}
+
+impl AdaptedModel for Llama {
+    fn task(&self) -> TaskKind {
+        TaskKind::CausalLm
+    }
+
+    fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, s) = input_ids.dims2()?;
+        let positions = Rotary::positions(b, s, 0, &self.device)?;
+        let pass = Pass {
+            train,
+            kernels: Kernels::Differentiable,
+            cache: None,
+        };
+        self.run(input_ids, Some(attention_mask), &positions, pass)
+    }
+
+    fn trainable(&self) -> Vec<(String, Var)> {
+        trainable_vars(&self.linears())
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+}
+
+impl AdaptableModel for Llama {
+    fn linears(&self) -> Vec<&AdaptableLinear> {
+        let mut v = Vec::new();
+        for l in &self.layers {
+            v.extend([&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]);
+        }
+        v.push(&self.lm_head);
+        v
+    }
+
+    fn linears_mut(&mut self) -> Vec<&mut AdaptableLinear> {
+        let mut v = Vec::new();
+        for l in &mut self.layers {
+            v.extend([
+                &mut l.q,
+                &mut l.k,
+                &mut l.v,
+                &mut l.o,
+                &mut l.gate,
+                &mut l.up,
+                &mut l.down,
+            ]);
+        }
+        v.push(&mut self.lm_head);
+        v
+    }
+
+    fn set_residual_hook(&mut self, hook: Arc<dyn ResidualHook>) {
+        self.hook = hook;
+    }
+
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.cfg.hidden_size
+    }
+}
+
+impl Decoder for Llama {
+    fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    fn step(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        positions: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let pass = Pass {
+            train: false,
+            kernels: Kernels::Fused,
+            cache: Some(cache),
+        };
+        self.run(input_ids, Some(attention_mask), positions, pass)
+    }
+}

@@ -1,0 +1,215 @@
+//! Builds the model a stage works on from its inputs: the `model` stage's record of where the
+//! weights are (a Hugging Face folder or a GGUF file), an optional quantized-base cache, the task
+//! head. Returns the model with adaptable layers and its tokenizer. It must not attach adapters
+//! (the train and eval stages do) and must not write into any input's cache folder.
+
+use super::model_stage::ModelRecord;
+use crate::exec::StageContext;
+use crate::plan::configs::{ModelBuild, QuantConfig};
+use crate::runtime::data::tokenizer::ModelTokenizer;
+use crate::runtime::model_api::{AdaptableModel, AdaptedModel};
+use crate::runtime::models::bert::{BertHead, BertLoadConfig, BertModel};
+use crate::runtime::models::bert_config::BertConfig;
+use crate::runtime::models::config::ModelConfig;
+use crate::runtime::models::decoder::Decoder;
+use crate::runtime::models::gguf::{GgufLoadConfig, GgufModel, LinearFormat};
+use crate::runtime::models::load::{load, LoadConfig, LoadedModel};
+use crate::runtime::models::safetensors_source::SafetensorsSource;
+use crate::runtime::models::source::{LoadError, TensorSource};
+use crate::runtime::quant::{QuantCacheConfig, QuantFormat, QuantSpec, QuantizingConfig, QuantizingSource};
+use crate::runtime::weight::FrozenWeight;
+use anyhow::{bail, Context};
+use candle_core::{DType, Device, Tensor};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A model ready for a stage, with what the stage needs around it.
+pub struct Loaded {
+    pub model: Box<dyn LoadedModel>,
+    pub tokenizer: ModelTokenizer,
+    /// `model_type` from the config (`llama`, `gpt2`, `bert`...).
+    pub arch: String,
+    /// The Hugging Face folder of the base, when it is one (merged exports copy from it).
+    pub folder: Option<PathBuf>,
+    /// The base model's id for lineage and adapter configs.
+    pub base_id: String,
+}
+
+/// The device stages run on: `PEFTC_DEVICE` (`cpu`, `cuda:N`, `metal`), CPU by default.
+pub fn device() -> anyhow::Result<Device> {
+    let spec = std::env::var("PEFTC_DEVICE").unwrap_or_else(|_| "cpu".into());
+    match spec.as_str() {
+        "cpu" | "" => Ok(Device::Cpu),
+        "metal" => Device::new_metal(0).context("no Metal device (build with --features metal)"),
+        s if s.starts_with("cuda") => {
+            let idx = s.strip_prefix("cuda").and_then(|r| r.strip_prefix(':')).unwrap_or("0");
+            let idx: usize = idx.parse().with_context(|| format!("bad device `{s}`: expected cuda:N"))?;
+            Device::new_cuda(idx).with_context(|| format!("no CUDA device {idx} (build with --features cuda)"))
+        }
+        other => bail!("unknown device `{other}`: expected cpu, cuda:N or metal"),
+    }
+}
+
+fn dtype(name: &str) -> DType {
+    match name {
+        "f16" => DType::F16,
+        "bf16" => DType::BF16,
+        _ => DType::F32,
+    }
+}
+
+/// The quantization spec of a `quant` declaration.
+pub fn quant_spec(q: &QuantConfig) -> anyhow::Result<QuantSpec> {
+    let format = QuantFormat::parse(&q.kind).with_context(|| format!("unknown quantization `{}`", q.kind))?;
+    let mut spec = QuantSpec::new(format);
+    if matches!(format, QuantFormat::Nf4 | QuantFormat::Fp4) {
+        spec.block_size = q.block_size as usize;
+        spec.double_quant = q.double_quant;
+    }
+    Ok(spec)
+}
+
+/// Loads the model of `build` from the stage's `model` input (and `quant` input when quantized).
+pub fn load_model(ctx: &StageContext, build: &ModelBuild) -> anyhow::Result<Loaded> {
+    let record = ModelRecord::from_input(ctx)?;
+    let device = device()?;
+    let how = LoadConfig { dtype: dtype(&build.dtype), device: device.clone() };
+    match &record.gguf {
+        Some(gguf_path) => {
+            let format = match &build.quant {
+                Some(q) if q.kind == "q8_0" => LinearFormat::Requantize(candle_core::quantized::GgmlDType::Q8_0),
+                Some(q) if q.kind == "q4k" => LinearFormat::Requantize(candle_core::quantized::GgmlDType::Q4K),
+                // The file's own 4-bit weights, computed in f32: the frozen base of QLoRA.
+                _ => LinearFormat::Dense,
+            };
+            let gguf = GgufModel::open(gguf_path, &device, GgufLoadConfig { linear_format: format })
+                .with_context(|| format!("opening {}", gguf_path.display()))?;
+            let config = ModelConfig::from_json(&gguf.config_json()?.to_string(), &gguf_path.display().to_string())?;
+            let src: Arc<dyn TensorSource> = Arc::new(gguf);
+            let src = quantized(ctx, build, src)?;
+            let model = load(&config, src.as_ref(), &how)?;
+            let tokenizer = ModelTokenizer::from_dir(&record.hf_files)?;
+            Ok(Loaded { model, tokenizer, arch: config.model_type.clone(), folder: None, base_id: record.id })
+        }
+        None => {
+            let folder = record.path.clone();
+            let config = ModelConfig::from_folder(&folder)?;
+            let src: Arc<dyn TensorSource> = Arc::new(SafetensorsSource::from_folder(&folder, &device)?);
+            let src = quantized(ctx, build, src)?;
+            let tokenizer = ModelTokenizer::from_dir(&folder)?;
+            let model: Box<dyn LoadedModel> = if config.model_type == "bert" {
+                Box::new(load_bert(&folder, build, src.as_ref(), how.dtype)?)
+            } else {
+                if build.labels.is_some() {
+                    bail!("classification heads are supported on BERT models; `{}` is a causal model", config.model_type);
+                }
+                let named = ModelConfig { file: folder.display().to_string(), ..config.clone() };
+                load(&named, src.as_ref(), &how)?
+            };
+            Ok(Loaded { model, tokenizer, arch: config.model_type.clone(), folder: Some(folder), base_id: record.id })
+        }
+    }
+}
+
+/// Wraps the source in a quantizing source reading the `quant` stage's cache, when quantized.
+fn quantized(ctx: &StageContext, build: &ModelBuild, src: Arc<dyn TensorSource>) -> anyhow::Result<Arc<dyn TensorSource>> {
+    let Some(q) = &build.quant else { return Ok(src) };
+    let spec = quant_spec(q)?;
+    let cache = ctx.input("quant").map(|i| QuantCacheConfig { dir: i.dir.clone(), source_id: "base".into() });
+    let config = QuantizingConfig { cache, keep_dense: vec!["lm_head".into(), "classifier".into()] };
+    Ok(Arc::new(QuantizingSource::new(src, spec, config)?))
+}
+
+/// BERT with a sequence-classification head for the declared labels. A checkpoint without a head
+/// (a sentence encoder) gets a new one, initialised as transformers does (normal, std =
+/// `initializer_range`, zero bias) from a fixed seed so every stage builds the same head.
+fn load_bert(folder: &std::path::Path, build: &ModelBuild, src: &dyn TensorSource, dt: DType) -> anyhow::Result<BertModel> {
+    let mut config = BertConfig::from_file(&folder.join("config.json"))?;
+    let head = if let Some(labels) = &build.labels {
+        config.num_labels = labels.len();
+        BertHead::SequenceClassification
+    } else {
+        BertHead::None
+    };
+    let with_head = HeadSource { inner: src, labels: config.num_labels, hidden: config.hidden_size, std: 0.02 };
+    Ok(BertModel::load(&with_head, &config, BertLoadConfig { head, dtype: dt })?)
+}
+
+/// A source that adds a freshly initialised `classifier` when the checkpoint has none.
+struct HeadSource<'a> {
+    inner: &'a dyn TensorSource,
+    labels: usize,
+    hidden: usize,
+    std: f64,
+}
+
+impl HeadSource<'_> {
+    fn head_weight(&self) -> Result<Tensor, LoadError> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed_c1a5);
+        // Box-Muller: N(0, std^2) from two uniforms.
+        let data: Vec<f32> = (0..self.labels * self.hidden)
+            .map(|_| {
+                let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
+                let u2: f64 = rng.gen();
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * self.std) as f32
+            })
+            .collect();
+        Tensor::from_vec(data, (self.labels, self.hidden), &Device::Cpu).map_err(|e| other(e.to_string()))
+    }
+    fn is_head(&self, name: &str) -> bool {
+        (name == "classifier.weight" || name == "classifier.bias") && !self.inner.contains(name)
+    }
+}
+
+fn other(message: String) -> LoadError {
+    LoadError::Other { file: "classifier".into(), message }
+}
+
+impl TensorSource for HeadSource<'_> {
+    fn contains(&self, name: &str) -> bool {
+        self.is_head(name) || self.inner.contains(name)
+    }
+    fn shape(&self, name: &str) -> Result<Vec<usize>, LoadError> {
+        match name {
+            "classifier.weight" if self.is_head(name) => Ok(vec![self.labels, self.hidden]),
+            "classifier.bias" if self.is_head(name) => Ok(vec![self.labels]),
+            _ => self.inner.shape(name),
+        }
+    }
+    fn tensor(&self, name: &str, dtype: DType) -> Result<Tensor, LoadError> {
+        match name {
+            "classifier.weight" if self.is_head(name) => self.head_weight()?.to_dtype(dtype).map_err(|e| other(e.to_string())),
+            "classifier.bias" if self.is_head(name) => Tensor::zeros(self.labels, dtype, &Device::Cpu).map_err(|e| other(e.to_string())),
+            _ => self.inner.tensor(name, dtype),
+        }
+    }
+    fn linear(&self, name: &str, dtype: DType) -> Result<Arc<dyn FrozenWeight>, LoadError> {
+        if self.is_head(name) || (name == "classifier.weight" && !self.inner.contains(name)) {
+            let w = self.head_weight()?.to_dtype(dtype).map_err(|e| other(e.to_string()))?;
+            return Ok(Arc::new(crate::runtime::dense::DenseWeight::new(w)));
+        }
+        self.inner.linear(name, dtype)
+    }
+}
+
+impl LoadedModel for BertModel {
+    fn architecture(&self) -> &str {
+        "bert"
+    }
+    fn decoder(&self) -> Option<&dyn Decoder> {
+        None
+    }
+    fn as_adaptable(&self) -> &dyn AdaptableModel {
+        self
+    }
+    fn as_adaptable_mut(&mut self) -> &mut dyn AdaptableModel {
+        self
+    }
+}
+
+/// Lets a boxed model be used where `&dyn AdaptedModel` is wanted.
+pub fn adapted(model: &dyn LoadedModel) -> &dyn AdaptedModel {
+    model.as_adaptable()
+}
+

@@ -1,0 +1,109 @@
+//! The `tokenize` stage: reads a dataset's files, maps fields onto roles, applies the template,
+//! tokenizes with the model's tokenizer, splits and packs, and stores the result (`data.bin`) with
+//! its summary (`summary.json`). Data errors are reported with the file, line and field. It must
+//! not know about training.
+
+use super::model_stage::ModelRecord;
+use crate::exec::{StageContext, StageOutcome};
+use crate::plan::configs::TokenizeConfig;
+use crate::plan::Stage;
+use crate::runtime::data::pipeline::{prepare, PrepareOptions};
+use crate::runtime::data::spec::{
+    DatasetSpec, FieldMapping, SourceFormat, SourceSpec, SplitPart, SplitSize, SplitSpec, Template,
+};
+use crate::runtime::data::store;
+use crate::runtime::data::tokenizer::ModelTokenizer;
+use crate::runtime::data::PreparedDataset;
+use anyhow::{bail, Context};
+use std::path::Path;
+
+/// The file the stage writes its tokenized splits to.
+pub const DATA_FILE: &str = "data.bin";
+
+/// Runs the `tokenize` stage.
+pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
+    let config: TokenizeConfig = serde_json::from_value(stage.config.clone())?;
+    let record = ModelRecord::from_input(ctx)?;
+    let tok_dir = if record.gguf.is_some() { record.hf_files.clone() } else { record.path.clone() };
+    let tokenizer = ModelTokenizer::from_dir(&tok_dir)?;
+    let paths: Vec<String> = ctx.files.values().map(|p| p.display().to_string()).collect();
+    if paths.is_empty() {
+        bail!("the dataset has no files");
+    }
+    let spec = dataset_spec(&config, paths)?;
+    let data = prepare(&spec, &tokenizer, &PrepareOptions::new("/")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in &data.warnings {
+        ctx.progress.warn(w.message.clone());
+    }
+    store::save(&data, &ctx.out_dir.join(DATA_FILE))?;
+    let summary = serde_json::to_value(&data.summary)?;
+    std::fs::write(ctx.out_dir.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
+    let counts: serde_json::Map<String, serde_json::Value> =
+        data.splits.iter().map(|s| (s.name.clone(), serde_json::json!(s.examples.len()))).collect();
+    Ok(StageOutcome::with_output(serde_json::json!({ "examples": counts })).metadata(summary))
+}
+
+/// Reads the tokenized data of an input stage folder.
+pub fn load_data(dir: &Path) -> anyhow::Result<PreparedDataset> {
+    store::load(&dir.join(DATA_FILE)).with_context(|| format!("reading tokenized data in {}", dir.display()))
+}
+
+/// The runtime's dataset spec for a stage config and the resolved files.
+pub fn dataset_spec(c: &TokenizeConfig, paths: Vec<String>) -> anyhow::Result<DatasetSpec> {
+    let format = match c.format.as_str() {
+        "jsonl" => SourceFormat::Jsonl,
+        "json" => SourceFormat::Json,
+        "csv" => SourceFormat::Csv,
+        "tsv" => SourceFormat::Tsv,
+        "text" => SourceFormat::Text,
+        "parquet" => SourceFormat::Parquet,
+        other => bail!("unknown data format `{other}`"),
+    };
+    let join = |p: &Option<Vec<String>>| p.as_ref().map(|v| v.join("."));
+    let mapping = if let Some(messages) = join(&c.messages) {
+        FieldMapping::Chat { messages, role_key: "role".into(), content_key: "content".into() }
+    } else if let (Some(prompt), Some(completion)) = (join(&c.prompt), join(&c.completion)) {
+        FieldMapping::Instruction { prompt, input: None, completion, system: None }
+    } else if let (Some(text), Some(label)) = (join(&c.text), join(&c.label)) {
+        let labels = c.labels.clone().context("a classification dataset needs its labels")?;
+        FieldMapping::Classification { text, text_pair: None, label, labels }
+    } else if let Some(text) = join(&c.text) {
+        FieldMapping::Text { text }
+    } else {
+        bail!("the dataset maps no `text`, `prompt`/`completion` or `messages` field");
+    };
+    let template = match c.template.as_deref() {
+        None => Template::Plain,
+        Some("alpaca") => Template::Alpaca,
+        Some("chatml") => Template::Chatml,
+        Some("chat_template") => Template::ChatTemplate,
+        Some(s) => Template::Custom(s.strip_prefix("custom:").unwrap_or(s).to_string()),
+    };
+    let split = if c.split.is_empty() {
+        SplitSpec::All { seed: (c.seed != 0).then_some(c.seed) }
+    } else {
+        let parts = c
+            .split
+            .iter()
+            .map(|p| SplitPart {
+                name: p.name.clone(),
+                size: match (p.fraction, p.count) {
+                    (Some(f), _) => SplitSize::Percent(f * 100.0),
+                    (None, Some(n)) => SplitSize::Count(n as usize),
+                    (None, None) => SplitSize::Percent(0.0),
+                },
+            })
+            .collect();
+        SplitSpec::Sizes { parts, seed: c.seed }
+    };
+    let mut spec = DatasetSpec::new(SourceSpec { format, paths, text_unit: Default::default() }, mapping);
+    spec.template = template;
+    spec.completion_only = c.completion_only;
+    spec.max_len = Some(c.max_len as usize);
+    spec.packing = c.packing;
+    spec.split = split;
+    spec.dedupe = c.dedupe;
+    spec.skip_invalid = c.skip_invalid;
+    spec.limit = c.limit.map(|l| l as usize);
+    Ok(spec)
+}

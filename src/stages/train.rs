@@ -1,0 +1,114 @@
+//! The `train` stage: builds the base model, attaches fresh adapters, trains them on a split of
+//! the tokenized data and saves them in PEFT's format (`adapters/<i>/`), with the per-step
+//! metrics (`metrics.jsonl`) and a summary. Checkpoints live in the stage's checkpoint folder,
+//! which survives a failed or cancelled run, so training resumes where it stopped.
+
+use super::adapters::{attach, save_all};
+use super::loaded::load_model;
+use super::tokenize::load_data;
+use crate::exec::{ProgressHandle, StageContext, StageOutcome};
+use crate::plan::configs::{AdapterConfig, TrainStageConfig};
+use crate::plan::Stage;
+use crate::runtime::train::{
+    train, AdamWConfig, OptimizerConfig, Progress, Resume, ScheduleConfig, ScheduleKind, SgdConfig,
+    TrainConfig, TrainLength, TrainRun, Warmup,
+};
+use anyhow::Context;
+
+/// Runs the `train` stage.
+pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
+    let config: TrainStageConfig = serde_json::from_value(stage.config.clone())?;
+    let data_dir = &ctx.input("data").context("no data input")?.dir;
+    let data = load_data(data_dir)?;
+    let examples = data
+        .split(&config.split)
+        .with_context(|| format!("the dataset has no split `{}`", config.split))?
+        .to_vec();
+    let mut loaded = load_model(ctx, &config.build)?;
+    let attached = attach(&mut loaded, &config.adapters, config.seed)?;
+    let train_config = train_config(&config, examples.len(), loaded.tokenizer.pad_id());
+    let mut progress = StageProgress { handle: ctx.progress.clone() };
+    let summary = train(
+        super::loaded::adapted(loaded.model.as_ref()),
+        &examples,
+        &train_config,
+        TrainRun {
+            out_dir: Some(&ctx.checkpoint_dir),
+            resume: Resume::IfPresent,
+            collate: None,
+            progress: &mut progress,
+            cancel: ctx.cancel.as_atomic(),
+        },
+    )?;
+    save_all(&mut loaded, &attached, &ctx.out_dir)?;
+    let log = ctx.checkpoint_dir.join("metrics.jsonl");
+    if log.is_file() {
+        std::fs::copy(&log, ctx.out_dir.join("metrics.jsonl"))?;
+    }
+    let summary_json = serde_json::to_value(&summary)?;
+    std::fs::write(ctx.out_dir.join("summary.json"), serde_json::to_vec_pretty(&summary_json)?)?;
+    Ok(StageOutcome::with_output(serde_json::json!({
+        "steps": summary.steps,
+        "final_loss": summary.final_loss,
+        "trainable_params": summary.trainable_params,
+    }))
+    .metadata(summary_json))
+}
+
+/// The trainer's config for a stage config over `n` examples.
+pub fn train_config(c: &TrainStageConfig, n: usize, pad_id: u32) -> TrainConfig {
+    let batch = c.batch.max(1) as u64;
+    let accumulate = c.accumulate.max(1) as u64;
+    let per_epoch = (n as u64).div_ceil(batch).div_ceil(accumulate).max(1);
+    let by_epochs = per_epoch * u64::from(c.epochs.max(1));
+    let length = match c.max_steps {
+        Some(m) => TrainLength::Steps(m.min(by_epochs).max(1)),
+        None => TrainLength::Epochs(u64::from(c.epochs.max(1))),
+    };
+    let optimizer = if c.optimizer == "sgd" {
+        OptimizerConfig::Sgd(SgdConfig { momentum: c.momentum, dampening: 0.0, weight_decay: c.weight_decay, nesterov: false })
+    } else {
+        OptimizerConfig::AdamW(AdamWConfig { beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay: c.weight_decay })
+    };
+    let kind = match c.schedule.as_str() {
+        "linear" => ScheduleKind::Linear,
+        "cosine" => ScheduleKind::Cosine,
+        _ => ScheduleKind::Constant,
+    };
+    let warmup = match (c.warmup_steps, c.warmup_fraction) {
+        (Some(s), _) => Warmup::Steps(s),
+        (None, Some(f)) => Warmup::Fraction(f),
+        (None, None) => Warmup::Steps(0),
+    };
+    let lora_plus_ratio = c.adapters.iter().find_map(|a| match a {
+        AdapterConfig::Lora { lr_ratio, .. } => *lr_ratio,
+        AdapterConfig::Bottleneck { .. } => None,
+    });
+    TrainConfig {
+        length,
+        batch_size: c.batch.max(1) as usize,
+        accumulate: c.accumulate.max(1) as usize,
+        lr: c.lr,
+        optimizer,
+        lora_plus_ratio,
+        schedule: ScheduleConfig { kind, warmup },
+        max_grad_norm: c.grad_clip,
+        seed: c.seed,
+        shuffle: true,
+        checkpoint_every: c.checkpoint_every,
+        keep_checkpoints: 2,
+        pad_id,
+        ..TrainConfig::default()
+    }
+}
+
+/// Training progress shown as the stage's inner bar.
+struct StageProgress {
+    handle: ProgressHandle,
+}
+
+impl Progress for StageProgress {
+    fn on_step(&mut self, step: u64, total: u64, loss: f64, tokens_per_s: f64) {
+        self.handle.set(step, total, format!("loss {loss:.4}  {tokens_per_s:.0} tok/s"));
+    }
+}
