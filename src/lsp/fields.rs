@@ -357,3 +357,41 @@ pub fn ref_kinds(key: &str, decl: Option<DeclKind>) -> &'static [DeclKind] {
         _ => &[DeclKind::Let],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::schema;
+
+    fn names(t: &[FieldInfo]) -> Vec<&'static str> {
+        t.iter().map(|f| f.name).collect()
+    }
+
+    /// The editor offers exactly the fields the checker accepts.
+    #[test]
+    fn tables_match_the_checker_schema() {
+        let pairs: [(&[FieldInfo], &[&str]); 14] = [
+            (MODEL, schema::MODEL),
+            (SHAPE, schema::SHAPE),
+            (QUANT, schema::QUANT),
+            (LORA, schema::LORA),
+            (BOTTLENECK, schema::BOTTLENECK),
+            (DATASET, schema::DATASET),
+            (TRAIN, schema::TRAIN),
+            (SCHEDULE, schema::SCHEDULE),
+            (ADAMW, schema::ADAMW),
+            (SGD, schema::SGD),
+            (EVAL, schema::EVAL),
+            (EXPORT, schema::EXPORT),
+            (DEVICE, schema::DEVICE),
+            (MERGE, &[]),
+        ];
+        for (ours, theirs) in pairs {
+            let mut a = names(ours);
+            let mut b = theirs.to_vec();
+            a.sort_unstable();
+            b.sort_unstable();
+            assert_eq!(a, b);
+        }
+    }
+}

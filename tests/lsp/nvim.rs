@@ -105,3 +105,52 @@ fn neovim_receives_diagnostics_and_hover() {
         "{hover}"
     );
 }
+
+/// The Neovim package in `editors/nvim` (its own `require('peft').setup`) attached to the real
+/// server, through that package's runner script.
+#[test]
+fn editors_nvim_runner_reports_the_servers_diagnostics() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let runner = repo.join("editors/nvim/test/run_lsp_diagnostics.sh");
+    if !runner.is_file() {
+        println!("skipped: {} is not in this checkout", runner.display());
+        return;
+    }
+    let Some(nvim) = find_nvim() else {
+        println!("skipped: Neovim 0.11+ not found (run scripts/install-nvim.sh or set PEFTC_NVIM)");
+        return;
+    };
+    let dir = project();
+    let file = dir.path().join("main.peft");
+    std::fs::write(&file, MAIN.replace("r       = 8", "r       = 0")).unwrap();
+    let out = Command::new("bash")
+        .arg(&runner)
+        .arg(&file)
+        .env("PEFTC_BIN", env!("CARGO_BIN_EXE_peftc"))
+        .env("NVIM_BIN", &nvim)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in {stdout}"));
+    let result: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(result["attached"], true);
+    assert_eq!(result["filetype"], "peft");
+    let diags = result["diagnostics"].as_array().unwrap();
+    let errors: Vec<&serde_json::Value> =
+        diags.iter().filter(|d| d["severity"] == "ERROR").collect();
+    assert_eq!(errors.len(), 1, "{diags:?}");
+    assert_eq!(errors[0]["source"], "peftc");
+    assert_eq!(errors[0]["code"], "E0202");
+    assert_eq!(
+        (errors[0]["lnum"].as_u64(), errors[0]["col"].as_u64()),
+        (Some(16), Some(12))
+    );
+}
