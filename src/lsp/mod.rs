@@ -40,6 +40,9 @@ pub enum LspError {
     #[error("the stdio threads failed: {0}")]
     #[diagnostic(code(peftc::lsp::io))]
     Io(#[from] std::io::Error),
+    #[error("the client sent `exit` before `shutdown`")]
+    #[diagnostic(code(peftc::lsp::exit))]
+    ExitWithoutShutdown,
     #[error("the client closed the connection")]
     #[diagnostic(code(peftc::lsp::disconnected))]
     Disconnected,

@@ -114,7 +114,7 @@ impl Server<'_> {
                 }
                 Some(Message::Notification(n)) => {
                     if n.method == note::Exit::METHOD {
-                        return Ok(());
+                        return Err(LspError::ExitWithoutShutdown);
                     }
                     self.notification(n)?;
                 }

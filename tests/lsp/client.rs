@@ -216,4 +216,17 @@ impl Client {
         let _ = self.child.kill();
         false
     }
+
+    /// `exit` without `shutdown`; returns the process's exit code.
+    pub fn exit_without_shutdown(mut self) -> Option<i32> {
+        self.notify("exit", Value::Null);
+        for _ in 0..100 {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        None
+    }
 }

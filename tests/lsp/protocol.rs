@@ -387,3 +387,10 @@ fn definition_and_hover_reach_used_files_and_see_unsaved_buffers() {
     );
     assert!(c.stop());
 }
+
+#[test]
+fn exit_without_shutdown_is_an_error_exit() {
+    let dir = project();
+    let c = Client::start(dir.path());
+    assert_eq!(c.exit_without_shutdown(), Some(1));
+}
