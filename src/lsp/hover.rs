@@ -112,8 +112,18 @@ fn adapter_details(prog: &Program, name: &str) -> Option<String> {
             AdapterKind::Lora(l) => format!(" on {} modules", l.targets.modules.len()),
             AdapterKind::Bottleneck(_) => String::new(),
         };
+        let memory = t
+            .figures
+            .as_ref()
+            .map(|f| {
+                format!(
+                    ", memory estimate of the train {}",
+                    human_bytes(f.memory.total)
+                )
+            })
+            .unwrap_or_default();
         lines.push(format!(
-            "- in `{}`: **{} trainable parameters**{modules}, adapter size {} (f32)",
+            "- in `{}`: **{} trainable parameters**{modules}, adapter size {} (f32){memory}",
             t.meta.name,
             human_count(p),
             human_bytes(p * 4)

@@ -92,7 +92,7 @@ fn hover_shows_docs_figures_and_module_shapes() {
     assert!(h.contains("adapter chat = lora_default"), "{h}");
     assert!(h.contains("The adapter under test."), "{h}");
     assert!(
-        h.contains("in `tune`: **3.6K trainable parameters** on 4 modules, adapter size 14.0 KiB"),
+        h.contains("in `tune`: **3.6K trainable parameters** on 4 modules, adapter size 14.0 KiB (f32), memory estimate of the train 49.7 MiB"),
         "{h}"
     );
     // A train: figures and the memory estimate.
