@@ -104,6 +104,15 @@ fn main() {
     }
     report("check::check_source (no server)", check);
     report("  of which syntax::parse", parse);
+    let small = generate(1_000, &data.display().to_string());
+    let small_check: Vec<Duration> = (0..10)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = peftc::check::check_source(&world, &path, &small);
+            t.elapsed()
+        })
+        .collect();
+    report("check::check_source, 1,000 lines", small_check);
     let (server, client) = Connection::memory();
     let thread =
         std::thread::spawn(move || peftc::lsp::serve(&server, peftc::lsp::ServerConfig::default()));

@@ -90,11 +90,15 @@ impl Documents {
             open: &open,
         };
         let checked = check::check_source(&world, &doc.path, &doc.text);
-        doc.analysis = Some(Analysis {
+        let old = doc.analysis.replace(Analysis {
             checked,
             ast: OnceCell::new(),
         });
         doc.dirty = false;
+        // Freeing a large program takes milliseconds: do it off the path to the diagnostics.
+        if let Some(old) = old {
+            std::thread::spawn(move || drop(old));
+        }
         true
     }
 
