@@ -55,7 +55,12 @@ pub fn capabilities() -> ServerCapabilities {
 
 /// Runs the handshake and the loop on `conn` until `shutdown` + `exit`.
 pub fn serve(conn: &Connection, config: ServerConfig) -> Result<(), LspError> {
-    let params = conn.initialize(serde_json::to_value(capabilities())?)?;
+    let (id, params) = conn.initialize_start()?;
+    let result = serde_json::json!({
+        "capabilities": serde_json::to_value(capabilities())?,
+        "serverInfo": { "name": "peftc", "version": env!("CARGO_PKG_VERSION") },
+    });
+    conn.initialize_finish(id, result)?;
     let mut config = config;
     if let Some(ms) = params
         .pointer("/initializationOptions/debounceMs")

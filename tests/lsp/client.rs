@@ -144,6 +144,8 @@ impl Client {
             )
             .unwrap();
         assert_eq!(init["capabilities"]["positionEncoding"], "utf-16");
+        assert_eq!(init["capabilities"]["textDocumentSync"], 2);
+        assert_eq!(init["serverInfo"]["name"], "peftc");
         c.notify("initialized", json!({}));
         c
     }
