@@ -14,6 +14,7 @@
 pub mod check;
 pub mod cli;
 pub mod exec;
+pub mod fmt;
 pub mod lsp;
 pub mod plan;
 pub mod runtime;

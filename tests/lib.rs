@@ -1,8 +1,10 @@
 //! The single integration-test binary: one module per area, so candle is linked once.
 mod data;
 mod exec;
+mod fmt;
 mod frontend;
 mod pipeline;
+mod lsp;
 mod quant;
 mod runtime_bert;
 mod runtime_models;

@@ -7,6 +7,8 @@ pub mod check;
 pub mod explain;
 pub mod pipeline;
 pub mod plan;
+pub mod fmt;
+pub mod lsp;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +37,10 @@ pub enum Command {
     Run(run::RunArgs),
     /// Inspect and clean the stage cache.
     Cache(cache::CacheArgs),
+    /// Format `.peft` files in the canonical layout.
+    Fmt(fmt::FmtArgs),
+    /// Run the language server over stdin and stdout (for editors).
+    Lsp(lsp::LspArgs),
 }
 
 /// Entry point of the binary.
@@ -47,6 +53,8 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => plan::run(&a),
         Command::Run(a) => run::run(&a),
         Command::Cache(args) => cache::run(args),
+        Command::Fmt(a) => fmt::run(&a),
+        Command::Lsp(a) => lsp::run(&a),
     }
 }
 
