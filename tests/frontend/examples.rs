@@ -89,7 +89,9 @@ fn examples_check_with_stand_in_files() {
         };
         assert_eq!(hir_lora.targets.modules.len(), 210);
     }
-    // Figures of the sentiment example: 6 layers x 2 x 8 x (384 + 384) + head 384 x 2 + 2.
+    // Figures of the sentiment example (all linear layers, r = 8): per layer 4 x 8 x (384 + 384)
+    // for query, key, value, attention output, 2 x 8 x (384 + 1536) for the feed-forward; 6
+    // layers; plus the head 384 x 2 + 2.
     let c = check::check(&world, &tmp.path().join("sentiment.peft")).unwrap();
     assert_eq!(
         c.program.trains[0]
@@ -97,6 +99,6 @@ fn examples_check_with_stand_in_files() {
             .as_ref()
             .unwrap()
             .trainable_params,
-        73_728 + 770
+        6 * (4 * 8 * (384 + 384) + 2 * 8 * (384 + 1536)) + 770
     );
 }
