@@ -5,10 +5,10 @@
 pub mod cache;
 pub mod check;
 pub mod explain;
-pub mod pipeline;
-pub mod plan;
 pub mod fmt;
 pub mod lsp;
+pub mod pipeline;
+pub mod plan;
 pub mod run;
 
 use clap::{Parser, Subcommand};

@@ -97,6 +97,9 @@ impl Lowering<'_> {
         for e in &p.evals {
             self.eval(e);
         }
+        for m in &p.merges {
+            self.recheck_merge(m);
+        }
         for x in &p.exports {
             self.export(x);
         }
@@ -337,6 +340,113 @@ impl Lowering<'_> {
         self.push(s);
     }
 
+    /// After a merge, the metrics of an eval of the merged adapters are measured again on the
+    /// merged model, and a gate bounds the drop (a merge into a low-precision or quantized base
+    /// loses accuracy). Added only when the program does not evaluate the merge itself.
+    fn recheck_merge(&mut self, m: &hir::Merge) {
+        let p = self.program;
+        if p.evals.iter().any(
+            |e| matches!(&e.subject, hir::EvalSubject::Merge { merge } if merge == &m.meta.name),
+        ) {
+            return;
+        }
+        let trains: Vec<&str> = m.adapters.refs().iter().map(|r| r.train.as_str()).collect();
+        let Some(source) = p.evals.iter().find(|e| match &e.subject {
+            hir::EvalSubject::Train { train } => trains.contains(&train.as_str()),
+            hir::EvalSubject::Combined { adapters, .. } => adapters
+                .refs()
+                .iter()
+                .any(|r| trains.contains(&r.train.as_str())),
+            _ => false,
+        }) else {
+            return;
+        };
+        let model_id = self.model(&m.model);
+        let tok_id = self.tokenize(&source.data, &m.model);
+        let cfg = EvalStageConfig {
+            build: self.build(&m.model, None),
+            subject: EvalSubjectConfig::Merged,
+            split: source.data.split.clone().unwrap_or_else(|| "all".into()),
+            metrics: source
+                .metrics
+                .iter()
+                .map(|x| x.name().to_string())
+                .collect(),
+            batch: source.batch,
+            baseline: false,
+        };
+        let eval_id = format!("eval.{}.after_merge", m.meta.name);
+        let s = stage(eval_id.clone(), StageKind::Eval, to_value(&cfg))
+            .input("model", model_id)
+            .input("data", tok_id)
+            .input("merged", format!("merge.{}", m.meta.name));
+        self.push(s);
+        let slot = format!("run.{}", source.meta.name);
+        let gates = source
+            .metrics
+            .iter()
+            .map(|metric| {
+                let name = metric.name().to_string();
+                let higher_is_better = matches!(
+                    metric,
+                    hir::Metric::Accuracy | hir::Metric::F1 | hir::Metric::ExactMatch
+                );
+                let (cmp, tolerance, arith) = if higher_is_better {
+                    (">=", 0.02, "-")
+                } else {
+                    ("<=", 0.05, "*")
+                };
+                let rhs = if higher_is_better {
+                    GateExprConfig::Binary {
+                        arith: arith.into(),
+                        lhs: Box::new(GateExprConfig::Run {
+                            slot: slot.clone(),
+                            metric: name.clone(),
+                        }),
+                        rhs: Box::new(GateExprConfig::Literal { value: tolerance }),
+                    }
+                } else {
+                    GateExprConfig::Binary {
+                        arith: arith.into(),
+                        lhs: Box::new(GateExprConfig::Run {
+                            slot: slot.clone(),
+                            metric: name.clone(),
+                        }),
+                        rhs: Box::new(GateExprConfig::Literal {
+                            value: 1.0 + tolerance,
+                        }),
+                    }
+                };
+                let text = if higher_is_better {
+                    format!(
+                        "{name} >= {}.{name} - {tolerance} (after merge)",
+                        source.meta.name
+                    )
+                } else {
+                    format!(
+                        "{name} <= {}.{name} * {} (after merge)",
+                        source.meta.name,
+                        1.0 + tolerance
+                    )
+                };
+                GateConfig {
+                    text,
+                    lhs: GateExprConfig::Metric { metric: name },
+                    cmp: cmp.into(),
+                    rhs,
+                }
+            })
+            .collect();
+        let g = stage(
+            format!("gate.{}.after_merge", m.meta.name),
+            StageKind::Gate,
+            to_value(&GateStageConfig { gates }),
+        )
+        .input("eval", eval_id)
+        .input(slot, format!("eval.{}", source.meta.name));
+        self.push(g);
+    }
+
     fn eval(&mut self, e: &hir::Eval) {
         let Some(model) = self.subject_model(&e.subject) else {
             return;
@@ -437,6 +547,12 @@ impl Lowering<'_> {
             };
             if involved {
                 out.push(format!("gate.{}", e.meta.name));
+            }
+        }
+        if let Some(m) = merge {
+            let recheck = format!("gate.{m}.after_merge");
+            if self.has(&recheck) {
+                out.push(recheck);
             }
         }
         out

@@ -34,7 +34,19 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     if examples.is_empty() {
         bail!("split `{}` is empty: nothing to evaluate", config.split);
     }
-    let mut loaded = load_model(ctx, &config.build)?;
+    let mut loaded = match &config.subject {
+        EvalSubjectConfig::Merged => {
+            let merged = ctx.input("merged").context("no merged input")?;
+            let base_id = super::model_stage::ModelRecord::from_input(ctx)
+                .map(|r| r.id)
+                .unwrap_or_default();
+            // A merged model has no adapters of its own: its baseline is the base model.
+            let mut build = config.build.clone();
+            build.quant = None;
+            super::loaded::load_folder(ctx, &build, merged.dir.join("model"), base_id)?
+        }
+        _ => load_model(ctx, &config.build)?,
+    };
     let active = match &config.subject {
         EvalSubjectConfig::Base => Vec::new(),
         EvalSubjectConfig::Adapters { picks, weights } => {
@@ -58,7 +70,15 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     };
     let model_metrics = measure(&loaded, &eval_config, &examples)?;
     ctx.cancel.check()?;
-    let baseline = if config.baseline {
+    let baseline = if config.baseline && matches!(config.subject, EvalSubjectConfig::Merged) {
+        let mut base = load_model(ctx, &config.build)?;
+        base.model
+            .as_adaptable_mut()
+            .set_residual_hook(std::sync::Arc::new(
+                crate::runtime::adapters::residual::NoHook,
+            ));
+        Some(measure(&base, &eval_config, &examples)?)
+    } else if config.baseline {
         set_active(loaded.model.as_adaptable_mut(), &[]);
         let hook: std::sync::Arc<dyn crate::runtime::adapters::residual::ResidualHook> =
             std::sync::Arc::new(crate::runtime::adapters::residual::NoHook);

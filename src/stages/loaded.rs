@@ -122,37 +122,48 @@ pub fn load_model(ctx: &StageContext, build: &ModelBuild) -> anyhow::Result<Load
                 base_id: record.id,
             })
         }
-        None => {
-            let folder = record.path.clone();
-            let config = ModelConfig::from_folder(&folder)?;
-            let src: Arc<dyn TensorSource> =
-                Arc::new(SafetensorsSource::from_folder(&folder, &device)?);
-            let src = quantized(ctx, build, src)?;
-            let tokenizer = ModelTokenizer::from_dir(&folder)?;
-            let model: Box<dyn LoadedModel> = if config.model_type == "bert" {
-                Box::new(load_bert(&folder, build, src.as_ref(), how.dtype)?)
-            } else {
-                if build.labels.is_some() {
-                    bail!(
-                        "classification heads are supported on BERT models; `{}` is a causal model",
-                        config.model_type
-                    );
-                }
-                let named = ModelConfig {
-                    file: folder.display().to_string(),
-                    ..config.clone()
-                };
-                load(&named, src.as_ref(), &how)?
-            };
-            Ok(Loaded {
-                model,
-                tokenizer,
-                arch: config.model_type.clone(),
-                folder: Some(folder),
-                base_id: record.id,
-            })
-        }
+        None => load_folder(ctx, build, record.path.clone(), record.id),
     }
+}
+
+/// Loads a Hugging Face model folder (the base, or a merged model) with the head of `build`.
+pub fn load_folder(
+    ctx: &StageContext,
+    build: &ModelBuild,
+    folder: PathBuf,
+    base_id: String,
+) -> anyhow::Result<Loaded> {
+    let device = device()?;
+    let how = LoadConfig {
+        dtype: dtype(&build.dtype),
+        device: device.clone(),
+    };
+    let config = ModelConfig::from_folder(&folder)?;
+    let src: Arc<dyn TensorSource> = Arc::new(SafetensorsSource::from_folder(&folder, &device)?);
+    let src = quantized(ctx, build, src)?;
+    let tokenizer = ModelTokenizer::from_dir(&folder)?;
+    let model: Box<dyn LoadedModel> = if config.model_type == "bert" {
+        Box::new(load_bert(&folder, build, src.as_ref(), how.dtype)?)
+    } else {
+        if build.labels.is_some() {
+            bail!(
+                "classification heads are supported on BERT models; `{}` is a causal model",
+                config.model_type
+            );
+        }
+        let named = ModelConfig {
+            file: folder.display().to_string(),
+            ..config.clone()
+        };
+        load(&named, src.as_ref(), &how)?
+    };
+    Ok(Loaded {
+        model,
+        tokenizer,
+        arch: config.model_type.clone(),
+        folder: Some(folder),
+        base_id,
+    })
 }
 
 /// Wraps the source in a quantizing source reading the `quant` stage's cache, when quantized.

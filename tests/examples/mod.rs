@@ -11,7 +11,9 @@ fn repo() -> PathBuf {
 }
 
 fn assets() -> PathBuf {
-    std::env::var_os("PEFTC_TEST_ASSETS").map(PathBuf::from).unwrap_or_else(|| repo().join("target/assets"))
+    std::env::var_os("PEFTC_TEST_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/assets"))
 }
 
 /// A temporary project holding one example (edited by `edit`) with `examples/data` linked in.
@@ -19,7 +21,8 @@ fn project(example: &str, edit: impl Fn(String) -> String) -> tempfile::TempDir 
     let dir = tempfile::tempdir().expect("temp dir");
     let text = std::fs::read_to_string(repo().join("examples").join(example)).expect("example");
     std::fs::write(dir.path().join(example), edit(text)).expect("write");
-    std::os::unix::fs::symlink(repo().join("examples/data"), dir.path().join("data")).expect("link data");
+    std::os::unix::fs::symlink(repo().join("examples/data"), dir.path().join("data"))
+        .expect("link data");
     dir
 }
 
@@ -31,7 +34,10 @@ fn run(dir: &Path, example: &str, hf_home: &Path) -> (i32, String) {
         .env("NO_COLOR", "1")
         .output()
         .expect("run peftc");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn has_data(name: &str) -> bool {
@@ -45,25 +51,47 @@ fn sentiment_example_trains_passes_its_gates_and_exports() {
         eprintln!("skipped: run scripts/fetch-assets.sh and scripts/fetch-data.sh for the real sentiment example");
         return;
     }
-    let dir = project("sentiment.peft", |s| s.replace("limit = 2000", "limit = 1200"));
+    let dir = project("sentiment.peft", |s| {
+        s.replace("limit = 2000", "limit = 1200")
+    });
     // The Hugging Face cache layout, as hf-hub reads it.
     let hf = dir.path().join("hf");
     let repo_dir = hf.join("hub/models--sentence-transformers--all-MiniLM-L6-v2");
     std::fs::create_dir_all(repo_dir.join("refs")).unwrap();
-    std::fs::write(repo_dir.join("refs/main"), "c9745ed1d9f207416be6d2e6f8de32d1f16199bf").unwrap();
-    std::os::unix::fs::symlink(&minilm, repo_dir.join("snapshots").join("c9745ed1d9f207416be6d2e6f8de32d1f16199bf"))
-        .or_else(|_| {
-            std::fs::create_dir_all(repo_dir.join("snapshots"))?;
-            std::os::unix::fs::symlink(&minilm, repo_dir.join("snapshots/c9745ed1d9f207416be6d2e6f8de32d1f16199bf"))
-        })
-        .unwrap();
+    std::fs::write(
+        repo_dir.join("refs/main"),
+        "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        &minilm,
+        repo_dir
+            .join("snapshots")
+            .join("c9745ed1d9f207416be6d2e6f8de32d1f16199bf"),
+    )
+    .or_else(|_| {
+        std::fs::create_dir_all(repo_dir.join("snapshots"))?;
+        std::os::unix::fs::symlink(
+            &minilm,
+            repo_dir.join("snapshots/c9745ed1d9f207416be6d2e6f8de32d1f16199bf"),
+        )
+    })
+    .unwrap();
     let (code, stderr) = run(dir.path(), "sentiment.peft", &hf);
     assert_eq!(code, 0, "{stderr}");
     let out = dir.path().join("out/sentiment");
-    for f in ["adapter_config.json", "adapter_model.safetensors", "peftc.lineage.json", "REPORT.md", "loss.svg"] {
+    for f in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "peftc.lineage.json",
+        "REPORT.md",
+        "loss.svg",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing: {stderr}");
     }
-    let lineage: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("peftc.lineage.json")).unwrap()).unwrap();
+    let lineage: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("peftc.lineage.json")).unwrap())
+            .unwrap();
     let gates = lineage["gates"].as_array().expect("gates in lineage");
     assert_eq!(gates.len(), 2);
     for g in gates {
@@ -88,12 +116,21 @@ fn instruct_example_learns_on_the_frozen_gguf_base() {
             .replace("max_len    = 256", "max_len    = 96")
     });
     std::fs::create_dir_all(dir.path().join("models")).unwrap();
-    std::os::unix::fs::symlink(&gguf, dir.path().join("models/SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    std::os::unix::fs::symlink(
+        &gguf,
+        dir.path().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    )
+    .unwrap();
     let (code, stderr) = run(dir.path(), "instruct.peft", &dir.path().join("hf"));
     assert_eq!(code, 0, "{stderr}");
     let out = dir.path().join("out/smol-chat");
-    let lineage: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("peftc.lineage.json")).unwrap()).unwrap();
+    let lineage: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("peftc.lineage.json")).unwrap())
+            .unwrap();
     let gate = &lineage["gates"][0];
     assert_eq!(gate["passed"], true, "{gate}");
-    assert!(gate["value"].as_f64().unwrap() < gate["baseline"].as_f64().unwrap(), "{gate}");
+    assert!(
+        gate["value"].as_f64().unwrap() < gate["baseline"].as_f64().unwrap(),
+        "{gate}"
+    );
 }
