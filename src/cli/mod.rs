@@ -8,6 +8,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod run;
 pub mod cache;
+pub mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Inspect and clean the stage cache.
     Cache(cache::CacheArgs),
+    /// Re-check on every save of the pipeline, its imports, data and local models; re-run what changed.
+    Watch(watch::WatchArgs),
 }
 
 /// Entry point of the binary.
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
         Command::Plan(a) => plan::run(&a),
         Command::Run(a) => run::run(&a),
         Command::Cache(args) => cache::run(args),
+        Command::Watch(args) => watch::run(args),
     }
 }
 
