@@ -6,3 +6,4 @@ mod quant;
 mod runtime_bert;
 mod runtime_models;
 mod train;
+mod watch;
