@@ -53,7 +53,8 @@ pub struct WatchArgs {
 /// What the main loop reacts to.
 enum Msg {
     Batch(WatchBatch),
-    RunFinished,
+    /// The run with this number has ended (its thread is about to exit).
+    RunFinished(u64),
     Interrupt,
 }
 
@@ -63,6 +64,8 @@ type Fingerprints = BTreeMap<StageId, Digest>;
 
 /// A run in the background.
 struct Running {
+    /// Which run (they are numbered from 1).
+    id: u64,
     handle: JoinHandle<()>,
     prints: Fingerprints,
     /// Stages the run has finished (cached, ran, failed, skipped).
@@ -77,6 +80,8 @@ struct Watcher {
     /// Fingerprints of the last valid plan.
     last: Option<Fingerprints>,
     running: Option<Running>,
+    /// Runs started so far.
+    runs: u64,
     /// A valid program whose run waits for the current one to finish.
     queued: Option<(Program, Plan, Fingerprints)>,
     cancel: CancelFlag,
@@ -114,7 +119,7 @@ pub fn run(args: WatchArgs) -> ExitCode {
         }
     };
     let tty = std::io::stdout().is_terminal();
-    let mut w = Watcher { args, file: file.clone(), tty, hasher: FileHasher::in_memory(), last: None, running: None, queued: None, cancel, tx };
+    let mut w = Watcher { args, file: file.clone(), tty, hasher: FileHasher::in_memory(), last: None, running: None, runs: 0, queued: None, cancel, tx };
     line(&format!("watching {}", file.display()));
     let first = WatchBatch { changed: vec![file.clone()], ..Default::default() };
     w.cycle(&first, &mut fs_watcher, false);
@@ -126,7 +131,7 @@ impl Watcher {
         while let Ok(msg) = rx.recv() {
             match msg {
                 Msg::Batch(batch) => self.cycle(&batch, fs_watcher, true),
-                Msg::RunFinished => self.run_finished(),
+                Msg::RunFinished(id) => self.run_finished(id),
                 Msg::Interrupt => {
                     self.stop_run();
                     line("interrupted");
@@ -256,9 +261,9 @@ impl Watcher {
         self.cancel.reset();
     }
 
-    fn run_finished(&mut self) {
-        let done = self.running.as_ref().is_some_and(|r| r.handle.is_finished());
-        if !done {
+    fn run_finished(&mut self, id: u64) {
+        // A cancelled run's message may arrive after the next run started: ignore it.
+        if self.running.as_ref().map(|r| r.id) != Some(id) {
             return;
         }
         if let Some(r) = self.running.take() {
@@ -271,7 +276,9 @@ impl Watcher {
 
     fn start(&mut self, program: Program, plan: Plan, prints: Fingerprints) {
         let finished = Arc::new(Mutex::new(BTreeSet::new()));
+        self.runs += 1;
         let ctx = RunContext {
+            id: self.runs,
             file: self.file.clone(),
             cache_dir: cache_dir(&self.file, self.args.cache_dir.as_deref()),
             cancel: self.cancel.clone(),
@@ -280,12 +287,13 @@ impl Watcher {
         };
         line(&format!("run: started ({} stages)", plan.stages().len()));
         let handle = std::thread::spawn(move || ctx.run(&program, &plan));
-        self.running = Some(Running { handle, prints, finished });
+        self.running = Some(Running { id: self.runs, handle, prints, finished });
     }
 }
 
 /// What the background run needs.
 struct RunContext {
+    id: u64,
     file: PathBuf,
     cache_dir: PathBuf,
     cancel: CancelFlag,
@@ -299,7 +307,7 @@ impl RunContext {
             Ok(report) => print_report(&report),
             Err(e) => line(&format!("run: error: {e:#}")),
         }
-        let _ = self.tx.send(Msg::RunFinished);
+        let _ = self.tx.send(Msg::RunFinished(self.id));
     }
 
     fn run_plan(&self, program: &Program, plan: &Plan) -> anyhow::Result<RunReport> {
