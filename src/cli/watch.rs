@@ -15,8 +15,8 @@ use crate::check::hir::ModelSource;
 use crate::check::{self, render, Checked, Program, RealWorld};
 use crate::exec::hasher::FileHasher;
 use crate::exec::{
-    plan_status, CancelFlag, FileWatcher, Lockfile, Reporter, RunConfig, RunReport, StageEvent, StageRun,
-    StatusConfig, WatchBatch, WatchConfig,
+    plan_status, CancelFlag, FileWatcher, Lockfile, Reporter, RunConfig, RunReport, StageEvent,
+    StageRun, StatusConfig, WatchBatch, WatchConfig,
 };
 use crate::plan::lower::{lower, EscalationChoice};
 use crate::plan::{render as plan_render, Digest, Plan, StageId, StageState};
@@ -108,7 +108,9 @@ pub fn run(args: WatchArgs) -> ExitCode {
         }
     }
     let batch_tx = tx.clone();
-    let config = WatchConfig { debounce: Duration::from_millis(args.debounce_ms.max(1)) };
+    let config = WatchConfig {
+        debounce: Duration::from_millis(args.debounce_ms.max(1)),
+    };
     let mut fs_watcher = match FileWatcher::new(std::slice::from_ref(&file), config, move |b| {
         let _ = batch_tx.send(Msg::Batch(b));
     }) {
@@ -119,9 +121,23 @@ pub fn run(args: WatchArgs) -> ExitCode {
         }
     };
     let tty = std::io::stdout().is_terminal();
-    let mut w = Watcher { args, file: file.clone(), tty, hasher: FileHasher::in_memory(), last: None, running: None, runs: 0, queued: None, cancel, tx };
+    let mut w = Watcher {
+        args,
+        file: file.clone(),
+        tty,
+        hasher: FileHasher::in_memory(),
+        last: None,
+        running: None,
+        runs: 0,
+        queued: None,
+        cancel,
+        tx,
+    };
     line(&format!("watching {}", file.display()));
-    let first = WatchBatch { changed: vec![file.clone()], ..Default::default() };
+    let first = WatchBatch {
+        changed: vec![file.clone()],
+        ..Default::default()
+    };
     w.cycle(&first, &mut fs_watcher, false);
     w.main_loop(&rx, &mut fs_watcher)
 }
@@ -153,7 +169,10 @@ impl Watcher {
                 line(&format!("change: {}", p.display()));
             }
             for p in &batch.removed {
-                line(&format!("deleted: {} (watching for its return)", p.display()));
+                line(&format!(
+                    "deleted: {} (watching for its return)",
+                    p.display()
+                ));
             }
             for e in &batch.errors {
                 line(&format!("watch error: {e}"));
@@ -202,7 +221,10 @@ impl Watcher {
     fn print_diagnostics(&self, checked: &Checked) {
         let fancy = self.tty && std::env::var_os("NO_COLOR").is_none();
         for d in &checked.diagnostics {
-            print!("{}", render::human(d, &checked.sources, render::Style { fancy, width: 100 }));
+            print!(
+                "{}",
+                render::human(d, &checked.sources, render::Style { fancy, width: 100 })
+            );
         }
         let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
         let warnings = checked.diagnostics.len() - errors;
@@ -211,12 +233,20 @@ impl Watcher {
 
     /// The plan state per stage (cached / to run / waiting on a rebuilt input).
     fn print_plan(&self, plan: &Plan) {
-        let Ok(cache) = crate::exec::Cache::open(cache_dir(&self.file, self.args.cache_dir.as_deref())) else {
+        let Ok(cache) =
+            crate::exec::Cache::open(cache_dir(&self.file, self.args.cache_dir.as_deref()))
+        else {
             return;
         };
         let previous = Lockfile::read(&lock_path(&self.file)).ok().flatten();
-        let config = StatusConfig { root: pipeline_root(&self.file), previous: previous.as_ref(), ..Default::default() };
-        let Ok(status) = plan_status(plan, &cache, &config) else { return };
+        let config = StatusConfig {
+            root: pipeline_root(&self.file),
+            previous: previous.as_ref(),
+            ..Default::default()
+        };
+        let Ok(status) = plan_status(plan, &cache, &config) else {
+            return;
+        };
         if self.tty {
             print!("{}", plan_render::text(plan, &status));
             return;
@@ -236,7 +266,11 @@ impl Watcher {
     /// change does not touch.
     fn schedule(&mut self, program: Program, plan: Plan, prints: Fingerprints) {
         if let Some(running) = &self.running {
-            let finished = running.finished.lock().map(|f| f.clone()).unwrap_or_default();
+            let finished = running
+                .finished
+                .lock()
+                .map(|f| f.clone())
+                .unwrap_or_default();
             let stale = running
                 .prints
                 .iter()
@@ -287,7 +321,12 @@ impl Watcher {
         };
         line(&format!("run: started ({} stages)", plan.stages().len()));
         let handle = std::thread::spawn(move || ctx.run(&program, &plan));
-        self.running = Some(Running { id: self.runs, handle, prints, finished });
+        self.running = Some(Running {
+            id: self.runs,
+            handle,
+            prints,
+            finished,
+        });
     }
 }
 
@@ -312,14 +351,23 @@ impl RunContext {
 
     fn run_plan(&self, program: &Program, plan: &Plan) -> anyhow::Result<RunReport> {
         let cache = crate::exec::Cache::open(&self.cache_dir)?;
-        let env = RunEnv { pipeline: program.file.clone(), source: std::fs::read_to_string(&program.file).unwrap_or_default() };
-        let executor = |stage: &crate::plan::Stage, ctx: &crate::exec::StageContext| execute(stage, ctx, &env);
+        let env = RunEnv {
+            pipeline: program.file.clone(),
+            source: std::fs::read_to_string(&program.file).unwrap_or_default(),
+        };
+        let executor =
+            |stage: &crate::plan::Stage, ctx: &crate::exec::StageContext| execute(stage, ctx, &env);
         let lock = lock_path(&self.file);
         let previous = Lockfile::read(&lock)?;
         let mut config = RunConfig::new(pipeline_root(&self.file));
-        config.exclusive_kinds = ["train", "eval", "quantize", "merge"].iter().map(|s| s.to_string()).collect();
+        config.exclusive_kinds = ["train", "eval", "quantize", "merge"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         config.cancel = self.cancel.clone();
-        config.reporter = Arc::new(LineReporter { finished: self.finished.clone() });
+        config.reporter = Arc::new(LineReporter {
+            finished: self.finished.clone(),
+        });
         let report = crate::exec::run(plan, &cache, &config, &executor)?;
         if !self.cancel.is_cancelled() {
             Lockfile::update(previous.as_ref(), plan, &report).write(&lock)?;
@@ -349,7 +397,10 @@ impl Reporter for LineReporter {
         };
         let done = !matches!(
             event,
-            StageEvent::WaitingForLock | StageEvent::Running | StageEvent::Warning { .. } | StageEvent::Cancelled
+            StageEvent::WaitingForLock
+                | StageEvent::Running
+                | StageEvent::Warning { .. }
+                | StageEvent::Cancelled
         );
         if done {
             if let Ok(mut f) = self.finished.lock() {
@@ -363,10 +414,25 @@ impl Reporter for LineReporter {
 /// The end of a run: which stages ran, the gates' verdicts, the summary.
 fn print_report(report: &RunReport) {
     let of = |pred: &dyn Fn(&StageRun) -> bool| -> Vec<String> {
-        report.stages.iter().filter(|s| pred(&s.state)).map(|s| s.id.to_string()).collect()
+        report
+            .stages
+            .iter()
+            .filter(|s| pred(&s.state))
+            .map(|s| s.id.to_string())
+            .collect()
     };
-    let ran = of(&|s| matches!(s, StageRun::Ran | StageRun::GateFailed { cached: false, .. }));
-    let cached = of(&|s| matches!(s, StageRun::Cached | StageRun::GateFailed { cached: true, .. }));
+    let ran = of(&|s| {
+        matches!(
+            s,
+            StageRun::Ran | StageRun::GateFailed { cached: false, .. }
+        )
+    });
+    let cached = of(&|s| {
+        matches!(
+            s,
+            StageRun::Cached | StageRun::GateFailed { cached: true, .. }
+        )
+    });
     let failed = of(&|s| matches!(s, StageRun::Failed { .. }));
     if report.stages.iter().any(|s| s.state == StageRun::Cancelled) {
         line(&format!("run: cancelled (ran: {})", join(&ran)));
@@ -380,7 +446,12 @@ fn print_report(report: &RunReport) {
         };
         line(&format!("gate {}: {verdict}", s.name));
     }
-    line(&format!("run: ran: {}; cached: {}; failed: {}", join(&ran), join(&cached), join(&failed)));
+    line(&format!(
+        "run: ran: {}; cached: {}; failed: {}",
+        join(&ran),
+        join(&cached),
+        join(&failed)
+    ));
     for l in crate::exec::run_summary(report).lines() {
         line(&format!("summary: {l}"));
     }
@@ -413,7 +484,11 @@ fn watched_paths(file: &Path, checked: &Checked) -> Vec<PathBuf> {
             ModelSource::Hf { .. } => None,
         };
         let Some(path) = local else { continue };
-        let path = if path.is_absolute() { path } else { pipeline_root(file).join(path) };
+        let path = if path.is_absolute() {
+            path
+        } else {
+            pipeline_root(file).join(path)
+        };
         match std::fs::read_dir(&path) {
             Ok(entries) => out.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_file())),
             Err(_) => {
@@ -422,7 +497,9 @@ fn watched_paths(file: &Path, checked: &Checked) -> Vec<PathBuf> {
         }
     }
     // A file whose folder does not exist cannot be watched; its folder's creation is not seen.
-    out.into_iter().filter(|p| p.parent().is_some_and(Path::is_dir)).collect()
+    out.into_iter()
+        .filter(|p| p.parent().is_some_and(Path::is_dir))
+        .collect()
 }
 
 /// Per stage, in plan order, the digest of its kind, version, config, input fingerprints and
@@ -430,14 +507,24 @@ fn watched_paths(file: &Path, checked: &Checked) -> Vec<PathBuf> {
 fn fingerprints(plan: &Plan, hasher: &FileHasher, root: &Path) -> Fingerprints {
     let mut out = Fingerprints::new();
     for stage in plan.ordered() {
-        let inputs: BTreeMap<&String, Option<&Digest>> =
-            stage.inputs.iter().map(|(slot, from)| (slot, out.get(from))).collect();
+        let inputs: BTreeMap<&String, Option<&Digest>> = stage
+            .inputs
+            .iter()
+            .map(|(slot, from)| (slot, out.get(from)))
+            .collect();
         let files: BTreeMap<&String, String> = stage
             .files
             .iter()
             .map(|(slot, p)| {
-                let p = if p.is_absolute() { p.clone() } else { root.join(p) };
-                let d = hasher.hash(&p).map(|d| d.to_string()).unwrap_or_else(|_| "missing".into());
+                let p = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    root.join(p)
+                };
+                let d = hasher
+                    .hash(&p)
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|_| "missing".into());
                 (slot, d)
             })
             .collect();
@@ -448,7 +535,10 @@ fn fingerprints(plan: &Plan, hasher: &FileHasher, root: &Path) -> Fingerprints {
             "inputs": inputs,
             "files": files,
         });
-        out.insert(stage.id.clone(), Digest::of_bytes(record.to_string().as_bytes()));
+        out.insert(
+            stage.id.clone(),
+            Digest::of_bytes(record.to_string().as_bytes()),
+        );
     }
     out
 }
@@ -476,6 +566,15 @@ fn line(text: &str) {
 
 /// `HH:MM:SS` UTC.
 fn utc_time() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) % 86_400;
-    format!("{:02}:{:02}:{:02} UTC", secs / 3600, secs / 60 % 60, secs % 60)
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }

@@ -31,7 +31,9 @@ eval e {{
 
 /// The verdict line that follows a clean check: nothing changed, or which stages did.
 fn verdict(w: &mut Watch) -> String {
-    w.wait_until("a plan verdict", |l| l.starts_with("[watch] nothing to run") || l.starts_with("[watch] stages changed"))
+    w.wait_until("a plan verdict", |l| {
+        l.starts_with("[watch] nothing to run") || l.starts_with("[watch] stages changed")
+    })
 }
 
 #[test]
@@ -42,29 +44,59 @@ fn invalid_save_shows_the_diagnostic_and_fixing_it_resumes() {
     let good = gpt2_pipeline(8);
     save(&file, &good);
     let mut w = Watch::start(&file, &["--no-run"]);
-    assert_eq!(w.wait_for("[watch] check:"), "[watch] check: 0 errors, 0 warnings");
-    assert_eq!(verdict(&mut w), "[watch] stages changed: eval.e, gate.e, model.m, tokenize.qa, train.t");
+    assert_eq!(
+        w.wait_for("[watch] check:"),
+        "[watch] check: 0 errors, 0 warnings"
+    );
+    assert_eq!(
+        verdict(&mut w),
+        "[watch] stages changed: eval.e, gate.e, model.m, tokenize.qa, train.t"
+    );
 
     save(&file, &good.replace("r = 8", "r 8"));
     w.wait_for(&format!("[watch] change: {}", file.display()));
     let cycle = w.collect_until("[watch] check:");
-    assert!(cycle.iter().any(|l| l.trim() == "E0001"), "no E0001 in {cycle:?}");
-    assert!(cycle.iter().any(|l| l.contains("expected `=` or `:`")), "no message in {cycle:?}");
-    assert_eq!(cycle.last().map(String::as_str), Some("[watch] check: 1 errors, 0 warnings"));
+    assert!(
+        cycle.iter().any(|l| l.trim() == "E0001"),
+        "no E0001 in {cycle:?}"
+    );
+    assert!(
+        cycle.iter().any(|l| l.contains("expected `=` or `:`")),
+        "no message in {cycle:?}"
+    );
+    assert_eq!(
+        cycle.last().map(String::as_str),
+        Some("[watch] check: 1 errors, 0 warnings")
+    );
 
     // Back to the last valid program: every stage is as before.
     save(&file, &good);
-    assert_eq!(w.wait_for("[watch] check:"), "[watch] check: 0 errors, 0 warnings");
+    assert_eq!(
+        w.wait_for("[watch] check:"),
+        "[watch] check: 0 errors, 0 warnings"
+    );
     assert_eq!(verdict(&mut w), "[watch] nothing to run: no stage changed");
 
     // A comment and a formatting change leave every stage key the same.
-    save(&file, &format!("// tuned on Tuesday\n{}", good.replace("r = 8,", "r  =  8 ,")));
-    assert_eq!(w.wait_for("[watch] check:"), "[watch] check: 0 errors, 0 warnings");
+    save(
+        &file,
+        &format!(
+            "// tuned on Tuesday\n{}",
+            good.replace("r = 8,", "r  =  8 ,")
+        ),
+    );
+    assert_eq!(
+        w.wait_for("[watch] check:"),
+        "[watch] check: 0 errors, 0 warnings"
+    );
     assert_eq!(verdict(&mut w), "[watch] nothing to run: no stage changed");
 
     // A rank change touches the train and what depends on it, not the model or the data.
     save(&file, &gpt2_pipeline(4));
-    assert_eq!(verdict(&mut w), "[watch] stages changed: eval.e, gate.e, train.t");
+    assert_eq!(
+        verdict(&mut w),
+        "[watch] stages changed: eval.e, gate.e, train.t"
+    );
 }
 
 #[test]
@@ -79,18 +111,27 @@ fn a_deleted_pipeline_is_reported_and_watched_for_its_return() {
     std::fs::remove_file(&file).unwrap();
     assert_eq!(
         w.wait_for("[watch] deleted:"),
-        format!("[watch] deleted: {} (watching for its return)", file.display())
+        format!(
+            "[watch] deleted: {} (watching for its return)",
+            file.display()
+        )
     );
     w.wait_for("[watch] waiting:");
 
     save(&file, &gpt2_pipeline(8));
     w.wait_for(&format!("[watch] change: {}", file.display()));
-    assert_eq!(w.wait_for("[watch] check:"), "[watch] check: 0 errors, 0 warnings");
+    assert_eq!(
+        w.wait_for("[watch] check:"),
+        "[watch] check: 0 errors, 0 warnings"
+    );
     assert_eq!(verdict(&mut w), "[watch] nothing to run: no stage changed");
 
     // A plain in-place write (no rename) is seen too.
     std::fs::write(&file, gpt2_pipeline(16)).unwrap();
-    assert_eq!(verdict(&mut w), "[watch] stages changed: eval.e, gate.e, train.t");
+    assert_eq!(
+        verdict(&mut w),
+        "[watch] stages changed: eval.e, gate.e, train.t"
+    );
 }
 
 #[test]
@@ -100,14 +141,20 @@ fn a_data_file_edit_changes_the_stages_that_read_it() {
     let file = dir.path().join("p.peft");
     save(&file, &bert_pipeline("10%", 2, 4));
     let mut w = Watch::start(&file, &["--no-run"]);
-    assert_eq!(w.wait_for("[watch] check:"), "[watch] check: 0 errors, 0 warnings");
+    assert_eq!(
+        w.wait_for("[watch] check:"),
+        "[watch] check: 0 errors, 0 warnings"
+    );
     w.wait_for("[watch] stages changed:");
 
     let mut text = std::fs::read_to_string(&data).unwrap();
     text.push_str("{\"text\": \"one more row mid\", \"label\": \"mid\"}\n");
     save(&data, &text);
     w.wait_for(&format!("[watch] change: {}", data.display()));
-    assert_eq!(verdict(&mut w), "[watch] stages changed: eval.eb, gate.eb, tokenize.rev, train.tb");
+    assert_eq!(
+        verdict(&mut w),
+        "[watch] stages changed: eval.eb, gate.eb, tokenize.rev, train.tb"
+    );
 
     // Deleting the data file is an error in the pipeline; it never stops the watcher.
     std::fs::remove_file(&data).unwrap();
@@ -115,7 +162,10 @@ fn a_data_file_edit_changes_the_stages_that_read_it() {
     let errors = w.wait_for("[watch] check:");
     assert_ne!(errors, "[watch] check: 0 errors, 0 warnings");
     save(&data, &text);
-    assert_eq!(w.wait_for("[watch] check:"), "[watch] check: 0 errors, 0 warnings");
+    assert_eq!(
+        w.wait_for("[watch] check:"),
+        "[watch] check: 0 errors, 0 warnings"
+    );
     assert_eq!(verdict(&mut w), "[watch] nothing to run: no stage changed");
 }
 

@@ -42,7 +42,11 @@ impl Watch {
                 }
             }
         });
-        Watch { child, lines: rx, seen: Vec::new() }
+        Watch {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
     }
 
     /// Reads lines until one contains `needle`; returns it. Panics with the output on timeout.
@@ -62,9 +66,15 @@ impl Watch {
                         return line;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => panic!("no line matching `{what}`; output:\n{}", self.seen.join("\n")),
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "no line matching `{what}`; output:\n{}",
+                    self.seen.join("\n")
+                ),
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!("peftc watch ended before `{what}`; output:\n{}", self.seen.join("\n"))
+                    panic!(
+                        "peftc watch ended before `{what}`; output:\n{}",
+                        self.seen.join("\n")
+                    )
                 }
             }
         }
@@ -80,7 +90,10 @@ impl Watch {
     /// Sends SIGINT (Ctrl-C) and waits for the exit status.
     pub fn interrupt(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-INT", &pid]).status().expect("run kill");
+        let sent = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("run kill");
         assert!(sent.success(), "kill -INT failed");
         self.child.wait().expect("wait for peftc watch")
     }
