@@ -86,6 +86,8 @@ struct Watcher {
     queued: Option<(Program, Plan, Fingerprints)>,
     cancel: CancelFlag,
     tx: Sender<Msg>,
+    /// The gate verdicts of the last finished run (shown on a terminal after each clear).
+    gates: Arc<Mutex<Vec<String>>>,
 }
 
 pub fn run(args: WatchArgs) -> ExitCode {
@@ -132,6 +134,7 @@ pub fn run(args: WatchArgs) -> ExitCode {
         queued: None,
         cancel,
         tx,
+        gates: Arc::new(Mutex::new(Vec::new())),
     };
     line(&format!("watching {}", file.display()));
     let first = WatchBatch {
@@ -163,6 +166,14 @@ impl Watcher {
         if self.tty {
             print!("\x1b[2J\x1b[H");
             println!("peftc watch  {}  {}\n", utc_time(), self.file.display());
+            let gates = self.gates.lock().map(|g| g.clone()).unwrap_or_default();
+            if !gates.is_empty() {
+                println!("last gate results:");
+                for g in gates {
+                    println!("  {g}");
+                }
+                println!();
+            }
         }
         if report_changes {
             for p in &batch.changed {
@@ -318,6 +329,7 @@ impl Watcher {
             cancel: self.cancel.clone(),
             finished: finished.clone(),
             tx: self.tx.clone(),
+            gates: self.gates.clone(),
         };
         line(&format!("run: started ({} stages)", plan.stages().len()));
         let handle = std::thread::spawn(move || ctx.run(&program, &plan));
@@ -338,12 +350,20 @@ struct RunContext {
     cancel: CancelFlag,
     finished: Arc<Mutex<BTreeSet<StageId>>>,
     tx: Sender<Msg>,
+    gates: Arc<Mutex<Vec<String>>>,
 }
 
 impl RunContext {
     fn run(self, program: &Program, plan: &Plan) {
         match self.run_plan(program, plan) {
-            Ok(report) => print_report(&report),
+            Ok(report) => {
+                let gates = print_report(&report);
+                if !gates.is_empty() {
+                    if let Ok(mut g) = self.gates.lock() {
+                        *g = gates;
+                    }
+                }
+            }
             Err(e) => line(&format!("run: error: {e:#}")),
         }
         let _ = self.tx.send(Msg::RunFinished(self.id));
@@ -411,8 +431,8 @@ impl Reporter for LineReporter {
     }
 }
 
-/// The end of a run: which stages ran, the gates' verdicts, the summary.
-fn print_report(report: &RunReport) {
+/// The end of a run: which stages ran, the gates' verdicts (returned), the summary.
+fn print_report(report: &RunReport) -> Vec<String> {
     let of = |pred: &dyn Fn(&StageRun) -> bool| -> Vec<String> {
         report
             .stages
@@ -436,15 +456,18 @@ fn print_report(report: &RunReport) {
     let failed = of(&|s| matches!(s, StageRun::Failed { .. }));
     if report.stages.iter().any(|s| s.state == StageRun::Cancelled) {
         line(&format!("run: cancelled (ran: {})", join(&ran)));
-        return;
+        return Vec::new();
     }
+    let mut gates = Vec::new();
     for s in report.stages.iter().filter(|s| s.kind == "gate") {
         let verdict = match &s.state {
             StageRun::GateFailed { message, .. } => format!("failed: {message}"),
             StageRun::Ran | StageRun::Cached => "passed".to_owned(),
             other => format!("{other:?}").to_lowercase(),
         };
-        line(&format!("gate {}: {verdict}", s.name));
+        let text = format!("gate {}: {verdict}", s.name);
+        line(&text);
+        gates.push(text);
     }
     line(&format!(
         "run: ran: {}; cached: {}; failed: {}",
@@ -455,6 +478,7 @@ fn print_report(report: &RunReport) {
     for l in crate::exec::run_summary(report).lines() {
         line(&format!("summary: {l}"));
     }
+    gates
 }
 
 /// The files a cycle watches: the pipeline, its `use`d files, data files (found or declared)

@@ -180,3 +180,53 @@ fn ctrl_c_exits_with_130() {
     let status = w.interrupt();
     assert_eq!(status.code(), Some(130));
 }
+
+#[test]
+fn an_imported_file_is_watched_too() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let lib = dir.path().join("adapters.peft");
+    save(
+        &lib,
+        "adapter a = lora { r = 8, alpha = 16, targets = [c_attn] }\n",
+    );
+    let main: String = gpt2_pipeline(8)
+        .lines()
+        .filter(|l| !l.starts_with("adapter "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let file = dir.path().join("p.peft");
+    save(&file, &format!("use \"adapters.peft\"\n{main}"));
+    let mut w = Watch::start(&file, &["--no-run"]);
+    assert_eq!(
+        w.wait_for("[watch] check:"),
+        "[watch] check: 0 errors, 0 warnings"
+    );
+    w.wait_for("[watch] stages changed:");
+
+    save(
+        &lib,
+        "adapter a = lora { r = 4, alpha = 16, targets = [c_attn] }\n",
+    );
+    w.wait_for(&format!("[watch] change: {}", lib.display()));
+    assert_eq!(
+        verdict(&mut w),
+        "[watch] stages changed: eval.e, gate.e, train.t"
+    );
+
+    save(
+        &lib,
+        "adapter a = lora { r = 4, alpha = 16, targets = [c_atn] }\n",
+    );
+    let errors = w.wait_for("[watch] check:");
+    assert_ne!(errors, "[watch] check: 0 errors, 0 warnings");
+    save(
+        &lib,
+        "adapter a = lora { r = 4, alpha = 16, targets = [c_attn] }\n",
+    );
+    assert_eq!(
+        w.wait_for("[watch] check:"),
+        "[watch] check: 0 errors, 0 warnings"
+    );
+    assert_eq!(verdict(&mut w), "[watch] nothing to run: no stage changed");
+}
