@@ -50,6 +50,9 @@ pub struct WatchArgs {
     pub debounce_ms: u64,
 }
 
+/// How long Ctrl-C waits for running stages to reach a safe point.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
 /// What the main loop reacts to.
 enum Msg {
     Batch(WatchBatch),
@@ -96,7 +99,12 @@ pub fn run(args: WatchArgs) -> ExitCode {
     let cancel = CancelFlag::new();
     let on_int = tx.clone();
     let int_flag = cancel.clone();
+    let interrupted = std::sync::atomic::AtomicBool::new(false);
     if let Err(e) = ctrlc::set_handler(move || {
+        // A second Ctrl-C quits at once, even while a stage is still stopping.
+        if interrupted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
         int_flag.cancel();
         let _ = on_int.send(Msg::Interrupt);
     }) {
@@ -152,7 +160,7 @@ impl Watcher {
                 Msg::Batch(batch) => self.cycle(&batch, fs_watcher, true),
                 Msg::RunFinished(id) => self.run_finished(id),
                 Msg::Interrupt => {
-                    self.stop_run();
+                    self.stop_on_interrupt();
                     line("interrupted");
                     return ExitCode::from(130);
                 }
@@ -304,6 +312,27 @@ impl Watcher {
             let _ = running.handle.join();
         }
         self.cancel.reset();
+    }
+
+    /// Ctrl-C: stages stop at their next safe point (training keeps its checkpoint); a stage
+    /// that does not stop within [`STOP_WAIT`] is abandoned.
+    fn stop_on_interrupt(&mut self) {
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        self.cancel.cancel();
+        let deadline = std::time::Instant::now() + STOP_WAIT;
+        while !running.handle.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if running.handle.is_finished() {
+            let _ = running.handle.join();
+        } else {
+            line(&format!(
+                "a stage did not stop within {} s; quitting anyway",
+                STOP_WAIT.as_secs()
+            ));
+        }
     }
 
     fn run_finished(&mut self, id: u64) {

@@ -1,7 +1,7 @@
 //! `peftc watch` with running: a real run of the tiny BERT fixture on 40 rows; a gate edit re-runs
 //! only the gate; a change during a long training cancels it and starts the new run.
 
-use super::support::{bert_pipeline, save, write_data, Watch};
+use super::support::{bert_pipeline, checkpoints, save, write_data, Watch};
 
 #[test]
 fn a_gate_threshold_edit_reruns_only_the_gate() {
@@ -65,6 +65,11 @@ fn a_change_during_a_long_training_cancels_it_and_starts_the_new_run() {
             .any(|l| l.starts_with("[watch] run: cancelled")),
         "no cancelled run in {cycle:?}"
     );
+    // The stopped training kept its checkpoint, to resume from if the change is undone.
+    assert!(
+        !checkpoints(dir.path()).is_empty(),
+        "no checkpoint kept after the cancel"
+    );
     assert_eq!(
         w.wait_for("[watch] run: ran:"),
         "[watch] run: ran: train.tb, eval.eb, gate.eb; cached: model.bert, tokenize.rev; failed: -"
@@ -104,4 +109,22 @@ fn cache_entries_with_f32_losses_verify_after_reading_back() {
         }
     }
     assert_eq!(corrupt, 0, "{corrupt} of 50 entries failed verification");
+}
+
+#[test]
+fn ctrl_c_during_training_stops_at_a_safe_point_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    write_data(dir.path());
+    let file = dir.path().join("p.peft");
+    save(&file, &bert_pipeline("10%", 1_000_000, 4));
+    let mut w = Watch::start(&file, &[]);
+    w.wait_until("training running", |l| {
+        l.starts_with("[watch] stage train") && l.ends_with("running")
+    });
+    let status = w.interrupt();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !checkpoints(dir.path()).is_empty(),
+        "no checkpoint kept after Ctrl-C"
+    );
 }

@@ -135,7 +135,7 @@ pub fn tiny_bert() -> PathBuf {
 }
 
 /// A classification pipeline over the tiny BERT and `d.jsonl`; `gate` is the accuracy threshold,
-/// `steps` the training steps.
+/// `steps` the training steps (as many epochs, so that many steps really run).
 pub fn bert_pipeline(gate: &str, steps: u32, r: u32) -> String {
     format!(
         r#"model bert = local("{}") {{
@@ -152,6 +152,7 @@ train tb {{
   adapters = [s]
   data = rev.train
   max_steps = {steps}
+  epochs = {epochs}
   batch = 4
 }}
 eval eb {{
@@ -161,6 +162,27 @@ eval eb {{
   gate accuracy >= {gate}
 }}
 "#,
-        tiny_bert().display()
+        tiny_bert().display(),
+        epochs = steps.max(1)
     )
+}
+
+/// The training checkpoints kept under the cache folder `.peft` of `dir` (`step-*` folders).
+pub fn checkpoints(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(keys) = std::fs::read_dir(dir.join(".peft/checkpoints")) else {
+        return out;
+    };
+    for key in keys.flatten() {
+        let Ok(steps) = std::fs::read_dir(key.path().join("checkpoints")) else {
+            continue;
+        };
+        out.extend(
+            steps
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("adapter_model.safetensors").is_file()),
+        );
+    }
+    out
 }
