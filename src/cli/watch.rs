@@ -209,7 +209,11 @@ impl Watcher {
             }
         };
         self.print_diagnostics(&checked);
-        if let Err(e) = fs_watcher.set_paths(&watched_paths(&self.file, &checked)) {
+        // Files that are gone stay watched: a deleted import or data file is not in the new
+        // check's sources, but its return must start a cycle.
+        let mut paths = watched_paths(&self.file, &checked);
+        paths.extend(fs_watcher.paths().into_iter().filter(|p| !p.exists()));
+        if let Err(e) = fs_watcher.set_paths(&paths) {
             line(&format!("watch error: {e}"));
         }
         if checked.has_errors() {

@@ -229,4 +229,20 @@ fn an_imported_file_is_watched_too() {
         "[watch] check: 0 errors, 0 warnings"
     );
     assert_eq!(verdict(&mut w), "[watch] nothing to run: no stage changed");
+
+    // A deleted import is an error, and its return is seen.
+    std::fs::remove_file(&lib).unwrap();
+    w.wait_for(&format!("[watch] deleted: {}", lib.display()));
+    let errors = w.wait_for("[watch] check:");
+    assert_ne!(errors, "[watch] check: 0 errors, 0 warnings");
+    save(
+        &lib,
+        "adapter a = lora { r = 4, alpha = 16, targets = [c_attn] }\n",
+    );
+    w.wait_for(&format!("[watch] change: {}", lib.display()));
+    assert_eq!(
+        w.wait_for("[watch] check:"),
+        "[watch] check: 0 errors, 0 warnings"
+    );
+    assert_eq!(verdict(&mut w), "[watch] nothing to run: no stage changed");
 }
