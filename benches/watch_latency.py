@@ -64,11 +64,12 @@ class Watch:
         for line in self.p.stdout:
             self.q.put((time.perf_counter(), line.rstrip("\n")))
 
-    def wait(self, prefix, timeout=60):
+    def wait(self, prefix, since=0.0, timeout=60):
+        """The first line starting with `prefix` read at or after `since` (perf_counter)."""
         end = time.time() + timeout
         while True:
             t, line = self.q.get(timeout=max(0.01, end - time.time()))
-            if line.startswith(prefix):
+            if t >= since and line.startswith(prefix):
                 return t, line
 
     def stop(self):
@@ -97,7 +98,7 @@ def main():
         time.sleep(0.15)
         t0 = time.perf_counter()
         save(file, pipeline(10, r=4 + (i % 2) * 4))
-        t1, _ = w.wait("[watch] check:")
+        t1, _ = w.wait("[watch] check:", t0)
         lat.append((t1 - t0) * 1000)
     w.stop()
     stats("save -> diagnostics (--no-run)", lat)
@@ -110,9 +111,9 @@ def main():
         time.sleep(0.15)
         t0 = time.perf_counter()
         save(file, pipeline(11 + i))
-        t1, _ = w.wait("[watch] gate ")
+        t1, _ = w.wait("[watch] gate ", t0)
         lat.append((t1 - t0) * 1000)
-        w.wait("[watch] run: ran:")
+        w.wait("[watch] run: ran:", t0)
     w.stop()
     stats("save -> re-run gate verdict (cached pipeline)", lat)
 
