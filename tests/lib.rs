@@ -10,3 +10,4 @@ mod quant;
 mod runtime_bert;
 mod runtime_models;
 mod train;
+mod watch;

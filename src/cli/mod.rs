@@ -10,6 +10,7 @@ pub mod lsp;
 pub mod pipeline;
 pub mod plan;
 pub mod run;
+pub mod watch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     /// Run the language server over stdin and stdout (for editors).
     Lsp(lsp::LspArgs),
+    /// Re-check on every save of the pipeline, its imports, data and local models; re-run what changed.
+    Watch(watch::WatchArgs),
 }
 
 /// Entry point of the binary.
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Cache(args) => cache::run(args),
         Command::Fmt(a) => fmt::run(&a),
         Command::Lsp(a) => lsp::run(&a),
+        Command::Watch(args) => watch::run(args),
     }
 }
 
