@@ -126,3 +126,80 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn two_concurrent_runs_on_one_cache_both_finish_and_train_once() {
+    let p = Pipeline::new();
+    let a = p.spawn();
+    let b = p.spawn();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (ea, eb) = (
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr),
+    );
+    assert_eq!(a.status.code(), Some(0), "{ea}");
+    assert_eq!(b.status.code(), Some(0), "{eb}");
+    let trained = [&ea, &eb]
+        .iter()
+        .filter(|e| {
+            e.lines()
+                .any(|l| l.starts_with("[run]") && l.contains("train t"))
+        })
+        .count();
+    assert_eq!(trained, 1, "training ran {trained} times:\n{ea}\n---\n{eb}");
+    assert!(p
+        .dir
+        .path()
+        .join("out/a/adapter_model.safetensors")
+        .is_file());
+}
+
+#[test]
+fn a_run_killed_during_training_resumes_from_its_checkpoint() {
+    let p = Pipeline::new();
+    // Long enough to be killed mid-way, with a checkpoint after every step.
+    p.edit(|s| {
+        s.replace("max_steps = 3", "max_steps = 400")
+            .replace("epochs    = 1", "epochs    = 100")
+            .replace("seed      = 1", "seed      = 1\n  checkpoint_every = 1")
+    });
+    let mut child = p.spawn();
+    let checkpoints = p.dir.path().join(".peft/checkpoints");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut found = false;
+    while std::time::Instant::now() < deadline {
+        // A published checkpoint (`step-N/`), not one still being written.
+        let published = walk(&checkpoints).iter().any(|f| {
+            f.file_name().and_then(|n| n.to_str()) == Some("trainer_state.json")
+                && f.parent()
+                    .and_then(|d| d.file_name())
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step-"))
+        });
+        if published {
+            found = true;
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert!(found, "no checkpoint appeared");
+    // SIGKILL: no chance to clean up.
+    child.kill().unwrap();
+    let _ = child.wait();
+    let again = p.run();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let summaries: Vec<serde_json::Value> = walk(&p.dir.path().join(".peft/entries"))
+        .into_iter()
+        .filter(|f| f.file_name().and_then(|n| n.to_str()) == Some("summary.json"))
+        .filter_map(|f| serde_json::from_str(&std::fs::read_to_string(f).ok()?).ok())
+        .filter(|v: &serde_json::Value| v.get("resumed_from").is_some())
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    let resumed = summaries[0]["resumed_from"].as_u64();
+    assert!(
+        matches!(resumed, Some(n) if n >= 1),
+        "training did not resume: {}",
+        summaries[0]
+    );
+    assert_eq!(summaries[0]["steps"], 400);
+}

@@ -99,6 +99,19 @@ impl Pipeline {
         std::fs::write(&path, f(&text)).unwrap();
     }
 
+    /// Starts `peftc run` without waiting for it.
+    pub fn spawn(&self) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_peftc"))
+            .arg("run")
+            .arg(self.dir.path().join("pipeline.peft"))
+            .env("NO_COLOR", "1")
+            .env_remove("PEFTC_CACHE_DIR")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn peftc")
+    }
+
     pub fn run(&self) -> Outcome {
         let out = Command::new(env!("CARGO_BIN_EXE_peftc"))
             .arg("run")
