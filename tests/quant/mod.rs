@@ -5,5 +5,6 @@ mod bnb_reference;
 mod cache_source;
 mod gguf;
 mod gradients;
+mod llama_nf4;
 mod lora_training;
 mod merge;
