@@ -1,4 +1,5 @@
 //! Tests: runtime_models (ops, adapters, llama / gpt2 loading, PEFT parity both ways).
+mod bottleneck_llama;
 mod common;
 mod errors;
 mod generation;

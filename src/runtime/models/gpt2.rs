@@ -10,7 +10,7 @@
 
 use crate::runtime::adapters::attach::trainable_vars;
 use crate::runtime::adapters::linear::AdaptableLinear;
-use crate::runtime::adapters::residual::{NoHook, ResidualHook, Site};
+use crate::runtime::adapters::residual::{NoHook, ResidualHook, Site, SubBlock};
 use crate::runtime::dense::DenseWeight;
 use crate::runtime::model_api::{AdaptableModel, AdaptedModel, TaskKind};
 use crate::runtime::models::config::Gpt2Config;
@@ -227,8 +227,15 @@ impl Gpt2 {
             let a = l
                 .attn_proj
                 .forward(&a.transpose(1, 2)?.reshape((b, s, d))?, pass.train)?;
-            let a = self.hook.apply(i, Site::AfterAttention, &a, pass.train)?;
-            x = (x + a)?;
+            // Pre-LN: the sum is the new residual stream (no norm after the add).
+            let block = SubBlock {
+                output: &a,
+                residual: &x,
+                norm: None,
+            };
+            x = self
+                .hook
+                .combine(i, Site::AfterAttention, &block, pass.train)?;
             let hs = self.ln(&x, &l.ln_2, pass.kernels)?;
             let f = l.c_fc.forward(&hs, pass.train)?;
             let f = match self.act {
@@ -237,8 +244,14 @@ impl Gpt2 {
                 Act::Relu => f.relu()?,
             };
             let m = l.mlp_proj.forward(&f, pass.train)?;
-            let m = self.hook.apply(i, Site::AfterFeedForward, &m, pass.train)?;
-            x = (x + m)?;
+            let block = SubBlock {
+                output: &m,
+                residual: &x,
+                norm: None,
+            };
+            x = self
+                .hook
+                .combine(i, Site::AfterFeedForward, &block, pass.train)?;
         }
         if let Some(c) = pass.cache {
             c.len += s;
@@ -265,7 +278,9 @@ impl AdaptedModel for Gpt2 {
     }
 
     fn trainable(&self) -> Vec<(String, Var)> {
-        trainable_vars(&self.linears())
+        let mut out = trainable_vars(&self.linears());
+        out.extend(self.hook.trainable());
+        out
     }
 
     fn device(&self) -> &Device {

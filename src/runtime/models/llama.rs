@@ -11,7 +11,7 @@
 
 use crate::runtime::adapters::attach::trainable_vars;
 use crate::runtime::adapters::linear::AdaptableLinear;
-use crate::runtime::adapters::residual::{NoHook, ResidualHook, Site};
+use crate::runtime::adapters::residual::{NoHook, ResidualHook, Site, SubBlock};
 use crate::runtime::dense::DenseWeight;
 use crate::runtime::model_api::{AdaptableModel, AdaptedModel, TaskKind};
 use crate::runtime::models::config::LlamaConfig;
@@ -194,14 +194,27 @@ impl Llama {
             let a = attention(&q, &k, &v, &bias, scale, pass.kernels)?;
             let a = a.transpose(1, 2)?.reshape((b, s, nh * hd))?;
             let a = l.o.forward(&a, pass.train)?;
-            let a = self.hook.apply(i, Site::AfterAttention, &a, pass.train)?;
-            x = (x + a)?;
+            // Pre-LN: the sum is the new residual stream (no norm after the add).
+            let block = SubBlock {
+                output: &a,
+                residual: &x,
+                norm: None,
+            };
+            x = self
+                .hook
+                .combine(i, Site::AfterAttention, &block, pass.train)?;
             let hs = self.norm(&x, &l.post_norm, pass.kernels)?;
             let g = l.gate.forward(&hs, pass.train)?.silu()?;
             let u = l.up.forward(&hs, pass.train)?;
             let m = l.down.forward(&(g * u)?, pass.train)?;
-            let m = self.hook.apply(i, Site::AfterFeedForward, &m, pass.train)?;
-            x = (x + m)?;
+            let block = SubBlock {
+                output: &m,
+                residual: &x,
+                norm: None,
+            };
+            x = self
+                .hook
+                .combine(i, Site::AfterFeedForward, &block, pass.train)?;
         }
         if let Some(c) = pass.cache {
             c.len += s;
@@ -228,7 +241,9 @@ impl AdaptedModel for Llama {
     }
 
     fn trainable(&self) -> Vec<(String, Var)> {
-        trainable_vars(&self.linears())
+        let mut out = trainable_vars(&self.linears());
+        out.extend(self.hook.trainable());
+        out
     }
 
     fn device(&self) -> &Device {
