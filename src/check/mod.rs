@@ -39,6 +39,7 @@ pub mod world;
 pub use crate::syntax::{Code, Diagnostic, Severity};
 pub use arch::{linear_modules, linear_names};
 pub use hir::Program;
+pub use load::STDLIB;
 pub use sources::Sources;
 pub use world::{MemoryWorld, RealWorld, World};
 

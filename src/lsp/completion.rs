@@ -36,8 +36,7 @@ pub fn complete(an: Option<&Analysis>, text: &str, offset: usize) -> Vec<Complet
             .filter(|k| DeclKind::from_keyword(k).is_some() || matches!(**k, "use" | "export"))
             .map(|k| item(k, CompletionItemKind::KEYWORD, None, None))
             .collect(),
-        Ctx::UseStd { module: None } => super::stdlib::MODULES
-            .iter()
+        Ctx::UseStd { module: None } => super::stdlib::modules()
             .map(|(m, _)| item(m, CompletionItemKind::MODULE, None, None))
             .collect(),
         Ctx::UseStd { module: Some(m) } => std_decls(&m),

@@ -1,14 +1,14 @@
-//! The stdlib modules as the editor offers them after `use std.` (the same embedded files the
-//! checker loads; `check::load::STDLIB` is private to the checker).
+//! The stdlib modules as the editor offers them after `use std.`: the same embedded files the
+//! checker loads ([`crate::check::STDLIB`]), named without the `std.` prefix.
 
-/// `(module, text)` of each stdlib module.
-pub const MODULES: &[(&str, &str)] = &[
-    ("recipes", include_str!("../../stdlib/recipes.peft")),
-    ("templates", include_str!("../../stdlib/templates.peft")),
-    ("models", include_str!("../../stdlib/models.peft")),
-];
+/// `(module, text)` of each stdlib module, e.g. `("recipes", "...")`.
+pub fn modules() -> impl Iterator<Item = (&'static str, &'static str)> {
+    crate::check::STDLIB
+        .iter()
+        .map(|(name, text)| (name.strip_prefix("std.").unwrap_or(name), *text))
+}
 
 /// The text of `std.NAME` (given as `NAME`).
 pub fn text(module: &str) -> Option<&'static str> {
-    MODULES.iter().find(|(n, _)| *n == module).map(|(_, t)| *t)
+    modules().find(|(n, _)| *n == module).map(|(_, t)| t)
 }
