@@ -67,5 +67,38 @@ fn show(args: &PlanArgs, program: &crate::check::Program) -> anyhow::Result<()> 
         }
     };
     print!("{out}");
+    if !args.dot && args.format == PlanFormat::Text {
+        print!("{}", data_summaries(&plan, &status, &cache));
+    }
     Ok(())
+}
+
+/// The data summary (counts, token lengths, label balance) of every tokenize stage whose result
+/// is cached; the others get theirs once `peftc run` has tokenized them.
+fn data_summaries(
+    plan: &crate::plan::Plan,
+    status: &crate::plan::PlanStatus,
+    cache: &Cache,
+) -> String {
+    let mut out = String::new();
+    for st in &status.stages {
+        let Some(stage) = plan.stages().iter().find(|s| s.id == st.id) else {
+            continue;
+        };
+        if stage.kind != "tokenize" {
+            continue;
+        }
+        let Some(key) = &st.key else { continue };
+        let Ok(crate::exec::Lookup::Hit(entry)) = cache.lookup(key) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(entry.out_dir.join("summary.json")) else {
+            continue;
+        };
+        let Ok(summary) = serde_json::from_str::<crate::runtime::data::DataSummary>(&text) else {
+            continue;
+        };
+        out.push_str(&format!("\ndata of {}:\n{summary}", stage.name));
+    }
+    out
 }

@@ -112,6 +112,21 @@ impl Pipeline {
             .expect("spawn peftc")
     }
 
+    /// `peftc plan` on the pipeline: (exit code, stdout).
+    pub fn plan(&self) -> (i32, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_peftc"))
+            .arg("plan")
+            .arg(self.dir.path().join("pipeline.peft"))
+            .env("NO_COLOR", "1")
+            .env_remove("PEFTC_CACHE_DIR")
+            .output()
+            .expect("plan");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     pub fn run(&self) -> Outcome {
         let out = Command::new(env!("CARGO_BIN_EXE_peftc"))
             .arg("run")
