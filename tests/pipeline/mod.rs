@@ -39,6 +39,16 @@ fn a_second_run_does_no_work() {
         "second run executed {:?}",
         second.ran()
     );
+    // The plan shows every stage cached, and the data summary of the tokenized set.
+    let (code, plan) = p.plan();
+    assert_eq!(code, 0, "{plan}");
+    assert!(plan.contains("6 stages: 6 cached"), "{plan}");
+    assert!(
+        plan.contains("data of tokenize.reviews:\n40 rows read from 1 file(s)"),
+        "{plan}"
+    );
+    assert!(plan.contains("train: 30 examples"), "{plan}");
+    assert!(plan.contains("eval: 10 examples"), "{plan}");
 }
 
 #[test]
