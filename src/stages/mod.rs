@@ -43,7 +43,7 @@ pub fn execute(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Resul
     match kind {
         StageKind::Model => model_stage::run(stage, ctx),
         StageKind::Quantize => quantize::run(stage, ctx),
-        StageKind::Tokenize => tokenize::run(stage, ctx),
+        StageKind::Tokenize => tokenize::run(stage, ctx, env),
         StageKind::Train => train::run(stage, ctx),
         StageKind::Eval => eval::run(stage, ctx),
         StageKind::Gate => gate::run(stage, ctx),

@@ -21,7 +21,7 @@ use std::path::Path;
 pub const DATA_FILE: &str = "data.bin";
 
 /// Runs the `tokenize` stage.
-pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
+pub fn run(stage: &Stage, ctx: &StageContext, env: &super::RunEnv) -> anyhow::Result<StageOutcome> {
     let config: TokenizeConfig = serde_json::from_value(stage.config.clone())?;
     let record = ModelRecord::from_input(ctx)?;
     let tok_dir = if record.gguf.is_some() {
@@ -39,8 +39,14 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         bail!("the dataset has no files");
     }
     let spec = dataset_spec(&config, paths)?;
-    let data = prepare(&spec, &tokenizer, &PrepareOptions::new("/"))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Paths in messages are shown relative to the pipeline's folder.
+    let base = env
+        .pipeline
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| "/".into());
+    let data = prepare(&spec, &tokenizer, &PrepareOptions::new(base))
+        .map_err(|e| anyhow::anyhow!(describe(&e)))?;
     for w in &data.warnings {
         ctx.progress.warn(w.message.clone());
     }
@@ -56,6 +62,21 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         .map(|s| (s.name.clone(), serde_json::json!(s.examples.len())))
         .collect();
     Ok(StageOutcome::with_output(serde_json::json!({ "examples": counts })).metadata(summary))
+}
+
+/// A data error with the rows it groups (the first ten bad rows, each with file, line and field).
+fn describe(e: &crate::runtime::data::DataError) -> String {
+    use miette::Diagnostic;
+    let mut text = e.to_string();
+    if let Some(related) = e.related() {
+        for r in related {
+            text.push_str(&format!("\n  - {r}"));
+        }
+    }
+    if let Some(help) = e.help() {
+        text.push_str(&format!("\n  help: {help}"));
+    }
+    text
 }
 
 /// Reads the tokenized data of an input stage folder.
