@@ -213,3 +213,31 @@ fn a_run_killed_during_training_resumes_from_its_checkpoint() {
     );
     assert_eq!(summaries[0]["steps"], 400);
 }
+
+#[test]
+fn bad_rows_fail_the_tokenize_stage_with_file_line_and_field() {
+    let p = Pipeline::new();
+    let data = p.dir.path().join("data.jsonl");
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    text.push_str("{\"text\": \"fine\", \"label\": \"meh\"}\n{\"text\": broken\n");
+    std::fs::write(&data, text).unwrap();
+    let run = p.run();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("2 invalid rows in data.jsonl"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("data.jsonl:41: label \"meh\" in field `label` is not one of the declared labels [negative, positive]"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("data.jsonl:42: malformed JSONL record"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("skip_invalid = true"), "{}", run.stderr);
+    assert!(!p.dir.path().join("out/a").exists());
+}
