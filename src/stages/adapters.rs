@@ -32,10 +32,20 @@ pub fn adapter_name(slot: &str, index: usize) -> String {
     format!("{}_{index}", slot.replace('.', "_"))
 }
 
-/// What [`attach`] made: LoRA configs by adapter name, the bottleneck adapter if any.
+/// What [`attach`] made: LoRA configs by adapter name, the bottleneck adapter if any, and the
+/// head trained alone (a linear probe: a classifier train with `adapters = []`).
 pub struct Attached {
     pub lora: Vec<(String, LoraConfig)>,
     pub bottleneck: Option<(String, Arc<BottleneckAdapter>)>,
+    pub probe: Option<String>,
+}
+
+/// The file a linear probe's head is saved in (inside `adapters/0/`).
+const PROBE_FILE: &str = "probe.safetensors";
+
+/// Whether a layer is the classification head.
+fn is_head(path: &str) -> bool {
+    path == "classifier" || path.ends_with(".classifier")
 }
 
 /// Attaches fresh adapters (a stack: all active) to the model.
@@ -48,7 +58,25 @@ pub fn attach(
     let mut attached = Attached {
         lora: Vec::new(),
         bottleneck: None,
+        probe: None,
     };
+    if adapters.is_empty() && classify {
+        // A linear probe: only the head (a full trainable copy, PEFT's modules_to_save) learns.
+        let name = adapter_name("train", 0);
+        let mut found = false;
+        for layer in loaded.model.as_adaptable_mut().linears_mut() {
+            if is_head(&layer.path) {
+                layer.add_full_copy(name.clone())?;
+                found = true;
+            }
+        }
+        if !found {
+            bail!("a train without adapters trains the classification head alone, but this model has none");
+        }
+        set_active(loaded.model.as_adaptable_mut(), &[(name.clone(), 1.0)]);
+        attached.probe = Some(name);
+        return Ok(attached);
+    }
     for (i, a) in adapters.iter().enumerate() {
         let name = adapter_name("train", i);
         match a {
@@ -181,6 +209,38 @@ pub fn save_all(loaded: &mut Loaded, attached: &Attached, out: &Path) -> anyhow:
     if let Some((_, hook)) = &attached.bottleneck {
         hook.save(&adapter_dir(out, i))?;
     }
+    if let Some(name) = &attached.probe {
+        let mut tensors = Vec::new();
+        for layer in loaded.model.as_adaptable().linears() {
+            for (key, var) in layer.named_vars(name) {
+                tensors.push((key, var.as_tensor().to_dtype(candle_core::DType::F32)?));
+            }
+        }
+        let dir = adapter_dir(out, 0);
+        std::fs::create_dir_all(&dir)?;
+        crate::runtime::peft_format::files::write_safetensors(&dir.join(PROBE_FILE), &tensors)?;
+    }
+    Ok(())
+}
+
+/// Loads a linear probe's head saved by [`save_all`] as adapter `name`.
+fn load_probe(loaded: &mut Loaded, file: &Path, name: &str) -> anyhow::Result<()> {
+    let tensors = candle_core::safetensors::load(file, loaded.model.device())?;
+    for layer in loaded.model.as_adaptable_mut().linears_mut() {
+        if !is_head(&layer.path) {
+            continue;
+        }
+        layer.add_full_copy(name.to_string())?;
+        let key = format!("base_model.model.{}", layer.path);
+        let copy = layer.full_copy(name).context("the head's copy")?;
+        let w = tensors
+            .get(&format!("{key}.weight"))
+            .with_context(|| format!("{} has no `{key}.weight`", file.display()))?;
+        copy.weight.set(w)?;
+        if let (Some(b), Some(t)) = (&copy.bias, tensors.get(&format!("{key}.bias"))) {
+            b.set(t)?;
+        }
+    }
     Ok(())
 }
 
@@ -205,7 +265,11 @@ pub fn load_picks(
         for i in indices {
             let adir = adapter_dir(&dir, i);
             let name = adapter_name(&pick.slot, i);
-            if adir.join("adapter_config.json").is_file() && PeftConfig::read(&adir).is_ok() {
+            if adir.join(PROBE_FILE).is_file() {
+                load_probe(loaded, &adir.join(PROBE_FILE), &name)?;
+                names.push(name);
+            } else if adir.join("adapter_config.json").is_file() && PeftConfig::read(&adir).is_ok()
+            {
                 load_adapter(loaded.model.as_adaptable_mut(), &adir, &name)
                     .with_context(|| format!("loading {}", adir.display()))?;
                 names.push(name);

@@ -241,3 +241,33 @@ fn bad_rows_fail_the_tokenize_stage_with_file_line_and_field() {
     assert!(run.stderr.contains("skip_invalid = true"), "{}", run.stderr);
     assert!(!p.dir.path().join("out/a").exists());
 }
+
+#[test]
+fn a_train_without_adapters_is_a_linear_probe_of_the_head() {
+    let p = Pipeline::new();
+    p.edit(|s| {
+        format!(
+            "{s}\ntrain probe {{\n  model = tiny\n  adapters = []\n  data = reviews.train\n  max_steps = 6\n  batch = 8\n  lr = 5e-2\n}}\n\neval probe_check {{\n  model = probe\n  data = reviews.eval\n  metrics = [accuracy, loss]\n  gate loss < baseline.loss\n}}\n"
+        )
+    });
+    let run = p.run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.ran().contains(&"train probe".to_string()),
+        "{:?}",
+        run.ran()
+    );
+    let gate = walk(&p.dir.path().join(".peft/entries"))
+        .into_iter()
+        .filter(|f| f.file_name().and_then(|n| n.to_str()) == Some("gates.json"))
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .find(|t| t.contains("loss < baseline.loss"))
+        .expect("the probe's gate result");
+    let v: serde_json::Value = serde_json::from_str(&gate).unwrap();
+    // The trained head beats the untrained one on the same frozen encoder.
+    assert_eq!(v[0]["passed"], true, "{v}");
+    assert!(
+        v[0]["value"].as_f64().unwrap() < v[0]["baseline"].as_f64().unwrap(),
+        "{v}"
+    );
+}
