@@ -93,7 +93,7 @@ fn sentiment_example_trains_passes_its_gates_and_exports() {
         serde_json::from_str(&std::fs::read_to_string(out.join("peftc.lineage.json")).unwrap())
             .unwrap();
     let gates = lineage["gates"].as_array().expect("gates in lineage");
-    assert_eq!(gates.len(), 2);
+    assert_eq!(gates.len(), 3);
     for g in gates {
         assert_eq!(g["passed"], true, "{g}");
         assert!(g["value"].as_f64().unwrap() >= 0.70, "{g}");
