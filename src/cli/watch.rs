@@ -212,7 +212,13 @@ impl Watcher {
         // Files that are gone stay watched: a deleted import or data file is not in the new
         // check's sources, but its return must start a cycle.
         let mut paths = watched_paths(&self.file, &checked);
-        paths.extend(fs_watcher.paths().into_iter().filter(|p| !p.exists()));
+        if checked.has_errors() {
+            // A failed check may not reach every file (a missing import, say) and that file may
+            // already be back by now: keep watching everything watched before.
+            paths.extend(fs_watcher.paths());
+        } else {
+            paths.extend(fs_watcher.paths().into_iter().filter(|p| !p.exists()));
+        }
         if let Err(e) = fs_watcher.set_paths(&paths) {
             line(&format!("watch error: {e}"));
         }
