@@ -1,7 +1,9 @@
 //! Parse + check of generated programs of about 1,000 and 10,000 lines (hundreds of
-//! declarations), to show checking is instant and scales linearly.
+//! declarations), to show checking is instant and scales linearly; and the same check after a
+//! one-character edit through a `ParseCache` (what `peftc lsp` and `peftc watch` do).
 use criterion::{criterion_group, criterion_main, Criterion};
 use peftc::check::{self, MemoryWorld};
+use peftc::syntax::ParseCache;
 use std::path::Path;
 
 /// A program of `blocks` repeated groups (34 lines each).
@@ -33,6 +35,23 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("parse+check {} lines", src.lines().count()), |b| {
             b.iter(|| check::check_source(&world, Path::new("/b/p.peft"), &src))
         });
+        // Alternate `r = 8` / `r = 9` in the middle adapter: one item re-parsed per check.
+        let at = src.find(&format!("adapter a{} ", blocks / 2)).unwrap_or(0);
+        let at = at + src[at..].find("r = 8").unwrap_or(0) + 4;
+        let mut edited = src.clone();
+        edited.replace_range(at..at + 1, "9");
+        let cache = ParseCache::new();
+        let mut flip = false;
+        c.bench_function(
+            &format!("re-check after an edit, {} lines", src.lines().count()),
+            |b| {
+                b.iter(|| {
+                    flip = !flip;
+                    let text = if flip { &edited } else { &src };
+                    check::check_source_cached(&world, Path::new("/b/p.peft"), text, Some(&cache))
+                })
+            },
+        );
     }
 }
 

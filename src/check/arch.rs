@@ -46,7 +46,7 @@ pub fn linear_modules(s: &ModelShape) -> Vec<LinearModule> {
     let mut out = Vec::new();
     let mut push = |name: String, in_features: u64, out_features: u64| {
         out.push(LinearModule {
-            name,
+            name: name.into(),
             in_features,
             out_features,
         })

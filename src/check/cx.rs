@@ -1,6 +1,7 @@
 //! The checking context: loaded modules, the name scope, diagnostics (deduplicated), and the
 //! helpers every lowering step shares (look-ups, extension chains, typed value readers).
 
+use super::hir::{LinearModule, ModelShape};
 use super::load::{Import, Module};
 use super::suggest;
 use super::world::World;
@@ -99,6 +100,36 @@ pub struct Cx<'a> {
     pub broken: HashSet<String>,
     /// Files with syntax errors: unused-declaration warnings are not reported there.
     pub broken_files: HashSet<usize>,
+    /// Linear modules of each model shape met so far (hundreds of adapters share a few models).
+    linear: Vec<(ModelShape, std::rc::Rc<LinearIndex>)>,
+}
+
+/// A model's linear modules, and where each last name segment (`q_proj`) occurs among them.
+#[derive(Debug)]
+pub struct LinearIndex {
+    pub modules: Vec<LinearModule>,
+    by_leaf: HashMap<String, Vec<usize>>,
+}
+
+impl LinearIndex {
+    fn new(modules: Vec<LinearModule>) -> Self {
+        let mut by_leaf: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, m) in modules.iter().enumerate() {
+            let leaf = m.name.rsplit('.').next().unwrap_or(&m.name);
+            by_leaf.entry(leaf.to_string()).or_default().push(i);
+        }
+        LinearIndex { modules, by_leaf }
+    }
+
+    /// Indices of the modules that `target` names (PEFT's rule, [`super::arch::matches`]).
+    pub fn matching(&self, target: &str) -> impl Iterator<Item = usize> + '_ {
+        let leaf = target.rsplit('.').next().unwrap_or(target);
+        let hits = self.by_leaf.get(leaf).map(Vec::as_slice).unwrap_or(&[]);
+        let target = target.to_string();
+        hits.iter()
+            .copied()
+            .filter(move |&i| super::arch::matches(&self.modules[i].name, &target))
+    }
 }
 
 impl<'a> Cx<'a> {
@@ -119,7 +150,19 @@ impl<'a> Cx<'a> {
             used: HashSet::new(),
             broken: HashSet::new(),
             broken_files: HashSet::new(),
+            linear: Vec::new(),
         }
+    }
+
+    /// The linear modules of a model of `shape` ([`super::arch::linear_modules`]), built once
+    /// per shape.
+    pub fn linear_modules(&mut self, shape: &ModelShape) -> std::rc::Rc<LinearIndex> {
+        if let Some((_, m)) = self.linear.iter().find(|(s, _)| s == shape) {
+            return m.clone();
+        }
+        let m = std::rc::Rc::new(LinearIndex::new(super::arch::linear_modules(shape)));
+        self.linear.push((shape.clone(), m.clone()));
+        m
     }
 
     /// Records a diagnostic once per (code, location).

@@ -227,7 +227,7 @@ impl ModelShape {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinearModule {
     /// The full module path, e.g. `model.layers.0.self_attn.q_proj`.
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     pub in_features: u64,
     pub out_features: u64,
 }

@@ -3,7 +3,7 @@
 
 use super::sources::Sources;
 use super::world::World;
-use crate::syntax::{self, ast, Code, Diagnostic, FileId};
+use crate::syntax::{self, ast, Code, Diagnostic, FileId, ParseCache};
 use std::path::{Path, PathBuf};
 
 /// The stdlib modules, written in `.peft` and embedded.
@@ -41,15 +41,22 @@ pub struct Loaded {
 
 struct Loader<'w> {
     world: &'w dyn World,
+    cache: Option<&'w ParseCache>,
     out: Loaded,
     diags: Vec<Diagnostic>,
     stack: Vec<PathBuf>,
 }
 
-/// Loads `path` (whose text is `text`) and its imports.
-pub fn load(world: &dyn World, path: &Path, text: String) -> (Loaded, Vec<Diagnostic>) {
+/// Loads `path` (whose text is `text`) and its imports, parsing through `cache` when given.
+pub fn load<'w>(
+    world: &'w dyn World,
+    path: &Path,
+    text: String,
+    cache: Option<&'w ParseCache>,
+) -> (Loaded, Vec<Diagnostic>) {
     let mut l = Loader {
         world,
+        cache,
         out: Loaded::default(),
         diags: Vec::new(),
         stack: Vec::new(),
@@ -59,7 +66,12 @@ pub fn load(world: &dyn World, path: &Path, text: String) -> (Loaded, Vec<Diagno
 }
 
 /// Index of the stdlib module `name` once loaded (loading it when needed).
-pub fn ensure_std(loaded: &mut Loaded, diags: &mut Vec<Diagnostic>, name: &str) -> Option<usize> {
+pub fn ensure_std(
+    loaded: &mut Loaded,
+    diags: &mut Vec<Diagnostic>,
+    name: &str,
+    cache: Option<&ParseCache>,
+) -> Option<usize> {
     if let Some(i) = loaded
         .modules
         .iter()
@@ -72,7 +84,7 @@ pub fn ensure_std(loaded: &mut Loaded, diags: &mut Vec<Diagnostic>, name: &str) 
         PathBuf::from(format!("<std>/{}.peft", name.trim_start_matches("std."))),
         text.to_string(),
     );
-    let (ast, d) = syntax::parse_file(text, id);
+    let (ast, d) = syntax::parse_file_cached(text, id, cache);
     diags.extend(d);
     loaded.modules.push(Module {
         ast,
@@ -85,7 +97,7 @@ pub fn ensure_std(loaded: &mut Loaded, diags: &mut Vec<Diagnostic>, name: &str) 
 impl Loader<'_> {
     fn add_file(&mut self, path: PathBuf, text: String, _from: Option<usize>) -> usize {
         let id = self.out.sources.add(path.clone(), text.clone());
-        let (ast, d) = syntax::parse_file(&text, id);
+        let (ast, d) = syntax::parse_file_cached(&text, id, self.cache);
         self.diags.extend(d);
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let uses: Vec<ast::Use> = ast
@@ -118,7 +130,7 @@ impl Loader<'_> {
             ast::UseTarget::Module(segs) => {
                 let name: Vec<&str> = segs.iter().map(|s| s.name.as_str()).collect();
                 let name = name.join(".");
-                match ensure_std(&mut self.out, &mut self.diags, &name) {
+                match ensure_std(&mut self.out, &mut self.diags, &name, self.cache) {
                     Some(target) => self.out.imports.push(Import {
                         from: me,
                         target,

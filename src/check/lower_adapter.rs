@@ -211,62 +211,64 @@ impl<'a> Cx<'a> {
         }
         let mut modules = Vec::new();
         if let Some(s) = shape {
-            let all = arch::linear_modules(s);
+            let all = self.linear_modules(s);
+            // Which of `all` are taken, so a module named by two targets appears once.
+            let mut taken = vec![false; all.modules.len()];
             if all_linear {
-                modules = all.clone();
+                modules = all.modules.clone();
+                taken.fill(true);
             }
             for (t, v) in &requested {
-                let hits: Vec<LinearModule> = all
-                    .iter()
-                    .filter(|m| arch::matches(&m.name, t))
-                    .cloned()
-                    .collect();
-                if hits.is_empty() {
-                    let special = arch::special_names(s.arch).contains(&t.as_str());
-                    if special {
-                        let (i, o) = (s.hidden, s.vocab);
-                        modules.push(LinearModule {
-                            name: t.clone(),
-                            in_features: i,
-                            out_features: o,
-                        });
-                        continue;
+                let mut hit = false;
+                for i in all.matching(t) {
+                    hit = true;
+                    if !taken[i] {
+                        taken[i] = true;
+                        modules.push(all.modules[i].clone());
                     }
-                    if let Some(v) = v {
-                        let cands: Vec<&str> = arch::linear_names(s.arch)
-                            .iter()
-                            .chain(arch::special_names(s.arch))
-                            .copied()
-                            .collect();
-                        let help = match suggest::did_you_mean(t, cands.iter().copied()) {
-                            Some(h) => format!(
-                                "{h} ({} modules are: {})",
-                                s.arch.name(),
-                                arch::linear_names(s.arch).join(", ")
-                            ),
-                            None => format!(
-                                "{} modules are: {}, or `all_linear`",
-                                s.arch.name(),
-                                arch::linear_names(s.arch).join(", ")
-                            ),
-                        };
-                        self.emit(
-                            Diagnostic::new(
-                                Code::UnknownTarget,
-                                file_id(v.m),
-                                v.expr.span,
-                                format!("the {} model has no module `{t}`", s.arch.name()),
-                            )
-                            .with_label("no such module")
-                            .with_help(help),
-                        );
+                }
+                if hit {
+                    continue;
+                }
+                let special = arch::special_names(s.arch).contains(&t.as_str());
+                if special {
+                    if !modules.iter().any(|m| *m.name == **t) {
+                        modules.push(LinearModule {
+                            name: t.as_str().into(),
+                            in_features: s.hidden,
+                            out_features: s.vocab,
+                        });
                     }
                     continue;
                 }
-                for h in hits {
-                    if !modules.iter().any(|m| m.name == h.name) {
-                        modules.push(h);
-                    }
+                if let Some(v) = v {
+                    let cands: Vec<&str> = arch::linear_names(s.arch)
+                        .iter()
+                        .chain(arch::special_names(s.arch))
+                        .copied()
+                        .collect();
+                    let help = match suggest::did_you_mean(t, cands.iter().copied()) {
+                        Some(h) => format!(
+                            "{h} ({} modules are: {})",
+                            s.arch.name(),
+                            arch::linear_names(s.arch).join(", ")
+                        ),
+                        None => format!(
+                            "{} modules are: {}, or `all_linear`",
+                            s.arch.name(),
+                            arch::linear_names(s.arch).join(", ")
+                        ),
+                    };
+                    self.emit(
+                        Diagnostic::new(
+                            Code::UnknownTarget,
+                            file_id(v.m),
+                            v.expr.span,
+                            format!("the {} model has no module `{t}`", s.arch.name()),
+                        )
+                        .with_label("no such module")
+                        .with_help(help),
+                    );
                 }
             }
             // Rank against the smallest targeted layer.

@@ -44,7 +44,7 @@ pub use sources::Sources;
 pub use world::{MemoryWorld, RealWorld, World};
 
 use crate::syntax::ast::{self, DeclKind};
-use crate::syntax::{Loc, Span};
+use crate::syntax::{Loc, ParseCache, Span};
 use cx::{file_id, Cx, DeclId};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,8 @@ pub struct Checked {
     pub program: Program,
     pub diagnostics: Vec<Diagnostic>,
     pub sources: Sources,
+    /// The syntax tree of each loaded file, by file id (file 0 is the checked file).
+    pub syntax: Vec<ast::File>,
 }
 
 impl Checked {
@@ -74,9 +76,24 @@ pub fn check(world: &dyn World, path: &Path) -> std::io::Result<Checked> {
 
 /// Checks `text` as the contents of `path` (relative paths inside are taken from its folder).
 pub fn check_source(world: &dyn World, path: &Path, text: &str) -> Checked {
+    check_source_cached(world, path, text, None)
+}
+
+/// Checks `text` like [`check_source`], re-parsing only the items that changed since the last
+/// check through `cache` (one cache per document: an editor or `watch` keeps it between
+/// checks). Ends the cache's round when done.
+pub fn check_source_cached(
+    world: &dyn World,
+    path: &Path,
+    text: &str,
+    cache: Option<&ParseCache>,
+) -> Checked {
     let path = absolute(path);
-    let (mut loaded, mut diags) = load::load(world, &path, text.to_string());
-    let presets_module = load::ensure_std(&mut loaded, &mut diags, "std.models");
+    let (mut loaded, mut diags) = load::load(world, &path, text.to_string(), cache);
+    let presets_module = load::ensure_std(&mut loaded, &mut diags, "std.models", cache);
+    if let Some(c) = cache {
+        c.end_round();
+    }
     let mut cx = Cx::new(world, &loaded.modules, &loaded.imports, &loaded.sources);
     cx.diags = diags;
     mark_broken(&mut cx, &loaded.sources);
@@ -91,11 +108,13 @@ pub fn check_source(world: &dyn World, path: &Path, text: &str) -> Checked {
     cx.lint(&mut prog);
     cx.lint_unused();
     let mut diagnostics = std::mem::take(&mut cx.diags);
+    drop(cx);
     diagnostics.sort_by_key(|d| (d.loc.file, d.loc.span.start, d.code));
     Checked {
         program: prog,
         diagnostics,
         sources: loaded.sources,
+        syntax: loaded.modules.into_iter().map(|m| m.ast).collect(),
     }
 }
 

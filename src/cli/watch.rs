@@ -12,7 +12,7 @@
 
 use super::pipeline::{cache_dir, lock_path, pipeline_root};
 use crate::check::hir::ModelSource;
-use crate::check::{self, render, Checked, Program, RealWorld};
+use crate::check::{self, render, Checked, Program, RealWorld, World};
 use crate::exec::hasher::FileHasher;
 use crate::exec::{
     plan_status, CancelFlag, FileWatcher, Lockfile, Reporter, RunConfig, RunReport, StageEvent,
@@ -21,6 +21,7 @@ use crate::exec::{
 use crate::plan::lower::{lower, EscalationChoice};
 use crate::plan::{render as plan_render, Digest, Plan, StageId, StageState};
 use crate::stages::{execute, RunEnv};
+use crate::syntax::ParseCache;
 use clap::Args;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
@@ -91,6 +92,8 @@ struct Watcher {
     tx: Sender<Msg>,
     /// The gate verdicts of the last finished run (shown on a terminal after each clear).
     gates: Arc<Mutex<Vec<String>>>,
+    /// Items parsed by earlier checks: a save re-parses only the declarations it changed.
+    parse_cache: ParseCache,
 }
 
 pub fn run(args: WatchArgs) -> ExitCode {
@@ -143,6 +146,7 @@ pub fn run(args: WatchArgs) -> ExitCode {
         cancel,
         tx,
         gates: Arc::new(Mutex::new(Vec::new())),
+        parse_cache: ParseCache::new(),
     };
     line(&format!("watching {}", file.display()));
     let first = WatchBatch {
@@ -201,8 +205,11 @@ impl Watcher {
             line(&format!("waiting: {} does not exist", self.file.display()));
             return;
         }
-        let checked = match check::check(&RealWorld::from_env(), &self.file) {
-            Ok(c) => c,
+        let world = RealWorld::from_env();
+        let checked = match world.read_to_string(&self.file) {
+            Ok(text) => {
+                check::check_source_cached(&world, &self.file, &text, Some(&self.parse_cache))
+            }
             Err(e) => {
                 line(&format!("error: cannot read {}: {e}", self.file.display()));
                 return;

@@ -76,7 +76,7 @@ pub fn all_decls(an: &Analysis) -> Vec<Site> {
     for i in 1..an.checked.sources.files.len() {
         let id = FileId(i as u32);
         if let (Some(ast), Some(src)) = (an.file_ast(id), an.checked.sources.get(id)) {
-            out.extend(decls_of(&ast, id, &src.text));
+            out.extend(decls_of(ast, id, &src.text));
         }
     }
     out

@@ -6,6 +6,7 @@
 use super::state::{Document, Documents};
 use super::text::{apply_change, uri_to_path, LineMap};
 use super::{completion, diagnostics, hover, navigate, LspError};
+use crate::syntax::ParseCache;
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, Response};
 use lsp_types::notification::{self as note, Notification as _};
 use lsp_types::request::{self as req, Request as _};
@@ -179,6 +180,7 @@ impl Server<'_> {
                         text: doc.text,
                         map,
                         dirty: true,
+                        parse_cache: ParseCache::new(),
                         analysis: None,
                     },
                 );

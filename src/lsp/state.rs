@@ -5,9 +5,8 @@
 use super::text::LineMap;
 use super::world::OverlayWorld;
 use crate::check::{self, Checked, RealWorld};
-use crate::syntax::{self, ast, FileId};
+use crate::syntax::{ast, FileId, ParseCache};
 use lsp_types::Uri;
-use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -21,6 +20,8 @@ pub struct Document {
     pub map: LineMap,
     /// Set when the text changed since the last check.
     pub dirty: bool,
+    /// The items of the last check: a change re-parses only the declarations it touched.
+    pub parse_cache: ParseCache,
     pub analysis: Option<Analysis>,
 }
 
@@ -28,27 +29,18 @@ pub struct Document {
 #[derive(Debug)]
 pub struct Analysis {
     pub checked: Checked,
-    ast: OnceCell<ast::File>,
+    empty: ast::File,
 }
 
 impl Analysis {
     /// The syntax tree of the checked document (file 0).
     pub fn ast(&self) -> &ast::File {
-        self.ast.get_or_init(|| {
-            let text = self
-                .checked
-                .sources
-                .get(FileId(0))
-                .map(|f| f.text.as_str())
-                .unwrap_or("");
-            syntax::parse(text).0
-        })
+        self.checked.syntax.first().unwrap_or(&self.empty)
     }
 
     /// The syntax tree of another loaded file (a `use`d file or stdlib module).
-    pub fn file_ast(&self, file: FileId) -> Option<ast::File> {
-        let f = self.checked.sources.get(file)?;
-        Some(syntax::parse(&f.text).0)
+    pub fn file_ast(&self, file: FileId) -> Option<&ast::File> {
+        self.checked.syntax.get(file.0 as usize)
     }
 }
 
@@ -89,10 +81,11 @@ impl Documents {
             disk: &self.disk,
             open: &open,
         };
-        let checked = check::check_source(&world, &doc.path, &doc.text);
+        let checked =
+            check::check_source_cached(&world, &doc.path, &doc.text, Some(&doc.parse_cache));
         let old = doc.analysis.replace(Analysis {
             checked,
-            ast: OnceCell::new(),
+            empty: ast::File::default(),
         });
         doc.dirty = false;
         // Freeing a large program takes milliseconds: do it off the path to the diagnostics.

@@ -18,10 +18,13 @@ mod comments;
 pub mod diagnostic;
 mod errors;
 mod grammar;
+mod incremental;
+mod shift;
 pub mod span;
 
 pub use diagnostic::{Code, Diagnostic, Label, Severity};
 pub use errors::is_keyword;
+pub use incremental::ParseCache;
 pub use span::{FileId, LineCol, LineIndex, Loc, Span};
 
 /// The fixed keyword list (editor grammars are generated from it).
@@ -57,12 +60,37 @@ pub fn parse(source: &str) -> (ast::File, Vec<Diagnostic>) {
 
 /// Parses `source`, tagging diagnostics with `file`.
 pub fn parse_file(source: &str, file: FileId) -> (ast::File, Vec<Diagnostic>) {
+    parse_file_cached(source, file, None)
+}
+
+/// Parses `source` like [`parse_file`], taking every item whose text is unchanged since the
+/// cache's last round from `cache` instead of parsing it again. The result equals
+/// [`parse_file`]'s.
+pub fn parse_file_cached(
+    source: &str,
+    file: FileId,
+    cache: Option<&ParseCache>,
+) -> (ast::File, Vec<Diagnostic>) {
     let bad_strings = chunks::unterminated_strings(source);
     let mut diags = chunks::string_errors(&bad_strings, file);
     let mut items = Vec::new();
     for (start, end) in chunks::split(source) {
+        let text = &source[start..end];
+        if let Some(item) = cache.and_then(|c| c.get(text, start)) {
+            items.push(item);
+            continue;
+        }
+        let before = diags.len();
+        let clean = !bad_strings
+            .iter()
+            .any(|s| (start..end).contains(&(s.start as usize)));
         if let Some(item) = chunks::parse_chunk(source, start, end, file, &bad_strings, &mut diags)
         {
+            if let Some(c) = cache.filter(|_| clean && diags.len() == before) {
+                if !matches!(item, ast::Item::Error(_)) {
+                    c.put(text, start, &item);
+                }
+            }
             items.push(item);
         }
     }

@@ -2,6 +2,7 @@
 mod cli;
 mod examples;
 mod fuzz;
+mod incremental;
 mod models;
 mod parse;
 mod support;

@@ -18,7 +18,7 @@ fn assert_tiny_llama(c: &check::Checked) {
     let hir::AdapterKind::Lora(l) = &t.adapters[0].kind else {
         panic!("not lora")
     };
-    let names: Vec<&str> = l.targets.modules.iter().map(|m| m.name.as_str()).collect();
+    let names: Vec<&str> = l.targets.modules.iter().map(|m| &*m.name).collect();
     assert_eq!(
         names,
         [
