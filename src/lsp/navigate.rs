@@ -1,14 +1,16 @@
 //! Go to definition, references, rename and document symbols, from the names index. Works on
-//! the last analysis; references and rename cover the document itself.
+//! the last analyses: references and rename cover every open document and the files each one
+//! loads (stdlib modules are read, never edited).
 
 use super::context;
 use super::index::{self, file_uri};
-use super::state::{Analysis, Document};
+use super::state::{Analysis, Document, Documents};
 use super::text::LineMap;
 use crate::syntax::ast::{DeclKind, Item};
-use crate::syntax::is_keyword;
+use crate::syntax::{is_keyword, FileId, Span};
 use lsp_types::{DocumentSymbol, Location, Range, SymbolKind, TextEdit, WorkspaceEdit};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 /// The word under the cursor, if it names a declaration.
 fn name_at(an: &Analysis, text: &str, offset: usize) -> Option<index::Site> {
@@ -29,28 +31,79 @@ pub fn definition(doc: &Document, offset: usize) -> Option<Location> {
     })
 }
 
-/// Every place in the document the declaration under the cursor is named (its declaration too
-/// when `include_declaration`).
-pub fn references(doc: &Document, offset: usize, include_declaration: bool) -> Vec<Location> {
+/// A declaration's identity across analyses: its file and the span of its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DeclKey {
+    path: PathBuf,
+    name_span: Span,
+}
+
+fn key_of(an: &Analysis, site: &index::Site) -> Option<DeclKey> {
+    Some(DeclKey {
+        path: an.checked.sources.get(site.file)?.path.clone(),
+        name_span: site.name_span,
+    })
+}
+
+fn is_std(path: &Path) -> bool {
+    path.starts_with("<std>")
+}
+
+/// Every place the declaration under the cursor is named (its declaration too when
+/// `include_declaration`): in the document, in every other open document that sees the same
+/// declaration, and in the files they load. Stdlib modules are not searched.
+pub fn references(
+    docs: &Documents,
+    doc: &Document,
+    offset: usize,
+    include_declaration: bool,
+) -> Vec<Location> {
     let Some(an) = &doc.analysis else {
         return Vec::new();
     };
     let Some(site) = name_at(an, &doc.text, offset) else {
         return Vec::new();
     };
-    index::names(an.ast())
-        .into_iter()
-        .filter(|(n, span)| {
-            *n == site.name
-                && (include_declaration
-                    || site.file != crate::syntax::FileId(0)
-                    || *span != site.name_span)
-        })
-        .map(|(_, span)| Location {
-            uri: doc.uri.clone(),
-            range: doc.map.range(&doc.text, span),
-        })
-        .collect()
+    let Some(target) = key_of(an, &site) else {
+        return Vec::new();
+    };
+    // The document first, then the others in a stable order.
+    let mut others: Vec<&Document> = docs.docs.values().filter(|d| d.uri != doc.uri).collect();
+    others.sort_by(|a, b| a.uri.as_str().cmp(b.uri.as_str()));
+    let mut seen: HashSet<(PathBuf, Span)> = HashSet::new();
+    let mut out = Vec::new();
+    for d in std::iter::once(doc).chain(others) {
+        let Some(a) = &d.analysis else { continue };
+        // Only where the name means the same declaration.
+        let same = index::find_decl(a, &site.name).and_then(|s| key_of(a, &s));
+        if same.as_ref() != Some(&target) {
+            continue;
+        }
+        for (i, src) in a.checked.sources.files.iter().enumerate() {
+            let file = FileId(i as u32);
+            let (Some(tree), Some(uri)) = (a.file_ast(file), file_uri(a, &d.uri, file)) else {
+                continue;
+            };
+            if is_std(&src.path) {
+                continue;
+            }
+            let map = LineMap::new(&src.text);
+            for (n, span) in index::names(tree) {
+                let is_decl = src.path == target.path && span == target.name_span;
+                if n != site.name
+                    || (is_decl && !include_declaration)
+                    || !seen.insert((src.path.clone(), span))
+                {
+                    continue;
+                }
+                out.push(Location {
+                    uri: uri.clone(),
+                    range: map.range(&src.text, span),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Why a rename is refused.
@@ -60,11 +113,19 @@ pub enum RenameError {
     InvalidName(String),
     #[error("no declaration under the cursor")]
     NothingToRename,
+    #[error("`{0}` is declared in the standard library, which cannot be edited; declare your own and use it instead")]
+    InStdlib(String),
 }
 
-/// The edits renaming the declaration under the cursor and its uses in the document.
+/// The edits renaming the declaration under the cursor and its uses in every file
+/// [`references`] searches.
 #[allow(clippy::mutable_key_type)] // `Uri` is the key type lsp-types chose for edits
-pub fn rename(doc: &Document, offset: usize, new_name: &str) -> Result<WorkspaceEdit, RenameError> {
+pub fn rename(
+    docs: &Documents,
+    doc: &Document,
+    offset: usize,
+    new_name: &str,
+) -> Result<WorkspaceEdit, RenameError> {
     let valid = new_name
         .chars()
         .next()
@@ -76,19 +137,29 @@ pub fn rename(doc: &Document, offset: usize, new_name: &str) -> Result<Workspace
     if !valid {
         return Err(RenameError::InvalidName(new_name.to_string()));
     }
-    let locs = references(doc, offset, true);
+    if let Some(an) = &doc.analysis {
+        if let Some(site) = name_at(an, &doc.text, offset) {
+            let std = an
+                .checked
+                .sources
+                .get(site.file)
+                .is_some_and(|f| is_std(&f.path));
+            if std {
+                return Err(RenameError::InStdlib(site.name));
+            }
+        }
+    }
+    let locs = references(docs, doc, offset, true);
     if locs.is_empty() {
         return Err(RenameError::NothingToRename);
     }
-    let edits: Vec<TextEdit> = locs
-        .into_iter()
-        .map(|l| TextEdit {
+    let mut changes: HashMap<lsp_types::Uri, Vec<TextEdit>> = HashMap::new();
+    for l in locs {
+        changes.entry(l.uri).or_default().push(TextEdit {
             range: l.range,
             new_text: new_name.to_string(),
-        })
-        .collect();
-    let mut changes = HashMap::new();
-    changes.insert(doc.uri.clone(), edits);
+        });
+    }
     Ok(WorkspaceEdit {
         changes: Some(changes),
         ..WorkspaceEdit::default()

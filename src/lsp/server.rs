@@ -171,6 +171,7 @@ impl Server<'_> {
                 let path = uri_to_path(&doc.uri);
                 let map = LineMap::new(&doc.text);
                 let key = doc.uri.as_str().to_string();
+                self.docs.mark_dependents(&path);
                 self.docs.docs.insert(
                     key,
                     Document {
@@ -195,12 +196,18 @@ impl Server<'_> {
                     doc.map = LineMap::new(&doc.text);
                     doc.version = p.text_document.version;
                     doc.dirty = true;
+                    let path = doc.path.clone();
+                    self.docs.mark_dependents(&path);
                     self.last_edit = Instant::now();
                 }
             }
             note::DidCloseTextDocument::METHOD => {
                 let p: DidCloseTextDocumentParams = serde_json::from_value(n.params)?;
-                self.docs.docs.remove(p.text_document.uri.as_str());
+                if let Some(closed) = self.docs.docs.remove(p.text_document.uri.as_str()) {
+                    // Documents that use it now read it from disk.
+                    self.docs.mark_dependents(&closed.path);
+                    self.last_edit = Instant::now();
+                }
                 self.notify::<note::PublishDiagnostics>(PublishDiagnosticsParams {
                     uri: p.text_document.uri,
                     diagnostics: Vec::new(),
@@ -292,6 +299,7 @@ fn handle(docs: &Documents, r: Request) -> Answer {
             let p: ReferenceParams = parse(r.params)?;
             let (doc, offset) = doc_at(docs, &p.text_document_position)?;
             json(navigate::references(
+                docs,
                 doc,
                 offset,
                 p.context.include_declaration,
@@ -300,7 +308,7 @@ fn handle(docs: &Documents, r: Request) -> Answer {
         req::Rename::METHOD => {
             let p: RenameParams = parse(r.params)?;
             let (doc, offset) = doc_at(docs, &p.text_document_position)?;
-            navigate::rename(doc, offset, &p.new_name)
+            navigate::rename(docs, doc, offset, &p.new_name)
                 .map_err(|e| (ErrorCode::RequestFailed, e.to_string()))
                 .and_then(json)
         }

@@ -95,6 +95,24 @@ impl Documents {
         true
     }
 
+    /// Marks for a new check every other open document that loaded `path` (a `use`d file that
+    /// was opened, edited or closed): their diagnostics depend on its text.
+    pub fn mark_dependents(&mut self, path: &std::path::Path) {
+        for d in self.docs.values_mut() {
+            let loads = d.analysis.as_ref().is_some_and(|a| {
+                a.checked
+                    .sources
+                    .files
+                    .iter()
+                    .skip(1)
+                    .any(|f| f.path == path)
+            });
+            if d.path != path && loads {
+                d.dirty = true;
+            }
+        }
+    }
+
     /// Checks every document whose text changed; returns their URIs.
     pub fn refresh_dirty(&mut self) -> Vec<String> {
         let dirty: Vec<String> = self

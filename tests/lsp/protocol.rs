@@ -394,3 +394,101 @@ fn exit_without_shutdown_is_an_error_exit() {
     let c = Client::start(dir.path());
     assert_eq!(c.exit_without_shutdown(), Some(1));
 }
+
+#[test]
+fn references_and_rename_span_used_files_and_an_edit_of_a_used_file_rechecks_its_users() {
+    let dir = project();
+    let lib = dir.path().join("lib.peft");
+    let app = dir.path().join("app.peft");
+    let other = dir.path().join("other.peft");
+    let lib_text = "/// Shared recipe.\nadapter shared = lora {\n  r = 4\n}\n";
+    let app_text = "use \"lib.peft\"\n\nadapter mine = shared {\n  alpha = 8\n}\n";
+    // A second user of lib.peft, open too, with its own `mine` (a different declaration).
+    let other_text =
+        "use \"lib.peft\"\n\nadapter mine = lora {\n  r = 2\n}\nadapter again = shared\n";
+    std::fs::write(&lib, lib_text).unwrap();
+    std::fs::write(&app, app_text).unwrap();
+    std::fs::write(&other, other_text).unwrap();
+    let mut c = Client::start(dir.path());
+    c.open(&app, app_text);
+    c.open(&other, other_text);
+    c.wait_for("textDocument/publishDiagnostics", |p| {
+        p["uri"] == uri(&other)
+    });
+
+    // From a use in app.peft: the declaration in lib.peft, the use in app.peft and the use in
+    // other.peft (which sees the same declaration through its own `use`).
+    let refs = c
+        .request("textDocument/references", json!({ "textDocument": { "uri": uri(&app) }, "position": pos(app_text, "shared {", 0, 1), "context": { "includeDeclaration": true } }))
+        .unwrap();
+    let mut found: Vec<(String, u64, u64)> = refs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["uri"].as_str().unwrap().to_string(),
+                r["range"]["start"]["line"].as_u64().unwrap(),
+                r["range"]["start"]["character"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    found.sort();
+    let mut want = vec![(uri(&app), 2, 15), (uri(&lib), 1, 8), (uri(&other), 5, 16)];
+    want.sort();
+    assert_eq!(found, want);
+
+    // `mine` in app.peft is not `mine` in other.peft.
+    let refs = c
+        .request("textDocument/references", json!({ "textDocument": { "uri": uri(&app) }, "position": pos(app_text, "mine", 0, 1), "context": { "includeDeclaration": true } }))
+        .unwrap();
+    assert_eq!(refs.as_array().unwrap().len(), 1, "{refs}");
+
+    // Rename edits all three files.
+    let edit = c
+        .request("textDocument/rename", json!({ "textDocument": { "uri": uri(&app) }, "position": pos(app_text, "shared {", 0, 1), "newName": "common" }))
+        .unwrap();
+    let changes = edit["changes"].as_object().unwrap();
+    let mut files: Vec<&String> = changes.keys().collect();
+    files.sort();
+    let mut want_files = [uri(&app), uri(&lib), uri(&other)];
+    want_files.sort();
+    assert_eq!(files, want_files.iter().collect::<Vec<_>>());
+    assert!(changes
+        .values()
+        .all(|e| e.as_array().unwrap().len() == 1 && e[0]["newText"] == "common"));
+
+    // A stdlib declaration is not renamed.
+    let std_text = "use std.recipes.{lora_default}\n\nadapter x = lora_default\n";
+    let std_user = dir.path().join("std_user.peft");
+    c.open(&std_user, std_text);
+    let err = c
+        .request("textDocument/rename", json!({ "textDocument": { "uri": uri(&std_user) }, "position": pos(std_text, "= lora_default", 0, 4), "newName": "mine2" }))
+        .unwrap_err();
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("standard library"),
+        "{err}"
+    );
+
+    // Opening lib.peft with the adapter renamed re-checks both users without an edit of theirs.
+    c.open(&lib, "adapter renamed = lora {\n  r = 4\n}\n");
+    for user in [&app, &other] {
+        let d = c.wait_for("textDocument/publishDiagnostics", |p| {
+            p["uri"] == uri(user)
+                && p["diagnostics"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|d| d["severity"] == 1))
+        });
+        let error = d["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["severity"] == 1)
+            .unwrap();
+        assert!(error["message"].as_str().unwrap().contains("shared"), "{d}");
+    }
+    assert!(c.stop());
+}
