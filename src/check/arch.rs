@@ -81,6 +81,15 @@ pub fn linear_modules(s: &ModelShape) -> Vec<LinearModule> {
             }
         }
     }
+    if s.arch == Arch::Bert {
+        // The pooler over `[CLS]`: a linear layer outside the blocks, which PEFT's `all-linear`
+        // and a `dense` target include.
+        out.push(LinearModule {
+            name: "pooler.dense".into(),
+            in_features: h,
+            out_features: h,
+        });
+    }
     out
 }
 
@@ -116,7 +125,7 @@ pub fn param_count(s: &ModelShape) -> u64 {
         }
         Arch::Bert => {
             let bias = s.layers * (4 * h + s.intermediate + h);
-            linear + embed + s.context * h + 2 * h + s.layers * 4 * h + 2 * h + bias + h * h + h
+            linear + embed + s.context * h + 2 * h + s.layers * 4 * h + 2 * h + bias + h
         }
     }
 }

@@ -6,7 +6,7 @@
 mod plan;
 mod support;
 
-use support::Pipeline;
+use support::{Outcome, Pipeline};
 
 #[test]
 fn a_second_run_does_no_work() {
@@ -270,4 +270,39 @@ fn a_train_without_adapters_is_a_linear_probe_of_the_head() {
         v[0]["value"].as_f64().unwrap() < v[0]["baseline"].as_f64().unwrap(),
         "{v}"
     );
+}
+
+/// The tiny BERT has dropout 0.1 on embeddings, attention and sub-blocks: every mask comes from
+/// the trainer's seeded stream, so two fresh runs (concurrent, as in CI) train the same bytes.
+#[test]
+fn two_fresh_runs_train_bit_identical_adapters() {
+    let a = Pipeline::new();
+    let b = Pipeline::new();
+    let (ra, rb) = std::thread::scope(|s| {
+        let h = s.spawn(|| a.run());
+        let rb = b.run();
+        (h.join().expect("run a"), rb)
+    });
+    assert_eq!(ra.code, 0, "{}", ra.stderr);
+    assert_eq!(rb.code, 0, "{}", rb.stderr);
+    let weights = |p: &Pipeline| {
+        std::fs::read(p.dir.path().join("out/a/adapter_model.safetensors")).expect("adapter")
+    };
+    assert_eq!(weights(&a), weights(&b));
+    let losses = |r: &Outcome| -> Vec<String> {
+        r.stderr
+            .lines()
+            .filter(|l| l.contains("train t:") && l.contains("loss"))
+            .map(|l| {
+                l.split("loss")
+                    .nth(1)
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(losses(&ra), losses(&rb));
 }

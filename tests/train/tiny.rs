@@ -15,7 +15,7 @@
 use super::fixtures;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use peftc::runtime::model_api::{AdaptedModel, TaskKind};
-use peftc::runtime::train::dropout::dropout;
+use peftc::runtime::ops::dropout::dropout;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 

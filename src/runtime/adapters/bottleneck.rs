@@ -57,7 +57,7 @@ impl Bottleneck {
             u
         };
         if train && cfg.dropout > 0.0 {
-            candle_nn::ops::dropout(&u, cfg.dropout)
+            crate::runtime::ops::dropout::dropout(&u, cfg.dropout)
         } else {
             Ok(u)
         }

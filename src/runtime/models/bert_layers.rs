@@ -95,7 +95,7 @@ pub(crate) fn linear(
 
 pub(crate) fn dropout(x: &Tensor, p: f64, train: bool) -> Result<Tensor> {
     if train && p > 0.0 {
-        candle_nn::ops::dropout(x, p as f32)
+        crate::runtime::ops::dropout::dropout(x, p as f32)
     } else {
         Ok(x.clone())
     }

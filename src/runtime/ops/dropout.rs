@@ -1,59 +1,91 @@
-//! Seeded, differentiable dropout.
+//! Seeded dropout, the only dropout of the runtime (models, LoRA and bottleneck adapters).
 //!
-//! candle's `ops::dropout` draws from an unseeded generator, so two runs differ; training must be
-//! deterministic on CPU and resumable. Masks here come from a ChaCha generator seeded by a
-//! per-thread seed and call counter (per thread, so concurrent runs and tests do not disturb
-//! each other); the trainer sets the seed ([`seed_dropout`]) on the thread that runs the
-//! forward passes and saves / restores the counter with its checkpoints ([`dropout_counter`],
-//! [`set_dropout_counter`]). The mask is a constant, so the op is `x * mask / (1 - p)`.
+//! candle cannot seed its CPU RNG, so nothing calls `candle_nn::ops::dropout`: masks come from a
+//! per-thread ChaCha8 stream that the training loop seeds, saves in checkpoints and restores on
+//! resume, so two runs of one config train the same weights and a resumed run draws the same
+//! masks. Per thread, so concurrent runs and tests do not disturb each other. Outside a training
+//! loop the stream starts from seed 0. Must not be used for anything but dropout masks (other
+//! draws would shift the stream).
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::cell::Cell;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 
 thread_local! {
-    static SEED: Cell<u64> = const { Cell::new(0) };
-    static COUNTER: Cell<u64> = const { Cell::new(0) };
+    static RNG: RefCell<ChaCha8Rng> = RefCell::new(ChaCha8Rng::seed_from_u64(0));
 }
 
-/// Sets this thread's dropout seed and restarts its call counter.
-pub fn seed_dropout(seed: u64) {
-    SEED.with(|s| s.set(seed));
-    COUNTER.with(|c| c.set(0));
+/// The position of this thread's dropout stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    /// The ChaCha8 seed (32 bytes, hex).
+    pub seed: String,
+    /// Words consumed so far (a u128 as decimal text, JSON has no u128).
+    pub word_pos: String,
 }
 
-/// Number of dropout masks this thread drew since [`seed_dropout`] (save it in checkpoints).
-pub fn dropout_counter() -> u64 {
-    COUNTER.with(Cell::get)
+/// Reseeds this thread's dropout stream.
+pub fn seed(seed: u64) {
+    RNG.with(|r| *r.borrow_mut() = ChaCha8Rng::seed_from_u64(seed));
 }
 
-/// Restores this thread's counter from a checkpoint.
-pub fn set_dropout_counter(n: u64) {
-    COUNTER.with(|c| c.set(n));
+/// The stream's current position.
+pub fn state() -> RngState {
+    RNG.with(|r| {
+        let r = r.borrow();
+        RngState {
+            seed: r.get_seed().iter().map(|b| format!("{b:02x}")).collect(),
+            word_pos: r.get_word_pos().to_string(),
+        }
+    })
 }
 
-/// `x * mask / (1 - p)` with `mask ~ Bernoulli(1 - p)`; identity for `p <= 0`.
-pub fn dropout(x: &Tensor, p: f32) -> Result<Tensor> {
-    if p <= 0.0 {
-        return Ok(x.clone());
+/// Puts the stream back where [`state`] found it. `Err` names what is malformed.
+pub fn restore(state: &RngState) -> std::result::Result<(), String> {
+    if state.seed.len() != 64 {
+        return Err(format!("rng seed `{}` is not 32 hex bytes", state.seed));
     }
-    if p >= 1.0 {
-        return x.zeros_like();
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        let hex = state.seed.get(2 * i..2 * i + 2).unwrap_or("");
+        *b = u8::from_str_radix(hex, 16).map_err(|e| format!("rng seed: {e}"))?;
     }
-    let call = COUNTER.with(|c| {
-        let n = c.get();
-        c.set(n + 1);
-        n
+    let pos: u128 = state
+        .word_pos
+        .parse()
+        .map_err(|e| format!("rng word_pos `{}`: {e}", state.word_pos))?;
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_word_pos(pos);
+    RNG.with(|r| *r.borrow_mut() = rng);
+    Ok(())
+}
+
+/// Inverted dropout: zeroes each element with probability `p` and scales the rest by
+/// `1 / (1 - p)`. `p = 0` returns the input unchanged and draws nothing.
+pub fn dropout(xs: &Tensor, p: f32) -> Result<Tensor> {
+    if p == 0.0 {
+        return Ok(xs.clone());
+    }
+    if !(0.0..1.0).contains(&p) {
+        candle_core::bail!("dropout probability has to be in [0, 1), got {p}")
+    }
+    let scale = 1.0 / (1.0 - p);
+    let n = xs.elem_count();
+    let mask: Vec<f32> = RNG.with(|r| {
+        let mut r = r.borrow_mut();
+        (0..n)
+            .map(|_| if r.gen::<f32>() >= p { scale } else { 0.0 })
+            .collect()
     });
-    let seed = SEED.with(Cell::get) ^ call.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let keep = 1.0 / (1.0 - p);
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.gen::<f32>() < p { 0.0 } else { keep })
-        .collect();
-    let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-    x * mask
+    let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?;
+    let mask = if xs.dtype() == DType::F32 {
+        mask
+    } else {
+        mask.to_dtype(xs.dtype())?
+    };
+    xs * mask
 }
 
 #[cfg(test)]
@@ -62,25 +94,25 @@ mod tests {
     use candle_core::Device;
 
     #[test]
-    fn dropout_is_seeded_and_keeps_the_expectation() -> Result<()> {
-        let x = Tensor::ones((100, 100), candle_core::DType::F32, &Device::Cpu)?;
-        seed_dropout(7);
-        let a = dropout(&x, 0.25)?;
-        let after_one = dropout_counter();
-        seed_dropout(7);
-        let b = dropout(&x, 0.25)?;
-        assert_eq!(after_one, 1);
-        assert_eq!(a.to_vec2::<f32>()?, b.to_vec2::<f32>()?);
-        let c = dropout(&x, 0.25)?;
-        assert_ne!(a.to_vec2::<f32>()?, c.to_vec2::<f32>()?);
-        let mean = a.mean_all()?.to_scalar::<f32>()?;
+    fn dropout_is_seeded_restorable_and_keeps_the_expectation() -> Result<()> {
+        let x = Tensor::ones((100, 100), DType::F32, &Device::Cpu)?;
+        seed(7);
+        let a = dropout(&x, 0.25)?.to_vec2::<f32>()?;
+        let after_one = state();
+        let b = dropout(&x, 0.25)?.to_vec2::<f32>()?;
+        assert_ne!(a, b, "the stream moves on");
+        seed(7);
+        assert_eq!(
+            dropout(&x, 0.25)?.to_vec2::<f32>()?,
+            a,
+            "same seed, same mask"
+        );
+        restore(&after_one).map_err(candle_core::Error::Msg)?;
+        assert_eq!(dropout(&x, 0.25)?.to_vec2::<f32>()?, b, "restored position");
+        let flat: Vec<f32> = a.into_iter().flatten().collect();
+        let mean = flat.iter().sum::<f32>() / flat.len() as f32;
         assert!((mean - 1.0).abs() < 0.05, "{mean}");
-        let zeros = a
-            .flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .filter(|v| **v == 0.0)
-            .count();
+        let zeros = flat.iter().filter(|v| **v == 0.0).count();
         assert!((2200..2800).contains(&zeros), "{zeros}");
         Ok(())
     }

@@ -11,8 +11,8 @@
 //! renamed into place: a folder named `step-N` is always complete. Resume takes the highest
 //! complete step and removes stale temporary folders.
 
+use crate::runtime::ops::dropout::RngState;
 use crate::runtime::train::config::TrainConfig;
-use crate::runtime::train::dropout::RngState;
 use crate::runtime::train::error::{IoContext, TensorContext, TrainError};
 use crate::runtime::train::optim::OptimizerState;
 use crate::runtime::train::order::Cursor;

@@ -15,7 +15,6 @@ pub mod clip;
 pub mod collate;
 pub mod config;
 pub mod cross_entropy;
-pub mod dropout;
 pub mod error;
 pub mod log;
 pub mod loss;

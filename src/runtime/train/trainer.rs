@@ -9,11 +9,11 @@
 
 use crate::runtime::batch::{Batch, Example, IGNORE_INDEX};
 use crate::runtime::model_api::{AdaptedModel, TaskKind};
+use crate::runtime::ops::dropout;
 use crate::runtime::train::checkpoint::{self, TrainerState, STATE_FORMAT};
 use crate::runtime::train::clip::clip_grad_norm;
 use crate::runtime::train::collate::{Collate, PadCollator};
 use crate::runtime::train::config::{TrainConfig, TrainLength, Warmup};
-use crate::runtime::train::dropout;
 use crate::runtime::train::error::{TensorContext, TrainError};
 use crate::runtime::train::log::{MetricsLog, StepRecord};
 use crate::runtime::train::loss::{causal_lm_loss, classification_loss};
