@@ -93,6 +93,7 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
         }
         updated.write(&lock)?;
         eprint!("{}", run_summary(&report));
+        eprint!("{}", sweep_summary(&report));
         if let Some(next) = escalate(program, &report, &escalation) {
             escalation = next;
             continue;
@@ -100,6 +101,41 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
         record_escalation(program, &report, &escalation);
         return Ok(report.exit_code());
     }
+}
+
+/// One block per swept train: each point's rank value and gate verdict, and the point chosen.
+fn sweep_summary(report: &RunReport) -> String {
+    let mut out = String::new();
+    for s in report.stages.iter().filter(|s| s.kind == "select") {
+        let points = s.output["points"]
+            .as_array()
+            .or_else(|| s.gate.as_ref().and_then(|g| g.details["points"].as_array()))
+            .cloned()
+            .unwrap_or_default();
+        if points.is_empty() {
+            continue;
+        }
+        let by = s.output["rank"]["by"].as_str().unwrap_or("rank");
+        out.push_str(&format!(
+            "{}: {} points, ranked by {by}\n",
+            s.name,
+            points.len()
+        ));
+        for p in &points {
+            let label = p["point"].as_str().unwrap_or("");
+            let chosen = s.output["selected"].as_str() == Some(label);
+            let verdict = match p["failed"].as_str() {
+                Some(f) => format!("failed: {f}"),
+                None => "gates pass".to_string(),
+            };
+            out.push_str(&format!(
+                "  {} {label:<24} {:>10.4}  {verdict}\n",
+                if chosen { "*" } else { " " },
+                p["score"].as_f64().unwrap_or(f64::NAN)
+            ));
+        }
+    }
+    out
 }
 
 /// The next escalation choice when a gate over an escalating train failed and a value is left.
@@ -133,21 +169,27 @@ fn escalate(
 }
 
 fn gate_failed_over(program: &Program, report: &RunReport, train: &str) -> bool {
-    program.evals.iter().any(|e| {
-        let over = match &e.subject {
-            crate::check::hir::EvalSubject::Train { train: t } => t == train,
-            crate::check::hir::EvalSubject::Combined { adapters, .. } => {
-                adapters.refs().iter().any(|r| r.train == train)
-            }
-            _ => false,
-        };
-        over && matches!(
-            report
-                .get(&format!("gate.{}", e.meta.name))
-                .map(|s| &s.state),
-            Some(StageRun::GateFailed { .. })
-        )
-    })
+    // A swept train's gates are decided per point by its select stage.
+    let select_failed = matches!(
+        report.get(&format!("select.{train}")).map(|s| &s.state),
+        Some(StageRun::GateFailed { .. })
+    );
+    select_failed
+        || program.evals.iter().any(|e| {
+            let over = match &e.subject {
+                crate::check::hir::EvalSubject::Train { train: t } => t == train,
+                crate::check::hir::EvalSubject::Combined { adapters, .. } => {
+                    adapters.refs().iter().any(|r| r.train == train)
+                }
+                _ => false,
+            };
+            over && matches!(
+                report
+                    .get(&format!("gate.{}", e.meta.name))
+                    .map(|s| &s.state),
+                Some(StageRun::GateFailed { .. })
+            )
+        })
 }
 
 fn record_escalation(program: &Program, report: &RunReport, choice: &EscalationChoice) {

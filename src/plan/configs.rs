@@ -23,6 +23,8 @@ pub enum StageKind {
     Eval,
     /// Decide an eval's gates.
     Gate,
+    /// Choose one point of a swept train: the best whose gates pass.
+    Select,
     /// Merge adapters into the base.
     Merge,
     /// Write an adapter or merged model to its destination.
@@ -39,6 +41,7 @@ impl StageKind {
             StageKind::Train => "train",
             StageKind::Eval => "eval",
             StageKind::Gate => "gate",
+            StageKind::Select => "select",
             StageKind::Merge => "merge",
             StageKind::Export => "export",
         }
@@ -53,6 +56,7 @@ impl StageKind {
             StageKind::Train,
             StageKind::Eval,
             StageKind::Gate,
+            StageKind::Select,
             StageKind::Merge,
             StageKind::Export,
         ]
@@ -248,6 +252,28 @@ pub struct GateConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GateStageConfig {
     pub gates: Vec<GateConfig>,
+}
+
+/// The choice among the points of a swept train. Inputs: `point.I` (the train at point I),
+/// `eval.K.I` (the K-th eval of the train, at point I) and `run.NAME` (other evals the gates
+/// read). A point qualifies when every gate of every eval holds at it; the best qualifying point
+/// by `rank` is chosen (the first on ties), and its trained adapters become this stage's output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SelectStageConfig {
+    /// Each point's label, e.g. `lr=0.0001`.
+    pub points: Vec<String>,
+    /// The gates of each eval of the train (`evals[K]` for the `eval.K.I` inputs).
+    pub evals: Vec<GateStageConfig>,
+    pub rank: RankConfig,
+}
+
+/// How points are compared: an eval metric of the first eval, or the final training loss when
+/// no eval measures the train.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankConfig {
+    /// `None`: the final training loss.
+    pub metric: Option<String>,
+    pub higher_is_better: bool,
 }
 
 /// Trained adapters taken from a train input: `slot` names the input, `index` the adapter's

@@ -97,6 +97,9 @@ impl Lowering<'_> {
         for e in &p.evals {
             self.eval(e);
         }
+        for t in &p.trains {
+            self.select(t);
+        }
         for m in &p.merges {
             self.recheck_merge(m);
         }
@@ -254,9 +257,11 @@ impl Lowering<'_> {
         let model_id = self.model(&t.model);
         let quant_id = self.quantize(&t.model, t.quantized_with.as_deref());
         let tok_id = self.tokenize(&t.data, &t.model);
+        let prefix = format!("train.{}", t.meta.name);
         for (id, cfg) in train_ids(self.program, t, self.escalation) {
+            let point = id.strip_prefix(&prefix).unwrap_or("").to_string();
             let mut s = stage(id, StageKind::Train, to_value(&cfg))
-                .name(format!("train {}", t.meta.name))
+                .name(format!("train {}{point}", t.meta.name))
                 .input("model", model_id.clone())
                 .input("data", tok_id.clone());
             if let Some(q) = &quant_id {
@@ -279,13 +284,123 @@ impl Lowering<'_> {
         }
     }
 
-    /// The stage id of a train (its first sweep point).
+    /// The sweep points of a train that has more than one: `(stage id, label)`.
+    fn sweep_points(&self, name: &str) -> Option<Vec<(String, String)>> {
+        let t = self.program.train(name)?;
+        let ids = train_ids(self.program, t, self.escalation);
+        if ids.len() < 2 {
+            return None;
+        }
+        let prefix = format!("train.{name}");
+        Some(
+            ids.into_iter()
+                .map(|(id, _)| {
+                    let label = id
+                        .strip_prefix(&prefix)
+                        .unwrap_or(&id)
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .replace("][", ", ");
+                    (id, label)
+                })
+                .collect(),
+        )
+    }
+
+    /// The stage that stands for a train's adapters: the train, or for a swept train the
+    /// `select` stage that chooses its point.
     fn train_id(&self, name: &str) -> Option<String> {
+        if self.sweep_points(name).is_some() {
+            return Some(format!("select.{name}"));
+        }
         let t = self.program.train(name)?;
         train_ids(self.program, t, self.escalation)
             .into_iter()
             .next()
             .map(|(id, _)| id)
+    }
+
+    /// The swept train an eval measures directly (`model = T` with `T` swept).
+    fn swept_subject(&self, e: &hir::Eval) -> Option<String> {
+        match &e.subject {
+            hir::EvalSubject::Train { train } if self.sweep_points(train).is_some() => {
+                Some(train.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// The stage whose output holds eval `name`'s metrics: the eval, or for an eval of a swept
+    /// train the `select` stage (which carries the chosen point's metrics).
+    fn eval_output_id(&self, name: &str) -> String {
+        match self
+            .program
+            .evals
+            .iter()
+            .find(|e| e.meta.name == name)
+            .and_then(|e| self.swept_subject(e))
+        {
+            Some(train) => format!("select.{train}"),
+            None => format!("eval.{name}"),
+        }
+    }
+
+    /// `select.T` for each swept train: every eval of `T` at each point, their gates, and the
+    /// rank (the first eval's first metric, else the final training loss).
+    fn select(&mut self, t: &hir::Train) {
+        let Some(points) = self.sweep_points(&t.meta.name) else {
+            return;
+        };
+        let evals: Vec<&hir::Eval> = self
+            .program
+            .evals
+            .iter()
+            .filter(|e| self.swept_subject(e).as_deref() == Some(t.meta.name.as_str()))
+            .collect();
+        let rank = match evals.first().and_then(|e| e.metrics.first()) {
+            Some(m) => RankConfig {
+                metric: Some(m.name().to_string()),
+                higher_is_better: matches!(
+                    m,
+                    hir::Metric::Accuracy | hir::Metric::F1 | hir::Metric::ExactMatch
+                ),
+            },
+            None => RankConfig {
+                metric: None,
+                higher_is_better: false,
+            },
+        };
+        let cfg = SelectStageConfig {
+            points: points.iter().map(|(_, l)| l.clone()).collect(),
+            evals: evals
+                .iter()
+                .map(|e| GateStageConfig {
+                    gates: e.gates.iter().map(gate_config).collect(),
+                })
+                .collect(),
+            rank,
+        };
+        let mut s = stage(
+            format!("select.{}", t.meta.name),
+            StageKind::Select,
+            to_value(&cfg),
+        )
+        .name(format!("select {}", t.meta.name));
+        for (i, (id, _)) in points.iter().enumerate() {
+            s = s.input(format!("point.{i}"), id.clone());
+            for (k, e) in evals.iter().enumerate() {
+                s = s.input(
+                    format!("eval.{k}.{i}"),
+                    point_eval_id(&e.meta.name, id, &t.meta.name),
+                );
+            }
+        }
+        for e in &evals {
+            for other in &e.needs_evals {
+                s = s.input(format!("run.{other}"), self.eval_output_id(other));
+            }
+        }
+        self.push(s);
     }
 
     /// Inputs and picks for a combination of trained adapters.
@@ -443,7 +558,7 @@ impl Lowering<'_> {
             to_value(&GateStageConfig { gates }),
         )
         .input("eval", eval_id)
-        .input(slot, format!("eval.{}", source.meta.name));
+        .input(slot, self.eval_output_id(&source.meta.name));
         self.push(g);
     }
 
@@ -499,6 +614,27 @@ impl Lowering<'_> {
             batch: e.batch,
             baseline,
         };
+        if let Some(train) = self.swept_subject(e) {
+            // One eval per point; the point's gates are decided by `select.TRAIN`.
+            for (point, _) in self.sweep_points(&train).unwrap_or_default() {
+                let mut s = stage(
+                    point_eval_id(&e.meta.name, &point, &train),
+                    StageKind::Eval,
+                    to_value(&cfg),
+                )
+                .name(format!(
+                    "eval {}{}",
+                    e.meta.name,
+                    point.strip_prefix(&format!("train.{train}")).unwrap_or("")
+                ));
+                for (slot, id) in &inputs {
+                    let id = if slot == "adapters.0" { &point } else { id };
+                    s = s.input(slot.clone(), id.clone());
+                }
+                self.push(s);
+            }
+            return;
+        }
         let eval_id = format!("eval.{}", e.meta.name);
         let mut s = stage(eval_id.clone(), StageKind::Eval, to_value(&cfg));
         for (slot, id) in inputs {
@@ -506,16 +642,7 @@ impl Lowering<'_> {
         }
         self.push(s);
         if !e.gates.is_empty() {
-            let gates = e
-                .gates
-                .iter()
-                .map(|g| GateConfig {
-                    text: g.text.clone(),
-                    lhs: gate_expr(&g.lhs),
-                    cmp: cmp_name(g.op).into(),
-                    rhs: gate_expr(&g.rhs),
-                })
-                .collect();
+            let gates = e.gates.iter().map(gate_config).collect();
             let mut g = stage(
                 format!("gate.{}", e.meta.name),
                 StageKind::Gate,
@@ -523,7 +650,7 @@ impl Lowering<'_> {
             )
             .input("eval", eval_id);
             for other in &e.needs_evals {
-                g = g.input(format!("run.{other}"), format!("eval.{other}"));
+                g = g.input(format!("run.{other}"), self.eval_output_id(other));
             }
             self.push(g);
         }
@@ -533,6 +660,14 @@ impl Lowering<'_> {
     fn gates_over(&self, train: Option<&str>, merge: Option<&str>) -> Vec<String> {
         let mut out = Vec::new();
         for e in &self.program.evals {
+            if let Some(t) = self.swept_subject(e) {
+                // A swept train's gates are decided per point by its select stage.
+                let id = format!("select.{t}");
+                if Some(t.as_str()) == train && !out.contains(&id) {
+                    out.push(id);
+                }
+                continue;
+            }
             if e.gates.is_empty() {
                 continue;
             }
@@ -633,6 +768,23 @@ impl Lowering<'_> {
             s = s.input(format!("gate.{i}"), g);
         }
         self.push(s);
+    }
+}
+
+/// The eval stage of eval `eval` at one sweep point (`train.T[lr=..]` -> `eval.E[lr=..]`).
+fn point_eval_id(eval: &str, point: &str, train: &str) -> String {
+    let suffix = point
+        .strip_prefix(&format!("train.{train}"))
+        .unwrap_or(point);
+    format!("eval.{eval}{suffix}")
+}
+
+fn gate_config(g: &hir::Gate) -> GateConfig {
+    GateConfig {
+        text: g.text.clone(),
+        lhs: gate_expr(&g.lhs),
+        cmp: cmp_name(g.op).into(),
+        rhs: gate_expr(&g.rhs),
     }
 }
 

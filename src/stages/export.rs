@@ -176,7 +176,8 @@ fn replace_dir(src: &Path, dest: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn copy_tree(src: &Path, dest: &Path) -> anyhow::Result<()> {
+/// Copies the folder `src` into `dest` (created), recursively.
+pub(super) fn copy_tree(src: &Path, dest: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest)?;
     for entry in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
         let entry = entry?;

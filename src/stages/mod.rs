@@ -13,6 +13,7 @@ mod loaded;
 mod merge;
 mod model_stage;
 mod quantize;
+mod select;
 mod tokenize;
 mod train;
 
@@ -47,6 +48,7 @@ pub fn execute(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Resul
         StageKind::Train => train::run(stage, ctx),
         StageKind::Eval => eval::run(stage, ctx),
         StageKind::Gate => gate::run(stage, ctx),
+        StageKind::Select => select::run(stage, ctx),
         StageKind::Merge => merge::run(stage, ctx),
         StageKind::Export => export::run(stage, ctx, env),
     }

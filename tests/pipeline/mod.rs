@@ -4,6 +4,7 @@
 //! blocks the export, and that a corrupted cache entry is rebuilt.
 
 mod plan;
+mod searches;
 mod support;
 
 use support::{Outcome, Pipeline};
