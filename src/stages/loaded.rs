@@ -292,6 +292,9 @@ impl TensorSource for HeadSource<'_> {
         }
         self.inner.linear(name, dtype)
     }
+    fn conv1d(&self, name: &str, dtype: DType) -> Result<Arc<dyn FrozenWeight>, LoadError> {
+        self.inner.conv1d(name, dtype)
+    }
 }
 
 impl LoadedModel for BertModel {

@@ -20,12 +20,13 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     };
     let loaded = load_model(ctx, &build)?;
     let spec = super::loaded::quant_spec(&quant)?;
-    let names: Vec<String> = loaded
+    // (weight name, stored as a GPT-2 `Conv1D` `[in, out]`).
+    let names: Vec<(String, bool)> = loaded
         .model
         .as_adaptable()
         .linears()
         .iter()
-        .map(|l| format!("{}.weight", l.path))
+        .map(|l| (format!("{}.weight", l.path), l.conv1d_layout()))
         .collect();
     drop(loaded);
     let record = super::model_stage::ModelRecord::from_input(ctx)?;
@@ -59,10 +60,19 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         },
     )?;
     use crate::runtime::models::source::TensorSource;
-    for name in &names {
+    for (name, conv1d) in &names {
         ctx.cancel.check()?;
-        if src.contains(name) {
-            src.linear(name, candle_core::DType::F32)?;
+        // GPT-2 checkpoints may store names without the `transformer.` prefix.
+        let stored = [
+            name.clone(),
+            name.trim_start_matches("transformer.").to_string(),
+        ]
+        .into_iter()
+        .find(|n| src.contains(n));
+        match stored {
+            Some(n) if *conv1d => drop(src.conv1d(&n, candle_core::DType::F32)?),
+            Some(n) => drop(src.linear(&n, candle_core::DType::F32)?),
+            None => {}
         }
     }
     src.flush()?;

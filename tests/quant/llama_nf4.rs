@@ -1,5 +1,7 @@
-//! QLoRA end to end on a real architecture: LoRA trained on a tiny llama whose frozen linear
-//! weights are NF4 with double quantization learns like the same run on the f32 base.
+//! QLoRA end to end on real architectures: LoRA trained on a tiny llama and a tiny GPT-2 whose
+//! frozen linear weights are NF4 with double quantization learns like the same run on the f32
+//! base. GPT-2 stores its linear layers as `Conv1D` (`[in, out]`): they are transposed before
+//! quantizing, so the NF4 model starts where the f32 one does.
 
 use peftc::runtime::adapters::attach::{attach_lora, LoraConfig};
 use peftc::runtime::adapters::lora::LoraSpec;
@@ -30,9 +32,13 @@ fn examples() -> Vec<Example> {
         .collect()
 }
 
-/// (loss before, loss after, linear formats) of 120 LoRA steps on q/v/o/up/down.
-fn lora_run(nf4: bool) -> (f64, f64, Vec<String>) {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/llama/model");
+/// (loss before, loss after, linear formats) of 120 LoRA steps on `targets` of the parity
+/// fixture `arch`.
+fn lora_run(arch: &str, targets: &[&str], lr: f64, nf4: bool) -> (f64, f64, Vec<String>) {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/parity")
+        .join(arch)
+        .join("model");
     let config = ModelConfig::from_folder(&folder).unwrap();
     let dense: Arc<dyn TensorSource> =
         Arc::new(SafetensorsSource::from_folder(&folder, &candle_core::Device::Cpu).unwrap());
@@ -59,13 +65,7 @@ fn lora_run(nf4: bool) -> (f64, f64, Vec<String>) {
             seed: 7,
             ..LoraSpec::default()
         },
-        target_modules: TargetModules::Names(vec![
-            "q_proj".into(),
-            "v_proj".into(),
-            "o_proj".into(),
-            "up_proj".into(),
-            "down_proj".into(),
-        ]),
+        target_modules: TargetModules::Names(targets.iter().map(|t| t.to_string()).collect()),
         ..LoraConfig::default()
     };
     attach_lora(model.as_adaptable_mut(), "default", &lora).unwrap();
@@ -89,7 +89,7 @@ fn lora_run(nf4: bool) -> (f64, f64, Vec<String>) {
     let cfg = TrainConfig {
         length: TrainLength::Steps(120),
         batch_size: 8,
-        lr: 3e-2,
+        lr,
         seed: 1,
         pad_id: 2,
         ..TrainConfig::default()
@@ -117,18 +117,29 @@ fn lora_run(nf4: bool) -> (f64, f64, Vec<String>) {
 
 #[test]
 fn lora_on_an_nf4_llama_learns_like_on_f32() {
-    let (f32_before, f32_after, f32_formats) = lora_run(false);
-    let (nf4_before, nf4_after, nf4_formats) = lora_run(true);
+    let targets = ["q_proj", "v_proj", "o_proj", "up_proj", "down_proj"];
+    learns_like_f32("llama", &targets, 3e-2, 0.93);
+}
+
+#[test]
+fn lora_on_an_nf4_gpt2_learns_like_on_f32() {
+    learns_like_f32("gpt2", &["c_attn", "c_proj", "c_fc"], 1e-2, 0.95);
+}
+
+/// Both runs end below `ratio` times their starting loss, and close to each other.
+fn learns_like_f32(arch: &str, targets: &[&str], lr: f64, ratio: f64) {
+    let (f32_before, f32_after, f32_formats) = lora_run(arch, targets, lr, false);
+    let (nf4_before, nf4_after, nf4_formats) = lora_run(arch, targets, lr, true);
     assert!(f32_formats.iter().all(|f| f == "f32"), "{f32_formats:?}");
     // Every block linear is NF4; only the head stays dense.
     let nf4_count = nf4_formats.iter().filter(|f| *f == "nf4").count();
     assert_eq!(nf4_count, nf4_formats.len() - 1, "{nf4_formats:?}");
     assert!(
-        f32_after < 0.93 * f32_before,
+        f32_after < ratio * f32_before,
         "f32 did not learn: {f32_before} -> {f32_after}"
     );
     assert!(
-        nf4_after < 0.93 * nf4_before,
+        nf4_after < ratio * nf4_before,
         "nf4 did not learn: {nf4_before} -> {nf4_after}"
     );
     // The quantized base starts close to the f32 one and ends close to it.
@@ -140,4 +151,48 @@ fn lora_on_an_nf4_llama_learns_like_on_f32() {
         (nf4_after - f32_after).abs() / f32_after < 0.10,
         "{nf4_after} vs {f32_after}"
     );
+}
+
+/// The NF4 form of a square GPT-2 `Conv1D` layer is the f32 layer's `[out, in]` weight (a
+/// quantization error away), not its transpose.
+#[test]
+fn an_nf4_gpt2_conv1d_weight_keeps_its_orientation() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/gpt2/model");
+    let config = ModelConfig::from_folder(&folder).unwrap();
+    let dense: Arc<dyn TensorSource> =
+        Arc::new(SafetensorsSource::from_folder(&folder, &candle_core::Device::Cpu).unwrap());
+    let nf4 = QuantizingSource::new(
+        dense.clone(),
+        QuantSpec::nf4(),
+        QuantizingConfig {
+            cache: None,
+            keep_dense: vec!["lm_head".into()],
+        },
+    )
+    .unwrap();
+    let weight = |src: &dyn TensorSource| {
+        let model = load(&config, src, &LoadConfig::default()).unwrap();
+        let l = model
+            .as_adaptable()
+            .linears()
+            .into_iter()
+            .find(|l| l.path == "transformer.h.0.attn.c_proj")
+            .expect("c_proj");
+        (
+            l.base().format().to_string(),
+            l.base().dequantize(candle_core::DType::F32).unwrap(),
+        )
+    };
+    let (f32_format, w) = weight(dense.as_ref());
+    let (nf4_format, q) = weight(&nf4);
+    assert_eq!((f32_format.as_str(), nf4_format.as_str()), ("f32", "nf4"));
+    let rel = |a: &candle_core::Tensor, b: &candle_core::Tensor| {
+        let d = (a - b).unwrap().sqr().unwrap().sum_all().unwrap();
+        let n = b.sqr().unwrap().sum_all().unwrap();
+        (d.to_scalar::<f32>().unwrap() / n.to_scalar::<f32>().unwrap()).sqrt()
+    };
+    let same = rel(&q, &w);
+    let transposed = rel(&q, &w.t().unwrap().contiguous().unwrap());
+    assert!(same < 0.15, "NF4 error {same}");
+    assert!(transposed > 0.8, "{transposed}");
 }

@@ -71,17 +71,10 @@ fn conv1d(
     out: usize,
 ) -> std::result::Result<AdaptableLinear, ModelError> {
     let name = format!("{prefix}{path}.weight");
-    let stored = w.tensor(&name, &[inp, out])?;
-    let weight = stored
-        .t()
-        .and_then(|t| t.contiguous())
-        .map_err(ModelError::tensor(&name))?;
+    let weight = w.conv1d(&name, inp, out)?;
     let bias = w.tensor(&format!("{prefix}{path}.bias"), &[out])?;
     let full_path = format!("transformer.{path}");
-    Ok(
-        AdaptableLinear::new(full_path, Arc::new(DenseWeight::new(weight)), Some(bias))
-            .with_conv1d_layout(),
-    )
+    Ok(AdaptableLinear::new(full_path, weight, Some(bias)).with_conv1d_layout())
 }
 
 fn norm(w: &WeightReader, name: &str, d: usize) -> std::result::Result<Norm, ModelError> {

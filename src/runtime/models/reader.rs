@@ -56,6 +56,17 @@ impl WeightReader<'_> {
         self.src.linear(name, self.dtype)
     }
 
+    /// A GPT-2 `Conv1D` weight stored `[in, out]`, as a frozen `[out, in]` linear weight.
+    pub fn conv1d(
+        &self,
+        name: &str,
+        inp: usize,
+        out: usize,
+    ) -> Result<Arc<dyn FrozenWeight>, LoadError> {
+        self.check(name, &[inp, out])?;
+        self.src.conv1d(name, self.dtype)
+    }
+
     /// Whether the source has this tensor.
     pub fn has(&self, name: &str) -> bool {
         self.src.contains(name)

@@ -38,4 +38,21 @@ pub trait TensorSource: Send + Sync {
     fn tensor(&self, name: &str, dtype: DType) -> Result<Tensor, LoadError>;
     /// A linear layer's `[out, in]` weight as a frozen weight, in its stored or quantized form.
     fn linear(&self, name: &str, dtype: DType) -> Result<Arc<dyn FrozenWeight>, LoadError>;
+    /// A GPT-2 `Conv1D` weight, stored `[in, out]`, as a frozen `[out, in]` linear weight (in
+    /// its quantized form when the source quantizes).
+    fn conv1d(&self, name: &str, dtype: DType) -> Result<Arc<dyn FrozenWeight>, LoadError> {
+        transposed_dense(name, &self.tensor(name, dtype)?)
+    }
+}
+
+/// `[in, out]` to a dense frozen `[out, in]` weight.
+pub fn transposed_dense(name: &str, t: &Tensor) -> Result<Arc<dyn FrozenWeight>, LoadError> {
+    let w = t
+        .t()
+        .and_then(|t| t.contiguous())
+        .map_err(|e| LoadError::Other {
+            file: name.into(),
+            message: format!("transposing a Conv1D weight: {e}"),
+        })?;
+    Ok(Arc::new(crate::runtime::dense::DenseWeight::new(w)))
 }

@@ -176,13 +176,29 @@ impl TensorSource for QuantizingSource {
     }
 
     fn linear(&self, name: &str, dtype: DType) -> Result<Arc<dyn FrozenWeight>, LoadError> {
+        self.quantized(name, &|| self.inner.linear(name, dtype))
+    }
+
+    fn conv1d(&self, name: &str, dtype: DType) -> Result<Arc<dyn FrozenWeight>, LoadError> {
+        self.quantized(name, &|| self.inner.conv1d(name, dtype))
+    }
+}
+
+impl QuantizingSource {
+    /// The quantized form of weight `name` (from memory, the disk cache, or quantized now from
+    /// `dense`, the inner source's `[out, in]` weight); `dense` itself for layers kept dense.
+    fn quantized(
+        &self,
+        name: &str,
+        dense: &dyn Fn() -> Result<Arc<dyn FrozenWeight>, LoadError>,
+    ) -> Result<Arc<dyn FrozenWeight>, LoadError> {
         let poisoned = |_| LoadError::Other {
             file: "quantizing source".into(),
             message: "state lock poisoned".into(),
         };
         if self.keep_dense(name) {
             self.state.lock().map_err(poisoned)?.stats.dense += 1;
-            return self.inner.linear(name, dtype);
+            return dense();
         }
         {
             let mut st = self.state.lock().map_err(poisoned)?;
@@ -193,7 +209,7 @@ impl TensorSource for QuantizingSource {
                 return Ok(Arc::new(w));
             }
         }
-        let dense = self.inner.linear(name, dtype)?;
+        let dense = dense()?;
         let w = dense
             .dequantize(DType::F32)
             .map_err(|e| self.load_error(name, QuantError::candle(name)(e)))?;
