@@ -7,3 +7,4 @@ mod gradients;
 mod parity;
 mod peft_files;
 mod reverse;
+mod sliding_window;

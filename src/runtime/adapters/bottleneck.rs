@@ -43,14 +43,28 @@ struct Bottleneck {
 impl Bottleneck {
     fn forward(&self, x: &Tensor, cfg: &BottleneckConfig, train: bool) -> Result<Tensor> {
         // Parameters are f32; compute in the activations' dtype (a differentiable cast).
-        let p = |v: &Var| v.as_tensor().to_dtype(x.dtype());
-        let d = x
-            .broadcast_matmul(&p(&self.down_w)?.t()?)?
+        let p = |v: &Var| -> Result<Tensor> {
+            let t = v.as_tensor();
+            if t.dtype() == x.dtype() {
+                Ok(t.clone())
+            } else {
+                t.to_dtype(x.dtype())
+            }
+        };
+        // As one 2-D matmul per projection over all tokens: a batched matmul against a
+        // broadcast weight is several times slower on the CPU.
+        let dims = x.dims().to_vec();
+        let hidden = dims.last().copied().unwrap_or(0);
+        let tokens = x.elem_count() / hidden.max(1);
+        let x2 = x.reshape((tokens, hidden))?;
+        let d = x2
+            .matmul(&p(&self.down_w)?.t()?)?
             .broadcast_add(&p(&self.down_b)?)?;
         let d = cfg.activation.apply(&d)?;
         let u = d
-            .broadcast_matmul(&p(&self.up_w)?.t()?)?
-            .broadcast_add(&p(&self.up_b)?)?;
+            .matmul(&p(&self.up_w)?.t()?)?
+            .broadcast_add(&p(&self.up_b)?)?
+            .reshape(dims)?;
         let u = if cfg.scaling != 1.0 {
             u.affine(cfg.scaling, 0.0)?
         } else {

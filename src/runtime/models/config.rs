@@ -42,6 +42,20 @@ pub struct LlamaConfig {
     pub bos_token_id: Option<serde_json::Value>,
     #[serde(default)]
     pub eos_token_id: Option<serde_json::Value>,
+    /// Mistral / Qwen2: how many earlier tokens (the query's own included) a query sees in a
+    /// sliding-window layer.
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    /// Qwen2: windows apply only when set.
+    #[serde(default)]
+    pub use_sliding_window: Option<bool>,
+    /// Qwen2: layers from this index on slide (when `use_sliding_window`).
+    #[serde(default)]
+    pub max_window_layers: Option<usize>,
+    /// transformers' per-layer attention kinds (`full_attention` / `sliding_attention`); when
+    /// present it decides which layers slide.
+    #[serde(default)]
+    pub layer_types: Option<Vec<String>>,
 }
 
 fn default_rms_eps() -> f64 {
@@ -64,6 +78,23 @@ impl LlamaConfig {
     /// Whether q, k, v carry a bias (always for qwen2).
     pub fn qkv_bias(&self) -> bool {
         self.attention_bias.unwrap_or(self.model_type == "qwen2")
+    }
+    /// The sliding window of layer `i`, as transformers decides it: `layer_types` when given;
+    /// else every layer of a mistral with `sliding_window`, and the qwen2 layers from
+    /// `max_window_layers` on when `use_sliding_window`; llama never.
+    pub fn layer_window(&self, i: usize) -> Option<usize> {
+        let window = self.sliding_window?;
+        if let Some(types) = &self.layer_types {
+            return (types.get(i).map(String::as_str) == Some("sliding_attention"))
+                .then_some(window);
+        }
+        match self.model_type.as_str() {
+            "mistral" => Some(window),
+            "qwen2" if self.use_sliding_window == Some(true) => {
+                (i >= self.max_window_layers.unwrap_or(28)).then_some(window)
+            }
+            _ => None,
+        }
     }
     /// Whether `lm_head` shares the embedding matrix.
     pub fn tied(&self) -> bool {

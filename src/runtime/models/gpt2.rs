@@ -197,6 +197,7 @@ impl Gpt2 {
             k_len: offset + s,
             offset,
             kind: MaskKind::Causal,
+            window: None,
         };
         let bias = attention_bias(mask, spec, self.dtype, &self.device)?;
         let scale = if self.cfg.scale_attn_weights {

@@ -6,8 +6,9 @@
 //! (`model.layers.0.self_attn.q_proj`, `lm_head`). The [`ResidualHook`] is applied to the
 //! attention and feed-forward outputs before each residual add. The training path
 //! ([`AdaptedModel::forward`]) uses only differentiable ops; [`Decoder::step`] may use fused
-//! kernels. Mistral's sliding window is not applied (exact for sequences shorter than the
-//! window). Must not open files: weights come from a [`TensorSource`].
+//! kernels. Sliding-window layers (Mistral, Qwen2 with `use_sliding_window`) mask keys older
+//! than the window, as transformers does. Must not open files: weights come from a
+//! [`TensorSource`].
 
 use crate::runtime::adapters::attach::trainable_vars;
 use crate::runtime::adapters::linear::AdaptableLinear;
@@ -167,8 +168,22 @@ impl Llama {
             k_len: offset + s,
             offset,
             kind: MaskKind::Causal,
+            window: None,
         };
         let bias = attention_bias(mask, spec, self.dtype, &self.device)?;
+        // Layers with a sliding window (Mistral, some Qwen2) share one windowed bias.
+        let windowed = match (0..self.layers.len()).find_map(|i| self.cfg.layer_window(i)) {
+            Some(w) => Some(attention_bias(
+                mask,
+                MaskSpec {
+                    window: Some(w),
+                    ..spec
+                },
+                self.dtype,
+                &self.device,
+            )?),
+            None => None,
+        };
         let rope = RopeTables::new(&self.rotary, positions, self.dtype)?;
         let scale = 1.0 / (hd as f64).sqrt();
         for (i, l) in self.layers.iter().enumerate() {
@@ -191,7 +206,11 @@ impl Llama {
                 Some(c) => c.append(i, k.contiguous()?, v.contiguous()?)?,
                 None => (k, v),
             };
-            let a = attention(&q, &k, &v, &bias, scale, pass.kernels)?;
+            let layer_bias = match (&windowed, self.cfg.layer_window(i)) {
+                (Some(w), Some(_)) => w,
+                _ => &bias,
+            };
+            let a = attention(&q, &k, &v, layer_bias, scale, pass.kernels)?;
             let a = a.transpose(1, 2)?.reshape((b, s, nh * hd))?;
             let a = l.o.forward(&a, pass.train)?;
             // Pre-LN: the sum is the new residual stream (no norm after the add).

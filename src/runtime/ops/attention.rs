@@ -72,6 +72,7 @@ mod tests {
             k_len: 3,
             offset: 0,
             kind: MaskKind::Causal,
+            window: None,
         };
         let bias = attention_bias(Some(&m), spec, DType::F64, &dev)?;
         check_grad(&[2, 2, 3, 4], |q| {
@@ -100,6 +101,7 @@ mod tests {
             k_len: 2,
             offset: 0,
             kind: MaskKind::Causal,
+            window: None,
         };
         let bias = attention_bias(None, spec, DType::F64, &dev)?;
         check_grad(&[1, 2, 2, 4], |k| {

@@ -2,7 +2,8 @@
 //! large negative number.
 //!
 //! A constant (never needs a gradient). Query `i` sits at absolute position `offset + i`; with
-//! `causal` it sees keys `j <= offset + i`; a key with `attention_mask == 0` is never seen.
+//! `causal` it sees keys `j <= offset + i`, with a sliding `window` only the last `window` of
+//! them; a key with `attention_mask == 0` is never seen.
 
 use candle_core::{DType, Device, Result, Tensor};
 
@@ -31,6 +32,8 @@ pub struct MaskSpec {
     pub offset: usize,
     /// Causal or bidirectional.
     pub kind: MaskKind,
+    /// Sliding window: a query at position `p` sees only keys `j > p - window`.
+    pub window: Option<usize>,
 }
 
 /// The bias for `q_len` queries starting at `offset` over `k_len` keys.
@@ -48,6 +51,7 @@ pub fn attention_bias(
         k_len,
         offset,
         kind,
+        window,
     } = spec;
     let pad: Vec<Vec<f32>> = match attention_mask {
         Some(m) => m.to_dtype(DType::F32)?.to_vec2::<f32>()?,
@@ -61,7 +65,10 @@ pub fn attention_bias(
         }
         for i in 0..q_len {
             for (j, &keep) in row.iter().enumerate() {
-                let visible = keep != 0.0 && (kind == MaskKind::Bidirectional || j <= offset + i);
+                let q = offset + i;
+                let visible = keep != 0.0
+                    && (kind == MaskKind::Bidirectional || j <= q)
+                    && window.is_none_or(|w| j + w > q);
                 data.push(if visible { 0.0 } else { MASKED });
             }
         }
@@ -83,6 +90,7 @@ mod tests {
             k_len: 3,
             offset: 0,
             kind: MaskKind::Causal,
+            window: None,
         };
         let b = attention_bias(Some(&m), spec, DType::F32, &dev)?;
         let v = b.squeeze(0)?.squeeze(0)?.to_vec2::<f32>()?;
@@ -95,6 +103,7 @@ mod tests {
             k_len: 3,
             offset: 2,
             kind: MaskKind::Bidirectional,
+            window: None,
         };
         let e = attention_bias(Some(&m), spec, DType::F32, &dev)?;
         assert_eq!(e.flatten_all()?.to_vec1::<f32>()?, vec![0.0, 0.0, MASKED]);
