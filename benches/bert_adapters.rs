@@ -16,6 +16,7 @@ use peftc::runtime::model_api::AdaptableModel;
 use peftc::runtime::models::bert::{BertHead, BertLoadConfig, BertModel};
 use peftc::runtime::models::bert_config::BertConfig;
 use peftc::runtime::models::source::{LoadError, TensorSource};
+use peftc::runtime::ops::no_grad::no_grad;
 use peftc::runtime::weight::FrozenWeight;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,7 +96,7 @@ fn minilm_shapes(c: &BertConfig) -> Random {
 fn mean_time(model: &BertModel, ids: &Tensor, mask: &Tensor, iters: u32) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
-        let _ = model.encode(ids, mask, None, false);
+        let _ = no_grad(|| model.encode(ids, mask, None, false));
     }
     start.elapsed() / iters
 }
@@ -141,7 +142,7 @@ fn bench(c: &mut Criterion) {
         for (label, hook) in &hooks {
             model.set_residual_hook(hook.clone());
             group.bench_function(*label, |b| {
-                b.iter(|| model.encode(&ids, &mask, None, false))
+                b.iter(|| no_grad(|| model.encode(&ids, &mask, None, false)))
             });
             means.push((*label, mean_time(&model, &ids, &mask, 5)));
         }

@@ -35,7 +35,9 @@ fn model_without_dropout() -> BertModel {
 
 /// Fixed weights on the logits (candle's randn cannot be seeded; every run checks the same).
 fn probe() -> Tensor {
-    let v: Vec<f32> = (0..12).map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.5 + 0.1).collect();
+    let v: Vec<f32> = (0..12)
+        .map(|i| ((i * 7 % 5) as f32 - 2.0) * 0.5 + 0.1)
+        .collect();
     Tensor::from_vec(v, (4, 3), &Device::Cpu).unwrap()
 }
 

@@ -44,9 +44,9 @@ impl Bottleneck {
     fn forward(&self, x: &Tensor, cfg: &BottleneckConfig, train: bool) -> Result<Tensor> {
         // Parameters are f32; compute in the activations' dtype (a differentiable cast).
         let p = |v: &Var| -> Result<Tensor> {
-            let t = v.as_tensor();
+            let t = crate::runtime::ops::no_grad::param(v);
             if t.dtype() == x.dtype() {
-                Ok(t.clone())
+                Ok(t)
             } else {
                 t.to_dtype(x.dtype())
             }

@@ -15,6 +15,7 @@
 
 use crate::runtime::adapters::lora::{row_norms, LoraAdapter};
 use crate::runtime::dense::DenseWeight;
+use crate::runtime::ops::no_grad::param;
 use crate::runtime::weight::FrozenWeight;
 use candle_core::{DType, Result, Tensor, Var};
 use std::sync::Arc;
@@ -87,10 +88,10 @@ impl AdaptableLinear {
     /// `x: [.., in]` to `[.., out]`. `train` switches adapter dropout on.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if let Some(full) = self.active_full_copy() {
-            let w = full.weight.as_tensor().to_dtype(x.dtype())?;
+            let w = param(&full.weight).to_dtype(x.dtype())?;
             let y = matmul_2d(x, &w.t()?)?;
             return match &full.bias {
-                Some(b) => y.broadcast_add(&b.as_tensor().to_dtype(y.dtype())?),
+                Some(b) => y.broadcast_add(&param(b).to_dtype(y.dtype())?),
                 None => Ok(y),
             };
         }
@@ -111,8 +112,8 @@ impl AdaptableLinear {
             } else {
                 x.clone()
             };
-            let a = ad.a.as_tensor().to_dtype(x.dtype())?;
-            let b = ad.b.as_tensor().to_dtype(x.dtype())?;
+            let a = param(&ad.a).to_dtype(x.dtype())?;
+            let b = param(&ad.b).to_dtype(x.dtype())?;
             let delta = match &ad.magnitude {
                 None => {
                     // The scale goes on the small `[r, in]` matrix, not on the `[.., out]` output.
@@ -122,7 +123,7 @@ impl AdaptableLinear {
                 Some(m) => {
                     let lora = matmul_2d(&matmul_2d(&xd, &a.t()?)?, &b.t()?)?;
                     let norm = self.dora_norm(ad)?.to_dtype(x.dtype())?;
-                    let mag = m.as_tensor().to_dtype(x.dtype())?.broadcast_div(&norm)?;
+                    let mag = param(m).to_dtype(x.dtype())?.broadcast_div(&norm)?;
                     let base_part = if train && ad.dropout > 0.0 {
                         self.base.forward(&xd)?
                     } else {

@@ -110,8 +110,21 @@ fn ctx(phase: &'static str) -> impl FnOnce(candle_core::Error) -> EvalError {
 }
 
 /// Evaluates `model` on `examples`. `collate`: `None` pads with `config.pad_id`. `generate` is
-/// needed only for [`Metric::ExactMatch`].
+/// needed only for [`Metric::ExactMatch`]. Runs without a gradient graph
+/// ([`crate::runtime::ops::no_grad`]).
 pub fn evaluate(
+    model: &dyn AdaptedModel,
+    examples: &[Example],
+    config: &EvalConfig,
+    collate: Option<&dyn Collate>,
+    generate: Option<Generate<'_>>,
+) -> Result<Metrics, EvalError> {
+    crate::runtime::ops::no_grad::no_grad(|| {
+        evaluate_tracked(model, examples, config, collate, generate)
+    })
+}
+
+fn evaluate_tracked(
     model: &dyn AdaptedModel,
     examples: &[Example],
     config: &EvalConfig,

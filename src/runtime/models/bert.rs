@@ -91,8 +91,8 @@ impl Classifier {
         match &self.trainable {
             Some((w, b)) => {
                 let (w, b) = (
-                    w.as_tensor().to_dtype(x.dtype())?,
-                    b.as_tensor().to_dtype(x.dtype())?,
+                    crate::runtime::ops::no_grad::param(w).to_dtype(x.dtype())?,
+                    crate::runtime::ops::no_grad::param(b).to_dtype(x.dtype())?,
                 );
                 x.broadcast_matmul(&w.t()?)?.broadcast_add(&b)
             }

@@ -48,8 +48,17 @@ impl Default for GenerateConfig {
 }
 
 /// Generates continuations of `prompts` (token ids); returns the new tokens of each row
-/// (up to and including its end-of-sequence token).
+/// (up to and including its end-of-sequence token). Runs without a gradient graph.
 pub fn generate(
+    model: &dyn Decoder,
+    prompts: &[Vec<u32>],
+    cfg: &GenerateConfig,
+    device: &Device,
+) -> Result<Vec<Vec<u32>>> {
+    crate::runtime::ops::no_grad::no_grad(|| generate_tracked(model, prompts, cfg, device))
+}
+
+fn generate_tracked(
     model: &dyn Decoder,
     prompts: &[Vec<u32>],
     cfg: &GenerateConfig,

@@ -11,6 +11,7 @@ pub mod dropout;
 pub mod frozen_matmul;
 pub mod fused;
 pub mod mask;
+pub mod no_grad;
 pub mod norm;
 pub mod rope;
 pub mod softmax;
