@@ -80,6 +80,19 @@ pub fn quant_spec(q: &QuantConfig) -> anyhow::Result<QuantSpec> {
 
 /// Loads the model of `build` from the stage's `model` input (and `quant` input when quantized).
 pub fn load_model(ctx: &StageContext, build: &ModelBuild) -> anyhow::Result<Loaded> {
+    load_model_with(ctx, build, &|src| quantized(ctx, build, src))
+}
+
+/// Wraps the weights' source before the model is built from it (the quantizing source).
+pub type WrapSource<'a> =
+    dyn Fn(Arc<dyn TensorSource>) -> anyhow::Result<Arc<dyn TensorSource>> + 'a;
+
+/// [`load_model`] with the source wrapped by `wrap` instead of the build's quantization.
+pub fn load_model_with(
+    ctx: &StageContext,
+    build: &ModelBuild,
+    wrap: &WrapSource<'_>,
+) -> anyhow::Result<Loaded> {
     let record = ModelRecord::from_input(ctx)?;
     let device = device()?;
     let how = LoadConfig {
@@ -111,7 +124,7 @@ pub fn load_model(ctx: &StageContext, build: &ModelBuild) -> anyhow::Result<Load
                 &gguf_path.display().to_string(),
             )?;
             let src: Arc<dyn TensorSource> = Arc::new(gguf);
-            let src = quantized(ctx, build, src)?;
+            let src = wrap(src)?;
             let model = load(&config, src.as_ref(), &how)?;
             let tokenizer = ModelTokenizer::from_dir(&record.hf_files)?;
             Ok(Loaded {
@@ -122,7 +135,7 @@ pub fn load_model(ctx: &StageContext, build: &ModelBuild) -> anyhow::Result<Load
                 base_id: record.id,
             })
         }
-        None => load_folder(ctx, build, record.path.clone(), record.id),
+        None => load_folder_with(build, record.path.clone(), record.id, wrap),
     }
 }
 
@@ -133,6 +146,15 @@ pub fn load_folder(
     folder: PathBuf,
     base_id: String,
 ) -> anyhow::Result<Loaded> {
+    load_folder_with(build, folder, base_id, &|src| quantized(ctx, build, src))
+}
+
+fn load_folder_with(
+    build: &ModelBuild,
+    folder: PathBuf,
+    base_id: String,
+    wrap: &WrapSource<'_>,
+) -> anyhow::Result<Loaded> {
     let device = device()?;
     let how = LoadConfig {
         dtype: dtype(&build.dtype),
@@ -140,7 +162,7 @@ pub fn load_folder(
     };
     let config = ModelConfig::from_folder(&folder)?;
     let src: Arc<dyn TensorSource> = Arc::new(SafetensorsSource::from_folder(&folder, &device)?);
-    let src = quantized(ctx, build, src)?;
+    let src = wrap(src)?;
     let tokenizer = ModelTokenizer::from_dir(&folder)?;
     let model: Box<dyn LoadedModel> = if config.model_type == "bert" {
         Box::new(load_bert(&folder, build, src.as_ref(), how.dtype)?)

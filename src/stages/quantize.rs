@@ -2,79 +2,50 @@
 //! into the stage folder, so every later stage that builds the model reads the quantized form
 //! instead of quantizing again. It must not train.
 
-use super::loaded::load_model;
+use super::loaded::load_model_with;
 use crate::exec::{StageContext, StageOutcome};
 use crate::plan::configs::{ModelBuild, QuantConfig};
 use crate::plan::Stage;
+use crate::runtime::models::source::TensorSource;
 use crate::runtime::quant::{QuantCacheConfig, QuantizingConfig, QuantizingSource};
+use anyhow::Context;
+use std::cell::RefCell;
+use std::sync::Arc;
 
-/// Runs the `quantize` stage: a model load through a quantizing source writing its cache here.
+/// Runs the `quantize` stage: the model is built once through a quantizing source whose cache is
+/// this stage's folder, so each linear weight is read, quantized and kept in its quantized form
+/// one at a time (peak memory: the quantized model, not the f32 one); the cache file is written
+/// when the source is flushed.
 pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let quant: QuantConfig = serde_json::from_value(stage.config.clone())?;
-    // Loading through the quantizing source with the cache in `out_dir` quantizes every linear
-    // weight and writes the cache file when the source is dropped.
     let build = ModelBuild {
         labels: None,
         dtype: quant.compute.clone(),
         quant: None,
     };
-    let loaded = load_model(ctx, &build)?;
     let spec = super::loaded::quant_spec(&quant)?;
-    // (weight name, stored as a GPT-2 `Conv1D` `[in, out]`).
-    let names: Vec<(String, bool)> = loaded
-        .model
-        .as_adaptable()
-        .linears()
-        .iter()
-        .map(|l| (format!("{}.weight", l.path), l.conv1d_layout()))
-        .collect();
-    drop(loaded);
-    let record = super::model_stage::ModelRecord::from_input(ctx)?;
-    let device = super::loaded::device()?;
-    let inner: std::sync::Arc<dyn crate::runtime::models::source::TensorSource> = match &record.gguf
-    {
-        Some(p) => std::sync::Arc::new(crate::runtime::models::gguf::GgufModel::open(
-            p,
-            &device,
-            crate::runtime::models::gguf::GgufLoadConfig {
-                linear_format: crate::runtime::models::gguf::LinearFormat::Dense,
-            },
-        )?),
-        None => std::sync::Arc::new(
-            crate::runtime::models::safetensors_source::SafetensorsSource::from_folder(
-                &record.path,
-                &device,
-            )?,
-        ),
-    };
-    let cache = QuantCacheConfig {
-        dir: ctx.out_dir.clone(),
-        source_id: "base".into(),
-    };
-    let src = QuantizingSource::new(
-        inner,
-        spec,
-        QuantizingConfig {
-            cache: Some(cache),
-            keep_dense: vec!["lm_head".into(), "classifier".into()],
-        },
-    )?;
-    use crate::runtime::models::source::TensorSource;
-    for (name, conv1d) in &names {
+    let quantizer: RefCell<Option<Arc<QuantizingSource>>> = RefCell::new(None);
+    let wrap = |inner: Arc<dyn TensorSource>| -> anyhow::Result<Arc<dyn TensorSource>> {
         ctx.cancel.check()?;
-        // GPT-2 checkpoints may store names without the `transformer.` prefix.
-        let stored = [
-            name.clone(),
-            name.trim_start_matches("transformer.").to_string(),
-        ]
-        .into_iter()
-        .find(|n| src.contains(n));
-        match stored {
-            Some(n) if *conv1d => drop(src.conv1d(&n, candle_core::DType::F32)?),
-            Some(n) => drop(src.linear(&n, candle_core::DType::F32)?),
-            None => {}
-        }
-    }
+        let src = Arc::new(QuantizingSource::new(
+            inner,
+            spec.clone(),
+            QuantizingConfig {
+                cache: Some(QuantCacheConfig {
+                    dir: ctx.out_dir.clone(),
+                    source_id: "base".into(),
+                }),
+                keep_dense: vec!["lm_head".into(), "classifier".into()],
+            },
+        )?);
+        *quantizer.borrow_mut() = Some(src.clone());
+        Ok(src)
+    };
+    let loaded = load_model_with(ctx, &build, &wrap)?;
+    drop(loaded);
+    let src = quantizer
+        .take()
+        .context("the model was built without its quantizing source")?;
     src.flush()?;
     let stats = src.stats();
     Ok(StageOutcome::with_output(

@@ -307,3 +307,51 @@ fn two_fresh_runs_train_bit_identical_adapters() {
     };
     assert_eq!(losses(&ra), losses(&rb));
 }
+
+/// A QLoRA-style run: the base is quantized to NF4 once by its own stage (every linear layer of
+/// the encoder and the pooler, the classifier kept dense), training and evaluation read the
+/// quantized weights from that stage, and a second run does nothing.
+#[test]
+fn a_quantized_base_is_quantized_once_and_trained_on() {
+    let p = Pipeline::new();
+    p.edit(|s| {
+        s.replace(
+            "adapter a = lora",
+            "quant q4 = nf4 { double_quant = true }\n\nadapter a = lora",
+        )
+        .replace("  model     = tiny\n", "  model     = tiny quantized q4\n")
+    });
+    let run = p.run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let ran = run.ran();
+    let quantize: Vec<&String> = ran.iter().filter(|r| r.starts_with("quantize")).collect();
+    assert_eq!(quantize.len(), 1, "{ran:?}");
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.dir.path().join("peftc.lock")).unwrap()).unwrap();
+    let (_, entry) = lock["stages"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(id, _)| id.starts_with("quantize"))
+        .expect("a quantize stage in the lock");
+    let key = entry["key"].as_str().unwrap();
+    let manifest = std::fs::read_to_string(
+        p.dir
+            .path()
+            .join(".peft/entries")
+            .join(key)
+            .join("manifest.json"),
+    )
+    .unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    // 2 layers x (query, key, value, attention output, intermediate, output) + the pooler.
+    assert_eq!(manifest["output"]["quantized"], 13, "{manifest}");
+    assert!(p
+        .dir
+        .path()
+        .join("out/a/adapter_model.safetensors")
+        .is_file());
+    let again = p.run();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.ran().is_empty(), "{:?}", again.ran());
+}
