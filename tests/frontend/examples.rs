@@ -91,7 +91,8 @@ fn examples_check_with_stand_in_files() {
     }
     // Figures of the sentiment example (all linear layers, r = 8): per layer 4 x 8 x (384 + 384)
     // for query, key, value, attention output, 2 x 8 x (384 + 1536) for the feed-forward; 6
-    // layers; plus the head 384 x 2 + 2.
+    // layers; the pooler's dense layer 8 x (384 + 384) (PEFT's all-linear includes it); plus the
+    // head 384 x 2 + 2. 338,690: what training the example trains.
     let c = check::check(&world, &tmp.path().join("sentiment.peft")).unwrap();
     assert_eq!(
         c.program.trains[0]
@@ -99,6 +100,6 @@ fn examples_check_with_stand_in_files() {
             .as_ref()
             .unwrap()
             .trainable_params,
-        6 * (4 * 8 * (384 + 384) + 2 * 8 * (384 + 1536)) + 770
+        6 * (4 * 8 * (384 + 384) + 2 * 8 * (384 + 1536)) + 8 * (384 + 384) + 770
     );
 }
