@@ -13,6 +13,7 @@ impl Cx<'_> {
         self.lint_adapters(prog);
         self.lint_trains(prog);
         self.lint_evals(prog);
+        self.lint_searches(prog);
         self.lint_merges(prog);
         self.lint_exports(prog);
     }
@@ -191,6 +192,51 @@ impl Cx<'_> {
                         )
                         .with_label("no chat template")
                         .with_help("use `template = chatml` or `template = alpaca`"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A sweep with no eval of its train, an escalation with no gate over it.
+    fn lint_searches(&mut self, prog: &Program) {
+        for t in &prog.trains {
+            let evals: Vec<&crate::check::hir::Eval> = prog
+                .evals
+                .iter()
+                .filter(|e| {
+                    matches!(&e.subject, crate::check::hir::EvalSubject::Train { train } if train == &t.meta.name)
+                })
+                .collect();
+            let gated = evals.iter().any(|e| !e.gates.is_empty());
+            for s in &t.searches {
+                let (undecided, message, label) = match s.mode {
+                    crate::check::hir::SearchMode::Sweep => (
+                        evals.is_empty(),
+                        format!("nothing evaluates `{}`: its sweep points are ranked by final training loss", t.meta.name),
+                        "no eval of this train",
+                    ),
+                    crate::check::hir::SearchMode::Escalate => (
+                        !gated,
+                        format!("no gate judges `{}`: only the first value of the escalation is trained", t.meta.name),
+                        "nothing to escalate on",
+                    ),
+                };
+                if undecided {
+                    let help = match evals.first() {
+                        Some(e) if e.gates.is_empty() => format!(
+                            "give `{}` a gate, e.g. `gate loss < baseline.loss`",
+                            e.meta.name
+                        ),
+                        _ => format!(
+                            "add `eval {0}_check {{ model = {0}, data = {1}.eval, metrics = [loss], gate loss < baseline.loss }}`",
+                            t.meta.name, t.data.dataset
+                        ),
+                    };
+                    self.emit(
+                        Diagnostic::new(Code::SearchUndecided, s.loc.file, s.loc.span, message)
+                            .with_label(label)
+                            .with_help(help),
                     );
                 }
             }

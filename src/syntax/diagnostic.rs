@@ -76,6 +76,7 @@ codes! {
     UnusedDecl = "W0101", "unused declaration";
     UnusedImport = "W0102", "unused import";
     ShapesUnknown = "W0301", "model shapes unknown";
+    SearchUndecided = "W0501", "a sweep or escalation nothing evaluates";
     HighRank = "W0302", "very high rank";
     AlphaRatio = "W0303", "unusual alpha / r";
     ImplicitCombination = "W0601", "several adapters active with no declared combination";
