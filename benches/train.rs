@@ -214,6 +214,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                     input_ids: ids,
                     labels,
                     class_label: None,
+                    packed: Vec::new(),
                 }
             })
             .collect();

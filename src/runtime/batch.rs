@@ -19,6 +19,26 @@ pub struct Example {
     pub labels: Vec<i64>,
     /// Class index for classification; `None` for causal LM examples.
     pub class_label: Option<u32>,
+    /// For a packed sequence, the lengths of the examples packed into it, in order (their sum is
+    /// the length of `input_ids`); empty for a single example.
+    pub packed: Vec<u32>,
+}
+
+impl Example {
+    /// The attention-mask row of this example: for a packed sequence each token carries its
+    /// example's number (1, 2, ..), so attention stays inside each packed example; otherwise 1.
+    pub fn mask_row(&self) -> Vec<u8> {
+        if self.packed.len() < 2 {
+            return vec![1; self.input_ids.len()];
+        }
+        let mut row = Vec::with_capacity(self.input_ids.len());
+        for (i, &len) in self.packed.iter().enumerate() {
+            let segment = u8::try_from(i % 255 + 1).unwrap_or(u8::MAX);
+            row.extend(std::iter::repeat_n(segment, len as usize));
+        }
+        row.resize(self.input_ids.len(), row.last().copied().unwrap_or(1));
+        row
+    }
 }
 
 /// A padded batch on a device.
@@ -26,7 +46,8 @@ pub struct Example {
 pub struct Batch {
     /// `[batch, seq]`, u32.
     pub input_ids: Tensor,
-    /// `[batch, seq]`, u8: 1 for a real token, 0 for padding.
+    /// `[batch, seq]`, u8: 0 for padding; otherwise 1, or for packed sequences the number of the
+    /// packed example the token belongs to (attention does not cross examples).
     pub attention_mask: Tensor,
     /// `[batch, seq]`, i64, causal LM only.
     pub labels: Option<Tensor>,

@@ -9,6 +9,7 @@ fn lm(ids: &[u32], labels: &[i64]) -> Example {
         input_ids: ids.to_vec(),
         labels: labels.to_vec(),
         class_label: None,
+        packed: Vec::new(),
     }
 }
 
@@ -44,11 +45,13 @@ fn left_padding_and_classification() {
             input_ids: vec![1, 2],
             labels: vec![],
             class_label: Some(1),
+            packed: Vec::new(),
         },
         Example {
             input_ids: vec![3, 4, 5],
             labels: vec![],
             class_label: Some(0),
+            packed: Vec::new(),
         },
     ];
     let mut cfg = CollateConfig::new(9);
@@ -82,6 +85,7 @@ fn refuses_empty_and_mixed() {
             input_ids: vec![2],
             labels: vec![],
             class_label: Some(0),
+            packed: Vec::new(),
         },
     ];
     let e = collate(&ex, &cfg, &Device::Cpu).unwrap_err();

@@ -12,6 +12,7 @@ fn ex(n: usize, start: u32) -> Example {
             .map(|i| if i % 2 == 0 { -100 } else { i as i64 })
             .collect(),
         class_label: None,
+        packed: Vec::new(),
     }
 }
 
@@ -23,6 +24,10 @@ fn greedy_in_order() {
     assert_eq!(packed[0].input_ids, vec![0, 1, 2, 10, 11, 12, 13]);
     assert_eq!(packed[0].labels, vec![-100, 1, -100, -100, 11, -100, 13]);
     assert_eq!(packed[1].input_ids, vec![20, 21]);
+    // Each sequence remembers its examples; one example alone is not packed.
+    assert_eq!(packed[0].packed, vec![3, 4]);
+    assert!(packed[1].packed.is_empty());
+    assert_eq!(packed[0].mask_row(), vec![1, 1, 1, 2, 2, 2, 2]);
 }
 
 #[test]
@@ -63,4 +68,10 @@ fn pipeline_packs_each_split_and_counts_sequences() {
     assert_eq!(d.summary.splits[0].examples, 20);
     assert_eq!(d.summary.splits[0].sequences, packed.len());
     assert_eq!(packed.len(), pack(&plain.splits[0].examples, 32).len());
+    // The lengths survive the tokenized-data file.
+    let file = dir.0.path().join("tok.bin");
+    peftc::runtime::data::save(&d, &file).unwrap();
+    let back = peftc::runtime::data::load(&file).unwrap();
+    assert_eq!(back.splits[0].examples, d.splits[0].examples);
+    assert!(back.splits[0].examples.iter().any(|e| e.packed.len() > 1));
 }

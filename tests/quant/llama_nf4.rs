@@ -27,6 +27,7 @@ fn examples() -> Vec<Example> {
                 labels: ids.iter().map(|&t| i64::from(t)).collect(),
                 input_ids: ids,
                 class_label: None,
+                packed: Vec::new(),
             }
         })
         .collect()

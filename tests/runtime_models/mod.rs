@@ -4,6 +4,7 @@ mod common;
 mod errors;
 mod generation;
 mod gradients;
+mod packing;
 mod parity;
 mod peft_files;
 mod reverse;

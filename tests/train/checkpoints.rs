@@ -24,6 +24,7 @@ pub fn causal_examples(n: usize, seed: u64) -> Vec<Example> {
                 input_ids: ids,
                 labels,
                 class_label: None,
+                packed: Vec::new(),
             }
         })
         .collect()

@@ -87,12 +87,14 @@ fn causal_eval_loss_perplexity_token_accuracy_by_hand() {
             input_ids: vec![0, 1, 0],
             labels: vec![0, 1, 0],
             class_label: None,
+            packed: Vec::new(),
         },
         // prompt token masked; after 0 -> 2 (p .25, argmax 1 ✗)
         Example {
             input_ids: vec![2, 0, 2],
             labels: vec![IGNORE_INDEX, IGNORE_INDEX, 2],
             class_label: None,
+            packed: Vec::new(),
         },
     ];
     let config = EvalConfig {
@@ -134,6 +136,7 @@ fn classification_eval_accuracy_f1_loss_and_baseline() {
         input_ids: vec![t, 0],
         labels: vec![],
         class_label: Some(c),
+        packed: Vec::new(),
     };
     // tuned predicts [0, 1, 2, 2]; truth [0, 1, 1, 2]
     let examples = vec![ex(0, 0), ex(1, 1), ex(2, 1), ex(2, 2)];
@@ -171,11 +174,13 @@ fn exact_match_uses_the_generate_callback_and_stop_ids() {
             input_ids: vec![1, 2, 3, 4, 99],
             labels: vec![IGNORE_INDEX, IGNORE_INDEX, 3, 4, 99],
             class_label: None,
+            packed: Vec::new(),
         },
         Example {
             input_ids: vec![5, 6],
             labels: vec![IGNORE_INDEX, 6],
             class_label: None,
+            packed: Vec::new(),
         },
     ];
     let generate = |prompt: &[u32]| -> Result<Vec<u32>> {

@@ -64,6 +64,7 @@ pub fn examples(v: &Value) -> Vec<Example> {
                 .map(|x| x.as_i64().expect("label"))
                 .collect(),
             class_label: e["class_label"].as_u64().map(|c| c as u32),
+            packed: Vec::new(),
         })
         .collect()
 }

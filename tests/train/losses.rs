@@ -69,11 +69,13 @@ fn collate_pads_right_with_mask_and_ignored_labels() {
             input_ids: vec![5, 6, 7],
             labels: vec![IGNORE_INDEX, 6, 7],
             class_label: None,
+            packed: Vec::new(),
         },
         Example {
             input_ids: vec![9],
             labels: vec![9],
             class_label: None,
+            packed: Vec::new(),
         },
     ];
     let b = collate(&exs, 2, &Device::Cpu).expect("batch");
@@ -98,11 +100,13 @@ fn collate_refuses_mixed_class_labels() {
             input_ids: vec![1],
             labels: vec![],
             class_label: Some(1),
+            packed: Vec::new(),
         },
         Example {
             input_ids: vec![2],
             labels: vec![],
             class_label: None,
+            packed: Vec::new(),
         },
     ];
     let err = collate(&exs, 0, &Device::Cpu).expect_err("mixed");

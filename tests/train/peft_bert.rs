@@ -193,6 +193,7 @@ fn five_adamw_steps_on_tiny_bert_classifier_match_peft() {
                 input_ids: ids.iter().take(n).map(|&t| t as u32).collect(),
                 labels: Vec::new(),
                 class_label: Some(batch["labels"][r].as_u64().expect("class") as u32),
+                packed: Vec::new(),
             });
         }
     }

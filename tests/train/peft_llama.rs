@@ -222,6 +222,7 @@ fn five_adamw_steps_on_tiny_llama_match_peft() {
                 input_ids: ids.iter().take(n).map(|&t| t as u32).collect(),
                 labels: labels.into_iter().take(n).collect(),
                 class_label: None,
+                packed: Vec::new(),
             });
         }
     }

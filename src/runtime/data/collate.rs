@@ -119,7 +119,7 @@ pub fn collate(
         let row = |ids: &mut Vec<u32>, mask: &mut Vec<u8>, labels: &mut Vec<i64>, real| {
             if real {
                 ids.extend_from_slice(&e.input_ids);
-                mask.extend(std::iter::repeat_n(1u8, n));
+                mask.extend(e.mask_row());
                 if !classify {
                     labels.extend_from_slice(&e.labels);
                 }

@@ -158,6 +158,7 @@ impl Encoder {
                 input_ids: ids,
                 labels,
                 class_label: r.class_label,
+                packed: Vec::new(),
             },
             truncated,
         }

@@ -1,6 +1,8 @@
 //! Packing: concatenate consecutive causal LM examples into sequences of at most `max_len`
 //! tokens, in order, never splitting an example. Labels travel with their tokens, so masking
-//! survives; packed examples attend to each other (no per-example attention reset).
+//! survives; each sequence records the lengths of its examples, so attention and positions
+//! restart at every example (see [`Example::mask_row`]): a packed example is computed exactly as
+//! it would be alone.
 
 use crate::runtime::batch::Example;
 
@@ -28,6 +30,7 @@ impl Packer {
                 input_ids: Vec::new(),
                 labels: Vec::new(),
                 class_label: None,
+                packed: Vec::new(),
             },
         }
     }
@@ -42,6 +45,12 @@ impl Packer {
         }
         self.cur.input_ids.extend_from_slice(&ex.input_ids);
         self.cur.labels.extend_from_slice(&ex.labels);
+        let len = u32::try_from(ex.input_ids.len()).unwrap_or(u32::MAX);
+        if ex.packed.is_empty() {
+            self.cur.packed.push(len);
+        } else {
+            self.cur.packed.extend_from_slice(&ex.packed);
+        }
         full
     }
 
@@ -50,12 +59,17 @@ impl Packer {
         if self.cur.input_ids.is_empty() {
             return None;
         }
+        if self.cur.packed.len() < 2 {
+            // One example alone is not a packed sequence.
+            self.cur.packed.clear();
+        }
         Some(std::mem::replace(
             &mut self.cur,
             Example {
                 input_ids: Vec::new(),
                 labels: Vec::new(),
                 class_label: None,
+                packed: Vec::new(),
             },
         ))
     }

@@ -1,8 +1,9 @@
 //! The tokenized-data file the executor caches: examples in a compact little-endian binary
 //! form, split by split, then a JSON footer (split names and counts, summary, warnings).
 //!
-//! Layout: `PEFTTOK1`, then per example `u32 n, u8 flags, [u32 class], n×u32 ids, [n×i32
-//! labels]` (flags: 1 = class label, 2 = labels), then the JSON footer, its `u64` length and
+//! Layout: `PEFTTOK1`, then per example `u32 n, u8 flags, [u32 class], [u32 k, k×u32 packed
+//! lengths], n×u32 ids, [n×i32 labels]` (flags: 1 = class label, 2 = labels, 4 = packed), then
+//! the JSON footer, its `u64` length and
 //! `PEFTTOK1` again. Written in one pass with no per-example state, so a writer's memory does
 //! not grow with the data; read back whole. Must not decide what goes in it.
 
@@ -19,7 +20,7 @@ use crate::runtime::batch::Example;
 
 const MAGIC: &[u8; 8] = b"PEFTTOK1";
 /// Bumped whenever the layout or the meaning of the content changes (part of the content key).
-pub const TOKENIZED_FORMAT_VERSION: u32 = 1;
+pub const TOKENIZED_FORMAT_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Footer {
@@ -62,10 +63,18 @@ impl TokenFileWriter {
         }
         let mut buf = Vec::with_capacity(9 + e.input_ids.len() * 8);
         buf.extend_from_slice(&(e.input_ids.len() as u32).to_le_bytes());
-        let flags = u8::from(e.class_label.is_some()) | (u8::from(!e.labels.is_empty()) << 1);
+        let flags = u8::from(e.class_label.is_some())
+            | (u8::from(!e.labels.is_empty()) << 1)
+            | (u8::from(!e.packed.is_empty()) << 2);
         buf.push(flags);
         if let Some(c) = e.class_label {
             buf.extend_from_slice(&c.to_le_bytes());
+        }
+        if !e.packed.is_empty() {
+            buf.extend_from_slice(&(e.packed.len() as u32).to_le_bytes());
+            for len in &e.packed {
+                buf.extend_from_slice(&len.to_le_bytes());
+            }
         }
         for id in &e.input_ids {
             buf.extend_from_slice(&id.to_le_bytes());
@@ -197,6 +206,14 @@ fn read_example(r: &mut impl Read) -> std::io::Result<Example> {
     } else {
         None
     };
+    let packed = if flags[0] & 4 != 0 {
+        let k = read_u32(r)? as usize;
+        (0..k)
+            .map(|_| read_u32(r))
+            .collect::<std::io::Result<Vec<u32>>>()?
+    } else {
+        Vec::new()
+    };
     let mut bytes = vec![0u8; n * 4];
     r.read_exact(&mut bytes)?;
     let input_ids = bytes
@@ -216,5 +233,6 @@ fn read_example(r: &mut impl Read) -> std::io::Result<Example> {
         input_ids,
         labels,
         class_label,
+        packed,
     })
 }

@@ -262,7 +262,11 @@ impl AdaptedModel for Gpt2 {
 
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
-        let positions = Rotary::positions(b, s, 0, &self.device)?;
+        // Packed sequences restart positions at every example.
+        let positions = match crate::runtime::ops::mask::packed_positions(attention_mask)? {
+            Some(p) => p,
+            None => Rotary::positions(b, s, 0, &self.device)?,
+        };
         let pass = Pass {
             train,
             kernels: Kernels::Differentiable,

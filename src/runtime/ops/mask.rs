@@ -3,7 +3,8 @@
 //!
 //! A constant (never needs a gradient). Query `i` sits at absolute position `offset + i`; with
 //! `causal` it sees keys `j <= offset + i`, with a sliding `window` only the last `window` of
-//! them; a key with `attention_mask == 0` is never seen.
+//! them; a key with `attention_mask == 0` is never seen. Packed sequences number their examples
+//! in the mask (1, 2, ..): a query then sees only keys of its own example.
 
 use candle_core::{DType, Device, Result, Tensor};
 
@@ -64,16 +65,47 @@ pub fn attention_bias(
             candle_core::bail!("attention mask has {} columns, expected {k_len}", row.len())
         }
         for i in 0..q_len {
+            let q = offset + i;
+            // The query's own example; a query past the mask (or on padding) has none.
+            let own = row.get(q).copied().filter(|&v| v != 0.0);
             for (j, &keep) in row.iter().enumerate() {
-                let q = offset + i;
                 let visible = keep != 0.0
                     && (kind == MaskKind::Bidirectional || j <= q)
-                    && window.is_none_or(|w| j + w > q);
+                    && window.is_none_or(|w| j + w > q)
+                    && own.is_none_or(|o| o == keep);
                 data.push(if visible { 0.0 } else { MASKED });
             }
         }
     }
     Tensor::from_vec(data, (b, 1, q_len, k_len), device)?.to_dtype(dtype)
+}
+
+/// Positions `[b, s]` (u32) that restart at every packed example, when `attention_mask` numbers
+/// packed examples (any value above 1); `None` for ordinary masks.
+pub fn packed_positions(attention_mask: &Tensor) -> Result<Option<Tensor>> {
+    let rows = attention_mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+    if !rows.iter().flatten().any(|&v| v > 1.0) {
+        return Ok(None);
+    }
+    let (b, s) = (rows.len(), rows.first().map_or(0, Vec::len));
+    let mut pos = Vec::with_capacity(b * s);
+    for row in &rows {
+        let mut prev = f32::NAN;
+        let mut p = 0u32;
+        for &v in row {
+            if v != prev {
+                p = 0;
+                prev = v;
+            }
+            pos.push(p);
+            p += 1;
+        }
+    }
+    Ok(Some(Tensor::from_vec(
+        pos,
+        (b, s),
+        attention_mask.device(),
+    )?))
 }
 
 #[cfg(test)]

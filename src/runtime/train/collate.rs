@@ -53,7 +53,7 @@ fn pad_examples(examples: &[&Example], pad_id: u32, device: &Device) -> Result<B
         tokens += n;
         ids.extend_from_slice(&e.input_ids);
         ids.extend(std::iter::repeat_n(pad_id, s - n));
-        mask.extend(std::iter::repeat_n(1u8, n));
+        mask.extend(e.mask_row());
         mask.extend(std::iter::repeat_n(0u8, s - n));
         if with_labels {
             if e.labels.len() != n {
