@@ -122,13 +122,12 @@ impl LinearIndex {
     }
 
     /// Indices of the modules that `target` names (PEFT's rule, [`super::arch::matches`]).
-    pub fn matching(&self, target: &str) -> impl Iterator<Item = usize> + '_ {
+    pub fn matching<'s>(&'s self, target: &'s str) -> impl Iterator<Item = usize> + 's {
         let leaf = target.rsplit('.').next().unwrap_or(target);
         let hits = self.by_leaf.get(leaf).map(Vec::as_slice).unwrap_or(&[]);
-        let target = target.to_string();
         hits.iter()
             .copied()
-            .filter(move |&i| super::arch::matches(&self.modules[i].name, &target))
+            .filter(move |&i| super::arch::matches(&self.modules[i].name, target))
     }
 }
 

@@ -18,22 +18,26 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let read = |slot: &str| read_eval(ctx, slot);
     let mut table = Vec::new();
     let mut best: Option<(usize, f64)> = None;
+    // Each point's first eval: it ranks the points and the chosen one's metrics are passed on.
+    let mut firsts = Vec::with_capacity(config.points.len());
     for (i, label) in config.points.iter().enumerate() {
         let train = ctx
             .input(&format!("point.{i}"))
             .with_context(|| format!("no input `point.{i}`"))?;
         let mut gates = Vec::new();
         let mut failed = Vec::new();
+        let mut first = None;
         for (k, eval) in config.evals.iter().enumerate() {
             let own = read(&format!("eval.{k}.{i}"))?;
             let (rows, bad) = decide(&eval.gates, &own, &read)?;
             gates.extend(rows);
             failed.extend(bad);
+            if k == 0 {
+                first = Some(own);
+            }
         }
         let score = match &config.rank.metric {
-            Some(m) => read(&format!("eval.0.{i}"))
-                .ok()
-                .and_then(|o| o.model.0.get(m).copied()),
+            Some(m) => first.as_ref().and_then(|o| o.model.0.get(m).copied()),
             None => train.output["final_loss"].as_f64(),
         }
         .with_context(|| format!("point `{label}` has no value to rank by"))?;
@@ -55,6 +59,7 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
             "gates": gates,
             "failed": if passed { Value::Null } else { Value::String(failure_message(&failed)) },
         }));
+        firsts.push(first);
     }
     let rank_name = config
         .rank
@@ -91,11 +96,7 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let chosen_gates = table[chosen]["gates"].clone();
     let mut output = train.output.clone();
     // The chosen point's first eval, so gates elsewhere can read `EVAL.metric` from here.
-    let measured = if config.evals.is_empty() {
-        None
-    } else {
-        Some(read(&format!("eval.0.{chosen}"))?)
-    };
+    let measured = firsts.swap_remove(chosen);
     if let Some(o) = output.as_object_mut() {
         if let Some(m) = measured {
             o.insert("model".into(), serde_json::to_value(&m.model)?);

@@ -49,14 +49,7 @@ fn houlsby_and_pfeiffer_adapters_train_on_llama() {
         );
         // The up projection starts at zero: the adapted model equals the base.
         let adapted = model.forward(&ids, &mask, true).unwrap();
-        let diff = (adapted.clone() - &base)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = super::common::max_abs_diff(&adapted, &base);
         assert!(diff < 1e-5, "{kind:?}: {diff}");
         let loss = adapted.sqr().unwrap().mean_all().unwrap();
         let grads = loss.backward().unwrap();

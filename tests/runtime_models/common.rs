@@ -28,6 +28,18 @@ pub fn reference(arch: &str) -> Reference {
     }
 }
 
+/// Largest |a - b| over every element.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 /// Largest |a - b| over positions where the mask is 1.
 pub fn max_diff_on_tokens(a: &Tensor, b: &Tensor, mask: &Tensor) -> f32 {
     let m = mask.to_dtype(DType::F32).unwrap().unsqueeze(2).unwrap();

@@ -3,7 +3,7 @@
 //! 1e-5) the logits of each example run by itself, for llama (rotary positions) and GPT-2
 //! (learned positions), also next to a padded row in the same batch.
 
-use super::common::parity_dir;
+use super::common::{max_abs_diff, parity_dir};
 use candle_core::{Device, IndexOp, Tensor};
 use peftc::runtime::batch::Example;
 use peftc::runtime::data::pack;
@@ -41,16 +41,7 @@ fn check(arch: &str) {
     let both = run(&[&packed[0], &a]);
     let alone_a = run(&[&a]);
     let alone_b = run(&[&b]);
-    let diff = |x: Tensor, y: Tensor| -> f32 {
-        (x - y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
+    let diff = |x: Tensor, y: Tensor| max_abs_diff(&x, &y);
     let first = diff(both.i((0, 0..5)).unwrap(), alone_a.i((0, 0..5)).unwrap());
     let second = diff(both.i((0, 5..12)).unwrap(), alone_b.i((0, 0..7)).unwrap());
     let padded_row = diff(both.i((1, 0..5)).unwrap(), alone_a.i((0, 0..5)).unwrap());

@@ -10,13 +10,7 @@ use super::fixtures;
 use candle_core::{Device, Result, Tensor, Var, D};
 use peftc::runtime::batch::Example;
 use peftc::runtime::model_api::{AdaptedModel, TaskKind};
-use peftc::runtime::train::log::MetricsLog;
-use peftc::runtime::train::{
-    train, AdamWConfig, DecayRule, NoProgress, OptimizerConfig, Resume, ScheduleConfig,
-    ScheduleKind, TrainConfig, TrainLength, TrainRun, Warmup,
-};
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 
 const HIDDEN: usize = 64;
 const HEADS: usize = 4;
@@ -197,74 +191,5 @@ fn five_adamw_steps_on_tiny_bert_classifier_match_peft() {
             });
         }
     }
-    let config = TrainConfig {
-        length: TrainLength::Steps(5),
-        batch_size: 2,
-        accumulate: 1,
-        lr: 5e-3,
-        optimizer: OptimizerConfig::AdamW(AdamWConfig {
-            weight_decay: 0.01,
-            ..AdamWConfig::default()
-        }),
-        decay: DecayRule::All,
-        lora_plus_ratio: None,
-        schedule: ScheduleConfig {
-            kind: ScheduleKind::Constant,
-            warmup: Warmup::Steps(0),
-        },
-        max_grad_norm: None,
-        seed: 0,
-        shuffle: false,
-        checkpoint_every: None,
-        keep_checkpoints: 0,
-        pad_id: 0,
-    };
-    let out = tempfile::tempdir().expect("dir");
-    let flag = AtomicBool::new(false);
-    train(
-        &model,
-        &examples,
-        &config,
-        TrainRun {
-            out_dir: Some(out.path()),
-            resume: Resume::Never,
-            collate: None,
-            progress: &mut NoProgress,
-            cancel: &flag,
-        },
-    )
-    .expect("train");
-    let log = MetricsLog::read(&out.path().join("metrics.jsonl")).expect("log");
-    let want = run["losses"].as_array().expect("losses");
-    assert_eq!(log.len(), 5);
-    for (r, w) in log.iter().zip(want) {
-        let w = w.as_f64().expect("loss");
-        assert!(
-            (r.loss - w).abs() <= 1e-4,
-            "step {}: loss {} vs peft {w}",
-            r.step,
-            r.loss
-        );
-    }
-    for (name, var) in model.trainable() {
-        let got: Vec<f32> = var
-            .as_tensor()
-            .flatten_all()
-            .and_then(|t| t.to_vec1())
-            .expect("got");
-        let want: Vec<f32> = fin[&name]
-            .flatten_all()
-            .and_then(|t| t.to_vec1())
-            .expect("want");
-        let d = fixtures::rel_max_diff(&got, &want);
-        assert!(d <= 1e-4, "{name}: relative diff {d}");
-        let before: Vec<f32> = init[&name]
-            .flatten_all()
-            .and_then(|t| t.to_vec1())
-            .expect("init");
-        assert!(
-            fixtures::abs_max_diff(&before, &want) > 1e-4,
-            "{name} must have moved"
-        );
-    }
+    fixtures::train_five_steps_like_peft(&model, &examples, &run, &init, &fin);
 }
