@@ -716,13 +716,18 @@ pub enum ExportSource {
     Merge(String),
 }
 
-/// `export SRC to "PATH" as FORMAT { serve_on = .. }`. `meta.name` is the source as written.
+/// `export SRC to "PATH" as FORMAT { serve_on = .., outside_project = .. }`. `meta.name` is the source as written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Export {
     pub meta: Meta,
     pub source: ExportSource,
     /// Absolute destination folder.
     pub path: PathBuf,
+    /// The destination string as written, and where.
+    pub dest: String,
+    pub dest_loc: Loc,
+    /// `outside_project = true`: the user accepts a destination outside the project folder.
+    pub outside_project: bool,
     pub format: ExportFormat,
     pub serve_on: Option<ServeOn>,
 }

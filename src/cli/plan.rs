@@ -1,7 +1,7 @@
 //! `peftc plan FILE [--format text|json] [--dot]`: the stages a run would execute, each cached or
 //! to run and why, with the checker's figures. Runs nothing. Exit 0, 1 errors, 2 I/O.
 
-use super::pipeline::{cache_dir, checked_program, lock_path, pipeline_root, Unusable};
+use super::pipeline::{cache_dir, checked_program, lock_path, pipeline_root, Purpose, Unusable};
 use crate::exec::{plan_status, Cache, Lockfile, StatusConfig};
 use crate::plan::{lower, render};
 use clap::{Args, ValueEnum};
@@ -31,7 +31,7 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: &PlanArgs) -> ExitCode {
-    let program = match checked_program(&args.file) {
+    let program = match checked_program(&args.file, Purpose::Inspect) {
         Ok(p) => p,
         Err(Unusable::Errors) => return ExitCode::from(1),
         Err(Unusable::Io(e)) => {

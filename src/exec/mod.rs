@@ -52,7 +52,7 @@ mod status;
 mod summary;
 pub mod watch;
 
-pub use atomic::write_atomic;
+pub use atomic::{unique_suffix, write_atomic};
 pub use cache::{Cache, Entry, GcConfig, Lookup};
 pub use error::{ExecError, Result};
 pub use hasher::FileHasher;

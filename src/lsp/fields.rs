@@ -258,11 +258,18 @@ pub const EVAL: &[FieldInfo] = &[
     f("batch", "int", "Examples per forward pass."),
 ];
 pub const MERGE: &[FieldInfo] = &[];
-pub const EXPORT: &[FieldInfo] = &[f(
-    "serve_on",
-    "vllm | lorax | peft",
-    "The serving runtime the export must load in.",
-)];
+pub const EXPORT: &[FieldInfo] = &[
+    f(
+        "serve_on",
+        "vllm | lorax | peft",
+        "The serving runtime the export must load in.",
+    ),
+    f(
+        "outside_project",
+        "bool",
+        "Allow a destination outside the folder of the .peft file (default false: a warning in check, an error in run).",
+    ),
+];
 pub const DEVICE: &[FieldInfo] = &[f(
     "memory",
     "size (24GiB)",
@@ -339,7 +346,7 @@ pub fn options(key: &str) -> &'static [&'static str] {
         "optimizer" => &["adamw", "sgd"],
         "serve_on" => &["vllm", "lorax", "peft"],
         "rslora" | "dora" | "packing" | "completion_only" | "dedupe" | "skip_invalid"
-        | "double_quant" | "tied" => &["true", "false"],
+        | "double_quant" | "tied" | "outside_project" => &["true", "false"],
         _ => &[],
     }
 }

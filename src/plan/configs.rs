@@ -66,7 +66,11 @@ impl StageKind {
 
     /// Version of the kind's semantics; part of every key of this kind.
     pub fn version(self) -> u32 {
-        1
+        match self {
+            // 2: the export is built in the cache entry (`out/export/`) and published from there.
+            StageKind::Export => 2,
+            _ => 1,
+        }
     }
 }
 

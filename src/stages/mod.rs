@@ -12,6 +12,8 @@ mod gate;
 mod loaded;
 mod merge;
 mod model_stage;
+mod outputs;
+pub mod publish;
 mod quantize;
 mod select;
 mod tokenize;
@@ -19,6 +21,7 @@ mod train;
 
 pub use eval::EvalOutput;
 pub use loaded::device;
+pub use outputs::{preflight, publish_all};
 
 use crate::exec::{StageContext, StageOutcome};
 use crate::plan::configs::StageKind;
