@@ -67,6 +67,8 @@ impl StageKind {
     /// Version of the kind's semantics; part of every key of this kind.
     pub fn version(self) -> u32 {
         match self {
+            // 2: rows with invalid UTF-8 are row errors at their line; a leading BOM is dropped.
+            StageKind::Tokenize => 2,
             // 2: the export is built in the cache entry (`out/export/`) and published from there.
             StageKind::Export => 2,
             _ => 1,

@@ -100,7 +100,8 @@ impl AdapterConfig {
     /// Reads `<dir>/adapter_config.json`.
     pub fn read(dir: &Path) -> Result<Self, PeftFormatError> {
         let path = dir.join("adapter_config.json");
-        let text = std::fs::read_to_string(&path).map_err(PeftFormatError::io(&path))?;
+        let text = crate::safe_fs::read_text_limited(&path, crate::safe_fs::JSON_LIMIT)
+            .map_err(PeftFormatError::io(&path))?;
         let cfg: Self = serde_json::from_str(&text).map_err(|e| PeftFormatError::Config {
             file: path.display().to_string(),
             message: e.to_string(),
