@@ -471,12 +471,14 @@ impl Reporter for LineReporter {
             StageEvent::Skipped { because } => format!("skipped (input {because} did not succeed)"),
             StageEvent::Cancelled => "cancelled".to_owned(),
             StageEvent::Warning { message } => format!("warning: {message}"),
+            StageEvent::Note { message } => message.clone(),
         };
         let done = !matches!(
             event,
             StageEvent::WaitingForLock
                 | StageEvent::Running
                 | StageEvent::Warning { .. }
+                | StageEvent::Note { .. }
                 | StageEvent::Cancelled
         );
         if done {

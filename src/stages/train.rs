@@ -130,4 +130,10 @@ impl Progress for StageProgress {
             format!("loss {loss:.4}  {tokens_per_s:.0} tok/s"),
         );
     }
+    fn on_resume(&mut self, step: u64, total: u64, checkpoint: &std::path::Path) {
+        self.handle.note(format!(
+            "resuming from the checkpoint after step {step} of {total} ({})",
+            checkpoint.display()
+        ));
+    }
 }
