@@ -194,9 +194,10 @@ fn list_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// blake3 of a file's bytes, read in 64 KiB blocks.
+/// blake3 of a file's bytes, read in 64 KiB blocks. Only a regular file is opened: a FIFO or a
+/// device among a stage's input files is an error, not a hang.
 pub fn hash_contents(path: &Path) -> Result<Digest> {
-    let file = std::fs::File::open(path).map_err(ExecError::io("open", path))?;
+    let (file, _) = crate::safe_fs::open_regular(path).map_err(ExecError::io("open", path))?;
     let mut hasher = blake3::Hasher::new();
     hasher
         .update_reader(file)

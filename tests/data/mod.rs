@@ -5,6 +5,7 @@
 //! also records what transformers renders and tokenizes for the chat-template tests).
 
 mod collate;
+mod encoding;
 mod errors;
 mod masking;
 mod packing;

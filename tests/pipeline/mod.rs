@@ -3,6 +3,8 @@
 //! check what is cached and what re-runs after each kind of edit, that a failed gate exits 3 and
 //! blocks the export, and that a corrupted cache entry is rebuilt.
 
+mod inputs;
+mod outputs;
 mod plan;
 mod searches;
 mod support;
@@ -199,6 +201,13 @@ fn a_run_killed_during_training_resumes_from_its_checkpoint() {
     let _ = child.wait();
     let again = p.run();
     assert_eq!(again.code, 0, "{}", again.stderr);
+    // The run says that it resumes, from which step and which checkpoint.
+    let note = again
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("[note]") && l.contains("resuming from the checkpoint after step"))
+        .unwrap_or_else(|| panic!("no resume note:\n{}", again.stderr))
+        .to_string();
     let summaries: Vec<serde_json::Value> = walk(&p.dir.path().join(".peft/entries"))
         .into_iter()
         .filter(|f| f.file_name().and_then(|n| n.to_str()) == Some("summary.json"))
@@ -213,6 +222,16 @@ fn a_run_killed_during_training_resumes_from_its_checkpoint() {
         summaries[0]
     );
     assert_eq!(summaries[0]["steps"], 400);
+    let step = resumed.unwrap();
+    assert!(
+        note.contains(&format!("after step {step} of 400 ("))
+            && note.contains(&format!("/step-{step:08})")),
+        "{note}"
+    );
+    assert!(
+        note.contains(&p.dir.path().join(".peft/checkpoints").display().to_string()),
+        "{note}"
+    );
 }
 
 #[test]

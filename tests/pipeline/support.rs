@@ -127,6 +127,44 @@ impl Pipeline {
         )
     }
 
+    /// `peftc SUB FILE EXTRA..` with `file` relative to the project folder; fails the test when
+    /// it does not finish within `secs` seconds (a hang), killing it.
+    pub fn peftc(&self, sub: &str, file: &str, extra: &[&str], secs: u64) -> Outcome {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peftc"))
+            .arg(sub)
+            .arg(self.dir.path().join(file))
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .env_remove("PEFTC_CACHE_DIR")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn peftc");
+        // Read stderr on a thread so a chatty child cannot block on a full pipe.
+        let mut err = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut s);
+            s
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("peftc {sub} {file} did not finish within {secs} s (hung)");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        Outcome {
+            code: status.code().unwrap_or(-1),
+            stderr: reader.join().unwrap_or_default(),
+        }
+    }
+
     pub fn run(&self) -> Outcome {
         let out = Command::new(env!("CARGO_BIN_EXE_peftc"))
             .arg("run")
