@@ -94,6 +94,7 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Result<St
     let paths: Vec<String> = written
         .iter()
         .map(|p| match p.strip_prefix(&tree) {
+            Ok(rel) if rel.as_os_str().is_empty() => dest.display().to_string(),
             Ok(rel) => dest.join(rel).display().to_string(),
             Err(_) => p.display().to_string(),
         })
