@@ -167,7 +167,8 @@ fn inspect(dest: &Path) -> Result<Found, PublishError> {
     match files {
         Some(files) => Ok(Found::Ours(files)),
         None => foreign(&format!(
-            "has a `peftc.lineage.json` without peftc's `{MARKER_KEY}` record"
+            "has a `peftc.lineage.json` without peftc's `{MARKER_KEY}` record (not peftc's, or an \
+             export from a peftc that did not record its files: remove that one yourself once)"
         )),
     }
 }
