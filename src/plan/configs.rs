@@ -66,7 +66,15 @@ impl StageKind {
 
     /// Version of the kind's semantics; part of every key of this kind.
     pub fn version(self) -> u32 {
-        1
+        match self {
+            // 2: PiSSA / OLoRA adapters are saved converted to plain LoRAs on the original base.
+            StageKind::Train => 2,
+            // 2: a merged model is evaluated in place (it used to be refused).
+            StageKind::Eval => 2,
+            // 2: a trained classification head and its labels are written into the merged model.
+            StageKind::Merge => 2,
+            _ => 1,
+        }
     }
 }
 

@@ -85,6 +85,18 @@ pub fn load_data(dir: &Path) -> anyhow::Result<PreparedDataset> {
         .with_context(|| format!("reading tokenized data in {}", dir.display()))
 }
 
+/// The examples of split `name`. A dataset declared without `split` has one split, which the
+/// planner calls `all` (the data runtime names it `train`).
+pub fn split_examples<'a>(
+    data: &'a PreparedDataset,
+    name: &str,
+) -> Option<&'a [crate::runtime::batch::Example]> {
+    data.split(name).or_else(|| match data.splits.as_slice() {
+        [only] if name == "all" => Some(only.examples.as_slice()),
+        _ => None,
+    })
+}
+
 /// The runtime's dataset spec for a stage config and the resolved files.
 pub fn dataset_spec(c: &TokenizeConfig, paths: Vec<String>) -> anyhow::Result<DatasetSpec> {
     let format = match c.format.as_str() {
