@@ -67,8 +67,11 @@ impl StageKind {
     /// Version of the kind's semantics; part of every key of this kind.
     pub fn version(self) -> u32 {
         match self {
-            // 2: PiSSA / OLoRA adapters are saved converted to plain LoRAs on the original base.
+            // 2: PiSSA / OLoRA adapters are saved converted to plain LoRAs on the original base,
+            // and the resolved config is part of the output (lineage).
             StageKind::Train => 2,
+            // 2: the output holds the source files' and the tokenized set's hashes (lineage).
+            StageKind::Tokenize => 2,
             // 2: a merged model is evaluated in place (it used to be refused).
             StageKind::Eval => 2,
             // 2: a trained classification head and its labels are written into the merged model.

@@ -55,6 +55,8 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         "steps": summary.steps,
         "final_loss": summary.final_loss,
         "trainable_params": summary.trainable_params,
+        // The resolved training config, for lineage.
+        "config": stage.config,
     }))
     .metadata(summary_json))
 }
