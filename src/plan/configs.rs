@@ -67,10 +67,18 @@ impl StageKind {
     /// Version of the kind's semantics; part of every key of this kind.
     pub fn version(self) -> u32 {
         match self {
-            // 2: rows with invalid UTF-8 are row errors at their line; a leading BOM is dropped.
-            StageKind::Tokenize => 2,
+            // 2: the output holds the source files' and the tokenized set's hashes (lineage).
+            // 3: rows with invalid UTF-8 are row errors at their line; a leading BOM is dropped.
+            StageKind::Tokenize => 3,
             // 2: the export is built in the cache entry (`out/export/`) and published from there.
             StageKind::Export => 2,
+            // 2: PiSSA / OLoRA adapters are saved converted to plain LoRAs on the original base,
+            // and the resolved config is part of the output (lineage).
+            StageKind::Train => 2,
+            // 2: a merged model is evaluated in place (it used to be refused).
+            StageKind::Eval => 2,
+            // 2: a trained classification head and its labels are written into the merged model.
+            StageKind::Merge => 2,
             _ => 1,
         }
     }

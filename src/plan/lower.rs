@@ -767,7 +767,79 @@ impl Lowering<'_> {
         for (i, g) in gates.into_iter().enumerate() {
             s = s.input(format!("gate.{i}"), g);
         }
+        // What the lineage records: the data the adapters were trained on, every eval of them.
+        let (data, evals) = self.audited(&x.source);
+        if let hir::ExportSource::Merge(n) = &x.source {
+            // A merged model's trains (an adapter export has its train as `train`).
+            let trains: Vec<String> = self
+                .program
+                .merge(n)
+                .map(|m| m.adapters.refs().iter().map(|r| r.train.clone()).collect())
+                .unwrap_or_default();
+            let mut ids: Vec<String> = trains.iter().filter_map(|t| self.train_id(t)).collect();
+            ids.dedup();
+            for (i, t) in ids.into_iter().enumerate() {
+                s = s.input(format!("audit.train.{i}"), t);
+            }
+        }
+        for (i, d) in data.into_iter().enumerate() {
+            s = s.input(format!("audit.data.{i}"), d);
+        }
+        for (i, e) in evals.into_iter().enumerate() {
+            s = s.input(format!("audit.eval.{i}"), e);
+        }
         self.push(s);
+    }
+
+    /// The tokenize stages of the trains behind an export's source, and the eval stages that
+    /// measure the source (its train's evals, or the merge's), for the export's lineage.
+    fn audited(&self, source: &hir::ExportSource) -> (Vec<String>, Vec<String>) {
+        let (trains, merge): (Vec<String>, Option<&str>) = match source {
+            hir::ExportSource::Adapter(r) => (vec![r.train.clone()], None),
+            hir::ExportSource::Train(n) => (vec![n.clone()], None),
+            hir::ExportSource::Merge(n) => (
+                self.program
+                    .merge(n)
+                    .map(|m| m.adapters.refs().iter().map(|r| r.train.clone()).collect())
+                    .unwrap_or_default(),
+                Some(n.as_str()),
+            ),
+        };
+        let mut data = Vec::new();
+        for t in &trains {
+            let Some(id) = self.train_id(t) else { continue };
+            let Some(stage) = self.stages.iter().find(|s| s.id.as_str() == id) else {
+                continue;
+            };
+            if let Some(d) = stage.inputs.get("data") {
+                let d = d.as_str().to_string();
+                if !data.contains(&d) {
+                    data.push(d);
+                }
+            }
+        }
+        let mut evals = Vec::new();
+        for e in &self.program.evals {
+            let involved = match &e.subject {
+                hir::EvalSubject::Train { train } => merge.is_none() && trains.contains(train),
+                hir::EvalSubject::Combined { adapters, .. } => {
+                    merge.is_none() && adapters.refs().iter().any(|r| trains.contains(&r.train))
+                }
+                hir::EvalSubject::Merge { merge: m } => Some(m.as_str()) == merge,
+                hir::EvalSubject::Base { .. } => false,
+            };
+            let id = format!("eval.{}", e.meta.name);
+            if involved && self.has(&id) {
+                evals.push(id);
+            }
+        }
+        if let Some(m) = merge {
+            let recheck = format!("eval.{m}.after_merge");
+            if self.has(&recheck) {
+                evals.push(recheck);
+            }
+        }
+        (data, evals)
     }
 }
 

@@ -6,6 +6,7 @@
 //! schedule, cache or hash (the engine does) and must not read `.peft` syntax (the planner does).
 
 mod adapters;
+mod audit;
 mod eval;
 mod export;
 mod gate;

@@ -171,6 +171,7 @@ impl AdapterConfig {
             LoraInit::KaimingUniform | LoraInit::RandomBoth { .. } => serde_json::json!(true),
             LoraInit::Gaussian => serde_json::json!("gaussian"),
             LoraInit::Pissa => serde_json::json!("pissa"),
+            LoraInit::Olora => serde_json::json!("olora"),
         };
         Self {
             peft_type: lora_type(),
@@ -248,6 +249,7 @@ impl AdapterConfig {
         let init = match self.init_lora_weights.as_str() {
             Some("gaussian") => LoraInit::Gaussian,
             Some(s) if s.starts_with("pissa") => LoraInit::Pissa,
+            Some("olora") => LoraInit::Olora,
             _ => LoraInit::KaimingUniform,
         };
         let layers_to_transform = match &self.layers_to_transform {
