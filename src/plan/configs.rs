@@ -66,7 +66,14 @@ impl StageKind {
 
     /// Version of the kind's semantics; part of every key of this kind.
     pub fn version(self) -> u32 {
-        1
+        match self {
+            // 2: the record says whether the id is a Hub id (adapter configs name the base by it).
+            StageKind::Model => 2,
+            // 2: saved adapters use PEFT's key names for the task class (`bert.` for a BERT
+            // classifier) and write every field of PEFT's `adapter_config.json`.
+            StageKind::Train => 2,
+            _ => 1,
+        }
     }
 }
 

@@ -18,7 +18,7 @@ mod tokenize;
 mod train;
 
 pub use eval::EvalOutput;
-pub use loaded::device;
+pub use loaded::{device, load_unquantized, Loaded};
 
 use crate::exec::{StageContext, StageOutcome};
 use crate::plan::configs::StageKind;
