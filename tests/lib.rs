@@ -5,6 +5,7 @@ mod exec;
 mod fmt;
 mod frontend;
 mod lsp;
+mod peft_format;
 mod pipeline;
 mod quant;
 mod runtime_bert;

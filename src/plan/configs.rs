@@ -67,6 +67,8 @@ impl StageKind {
     /// Version of the kind's semantics; part of every key of this kind.
     pub fn version(self) -> u32 {
         match self {
+            // 2: the record says whether the id is a Hub id (adapter configs name the base by it).
+            StageKind::Model => 2,
             // 2: the output holds the source files' and the tokenized set's hashes (lineage).
             // 3: rows with invalid UTF-8 are row errors at their line; a leading BOM is dropped.
             StageKind::Tokenize => 3,
@@ -74,7 +76,9 @@ impl StageKind {
             StageKind::Export => 2,
             // 2: PiSSA / OLoRA adapters are saved converted to plain LoRAs on the original base,
             // and the resolved config is part of the output (lineage).
-            StageKind::Train => 2,
+            // 3: saved adapters use PEFT's key names for the task class (`bert.` for a BERT
+            // classifier) and write every field of PEFT's `adapter_config.json`.
+            StageKind::Train => 3,
             // 2: a merged model is evaluated in place (it used to be refused).
             StageKind::Eval => 2,
             // 2: a trained classification head and its labels are written into the merged model.

@@ -214,7 +214,7 @@ pub fn save_all(loaded: &mut Loaded, attached: &Attached, out: &Path) -> anyhow:
             loaded.model.as_adaptable(),
             name,
             cfg,
-            &loaded.base_id,
+            &loaded.name_or_path,
             task_type(loaded),
         );
         save_adapter(

@@ -33,8 +33,11 @@ pub struct Loaded {
     pub arch: String,
     /// The Hugging Face folder of the base, when it is one (merged exports copy from it).
     pub folder: Option<PathBuf>,
-    /// The base model's id for lineage and adapter configs.
+    /// The base model's id for lineage.
     pub base_id: String,
+    /// `base_model_name_or_path` of the adapter configs: the Hub id of an `hf(..)` base, the
+    /// path of any other.
+    pub name_or_path: String,
 }
 
 /// The device stages run on: `PEFTC_DEVICE` (`cpu`, `cuda:N`, `metal`), CPU by default.
@@ -132,10 +135,15 @@ pub fn load_model_with(
                 tokenizer,
                 arch: config.model_type.clone(),
                 folder: None,
+                name_or_path: record.name_or_path(),
                 base_id: record.id,
             })
         }
-        None => load_folder_with(build, record.path.clone(), record.id, wrap),
+        None => {
+            let mut loaded = load_folder_with(build, record.path.clone(), record.id.clone(), wrap)?;
+            loaded.name_or_path = record.name_or_path();
+            Ok(loaded)
+        }
     }
 }
 
@@ -147,6 +155,16 @@ pub fn load_folder(
     base_id: String,
 ) -> anyhow::Result<Loaded> {
     load_folder_with(build, folder, base_id, &|src| quantized(ctx, build, src))
+}
+
+/// Loads a Hugging Face folder with the head of `build` (a BERT checkpoint without a classifier
+/// gets the seeded new head), unquantized, as the stages build it.
+pub fn load_unquantized(build: &ModelBuild, folder: PathBuf) -> anyhow::Result<Loaded> {
+    let id = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    load_folder_with(build, folder, id, &|src| Ok(src))
 }
 
 fn load_folder_with(
@@ -183,6 +201,7 @@ fn load_folder_with(
         model,
         tokenizer,
         arch: config.model_type.clone(),
+        name_or_path: folder.display().to_string(),
         folder: Some(folder),
         base_id,
     })

@@ -315,7 +315,13 @@ impl AdaptableLinear {
     /// (`base_model.model.<path>.lora_A.weight`, `.lora_B.weight`, `.lora_magnitude_vector`;
     /// full copies: `base_model.model.<path>.weight` / `.bias`).
     pub fn named_vars(&self, name: &str) -> Vec<(String, Var)> {
-        let p = format!("base_model.model.{}", self.path);
+        self.named_vars_at(name, &self.path)
+    }
+
+    /// [`AdaptableLinear::named_vars`] with the layer named `module` (PEFT's module path of
+    /// the layer, see `AdaptableModel::peft_path`).
+    pub fn named_vars_at(&self, name: &str, module: &str) -> Vec<(String, Var)> {
+        let p = format!("base_model.model.{module}");
         let mut out = Vec::new();
         if let Some(ad) = self.adapter(name) {
             out.push((format!("{p}.lora_A.weight"), ad.a.clone()));

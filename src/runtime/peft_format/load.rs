@@ -2,7 +2,9 @@
 //!
 //! Weights are matched to layers by key (`base_model.model.<path>.lora_A.weight`, ...), not by
 //! re-running target matching, so whatever PEFT adapted is restored exactly; a key that fits
-//! no layer, or a weight of the wrong shape, is an error naming the file and key.
+//! no layer, or a weight of the wrong shape, is an error naming the file and key. `<path>` is
+//! the layer's path in the class PEFT wraps for the task ([`AdaptableModel::peft_aliases`]):
+//! `bert.encoder...` for a BERT classifier even when its checkpoint is a bare `BertModel`.
 
 use crate::runtime::adapters::lora::LoraAdapter;
 use crate::runtime::model_api::AdaptableModel;
@@ -40,9 +42,24 @@ pub fn load_adapter(
         }
         Ok(src.tensor(key, DType::F32)?)
     };
+    // Each layer's module path in the file: the first of its PEFT names the file uses.
+    let modules: Vec<String> = model
+        .linears()
+        .iter()
+        .map(|l| {
+            let aliases = model.peft_aliases(&l.path);
+            let prefixed = |m: &String| format!("{PREFIX}{m}.");
+            aliases
+                .iter()
+                .find(|m| unused.iter().any(|k| k.starts_with(&prefixed(m))))
+                .or(aliases.first())
+                .cloned()
+                .unwrap_or_else(|| l.path.clone())
+        })
+        .collect();
     let mut loaded = 0usize;
-    for layer in model.linears_mut() {
-        let p = format!("{PREFIX}{}", layer.path);
+    for (layer, module) in model.linears_mut().into_iter().zip(&modules) {
+        let p = format!("{PREFIX}{module}");
         let (out_f, in_f) = layer.dims();
         let (ka, kb, km) = (
             format!("{p}.lora_A.weight"),
