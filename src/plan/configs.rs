@@ -66,7 +66,12 @@ impl StageKind {
 
     /// Version of the kind's semantics; part of every key of this kind.
     pub fn version(self) -> u32 {
-        1
+        match self {
+            // 2: GGUF bases stay quantized as stored (they were dequantized to f32); a quant's
+            // `compute` dtype is honoured; the quantize stage quantizes from f32 weights.
+            StageKind::Quantize | StageKind::Train | StageKind::Eval | StageKind::Merge => 2,
+            _ => 1,
+        }
     }
 }
 
@@ -88,12 +93,16 @@ pub struct ModelBuild {
     pub dtype: String,
     /// Quantization of the frozen base, if any.
     pub quant: Option<QuantConfig>,
+    /// GGUF bases: dequantize the linear weights (`weights = dense`) instead of keeping them
+    /// in the file's quantized form.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dense_weights: bool,
 }
 
 /// `quant q = nf4 { .. }`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QuantConfig {
-    /// `nf4`, `int8`, `q8_0`, `q4k`.
+    /// `nf4`, `fp4`, `int8`, `q8_0`, `q4k`, `q5k`, `q6k`.
     pub kind: String,
     pub double_quant: bool,
     pub block_size: u32,
