@@ -69,6 +69,9 @@ impl StageKind {
         match self {
             // 2: the record says whether the id is a Hub id (adapter configs name the base by it).
             StageKind::Model => 2,
+            // 2: GGUF bases stay quantized as stored (they were dequantized to f32); a quant's
+            // `compute` dtype is honoured; the quantize stage quantizes from f32 weights.
+            StageKind::Quantize => 2,
             // 2: the output holds the source files' and the tokenized set's hashes (lineage).
             // 3: rows with invalid UTF-8 are row errors at their line; a leading BOM is dropped.
             StageKind::Tokenize => 3,
@@ -78,11 +81,14 @@ impl StageKind {
             // and the resolved config is part of the output (lineage).
             // 3: saved adapters use PEFT's key names for the task class (`bert.` for a BERT
             // classifier) and write every field of PEFT's `adapter_config.json`.
-            StageKind::Train => 3,
+            // 4: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
+            StageKind::Train => 4,
             // 2: a merged model is evaluated in place (it used to be refused).
-            StageKind::Eval => 2,
+            // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
+            StageKind::Eval => 3,
             // 2: a trained classification head and its labels are written into the merged model.
-            StageKind::Merge => 2,
+            // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
+            StageKind::Merge => 3,
             _ => 1,
         }
     }
@@ -106,12 +112,16 @@ pub struct ModelBuild {
     pub dtype: String,
     /// Quantization of the frozen base, if any.
     pub quant: Option<QuantConfig>,
+    /// GGUF bases: dequantize the linear weights (`weights = dense`) instead of keeping them
+    /// in the file's quantized form.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dense_weights: bool,
 }
 
 /// `quant q = nf4 { .. }`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QuantConfig {
-    /// `nf4`, `int8`, `q8_0`, `q4k`.
+    /// `nf4`, `fp4`, `int8`, `q8_0`, `q4k`, `q5k`, `q6k`.
     pub kind: String,
     pub double_quant: bool,
     pub block_size: u32,

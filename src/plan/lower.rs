@@ -149,19 +149,24 @@ impl Lowering<'_> {
             hir::Task::Classify { labels } => Some(labels.clone()),
             hir::Task::Causal => None,
         });
-        let dtype = m.map(|m| dtype_name(m.dtype)).unwrap_or("f32").to_string();
-        let quant = quant
-            .and_then(|q| self.program.quant(q))
-            .map(|q| QuantConfig {
-                kind: quant_name(q.kind).to_string(),
-                double_quant: q.double_quant,
-                block_size: q.block_size,
-                compute: dtype_name(q.compute).to_string(),
-            });
+        let quant = quant.and_then(|q| self.program.quant(q));
+        // With a quantized base, `compute` (when written) is the dtype of the activations and
+        // of every weight kept dense; otherwise the model's `dtype`.
+        let dtype = quant
+            .and_then(|q| q.compute)
+            .or(m.map(|m| m.dtype))
+            .unwrap_or(hir::Dtype::F32);
+        let quant = quant.map(|q| QuantConfig {
+            kind: q.kind.name().to_string(),
+            double_quant: q.double_quant && q.kind.has_blocks(),
+            block_size: q.block_size,
+            compute: dtype_name(dtype).to_string(),
+        });
         ModelBuild {
             labels,
-            dtype,
+            dtype: dtype_name(dtype).to_string(),
             quant,
+            dense_weights: m.is_some_and(|m| m.dense_weights),
         }
     }
 
@@ -915,15 +920,6 @@ fn dtype_name(d: hir::Dtype) -> &'static str {
         hir::Dtype::F32 => "f32",
         hir::Dtype::F16 => "f16",
         hir::Dtype::Bf16 => "bf16",
-    }
-}
-
-fn quant_name(q: hir::QuantKind) -> &'static str {
-    match q {
-        hir::QuantKind::Nf4 => "nf4",
-        hir::QuantKind::Int8 => "int8",
-        hir::QuantKind::Q8_0 => "q8_0",
-        hir::QuantKind::Q4k => "q4k",
     }
 }
 

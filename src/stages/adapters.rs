@@ -49,7 +49,22 @@ const PROBE_FILE: &str = "probe.safetensors";
 
 /// Whether a layer is the classification head.
 fn is_head(path: &str) -> bool {
-    path == "classifier" || path.ends_with(".classifier")
+    [HEAD_BERT, crate::runtime::models::score_head::SCORE]
+        .iter()
+        .any(|h| path == *h || path.ends_with(&format!(".{h}")))
+}
+
+/// The module path of BERT's classification head.
+const HEAD_BERT: &str = "classifier";
+
+/// The head a classifier's first adapter saves in full (`modules_to_save`): BERT's
+/// `classifier`, the decoders' `score`.
+fn head_name(loaded: &Loaded) -> &'static str {
+    if loaded.arch == "bert" {
+        HEAD_BERT
+    } else {
+        crate::runtime::models::score_head::SCORE
+    }
 }
 
 /// Attaches fresh adapters (a stack: all active) to the model.
@@ -113,7 +128,7 @@ pub fn attach(
                     spec,
                     target_modules: TargetModules::Names(targets.clone()),
                     modules_to_save: if classify && i == 0 {
-                        vec!["classifier".into()]
+                        vec![head_name(loaded).into()]
                     } else {
                         Vec::new()
                     },

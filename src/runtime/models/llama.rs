@@ -19,6 +19,7 @@ use crate::runtime::models::config::LlamaConfig;
 use crate::runtime::models::decoder::{Decoder, KvCache};
 use crate::runtime::models::error::ModelError;
 use crate::runtime::models::reader::WeightReader;
+use crate::runtime::models::score_head::{load_score, pool_last};
 use crate::runtime::ops::attention::{attention, Kernels};
 use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
 use crate::runtime::ops::norm::rms_norm;
@@ -47,6 +48,8 @@ pub struct Llama {
     layers: Vec<Block>,
     norm: Tensor,
     lm_head: AdaptableLinear,
+    /// The sequence-classification head, when the model classifies (replaces `lm_head`).
+    score: Option<AdaptableLinear>,
     rotary: Rotary,
     hook: Arc<dyn ResidualHook>,
     device: Device,
@@ -122,11 +125,23 @@ impl Llama {
             layers,
             norm,
             lm_head,
+            score: None,
             rotary,
             hook: Arc::new(NoHook),
             device: device.clone(),
             dtype: w.dtype,
         })
+    }
+
+    /// The model with a sequence-classification head of `num_labels` classes read from
+    /// `score.weight` (transformers' `LlamaForSequenceClassification`).
+    pub fn with_score(
+        mut self,
+        w: &WeightReader,
+        num_labels: usize,
+    ) -> std::result::Result<Self, ModelError> {
+        self.score = Some(load_score(w, num_labels, self.cfg.hidden_size)?);
+        Ok(self)
     }
 
     /// The parsed config.
@@ -239,13 +254,18 @@ impl Llama {
             c.len += s;
         }
         let x = self.norm(&x, &self.norm, pass.kernels)?;
-        self.lm_head.forward(&x, pass.train)
+        Ok(x)
     }
 }
 
 impl AdaptedModel for Llama {
     fn task(&self) -> TaskKind {
-        TaskKind::CausalLm
+        match &self.score {
+            Some(score) => TaskKind::Classify {
+                num_labels: score.dims().0,
+            },
+            None => TaskKind::CausalLm,
+        }
     }
 
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
@@ -260,7 +280,11 @@ impl AdaptedModel for Llama {
             kernels: Kernels::Differentiable,
             cache: None,
         };
-        self.run(input_ids, Some(attention_mask), &positions, pass)
+        let x = self.run(input_ids, Some(attention_mask), &positions, pass)?;
+        match &self.score {
+            Some(score) => score.forward(&pool_last(&x, attention_mask)?, train),
+            None => self.lm_head.forward(&x, train),
+        }
     }
 
     fn trainable(&self) -> Vec<(String, Var)> {
@@ -280,7 +304,7 @@ impl AdaptableModel for Llama {
         for l in &self.layers {
             v.extend([&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]);
         }
-        v.push(&self.lm_head);
+        v.push(self.score.as_ref().unwrap_or(&self.lm_head));
         v
     }
 
@@ -297,7 +321,10 @@ impl AdaptableModel for Llama {
                 &mut l.down,
             ]);
         }
-        v.push(&mut self.lm_head);
+        v.push(match self.score.as_mut() {
+            Some(score) => score,
+            None => &mut self.lm_head,
+        });
         v
     }
 
@@ -331,6 +358,7 @@ impl Decoder for Llama {
             kernels: Kernels::Fused,
             cache: Some(cache),
         };
-        self.run(input_ids, Some(attention_mask), positions, pass)
+        let x = self.run(input_ids, Some(attention_mask), positions, pass)?;
+        self.lm_head.forward(&x, false)
     }
 }
