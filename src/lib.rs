@@ -18,5 +18,6 @@ pub mod fmt;
 pub mod lsp;
 pub mod plan;
 pub mod runtime;
+pub mod serve;
 pub mod stages;
 pub mod syntax;
