@@ -10,5 +10,6 @@ mod pipeline;
 mod quant;
 mod runtime_bert;
 mod runtime_models;
+mod serve;
 mod train;
 mod watch;

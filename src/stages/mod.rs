@@ -21,7 +21,7 @@ mod tokenize;
 mod train;
 
 pub use eval::EvalOutput;
-pub use loaded::{device, load_unquantized, Loaded};
+pub use loaded::{device, load_unquantized, quant_spec, Loaded};
 pub use outputs::{preflight, publish_all};
 
 use crate::exec::{StageContext, StageOutcome};

@@ -84,6 +84,7 @@ impl Case {
                 .map(|n| (0..n).map(|i| format!("LABEL_{i}")).collect()),
             dtype: "f32".into(),
             quant: None,
+            dense_weights: false,
         };
         load_unquantized(&build, self.base.clone()).unwrap()
     }

@@ -155,6 +155,16 @@ pub fn set_active(model: &mut dyn AdaptableModel, active: &[(String, f64)]) {
     }
 }
 
+/// Sets (or clears) the per-row adapters of every layer (continuous batching across adapters).
+pub fn set_row_adapters(
+    model: &mut dyn AdaptableModel,
+    rows: Option<std::sync::Arc<crate::runtime::adapters::linear::RowAdapters>>,
+) {
+    for layer in model.linears_mut() {
+        layer.set_row_adapters(rows.clone());
+    }
+}
+
 /// Names of every adapter on the model, in first-seen order.
 pub fn adapter_names(model: &dyn AdaptableModel) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
