@@ -19,5 +19,6 @@ pub mod lsp;
 pub mod plan;
 pub mod runtime;
 pub mod safe_fs;
+pub mod serve;
 pub mod stages;
 pub mod syntax;

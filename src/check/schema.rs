@@ -2,7 +2,7 @@
 //! transformers with ours. Data only; the lowering steps use it.
 
 /// Fields of `model`.
-pub const MODEL: &[&str] = &["task", "dtype", "shape"];
+pub const MODEL: &[&str] = &["task", "dtype", "shape", "weights"];
 /// Fields of a `shape = { .. }` record.
 pub const SHAPE: &[&str] = &[
     "arch",

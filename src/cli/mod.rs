@@ -10,6 +10,7 @@ pub mod lsp;
 pub mod pipeline;
 pub mod plan;
 pub mod run;
+pub mod serve;
 pub mod watch;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +43,8 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     /// Run the language server over stdin and stdout (for editors).
     Lsp(lsp::LspArgs),
+    /// Serve a base model and many adapters, switched per request (OpenAI-compatible HTTP).
+    Serve(serve::ServeArgs),
     /// Re-check on every save of the pipeline, its imports, data and local models; re-run what changed.
     Watch(watch::WatchArgs),
 }
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Cache(args) => cache::run(args),
         Command::Fmt(a) => fmt::run(&a),
         Command::Lsp(a) => lsp::run(&a),
+        Command::Serve(a) => serve::run(&a),
         Command::Watch(args) => watch::run(args),
     }
 }

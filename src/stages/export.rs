@@ -32,6 +32,7 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Result<St
         .input("model")
         .and_then(|m| m.output["id"].as_str().map(str::to_string))
         .unwrap_or_default();
+    let audit = super::audit::lineage_patch(stage, ctx)?;
     let mut written = Vec::new();
     if let Some(train) = ctx.input("train") {
         if config.format == "merged" {
@@ -71,6 +72,7 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Result<St
                 &gates,
                 train.output.clone(),
                 loss.clone(),
+                &audit,
             )?;
         }
     } else if let Some(merged) = ctx.input("merged") {
@@ -84,6 +86,7 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Result<St
             &gates,
             Value::Null,
             Vec::new(),
+            &audit,
         )?;
         written.push(tree.clone());
     } else {
@@ -112,6 +115,7 @@ fn finish(
     gates: &[Value],
     train: Value,
     loss: Vec<crate::exec::report::LossPoint>,
+    audit: &Value,
 ) -> anyhow::Result<()> {
     let data: Vec<Value> = ctx
         .stage_key
@@ -125,7 +129,7 @@ fn finish(
         .map(|(k, v)| (k.clone(), json!(v.digest.to_string())))
         .collect::<serde_json::Map<_, _>>()
         .into();
-    let patch = json!({
+    let mut patch = json!({
         "peftc_version": env!("CARGO_PKG_VERSION"),
         "base_model": { "id": model_id },
         "export": { "format": config.format, "serve_on": config.serve_on, "names": config.names },
@@ -135,6 +139,7 @@ fn finish(
         "gates": gates,
         "pipeline": { "file": env.pipeline.display().to_string(), "source": env.source },
     });
+    crate::exec::lineage::merge(&mut patch, audit);
     merge_lineage(&target.join(LINEAGE_FILE), &patch)?;
     let metrics: Vec<MetricRow> = gates
         .iter()

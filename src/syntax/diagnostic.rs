@@ -88,6 +88,11 @@ codes! {
     MergeQuantizedUnchecked = "W0603", "merge into a quantized base without a later eval";
     NotPortable = "W0801", "the serving runtime cannot load this adapter";
     ExportOutsideProject = "W0950", "export outside the project folder";
+    QuantOptionUnused = "E1101", "option does not apply to this quantization format";
+    GgufUnsupported = "E1102", "GGUF file the runtime cannot build";
+    WeightsNotGguf = "E1103", "`weights` applies to GGUF bases only";
+    ComputeConflict = "E1104", "quant compute and model dtype disagree";
+    QuantLayersDense = "W1101", "layers the quantization format cannot store stay dense";
 }
 
 impl Code {
