@@ -73,6 +73,9 @@ codes! {
     BadMix = "E0602", "invalid mix";
     OutOfMemory = "E0701", "estimated memory exceeds the device";
     ExportFormat = "E0801", "export format does not fit its source";
+    MergeBottleneck = "E1001", "a bottleneck adapter cannot be merged";
+    MixBottleneck = "E1002", "a weighted mix holds a bottleneck adapter";
+    InitQuantized = "E1003", "PiSSA / OLoRA on a quantized base";
     UnusedDecl = "W0101", "unused declaration";
     UnusedImport = "W0102", "unused import";
     ShapesUnknown = "W0301", "model shapes unknown";
