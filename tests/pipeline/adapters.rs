@@ -428,3 +428,78 @@ fn lineage_records_every_input_of_the_export() {
         lineage["base_model"]["files"]
     );
 }
+
+const COMBINED: &str = r#"model tiny = local("model")
+
+dataset tr = jsonl("train.jsonl") { text = field("text") }
+dataset ev = jsonl("eval.jsonl") { text = field("text") }
+
+adapter a = lora { r = 4, alpha = 8, targets = [q_proj, v_proj], init = pissa }
+adapter b = lora { r = 2, alpha = 4, targets = [q_proj, v_proj], init = olora }
+
+train t {
+  model     = tiny
+  adapters  = [a]
+  data      = tr
+  epochs    = 5
+  max_steps = 5
+  batch     = 8
+  lr        = 1e-2
+  seed      = 1
+}
+
+train u = t { adapters = [b] }
+
+eval mixed {
+  model    = tiny
+  adapters = mix { t.a: 0.7, u.b: 0.3 }
+  data     = ev
+  metrics  = [loss]
+  gate loss <= 10
+}
+
+eval stacked {
+  model    = tiny
+  adapters = [t.a, u.b]
+  data     = ev
+  metrics  = [loss]
+  gate loss <= 10
+}
+
+merge m = tiny + mix { t.a: 0.7, u.b: 0.3 }
+
+export t.a to "out/a" as peft
+export m to "out/m" as merged
+"#;
+
+/// A weighted `mix` of two trained adapters (different ranks: PEFT's `cat` combination) and a
+/// stack of both, evaluated through `peftc run`, equal to PEFT's `add_weighted_adapter` and
+/// `set_adapter([..])` on the same adapters within 1e-4; the mix merged and re-evaluated.
+#[test]
+fn mix_and_stack_equal_peft_add_weighted_adapter() {
+    let refs = references();
+    let dir = project("init = pissa");
+    std::fs::write(dir.path().join("pipeline.peft"), COMBINED).unwrap();
+    let (code, stderr) = run(dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    let lineage = read_json(&dir.path().join("out/a/peftc.lineage.json"));
+    for (eval, key) in [("mixed", "mix_eval_loss"), ("stacked", "stack_eval_loss")] {
+        let ours = lineage["metrics"][format!("{eval}.loss")].as_f64().unwrap();
+        let theirs = refs["combinations"][key].as_f64().unwrap();
+        assert!(
+            (ours - theirs).abs() < 1e-4,
+            "{eval}: {ours} vs PEFT {theirs}"
+        );
+        eprintln!(
+            "{eval}: eval loss within {:.1e} of PEFT",
+            (ours - theirs).abs()
+        );
+    }
+    let merged = read_json(&dir.path().join("out/m/peftc.lineage.json"));
+    let after = merged["metrics"]["m.after_merge.loss"].as_f64().unwrap();
+    let mix = refs["combinations"]["mix_eval_loss"].as_f64().unwrap();
+    assert!(
+        (after - mix).abs() < 1e-4,
+        "merged mix {after} vs PEFT {mix}"
+    );
+}
