@@ -1,27 +1,28 @@
 //! Step time of the training loop (`peftc::runtime::train::train`: forward, causal LM loss,
-//! backward, AdamW) on a llama-shaped stack with the tiny llama's sizes (hidden 512, 8 layers,
-//! 8 heads, MLP 1376, vocab 8000), LoRA r 16 (alpha 32) on q,v or on every linear layer,
-//! batch 8 x 128 by default. Frozen weights go through the runtime's `DenseWeight`, so the
-//! figure moves with the frozen-matmul seam.
+//! backward, AdamW) on the runtime's own llama (`src/runtime/models/llama.rs`) at a llama
+//! shape (hidden 512, 8 layers, 8 heads, MLP 1376, vocab 8000, untied head), random weights
+//! written once as a Hugging Face folder and loaded by `load_folder`, LoRA r 16 (alpha 32)
+//! attached by `attach_lora` on q,v or on every linear layer, batch 8 x 128 by default.
 //!
-//! The model (RMSNorm, causal softmax attention without RoPE, SwiGLU MLP, untied head) is
-//! defined here and mirrored exactly by `benches/train_vs_torch.py`, which times PyTorch on the
-//! same shapes and prints the ratio. Method as `/work/shared/research/baseline`: 3 warm-up
+//! `benches/train_vs_torch.py` times transformers' `LlamaForCausalLM` with PEFT's LoRA on the
+//! same config and prints the ratio. Method as `/work/shared/research/baseline`: 3 warm-up
 //! steps, median of 20. Prints one JSON line per case.
 //!
 //! Env: `PEFTC_BENCH_STEPS` (20), `PEFTC_BENCH_WARMUP` (3), `PEFTC_BENCH_BATCH` (8),
 //! `PEFTC_BENCH_SEQ` (128), `PEFTC_BENCH_CASES` (`lora_qv,lora_all`). Threads: `RAYON_NUM_THREADS`.
 
-use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_core::{Device, Result, Tensor};
+use peftc::runtime::adapters::attach::{attach_lora, LoraConfig};
+use peftc::runtime::adapters::lora::LoraSpec;
+use peftc::runtime::adapters::targets::TargetModules;
 use peftc::runtime::batch::Example;
-use peftc::runtime::dense::DenseWeight;
-use peftc::runtime::model_api::{AdaptedModel, TaskKind};
+use peftc::runtime::models::load::{load_folder, LoadConfig, LoadedModel};
 use peftc::runtime::train::{
     train, AdamWConfig, OptimizerConfig, Progress, Resume, ScheduleConfig, ScheduleKind,
     TrainConfig, TrainLength, TrainRun, Warmup,
 };
-use peftc::runtime::weight::FrozenWeight;
 use rand::{Rng, SeedableRng};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -32,147 +33,90 @@ const MLP: usize = 1376;
 const VOCAB: usize = 8000;
 const RANK: usize = 16;
 const ALPHA: f64 = 32.0;
-const EPS: f64 = 1e-6;
 
-struct Linear {
-    w: DenseWeight,
-    lora: Option<(Var, Var)>,
-}
-
-impl Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.w.forward(x)?;
-        match &self.lora {
-            None => Ok(y),
-            Some((a, b)) => {
-                let l = x
-                    .broadcast_matmul(&a.as_tensor().t()?)?
-                    .broadcast_matmul(&b.as_tensor().t()?)?;
-                y + (l * (ALPHA / RANK as f64))?
-            }
-        }
-    }
-}
-
-struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
-    n1: Tensor,
-    n2: Tensor,
-}
-
-struct Model {
-    emb: Tensor,
-    layers: Vec<Layer>,
-    norm: Tensor,
-    head: Tensor,
-    names: Vec<(String, Var)>,
-    device: Device,
-}
-
-fn rms(x: &Tensor, g: &Tensor) -> Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(ms + EPS)?.sqrt()?)?.broadcast_mul(g)
-}
-
-impl Model {
-    fn new(all_linear: bool, seed: u64) -> Result<Self> {
-        let dev = Device::Cpu;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut rand = |r: usize, c: usize, std: f32| -> Result<Tensor> {
-            let v: Vec<f32> = (0..r * c)
-                .map(|_| (rng.gen::<f32>() - 0.5) * 2.0 * std)
-                .collect();
-            Tensor::from_vec(v, (r, c), &Device::Cpu)
-        };
-        let mut names = Vec::new();
-        let mut layers = Vec::new();
-        for l in 0..LAYERS {
-            let mut lin = |name: &str, out: usize, inp: usize, adapt: bool| -> Result<Linear> {
-                let w = DenseWeight::new(rand(out, inp, 0.02)?);
-                let lora = if adapt {
-                    let a = Var::from_tensor(&rand(RANK, inp, 0.02)?)?;
-                    let b = Var::zeros((out, RANK), DType::F32, &Device::Cpu)?;
-                    let p = format!("base_model.model.model.layers.{l}.{name}");
-                    names.push((format!("{p}.lora_A.weight"), a.clone()));
-                    names.push((format!("{p}.lora_B.weight"), b.clone()));
-                    Some((a, b))
-                } else {
-                    None
-                };
-                Ok(Linear { w, lora })
-            };
-            layers.push(Layer {
-                q: lin("self_attn.q_proj", HIDDEN, HIDDEN, true)?,
-                k: lin("self_attn.k_proj", HIDDEN, HIDDEN, all_linear)?,
-                v: lin("self_attn.v_proj", HIDDEN, HIDDEN, true)?,
-                o: lin("self_attn.o_proj", HIDDEN, HIDDEN, all_linear)?,
-                gate: lin("mlp.gate_proj", MLP, HIDDEN, all_linear)?,
-                up: lin("mlp.up_proj", MLP, HIDDEN, all_linear)?,
-                down: lin("mlp.down_proj", HIDDEN, MLP, all_linear)?,
-                n1: Tensor::ones(HIDDEN, DType::F32, &dev)?,
-                n2: Tensor::ones(HIDDEN, DType::F32, &dev)?,
-            });
-        }
-        Ok(Self {
-            emb: rand(VOCAB, HIDDEN, 0.02)?,
-            layers,
-            norm: Tensor::ones(HIDDEN, DType::F32, &dev)?,
-            head: rand(VOCAB, HIDDEN, 0.02)?,
-            names,
-            device: dev,
-        })
-    }
-}
-
-impl AdaptedModel for Model {
-    fn task(&self) -> TaskKind {
-        TaskKind::CausalLm
-    }
-
-    fn forward(&self, ids: &Tensor, _mask: &Tensor, _train: bool) -> Result<Tensor> {
-        let (b, s) = ids.dims2()?;
-        let dh = HIDDEN / HEADS;
-        let mut h = self
-            .emb
-            .index_select(&ids.flatten_all()?, 0)?
-            .reshape((b, s, HIDDEN))?;
-        let causal: Vec<f32> = (0..s)
-            .flat_map(|i| (0..s).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+/// Writes a llama folder with random weights (uniform, std-like scale 0.02; norms 1).
+fn write_model(dir: &Path, seed: u64) -> Result<()> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut rand = |r: usize, c: usize| -> Result<Tensor> {
+        let v: Vec<f32> = (0..r * c)
+            .map(|_| (rng.gen::<f32>() - 0.5) * 0.04)
             .collect();
-        let causal = Tensor::from_vec(causal, (1, 1, s, s), &self.device)?;
-        for l in &self.layers {
-            let x = rms(&h, &l.n1)?;
-            let split = |t: Tensor| -> Result<Tensor> {
-                t.reshape((b, s, HEADS, dh))?.transpose(1, 2)?.contiguous()
-            };
-            let q = split(l.q.forward(&x)?)?;
-            let k = split(l.k.forward(&x)?)?;
-            let v = split(l.v.forward(&x)?)?;
-            let scores =
-                (q.matmul(&k.t()?)? * (1.0 / (dh as f64).sqrt()))?.broadcast_add(&causal)?;
-            let p = candle_nn::ops::softmax(&scores, D::Minus1)?;
-            let o = p.matmul(&v)?.transpose(1, 2)?.reshape((b, s, HIDDEN))?;
-            h = (h + l.o.forward(&o)?)?;
-            let x = rms(&h, &l.n2)?;
-            let m = (l.gate.forward(&x)?.silu()? * l.up.forward(&x)?)?;
-            h = (h + l.down.forward(&m)?)?;
+        Tensor::from_vec(v, (r, c), &Device::Cpu)
+    };
+    let mut tensors = vec![
+        (
+            "model.embed_tokens.weight".to_string(),
+            rand(VOCAB, HIDDEN)?,
+        ),
+        ("lm_head.weight".to_string(), rand(VOCAB, HIDDEN)?),
+        (
+            "model.norm.weight".to_string(),
+            Tensor::ones(HIDDEN, candle_core::DType::F32, &Device::Cpu)?,
+        ),
+    ];
+    for l in 0..LAYERS {
+        let p = format!("model.layers.{l}");
+        for (name, out, inp) in [
+            ("self_attn.q_proj", HIDDEN, HIDDEN),
+            ("self_attn.k_proj", HIDDEN, HIDDEN),
+            ("self_attn.v_proj", HIDDEN, HIDDEN),
+            ("self_attn.o_proj", HIDDEN, HIDDEN),
+            ("mlp.gate_proj", MLP, HIDDEN),
+            ("mlp.up_proj", MLP, HIDDEN),
+            ("mlp.down_proj", HIDDEN, MLP),
+        ] {
+            tensors.push((format!("{p}.{name}.weight"), rand(out, inp)?));
         }
-        rms(&h, &self.norm)?.broadcast_matmul(&self.head.t()?)
+        for norm in ["input_layernorm", "post_attention_layernorm"] {
+            tensors.push((
+                format!("{p}.{norm}.weight"),
+                Tensor::ones(HIDDEN, candle_core::DType::F32, &Device::Cpu)?,
+            ));
+        }
     }
+    let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+    candle_core::safetensors::save(&map, dir.join("model.safetensors"))?;
+    let config = serde_json::json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": HIDDEN,
+        "intermediate_size": MLP,
+        "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS,
+        "num_key_value_heads": HEADS,
+        "vocab_size": VOCAB,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": false,
+        "torch_dtype": "float32",
+    });
+    std::fs::write(dir.join("config.json"), config.to_string())?;
+    Ok(())
+}
 
-    fn trainable(&self) -> Vec<(String, Var)> {
-        self.names.clone()
-    }
-
-    fn device(&self) -> &Device {
-        &self.device
-    }
+/// The runtime's llama from `dir` with a LoRA on q,v (or every linear layer).
+fn model(
+    dir: &Path,
+    all_linear: bool,
+) -> std::result::Result<Box<dyn LoadedModel>, Box<dyn std::error::Error>> {
+    let mut model = load_folder(dir, &LoadConfig::default())?;
+    let lora = LoraConfig {
+        spec: LoraSpec {
+            r: RANK,
+            alpha: ALPHA,
+            ..LoraSpec::default()
+        },
+        target_modules: if all_linear {
+            TargetModules::AllLinear
+        } else {
+            TargetModules::Names(vec!["q_proj".into(), "v_proj".into()])
+        },
+        ..LoraConfig::default()
+    };
+    attach_lora(model.as_adaptable_mut(), "default", &lora)?;
+    Ok(model)
 }
 
 struct StepTimes {
@@ -201,9 +145,11 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let batch = env("PEFTC_BENCH_BATCH", 8);
     let seq = env("PEFTC_BENCH_SEQ", 128);
     let cases = std::env::var("PEFTC_BENCH_CASES").unwrap_or_else(|_| "lora_qv,lora_all".into());
+    let folder = tempfile::tempdir()?;
+    write_model(folder.path(), 0)?;
     for case in cases.split(',') {
-        let model = Model::new(case == "lora_all", 0)?;
-        let trainable: usize = model.names.iter().map(|(_, v)| v.elem_count()).sum();
+        let model = model(folder.path(), case == "lora_all")?;
+        let trainable: usize = model.trainable().iter().map(|(_, v)| v.elem_count()).sum();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let total = warmup + steps;
         let examples: Vec<Example> = (0..total * batch)
@@ -238,7 +184,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             times: Vec::new(),
         };
         let summary = train(
-            &model,
+            model.as_adaptable(),
             &examples,
             &config,
             TrainRun {

@@ -1,9 +1,10 @@
 """Side by side: one LoRA training step (forward, causal LM loss, backward, AdamW) of peftc's loop
 (benches/train.rs) and of PyTorch on the same llama-shaped stack, and the ratio peftc / PyTorch.
 
-The model is the one in benches/train.rs, line for line: embeddings -> 8 x [RMSNorm, q/k/v/o
-(LoRA r 16, alpha 32 on q,v or on every linear), causal softmax attention without RoPE, RMSNorm,
-SwiGLU MLP 512 -> 1376 -> 512] -> RMSNorm -> untied head 8000; fp32; frozen base.
+The model is the same llama on both sides: peftc's runtime llama (benches/train.rs) and
+transformers' LlamaForCausalLM (eager attention) with PEFT's LoRA (r 16, alpha 32 on q,v or on
+every linear layer); hidden 512, 8 layers, 8 heads, SwiGLU MLP 1376, untied head 8000; fp32;
+frozen base.
 Method as /work/shared/research/baseline/bench.py: 2 threads, 3 warm-up steps, median of 20,
 a new batch of random tokens every step, labels = input ids.
 
@@ -35,66 +36,28 @@ SEQ = int(os.environ.get("PEFTC_BENCH_SEQ", "128"))
 CASES = os.environ.get("PEFTC_BENCH_CASES", "lora_qv,lora_all").split(",")
 
 
-class Linear(torch.nn.Module):
-    def __init__(self, out, inp, adapt):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.randn(out, inp) * 0.02, requires_grad=False)
-        self.adapt = adapt
-        if adapt:
-            self.a = torch.nn.Parameter(torch.randn(RANK, inp) * 0.02)
-            self.b = torch.nn.Parameter(torch.zeros(out, RANK))
+def build(all_linear):
+    """transformers' LlamaForCausalLM (eager attention, fp32) with PEFT's LoRA, the config of
+    benches/train.rs."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    def forward(self, x):
-        y = x @ self.w.T
-        if self.adapt:
-            y = y + ((x @ self.a.T) @ self.b.T) * (ALPHA / RANK)
-        return y
-
-
-def rms(x, g):
-    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + EPS) * g
-
-
-class Model(torch.nn.Module):
-    def __init__(self, all_linear):
-        super().__init__()
-        self.emb = torch.nn.Parameter(torch.randn(VOCAB, HIDDEN) * 0.02, requires_grad=False)
-        self.head = torch.nn.Parameter(torch.randn(VOCAB, HIDDEN) * 0.02, requires_grad=False)
-        self.layers = torch.nn.ModuleList()
-        for _ in range(LAYERS):
-            m = torch.nn.Module()
-            m.q = Linear(HIDDEN, HIDDEN, True)
-            m.k = Linear(HIDDEN, HIDDEN, all_linear)
-            m.v = Linear(HIDDEN, HIDDEN, True)
-            m.o = Linear(HIDDEN, HIDDEN, all_linear)
-            m.gate = Linear(MLP, HIDDEN, all_linear)
-            m.up = Linear(MLP, HIDDEN, all_linear)
-            m.down = Linear(HIDDEN, MLP, all_linear)
-            self.layers.append(m)
-        self.ones = torch.ones(HIDDEN)
-
-    def forward(self, ids):
-        b, s = ids.shape
-        dh = HIDDEN // HEADS
-        h = self.emb[ids]
-        causal = torch.full((s, s), float("-inf")).triu(1)
-        for l in self.layers:
-            x = rms(h, self.ones)
-            q = l.q(x).view(b, s, HEADS, dh).transpose(1, 2)
-            k = l.k(x).view(b, s, HEADS, dh).transpose(1, 2)
-            v = l.v(x).view(b, s, HEADS, dh).transpose(1, 2)
-            p = torch.softmax(q @ k.transpose(-1, -2) / dh**0.5 + causal, dim=-1)
-            o = (p @ v).transpose(1, 2).reshape(b, s, HIDDEN)
-            h = h + l.o(o)
-            x = rms(h, self.ones)
-            h = h + l.down(torch.nn.functional.silu(l.gate(x)) * l.up(x))
-        return rms(h, self.ones) @ self.head.T
+    config = LlamaConfig(
+        hidden_size=HIDDEN, intermediate_size=MLP, num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS, num_key_value_heads=HEADS, vocab_size=VOCAB,
+        max_position_embeddings=2048, rms_norm_eps=EPS, tie_word_embeddings=False,
+        attn_implementation="eager",
+    )
+    base = LlamaForCausalLM(config)
+    targets = "all-linear" if all_linear else ["q_proj", "v_proj"]
+    return get_peft_model(base, LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=targets))
 
 
 def torch_case(case):
     torch.manual_seed(0)
     torch.set_num_threads(THREADS)
-    model = Model(case == "lora_all")
+    model = build(case == "lora_all")
+    model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     g = torch.Generator().manual_seed(0)
@@ -102,7 +65,7 @@ def torch_case(case):
     for _ in range(WARMUP + STEPS):
         ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=g)
         t0 = time.perf_counter()
-        logits = model(ids)
+        logits = model(input_ids=ids).logits
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), ids[:, 1:].reshape(-1))
         loss.backward()
         opt.step()

@@ -16,6 +16,7 @@ impl Cx<'_> {
         self.lint_searches(prog);
         self.lint_merges(prog);
         self.lint_exports(prog);
+        self.lint_support(prog);
     }
 
     fn lint_adapter(&mut self, a: &Adapter, loc: Loc) {

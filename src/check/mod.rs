@@ -22,6 +22,7 @@ pub mod explain;
 pub mod figures;
 mod gguf;
 pub mod hir;
+mod lint_support;
 mod lints;
 mod load;
 mod lower_adapter;

@@ -77,6 +77,9 @@ codes! {
     ExportOverProject = "E0951", "export over the project folder";
     ExportOverInput = "E0952", "export over an input of the pipeline";
     ExportOverlap = "E0953", "two exports share a folder";
+    MergeBottleneck = "E1001", "a bottleneck adapter cannot be merged";
+    MixBottleneck = "E1002", "a weighted mix holds a bottleneck adapter";
+    InitQuantized = "E1003", "PiSSA / OLoRA on a quantized base";
     UnusedDecl = "W0101", "unused declaration";
     UnusedImport = "W0102", "unused import";
     ShapesUnknown = "W0301", "model shapes unknown";

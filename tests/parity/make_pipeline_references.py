@@ -11,6 +11,9 @@ datasets: the tokenizer's special tokens, then EOS), the whole batch at every st
 through PEFT's `create_loraplus_optimizer`. PiSSA and OLoRA adapters are saved as PEFT saves
 them for use on the original base (`path_initial_model_for_weight_conversion`).
 
+Then the PiSSA adapter and an OLoRA adapter of rank 2, as saved, are combined on the original
+base: a weighted mix {0.7, 0.3} (PEFT's `add_weighted_adapter`, `cat`) and a stack (both active).
+
 Writes tests/fixtures/pipeline/references.json (per case: the loss of every step, the eval loss
 over EVAL after training, the saved adapter's r / lora_alpha / init_lora_weights) and
 <case>_logits.safetensors (logits over EVAL of the trained model; for LoRA the script checks
@@ -58,6 +61,7 @@ CASES = {
     "olora": dict(init_lora_weights="olora"),
     "pissa_loraplus": dict(init_lora_weights="pissa", loraplus_ratio=16.0),
     "pissa_rslora_dora": dict(init_lora_weights="pissa", use_rslora=True, use_dora=True),
+    "olora_r2": dict(init_lora_weights="olora", r=2, lora_alpha=4),
 }
 
 
@@ -94,7 +98,9 @@ def base():
 def run_case(name, opts):
     opts = dict(opts)
     ratio = opts.pop("loraplus_ratio", None)
-    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, **opts)
+    opts.setdefault("r", 4)
+    opts.setdefault("lora_alpha", 8)
+    cfg = LoraConfig(target_modules=["q_proj", "v_proj"], lora_dropout=0.0, **opts)
     model = get_peft_model(base(), cfg)
     tmp = tempfile.mkdtemp()
     init_dir = os.path.join(tmp, "init")
@@ -138,6 +144,7 @@ def run_case(name, opts):
         assert diff < 1e-4, f"{name}: saved adapter differs from the trained model by {diff}"
     save_file({"logits": trained_logits.contiguous(), "attention_mask": emask.float()},
               os.path.join(OUT, f"{name}_logits.safetensors"))
+    SAVED[name] = saved
     return {
         "losses": losses,
         "eval_loss": eval_loss,
@@ -145,6 +152,27 @@ def run_case(name, opts):
         "saved_alpha": saved_cfg["lora_alpha"],
         "saved_init": saved_cfg["init_lora_weights"],
     }
+
+
+SAVED = {}
+
+
+def combinations():
+    """The PiSSA adapter (r 4) and the OLoRA adapter (r 2), both as saved, on the original base:
+    a weighted mix (PEFT's `add_weighted_adapter`, `cat`: the ranks differ) and a stack (both
+    active). Returns their eval losses."""
+    _, eids, emask, elabels = encode(EVAL)
+    model = PeftModel.from_pretrained(base(), SAVED["pissa"], adapter_name="x")
+    model.load_adapter(SAVED["olora_r2"], adapter_name="y")
+    model.add_weighted_adapter(["x", "y"], [0.7, 0.3], adapter_name="mix", combination_type="cat")
+    model.set_adapter("mix")
+    model.eval()
+    with torch.no_grad():
+        mix = token_loss(model(input_ids=eids, attention_mask=emask).logits, elabels).item()
+    model.base_model.set_adapter(["x", "y"])
+    with torch.no_grad():
+        stack = token_loss(model(input_ids=eids, attention_mask=emask).logits, elabels).item()
+    return {"mix_eval_loss": mix, "stack_eval_loss": stack}
 
 
 def main():
@@ -155,6 +183,8 @@ def main():
     for name, opts in CASES.items():
         refs["cases"][name] = run_case(name, opts)
         print(name, refs["cases"][name])
+    refs["combinations"] = combinations()
+    print(refs["combinations"])
     with open(os.path.join(OUT, "references.json"), "w") as f:
         json.dump(refs, f, indent=1)
         f.write("\n")

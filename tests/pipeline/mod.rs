@@ -5,6 +5,7 @@
 
 mod inputs;
 mod outputs;
+mod adapters;
 mod plan;
 mod searches;
 mod support;
@@ -373,4 +374,98 @@ fn a_quantized_base_is_quantized_once_and_trained_on() {
     let again = p.run();
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(again.ran().is_empty(), "{:?}", again.ran());
+}
+
+/// A merge of a classifier's LoRA (with its trained head, `modules_to_save`) is evaluated in
+/// place, its gate on the metric drop passes, and the merged folder is exported with the head
+/// and labels; transformers loads it with no missing key and, with `$PEFTC_PYTHON`, its logits
+/// equal PEFT's `merge_and_unload` of the exported adapter within 1e-5.
+#[test]
+fn a_merged_classifier_is_evaluated_and_exported() {
+    let p = Pipeline::new();
+    p.edit(|s| format!("{s}\nmerge m = tiny + t.a\n\nexport m to \"out/m\" as merged\n"));
+    let out = p.run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for stage in [
+        "merge.m",
+        "eval.m.after_merge",
+        "gate.m.after_merge",
+        "export.m",
+    ] {
+        assert!(
+            out.ran().iter().any(|r| r == stage),
+            "{stage}: {:?}",
+            out.ran()
+        );
+    }
+    let dir = p.dir.path();
+    let read = |p: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let config = read(&dir.join("out/m/config.json"));
+    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(config["id2label"]["1"], "positive");
+    let lineage = read(&dir.join("out/m/peftc.lineage.json"));
+    let adapter_lineage = read(&dir.join("out/a/peftc.lineage.json"));
+    let before = adapter_lineage["metrics"]["check.loss"].as_f64().unwrap();
+    let after = lineage["metrics"]["m.after_merge.loss"].as_f64().unwrap();
+    assert!((before - after).abs() < 1e-5, "{before} vs {after}");
+    assert_eq!(
+        adapter_lineage["metrics"]["check.accuracy"],
+        lineage["metrics"]["m.after_merge.accuracy"]
+    );
+    // The trained head is in the merged weights, not the base's.
+    let tensors = |p: std::path::PathBuf| {
+        candle_core::safetensors::load(p, &candle_core::Device::Cpu).unwrap()
+    };
+    let merged = tensors(dir.join("out/m/model.safetensors"));
+    let base = tensors(dir.join("model/model.safetensors"));
+    let adapter = tensors(dir.join("out/a/adapter_model.safetensors"));
+    let mut names: Vec<&String> = merged.keys().collect();
+    let mut base_names: Vec<&String> = base.keys().collect();
+    names.sort();
+    base_names.sort();
+    assert_eq!(names, base_names);
+    let head = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(
+        head(&merged["classifier.weight"]),
+        head(&adapter["base_model.model.classifier.weight"])
+    );
+    match std::env::var_os("PEFTC_PYTHON").filter(|p| std::path::Path::new(p).exists()) {
+        Some(py) => {
+            let ids = dir.join("ids.json");
+            std::fs::write(&ids, "[[2, 5, 7, 9, 3], [2, 11, 4, 3]]").unwrap();
+            let result = dir.join("check.json");
+            let status = std::process::Command::new(py)
+                .arg(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("tests/parity/check_merged_export.py"),
+                )
+                .args([
+                    dir.join("model"),
+                    dir.join("out/a"),
+                    dir.join("out/m"),
+                    ids,
+                    result.clone(),
+                ])
+                .arg("seq_cls")
+                .env("PYTHONWARNINGS", "ignore")
+                .output()
+                .unwrap();
+            assert!(
+                status.status.success(),
+                "{}",
+                String::from_utf8_lossy(&status.stderr)
+            );
+            let check = read(&result);
+            assert_eq!(check["missing"], serde_json::json!([]), "{check}");
+            assert_eq!(check["unexpected"], serde_json::json!([]), "{check}");
+            let d = check["max_diff"].as_f64().unwrap();
+            assert!(d < 1e-5, "merged classifier vs PEFT merge_and_unload: {d}");
+            eprintln!("merged classifier vs PEFT merge_and_unload: logits within {d:.1e}");
+        }
+        None => {
+            eprintln!("skipped: the transformers check of the merged folder (set PEFTC_PYTHON)")
+        }
+    }
 }
