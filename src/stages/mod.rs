@@ -9,6 +9,7 @@ mod adapters;
 mod eval;
 mod export;
 mod gate;
+mod import_stage;
 mod loaded;
 mod merge;
 mod model_stage;
@@ -51,5 +52,6 @@ pub fn execute(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Resul
         StageKind::Select => select::run(stage, ctx),
         StageKind::Merge => merge::run(stage, ctx),
         StageKind::Export => export::run(stage, ctx, env),
+        StageKind::Import => import_stage::run(stage, ctx),
     }
 }

@@ -83,6 +83,12 @@ codes! {
     ForeignBase = "W0602", "adapter trained on another base";
     MergeQuantizedUnchecked = "W0603", "merge into a quantized base without a later eval";
     NotPortable = "W0801", "the serving runtime cannot load this adapter";
+    PeftNotFound = "E1050", "PEFT adapter folder not found";
+    PeftUnsupported = "E1051", "PEFT adapter that peftc cannot load";
+    PeftMismatch = "E1052", "PEFT adapter does not fit the model";
+    PeftTask = "E1053", "PEFT adapter made for another task";
+    PeftNotTrainable = "E1054", "an existing PEFT adapter in a train";
+    PeftForeignBase = "W1050", "PEFT adapter made for another base model";
 }
 
 impl Code {

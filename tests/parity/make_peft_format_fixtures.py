@@ -77,6 +77,37 @@ def logits(model, batch):
         return model(**batch).logits.float().contiguous()
 
 
+# What `peftc run` evaluates in tests/peft_format/pipeline.rs: plain text rows (causal) and the
+# BERT sentences with labels cycling through the classes (classification).
+CAUSAL_TEXTS = ["the cat sat on the mat", "low rank adapters make fine tuning cheap"]
+
+
+def eval_metrics(model, cls, labels):
+    """PEFT's eval loss (and accuracy) as peftc's eval computes them: causal, the mean over every
+    predicted token of the set (the tokenizer's encoding plus EOS, each text alone); classification,
+    the mean cross-entropy over examples and the argmax accuracy."""
+    if cls == "causal":
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(os.path.join(FIXTURES, "parity", "llama", "model", "tokenizer.json"))
+        eos = tok.token_to_id("</s>")
+        total, count = 0.0, 0
+        for text in CAUSAL_TEXTS:
+            ids = torch.tensor([tok.encode(text).ids + [eos]])
+            with torch.no_grad():
+                lg = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float()
+            ce = torch.nn.functional.cross_entropy(lg[0, :-1], ids[0, 1:], reduction="sum")
+            total += ce.item()
+            count += ids.shape[1] - 1
+        return {"loss": total / count, "texts": CAUSAL_TEXTS}
+    batch = inputs(cls)
+    y = torch.tensor([i % labels for i in range(batch["input_ids"].shape[0])])
+    lg = logits(model, batch)
+    return {"loss": torch.nn.functional.cross_entropy(lg, y).item(),
+            "accuracy": (lg.argmax(1) == y).float().mean().item(),
+            "labels": y.tolist()}
+
+
 def make_bare_bert():
     """The BERT base saved as a bare `BertModel` (keys without `bert.`, no classifier)."""
     from transformers import BertForSequenceClassification
@@ -136,10 +167,11 @@ def main():
         tensors = {k: v.contiguous() for k, v in batch.items()}
         tensors["logits"] = logits(model, batch)
         tensors["base_logits"] = logits(load_base(folder, cls, labels), batch)
+        metrics = eval_metrics(model, cls, labels)
         assert (tensors["logits"] - tensors["base_logits"]).abs().max() > 1e-3, name
         save_file(tensors, os.path.join(case, "logits.safetensors"))
         with open(os.path.join(case, "case.json"), "w") as f:
-            json.dump({"base": base, "class": cls, "labels": labels, "task_type": task}, f,
+            json.dump({"base": base, "class": cls, "labels": labels, "task_type": task, "eval": metrics}, f,
                       indent=2, sort_keys=True)
         print("wrote", name)
 
