@@ -215,6 +215,8 @@ pub struct ModelShape {
     pub vocab: u64,
     pub context: u64,
     pub tied_embeddings: bool,
+    /// `head_dim` when the config sets it apart from `hidden / heads` (Mistral, Qwen3 style).
+    pub explicit_head_dim: Option<u64>,
     /// Exact parameter count when known (GGUF tensors), else computed from the sizes.
     pub params: u64,
     /// Exact bytes of the stored weights when known (GGUF), for memory estimates.
@@ -224,7 +226,8 @@ pub struct ModelShape {
 
 impl ModelShape {
     pub fn head_dim(&self) -> u64 {
-        self.hidden / self.heads.max(1)
+        self.explicit_head_dim
+            .unwrap_or(self.hidden / self.heads.max(1))
     }
 }
 
