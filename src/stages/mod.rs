@@ -19,7 +19,7 @@ mod tokenize;
 mod train;
 
 pub use eval::EvalOutput;
-pub use loaded::{device, load_unquantized, Loaded};
+pub use loaded::{device, load_local, Loaded};
 
 use crate::exec::{StageContext, StageOutcome};
 use crate::plan::configs::StageKind;

@@ -29,17 +29,17 @@ fn into_hf_cache(hf_home: &Path, repo: &str, folder: &Path) {
     std::fs::write(root.join("refs/main"), commit).unwrap();
 }
 
-struct Project {
+pub(super) struct Project {
     dir: tempfile::TempDir,
 }
 
-struct Run {
-    code: i32,
-    stderr: String,
+pub(super) struct Run {
+    pub code: i32,
+    pub stderr: String,
 }
 
 impl Project {
-    fn new(case: &Case, data: &str) -> Project {
+    pub fn new(case: &Case, data: &str) -> Project {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&case.base, &dir.path().join("model"));
         copy_dir(&case.adapter(), &dir.path().join("adapter"));
@@ -47,11 +47,11 @@ impl Project {
         Project { dir }
     }
 
-    fn path(&self, p: &str) -> PathBuf {
+    pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
 
-    fn run(&self, cmd: &str, pipeline: &str) -> Run {
+    pub fn run(&self, cmd: &str, pipeline: &str) -> Run {
         std::fs::write(self.path("pipeline.peft"), pipeline).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_peftc"))
             .arg(cmd)
@@ -88,7 +88,7 @@ impl Project {
     }
 }
 
-fn data_rows(case: &Case) -> String {
+pub(super) fn data_rows(case: &Case) -> String {
     let eval = &case_json(case)["eval"];
     let mut rows = String::new();
     match case.labels {
@@ -117,7 +117,7 @@ fn case_json(case: &Case) -> Value {
     serde_json::from_str(&std::fs::read_to_string(case.dir.join("case.json")).unwrap()).unwrap()
 }
 
-fn pipeline(case: &Case, model: &str, adapter: &str) -> String {
+pub(super) fn pipeline(case: &Case, model: &str, adapter: &str) -> String {
     let task = match case.labels {
         Some(n) => {
             let labels: Vec<String> = (0..n).map(|i| format!("\"LABEL_{i}\"")).collect();
@@ -163,7 +163,7 @@ export hub to "out/hub" as peft
     )
 }
 
-fn assert_metrics(case: &Case, p: &Project) {
+pub(super) fn assert_metrics(case: &Case, p: &Project) {
     let want = &case_json(case)["eval"];
     let got = &p.metrics()["model"];
     let (w, g) = (
@@ -182,7 +182,7 @@ fn assert_metrics(case: &Case, p: &Project) {
 
 #[test]
 fn peft_folders_evaluate_through_peftc_run_as_in_peft() {
-    for name in ["bert_cls", "bert_bare_cls", "llama_qv", "gpt2_attn"] {
+    for name in super::interop::CASES {
         let case = Case::open(name);
         let p = Project::new(&case, &data_rows(&case));
         let run = p.run(
