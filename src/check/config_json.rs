@@ -61,6 +61,7 @@ pub fn read(world: &dyn World, path: &Path) -> Result<ModelShape, ConfigError> {
         vocab,
         context,
         tied_embeddings: tied,
+        explicit_head_dim: get(&["head_dim"]).filter(|d| *d > 0),
         params: 0,
         stored_bytes: None,
         gguf: None,

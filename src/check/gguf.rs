@@ -187,6 +187,7 @@ pub fn read(world: &dyn World, path: &Path) -> Result<GgufInfo, String> {
         vocab: int("vocab_size").or(vocab_len).unwrap_or(0),
         context: int("context_length").unwrap_or(2048),
         tied_embeddings: !has_output,
+        explicit_head_dim: int("attention.key_length").filter(|d| *d > 0),
         params,
         stored_bytes: Some(stored),
         gguf: Some(GgufHeld {

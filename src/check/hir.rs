@@ -24,6 +24,8 @@ pub struct Program {
     pub datasets: Vec<Dataset>,
     /// Adapter declarations (recipes applied). Trains hold their own copies.
     pub adapters: Vec<Adapter>,
+    /// Existing PEFT adapters (`adapter x = peft("folder")`), used where trained ones are.
+    pub imported: Vec<PeftImport>,
     pub trains: Vec<Train>,
     pub merges: Vec<Merge>,
     pub evals: Vec<Eval>,
@@ -42,6 +44,9 @@ impl Program {
     }
     pub fn adapter(&self, name: &str) -> Option<&Adapter> {
         self.adapters.iter().find(|m| m.meta.name == name)
+    }
+    pub fn imported(&self, name: &str) -> Option<&PeftImport> {
+        self.imported.iter().find(|m| m.meta.name == name)
     }
     pub fn train(&self, name: &str) -> Option<&Train> {
         self.trains.iter().find(|m| m.meta.name == name)
@@ -268,6 +273,8 @@ pub struct ModelShape {
     pub vocab: u64,
     pub context: u64,
     pub tied_embeddings: bool,
+    /// `head_dim` when the config sets it apart from `hidden / heads` (Mistral, Qwen3 style).
+    pub explicit_head_dim: Option<u64>,
     /// Exact parameter count when known (GGUF tensors), else computed from the sizes.
     pub params: u64,
     /// Exact bytes of the stored weights when known (GGUF), for memory estimates.
@@ -294,7 +301,8 @@ pub struct GgufHeld {
 
 impl ModelShape {
     pub fn head_dim(&self) -> u64 {
-        self.hidden / self.heads.max(1)
+        self.explicit_head_dim
+            .unwrap_or(self.hidden / self.heads.max(1))
     }
 }
 
@@ -416,7 +424,52 @@ pub struct Adapter {
     pub kind: AdapterKind,
 }
 
-/// A trained adapter: `train.adapter`.
+/// Where an existing PEFT adapter folder is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeftSource {
+    /// A folder (absolute).
+    Local { path: PathBuf },
+    /// A Hugging Face repo, read from the local cache (offline).
+    Hf { repo: String, revision: String },
+}
+
+/// One adapted layer of a PEFT adapter, from its safetensors header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeftLayer {
+    /// The module path as the file names it (after `base_model.model.`).
+    pub path: String,
+    pub r: u64,
+    pub in_features: u64,
+    pub out_features: u64,
+}
+
+/// What `adapter_config.json` and the weights' header say about a PEFT adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeftInfo {
+    pub r: u64,
+    pub alpha: f64,
+    pub task_type: Option<String>,
+    pub base_model: Option<String>,
+    pub use_dora: bool,
+    pub use_rslora: bool,
+    pub layers: Vec<PeftLayer>,
+    /// Module paths saved whole (`modules_to_save`), e.g. `classifier`.
+    pub saved_modules: Vec<String>,
+}
+
+/// `adapter x = peft("folder")` or `peft(hf("org/repo"))`: an adapter trained elsewhere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeftImport {
+    pub meta: Meta,
+    pub source: PeftSource,
+    /// The folder holding `adapter_config.json`, when found.
+    pub resolved: Option<PathBuf>,
+    /// Read from the folder, when it is a LoRA adapter peftc loads.
+    pub info: Option<PeftInfo>,
+}
+
+/// A trained adapter: `train.adapter`, or an imported one (`train` and `adapter` are both the
+/// import's name).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdapterRef {
     pub train: String,

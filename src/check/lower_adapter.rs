@@ -18,6 +18,9 @@ impl<'a> Cx<'a> {
         searches: &mut Vec<Search>,
     ) -> Option<Adapter> {
         let decl = self.decl(id)?;
+        if self.is_peft_decl(id) {
+            return None;
+        }
         let (head, mut fields) = self.effective(id);
         if let Some((b, m)) = extra {
             fields.extend_block(b, m);

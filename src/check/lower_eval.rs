@@ -446,6 +446,13 @@ impl<'a> Cx<'a> {
                 );
             }
         }
+        if let Some(m) = model.and_then(|m| prog.model(m)) {
+            for r in comb.refs() {
+                if let Some(imp) = prog.imported(&r.train) {
+                    self.check_peft_on(imp, m, r.loc);
+                }
+            }
+        }
         if let Some(model) = model {
             for (b, r) in &bases {
                 if *b != model {
@@ -502,13 +509,16 @@ impl<'a> Cx<'a> {
         prog: &Program,
     ) -> Option<Vec<AdapterRef>> {
         let first = segs.first()?;
-        let id = self.lookup(m, first, &[DeclKind::Train])?;
-        let tname = self.decl(id)?.name.name.clone();
-        let train = prog.train(&tname)?;
         let loc = Loc {
             file: file_id(m),
             span,
         };
+        if let Some(r) = self.imported_ref(segs, m, loc, prog) {
+            return r;
+        }
+        let id = self.lookup(m, first, &[DeclKind::Train])?;
+        let tname = self.decl(id)?.name.name.clone();
+        let train = prog.train(&tname)?;
         match segs.get(1) {
             None => Some(
                 train
@@ -549,6 +559,45 @@ impl<'a> Cx<'a> {
                 }])
             }
         }
+    }
+
+    /// A reference to a `peft(..)` adapter: `Some(refs)` when `segs` names one (`None` inside
+    /// after an error), `None` when it names something else.
+    fn imported_ref(
+        &mut self,
+        segs: &[ast::Ident],
+        m: usize,
+        loc: Loc,
+        prog: &Program,
+    ) -> Option<Option<Vec<AdapterRef>>> {
+        let first = segs.first()?;
+        let id = self.find(m, &first.name)?;
+        if !self.is_peft_decl(id) {
+            return None;
+        }
+        self.used.insert(id);
+        if let Some(extra) = segs.get(1) {
+            self.emit(
+                Diagnostic::new(
+                    Code::UnknownName,
+                    loc.file,
+                    extra.span,
+                    format!(
+                        "`{}` is one adapter (`peft(..)`), with no adapter `{}` inside",
+                        first.name, extra.name
+                    ),
+                )
+                .with_label("not part of it")
+                .with_help(format!("write `{}`", first.name)),
+            );
+            return Some(None);
+        }
+        prog.imported(&first.name)?;
+        Some(Some(vec![AdapterRef {
+            train: first.name.clone(),
+            adapter: first.name.clone(),
+            loc,
+        }]))
     }
 
     pub fn lower_merge(&mut self, id: DeclId, prog: &Program) -> Option<Merge> {
@@ -648,9 +697,19 @@ impl<'a> Cx<'a> {
             None => ExportFormat::Peft,
         };
         let first = e.source.segments.first()?;
-        let sid = self.lookup(m, first, &[DeclKind::Train, DeclKind::Merge])?;
-        let kind = self.decl(sid)?.kind;
-        let source = if kind == DeclKind::Merge {
+        let at = Loc {
+            file: file_id(m),
+            span: e.source.span,
+        };
+        let imported = self.imported_ref(&e.source.segments, m, at, prog);
+        let source = if let Some(refs) = imported {
+            ExportSource::Adapter(refs?.into_iter().next()?)
+        } else if self
+            .lookup(m, first, &[DeclKind::Train, DeclKind::Merge])
+            .and_then(|sid| self.decl(sid))
+            .map(|d| d.kind)?
+            == DeclKind::Merge
+        {
             ExportSource::Merge(first.name.clone())
         } else {
             let refs = self.path_refs(&e.source.segments, e.source.span, m, prog)?;

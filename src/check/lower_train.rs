@@ -60,6 +60,14 @@ impl<'a> Cx<'a> {
                     let Some(aid) = self.lookup(v.m, seg, &[DeclKind::Adapter]) else {
                         continue;
                     };
+                    if self.is_peft_decl(aid) {
+                        self.emit(
+                            Diagnostic::new(Code::PeftNotTrainable, file_id(v.m), v.expr.span, format!("`{}` is an adapter trained elsewhere (`peft(..)`); a train trains new adapters", seg.name))
+                                .with_label("already trained")
+                                .with_help(format!("use it where trained adapters go: `eval e {{ model = {model}, adapters = [{}], .. }}`, `merge m = {model} + {}`, or `export {} to \"..\" as peft`", seg.name, seg.name, seg.name)),
+                        );
+                        continue;
+                    }
                     if let Some(a) = self.lower_adapter(aid, extra, shape.as_ref(), &mut searches) {
                         adapters.push(a);
                     }

@@ -30,6 +30,7 @@ mod lower_data;
 mod lower_eval;
 mod lower_misc;
 mod lower_model;
+mod lower_peft;
 mod lower_train;
 mod outputs;
 pub mod render;
@@ -392,6 +393,12 @@ fn lower_all(cx: &mut Cx, prog: &mut Program, presets: &[(String, hir::ModelShap
         }
     }
     for id in of(cx, DeclKind::Adapter) {
+        if cx.is_peft_decl(id) {
+            if let Some(p) = cx.lower_peft(id, &dir(cx, id)) {
+                prog.imported.push(p);
+            }
+            continue;
+        }
         let mut s = Vec::new();
         if let Some(a) = cx.lower_adapter(id, None, None, &mut s) {
             prog.adapters.push(a);

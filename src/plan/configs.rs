@@ -29,6 +29,8 @@ pub enum StageKind {
     Merge,
     /// Write an adapter or merged model to its destination.
     Export,
+    /// Take in an existing PEFT adapter folder (`adapter x = peft(..)`).
+    Import,
 }
 
 impl StageKind {
@@ -44,6 +46,7 @@ impl StageKind {
             StageKind::Select => "select",
             StageKind::Merge => "merge",
             StageKind::Export => "export",
+            StageKind::Import => "import",
         }
     }
 
@@ -59,6 +62,7 @@ impl StageKind {
             StageKind::Select,
             StageKind::Merge,
             StageKind::Export,
+            StageKind::Import,
         ]
         .into_iter()
         .find(|k| k.name() == name)
@@ -319,6 +323,13 @@ pub struct MergeStageConfig {
     pub picks: Vec<AdapterPick>,
     /// Weight of each pick, 1.0 for a stack.
     pub weights: Vec<f64>,
+}
+
+/// `adapter x = peft(..)`: the folder (file slot `adapter`) enters the key by content.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImportStageConfig {
+    /// The Hub repo and revision of `peft(hf(..))`, `None` for a folder.
+    pub hub: Option<(String, String)>,
 }
 
 /// `export src to "path" as fmt`.

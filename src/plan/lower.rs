@@ -143,6 +143,36 @@ impl Lowering<'_> {
         id
     }
 
+    /// `import.NAME` for a `peft(..)` adapter (its folder, by content); `None` for other names.
+    fn import(&mut self, name: &str) -> Option<String> {
+        let imp = self.program.imported(name)?;
+        let id = format!("import.{name}");
+        if self.has(&id) {
+            return Some(id);
+        }
+        let cfg = ImportStageConfig {
+            hub: match &imp.source {
+                hir::PeftSource::Hf { repo, revision } => Some((repo.clone(), revision.clone())),
+                hir::PeftSource::Local { .. } => None,
+            },
+        };
+        let mut s =
+            stage(id.clone(), StageKind::Import, to_value(&cfg)).name(format!("import {name}"));
+        let folder = imp.resolved.clone().or_else(|| match &imp.source {
+            hir::PeftSource::Local { path } => Some(path.clone()),
+            hir::PeftSource::Hf { .. } => None,
+        });
+        if let Some(folder) = folder {
+            s = s.file("adapter", folder);
+        }
+        if let Some(info) = &imp.info {
+            s = s.figure("r", info.r.to_string());
+            s = s.figure("layers", info.layers.len().to_string());
+        }
+        self.push(s);
+        Some(id)
+    }
+
     fn build(&self, model: &str, quant: Option<&str>) -> ModelBuild {
         let m = self.program.model(model);
         let labels = m.and_then(|m| match &m.task {
@@ -421,14 +451,18 @@ impl Lowering<'_> {
             hir::Combination::Mix(v) => v.iter().map(|(r, w)| (r, *w)).collect(),
         };
         for (r, w) in items {
-            let Some(train_id) = self.train_id(&r.train) else {
+            let imported = self.import(&r.train);
+            let Some(train_id) = imported.clone().or_else(|| self.train_id(&r.train)) else {
                 continue;
             };
             let slot = format!("adapters.{}", inputs.len());
-            let index = self
-                .program
-                .train(&r.train)
-                .and_then(|t| t.adapters.iter().position(|a| a.meta.name == r.adapter));
+            let index = match imported {
+                Some(_) => Some(0),
+                None => self
+                    .program
+                    .train(&r.train)
+                    .and_then(|t| t.adapters.iter().position(|a| a.meta.name == r.adapter)),
+            };
             inputs.push((slot.clone(), train_id));
             picks.push(AdapterPick { slot, index });
             weights.push(w);
@@ -700,6 +734,13 @@ impl Lowering<'_> {
 
     fn export(&mut self, x: &hir::Export) {
         let (source_slot, source_id, adapters, names, gates) = match &x.source {
+            hir::ExportSource::Adapter(r) if self.program.imported(&r.train).is_some() => {
+                let Some(id) = self.import(&r.train) else {
+                    return;
+                };
+                let gates = self.gates_over(Some(&r.train), None);
+                ("train", id, vec![0], vec![r.adapter.clone()], gates)
+            }
             hir::ExportSource::Adapter(r) => {
                 let Some(t) = self.program.train(&r.train) else {
                     return;

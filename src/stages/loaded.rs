@@ -160,14 +160,15 @@ pub fn load_folder(
     load_folder_with(build, folder, base_id, &|src| quantized(ctx, build, src))
 }
 
-/// Loads a Hugging Face folder with the head of `build` (a BERT checkpoint without a classifier
-/// gets the seeded new head), unquantized, as the stages build it.
-pub fn load_unquantized(build: &ModelBuild, folder: PathBuf) -> anyhow::Result<Loaded> {
+/// Loads a Hugging Face folder as the stages build it: the head of `build` (a BERT checkpoint
+/// without a classifier gets the seeded new head), the base quantized as `build` says (without
+/// a quantize stage's cache).
+pub fn load_local(build: &ModelBuild, folder: PathBuf) -> anyhow::Result<Loaded> {
     let id = folder
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    load_folder_with(build, folder, id, &|src| Ok(src))
+    load_folder_with(build, folder, id, &|src| quantizing(build, src, None))
 }
 
 fn load_folder_with(
@@ -242,14 +243,23 @@ fn quantized(
     build: &ModelBuild,
     src: Arc<dyn TensorSource>,
 ) -> anyhow::Result<Arc<dyn TensorSource>> {
-    let Some(q) = &build.quant else {
-        return Ok(src);
-    };
-    let spec = quant_spec(q)?;
     let cache = ctx.input("quant").map(|i| QuantCacheConfig {
         dir: i.dir.clone(),
         source_id: "base".into(),
     });
+    quantizing(build, src, cache)
+}
+
+/// The source quantized as `build` says (the head and `lm_head` kept dense), reading `cache`.
+fn quantizing(
+    build: &ModelBuild,
+    src: Arc<dyn TensorSource>,
+    cache: Option<QuantCacheConfig>,
+) -> anyhow::Result<Arc<dyn TensorSource>> {
+    let Some(q) = &build.quant else {
+        return Ok(src);
+    };
+    let spec = quant_spec(q)?;
     let config = QuantizingConfig {
         cache,
         keep_dense: vec!["lm_head".into(), "classifier".into(), "score".into()],

@@ -10,6 +10,7 @@ mod audit;
 mod eval;
 mod export;
 mod gate;
+mod import_stage;
 mod loaded;
 mod merge;
 mod model_stage;
@@ -21,7 +22,7 @@ mod tokenize;
 mod train;
 
 pub use eval::EvalOutput;
-pub use loaded::{device, load_unquantized, quant_spec, Loaded};
+pub use loaded::{device, load_local, quant_spec, Loaded};
 pub use outputs::{preflight, publish_all};
 
 use crate::exec::{StageContext, StageOutcome};
@@ -55,5 +56,6 @@ pub fn execute(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Resul
         StageKind::Select => select::run(stage, ctx),
         StageKind::Merge => merge::run(stage, ctx),
         StageKind::Export => export::run(stage, ctx, env),
+        StageKind::Import => import_stage::run(stage, ctx),
     }
 }

@@ -96,6 +96,12 @@ codes! {
     WeightsNotGguf = "E1103", "`weights` applies to GGUF bases only";
     ComputeConflict = "E1104", "quant compute and model dtype disagree";
     QuantLayersDense = "W1101", "layers the quantization format cannot store stay dense";
+    PeftNotFound = "E1050", "PEFT adapter folder not found";
+    PeftUnsupported = "E1051", "PEFT adapter that peftc cannot load";
+    PeftMismatch = "E1052", "PEFT adapter does not fit the model";
+    PeftTask = "E1053", "PEFT adapter made for another task";
+    PeftNotTrainable = "E1054", "an existing PEFT adapter in a train";
+    PeftForeignBase = "W1050", "PEFT adapter made for another base model";
 }
 
 impl Code {

@@ -20,7 +20,81 @@ pub fn ui_world() -> MemoryWorld {
     );
     w.add("/ui/models/fake.gguf", "NOTAGGUF");
     w.add("/ui/models/spm.gguf", tiny_gguf("llama", Some("llama")));
+    let qv: &[(&str, [u64; 2], [u64; 2])] = &[
+        ("model.layers.0.self_attn.q_proj", [4, 64], [64, 4]),
+        ("model.layers.0.self_attn.v_proj", [4, 64], [32, 4]),
+    ];
+    peft_folder(
+        &mut w,
+        "/ui/adapters/llama_qv",
+        "LORA",
+        "CAUSAL_LM",
+        "models/llama",
+        qv,
+    );
+    peft_folder(
+        &mut w,
+        "/ui/adapters/cls",
+        "LORA",
+        "SEQ_CLS",
+        "models/llama",
+        qv,
+    );
+    peft_folder(
+        &mut w,
+        "/ui/adapters/ia3",
+        "IA3",
+        "CAUSAL_LM",
+        "models/llama",
+        qv,
+    );
+    peft_folder(
+        &mut w,
+        "/ui/adapters/llama_big",
+        "LORA",
+        "CAUSAL_LM",
+        "meta-llama/Llama-2-7b-hf",
+        &[("model.layers.0.self_attn.q_proj", [4, 4096], [4096, 4])],
+    );
+    peft_folder(
+        &mut w,
+        "/ui/adapters/smol_other",
+        "LORA",
+        "CAUSAL_LM",
+        "org/other",
+        &[("model.layers.0.self_attn.q_proj", [4, 576], [576, 4])],
+    );
     w
+}
+
+/// A PEFT adapter folder: `adapter_config.json` and a safetensors header naming each layer's
+/// `lora_A` / `lora_B` shapes (the checker reads only the header).
+fn peft_folder(
+    w: &mut MemoryWorld,
+    dir: &str,
+    peft_type: &str,
+    task: &str,
+    base: &str,
+    layers: &[(&str, [u64; 2], [u64; 2])],
+) {
+    let cfg = serde_json::json!({
+        "peft_type": peft_type, "r": 4, "lora_alpha": 8, "task_type": task,
+        "base_model_name_or_path": base, "bias": "none",
+    });
+    w.add(format!("{dir}/adapter_config.json"), cfg.to_string());
+    let mut header = serde_json::Map::new();
+    for (path, a, b) in layers {
+        for (k, shape) in [("lora_A", a), ("lora_B", b)] {
+            header.insert(
+                format!("base_model.model.{path}.{k}.weight"),
+                serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [0, 0] }),
+            );
+        }
+    }
+    let json = serde_json::Value::Object(header).to_string();
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(json.as_bytes());
+    w.add(format!("{dir}/adapter_model.safetensors"), bytes);
 }
 
 /// Checks `src` as `/ui/NAME.peft` and renders every diagnostic plainly.

@@ -18,7 +18,10 @@ Every adapter gets random A and B (`init_lora_weights=False`) and the classifier
 fixture-relative path), `case.json` (base, class, labels) and `logits.safetensors` (inputs and
 PEFT's logits). `lora_defaults.json` (next to this script's output) is `LoraConfig().to_dict()`.
 
-Run with the pinned versions of tests/parity/requirements.txt:
+`logits.safetensors` also holds `nf4_logits`: the same adapter on the base quantized with
+bitsandbytes (NF4, double quantization) and dequantized, as QLoRA computes.
+
+Run with the pinned versions of tests/parity/requirements-peft-format.txt:
     $PYTHON tests/parity/make_peft_format_fixtures.py
 """
 
@@ -75,6 +78,66 @@ def inputs(cls):
 def logits(model, batch):
     with torch.no_grad():
         return model(**batch).logits.float().contiguous()
+
+
+# What `peftc run` evaluates in tests/peft_format/pipeline.rs: plain text rows (causal) and the
+# BERT sentences with labels cycling through the classes (classification).
+CAUSAL_TEXTS = ["the cat sat on the mat", "low rank adapters make fine tuning cheap"]
+
+
+def eval_metrics(model, cls, labels):
+    """PEFT's eval loss (and accuracy) as peftc's eval computes them: causal, the mean over every
+    predicted token of the set (the tokenizer's encoding plus EOS, each text alone); classification,
+    the mean cross-entropy over examples and the argmax accuracy."""
+    if cls == "causal":
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(os.path.join(FIXTURES, "parity", "llama", "model", "tokenizer.json"))
+        eos = tok.token_to_id("</s>")
+        total, count = 0.0, 0
+        for text in CAUSAL_TEXTS:
+            ids = torch.tensor([tok.encode(text).ids + [eos]])
+            with torch.no_grad():
+                lg = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float()
+            ce = torch.nn.functional.cross_entropy(lg[0, :-1], ids[0, 1:], reduction="sum")
+            total += ce.item()
+            count += ids.shape[1] - 1
+        return {"loss": total / count, "texts": CAUSAL_TEXTS}
+    batch = inputs(cls)
+    y = torch.tensor([i % labels for i in range(batch["input_ids"].shape[0])])
+    lg = logits(model, batch)
+    return {"loss": torch.nn.functional.cross_entropy(lg, y).item(),
+            "accuracy": (lg.argmax(1) == y).float().mean().item(),
+            "labels": y.tolist()}
+
+
+def nf4_base(folder, cls, labels):
+    """The base as a QLoRA forward computes it: every linear layer but the head / lm_head
+    through bitsandbytes NF4 with double quantization (blocks of 64, scales in blocks of 256),
+    dequantized to f32. GPT-2's Conv1D weights are quantized in `[out, in]` order, as peftc
+    stores every linear layer."""
+    import bitsandbytes.functional as F
+    from transformers.pytorch_utils import Conv1D
+
+    model = load_base(folder, cls, labels)
+    with torch.no_grad():
+        for name, mod in model.named_modules():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in ("lm_head", "classifier", "score"):
+                continue
+            if isinstance(mod, torch.nn.Linear):
+                w = mod.weight.data
+            elif isinstance(mod, Conv1D):
+                w = mod.weight.data.t().contiguous()
+            else:
+                continue
+            # Flattened: bitsandbytes' CPU kernel dequantizes a 2-D weight wrongly when its rows
+            # are shorter than a block (tests/fixtures/quant/make_fixtures.py).
+            flat = w.reshape(-1)
+            packed, state = F.quantize_4bit(flat, blocksize=64, quant_type="nf4", compress_statistics=True)
+            deq = F.dequantize_4bit(packed, state).reshape(w.shape).float()
+            mod.weight.data.copy_(deq.t().contiguous() if isinstance(mod, Conv1D) else deq)
+    return model
 
 
 def make_bare_bert():
@@ -136,10 +199,16 @@ def main():
         tensors = {k: v.contiguous() for k, v in batch.items()}
         tensors["logits"] = logits(model, batch)
         tensors["base_logits"] = logits(load_base(folder, cls, labels), batch)
+        metrics = eval_metrics(model, cls, labels)
+        from peft import PeftModel
+
+        torch.manual_seed(11)
+        qlora = PeftModel.from_pretrained(nf4_base(folder, cls, labels), adapter).eval()
+        tensors["nf4_logits"] = logits(qlora, batch)
         assert (tensors["logits"] - tensors["base_logits"]).abs().max() > 1e-3, name
         save_file(tensors, os.path.join(case, "logits.safetensors"))
         with open(os.path.join(case, "case.json"), "w") as f:
-            json.dump({"base": base, "class": cls, "labels": labels, "task_type": task}, f,
+            json.dump({"base": base, "class": cls, "labels": labels, "task_type": task, "eval": metrics}, f,
                       indent=2, sort_keys=True)
         print("wrote", name)
 

@@ -18,7 +18,7 @@ use peftc::runtime::peft_format::adapter_config::AdapterConfig;
 use peftc::runtime::peft_format::lineage::Lineage;
 use peftc::runtime::peft_format::load::load_adapter;
 use peftc::runtime::peft_format::save::save_adapter;
-use peftc::stages::{load_unquantized, Loaded};
+use peftc::stages::{load_local, Loaded};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -86,7 +86,7 @@ impl Case {
             quant: None,
             dense_weights: false,
         };
-        load_unquantized(&build, self.base.clone()).unwrap()
+        load_local(&build, self.base.clone()).unwrap()
     }
 
     /// Largest difference between `logits` and PEFT's (causal: on real tokens only).
@@ -131,7 +131,7 @@ fn set(v: &Value) -> BTreeSet<String> {
 }
 
 /// Loads the case's PEFT folder, then exports it with peftc into `out`. Returns the model.
-fn load_and_export(case: &Case, lora: Option<LoraConfig>, out: &Path) -> Loaded {
+pub(super) fn load_and_export(case: &Case, lora: Option<LoraConfig>, out: &Path) -> Loaded {
     let mut loaded = case.load_base();
     let theirs = load_adapter(loaded.model.as_adaptable_mut(), &case.adapter(), "default")
         .unwrap_or_else(|e| panic!("{}: {e}", case.name));
@@ -187,44 +187,62 @@ const NOT_COMPARED: [(&str, &str); 3] = [
     ),
 ];
 
+/// peftc's export of case `name`'s adapter has PEFT's key set, bit-equal tensors and PEFT's
+/// config fields (but [`NOT_COMPARED`]), written with sorted keys.
+pub(super) fn assert_export_matches(name: &str, tmp: &Path) {
+    let case = Case::open(name);
+    let out = tmp.join(name);
+    load_and_export(&case, None, &out);
+    let theirs = tensors(&case.adapter().join("adapter_model.safetensors"));
+    let ours = tensors(&out.join("adapter_model.safetensors"));
+    let keys = |m: &HashMap<String, Tensor>| m.keys().cloned().collect::<BTreeSet<_>>();
+    assert_eq!(keys(&ours), keys(&theirs), "{name}: key sets differ");
+    for (k, t) in &theirs {
+        let d = (t - &ours[k]).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{name}: `{k}` changed");
+    }
+    let mut want = json(&case.adapter().join("adapter_config.json"));
+    let mut got = json(&out.join("adapter_config.json"));
+    assert_eq!(
+        set(&got["target_modules"]),
+        set(&want["target_modules"]),
+        "{name}: target_modules"
+    );
+    for (field, _) in NOT_COMPARED {
+        want.as_object_mut().unwrap().remove(field);
+        got.as_object_mut().unwrap().remove(field);
+    }
+    assert_eq!(got, want, "{name}: adapter_config.json differs from PEFT's");
+    // Written as PEFT writes it: keys sorted, two-space indent.
+    let text = std::fs::read_to_string(out.join("adapter_config.json")).unwrap();
+    let sorted: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("  \""))
+        .map(|l| l.trim_start())
+        .collect();
+    let mut again = sorted.clone();
+    again.sort();
+    assert_eq!(sorted, again, "{name}: keys are not sorted");
+}
+
 #[test]
 fn peftc_exports_have_peft_keys_and_config_fields() {
     let tmp = tempfile::tempdir().unwrap();
     for name in CASES {
-        let case = Case::open(name);
-        let out = tmp.path().join(name);
-        load_and_export(&case, None, &out);
-        let theirs = tensors(&case.adapter().join("adapter_model.safetensors"));
-        let ours = tensors(&out.join("adapter_model.safetensors"));
-        let keys = |m: &HashMap<String, Tensor>| m.keys().cloned().collect::<BTreeSet<_>>();
-        assert_eq!(keys(&ours), keys(&theirs), "{name}: key sets differ");
-        for (k, t) in &theirs {
-            let d = (t - &ours[k]).unwrap().abs().unwrap().max_all().unwrap();
-            assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{name}: `{k}` changed");
-        }
-        let mut want = json(&case.adapter().join("adapter_config.json"));
-        let mut got = json(&out.join("adapter_config.json"));
-        assert_eq!(
-            set(&got["target_modules"]),
-            set(&want["target_modules"]),
-            "{name}: target_modules"
-        );
-        for (field, _) in NOT_COMPARED {
-            want.as_object_mut().unwrap().remove(field);
-            got.as_object_mut().unwrap().remove(field);
-        }
-        assert_eq!(got, want, "{name}: adapter_config.json differs from PEFT's");
-        // Written as PEFT writes it: keys sorted, two-space indent.
-        let text = std::fs::read_to_string(out.join("adapter_config.json")).unwrap();
-        let sorted: Vec<&str> = text
-            .lines()
-            .filter(|l| l.starts_with("  \""))
-            .map(|l| l.trim_start())
-            .collect();
-        let mut again = sorted.clone();
-        again.sort();
-        assert_eq!(sorted, again, "{name}: keys are not sorted");
+        assert_export_matches(name, tmp.path());
     }
+}
+
+/// The defaults peftc writes are PEFT's `LoraConfig().to_dict()` (but `peft_version`).
+#[test]
+fn embedded_defaults_are_peft_lora_config_defaults() {
+    let mut peft = json(&fixtures().join("peft_format/lora_defaults.json"));
+    peft.as_object_mut().unwrap().remove("peft_version");
+    let ours = json(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("src/runtime/peft_format/lora_defaults.json"),
+    );
+    assert_eq!(ours, peft);
 }
 
 /// `all_linear` declared in peftc expands to the same modules, named as PEFT names them

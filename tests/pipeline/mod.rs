@@ -3,9 +3,9 @@
 //! check what is cached and what re-runs after each kind of edit, that a failed gate exits 3 and
 //! blocks the export, and that a corrupted cache entry is rebuilt.
 
+mod adapters;
 mod inputs;
 mod outputs;
-mod adapters;
 mod plan;
 mod searches;
 mod support;
