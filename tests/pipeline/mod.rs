@@ -4,6 +4,7 @@
 //! blocks the export, and that a corrupted cache entry is rebuilt.
 
 mod plan;
+mod quant_formats;
 mod searches;
 mod support;
 
