@@ -24,6 +24,31 @@ pub fn anonymous_bytes() -> Option<u64> {
     status_bytes("RssAnon")
 }
 
+/// Resets the peak (`VmHWM`) to the current resident set, so that the next read of
+/// [`peak_resident_bytes`] gives the peak of what ran since (Linux: `5` into
+/// `/proc/self/clear_refs`). Returns whether it worked.
+pub fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Peaks measured by stages in this process (stage id, bytes), for `peftc run`'s summary.
+static PEAKS: std::sync::Mutex<Vec<(String, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Records the measured peak of stage `id`.
+pub fn record_peak(id: &str, bytes: u64) {
+    if let Ok(mut p) = PEAKS.lock() {
+        p.push((id.to_string(), bytes));
+    }
+}
+
+/// The peaks recorded so far, emptying the record.
+pub fn take_peaks() -> Vec<(String, u64)> {
+    PEAKS
+        .lock()
+        .map(|mut p| std::mem::take(&mut *p))
+        .unwrap_or_default()
+}
+
 fn parse_status(text: &str, field: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.split(':').next() == Some(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
