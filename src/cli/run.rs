@@ -13,6 +13,7 @@ use crate::exec::{
 use crate::plan::lower::{lower, EscalationChoice};
 use crate::stages::{execute, preflight, publish_all, RunEnv};
 use clap::Args;
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -106,6 +107,7 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
         }
         updated.write(&lock)?;
         eprint!("{}", run_summary(&report));
+        eprint!("{}", memory_summary(program));
         eprint!("{}", sweep_summary(&report));
         if let Some(next) = escalate(program, &report, &escalation) {
             escalation = next;
@@ -114,6 +116,32 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
         record_escalation(program, &report, &escalation);
         return Ok(report.exit_code());
     }
+}
+
+/// For every train stage that ran: its measured peak resident memory (`VmHWM` during the
+/// stage) next to the checker's estimate (`peftc check --figures`).
+fn memory_summary(program: &Program) -> String {
+    use crate::check::figures::human_bytes;
+    let mut out = String::new();
+    for (id, peak) in crate::runtime::process_memory::take_peaks() {
+        let estimate = program
+            .trains
+            .iter()
+            .find(|t| id == format!("train.{}", t.meta.name))
+            .and_then(|t| t.figures.as_ref())
+            .map(|f| f.memory.total);
+        let _ = match estimate {
+            Some(e) if e > 0 => writeln!(
+                out,
+                "memory {id}: peak resident {} measured, {} estimated (measured / estimated = {:.2})",
+                human_bytes(peak),
+                human_bytes(e),
+                peak as f64 / e as f64
+            ),
+            _ => writeln!(out, "memory {id}: peak resident {} measured", human_bytes(peak)),
+        };
+    }
+    out
 }
 
 /// One block per swept train: each point's rank value and gate verdict, and the point chosen.

@@ -18,5 +18,6 @@ pub mod eval;
 pub mod models;
 pub mod ops;
 pub mod peft_format;
+pub mod process_memory;
 pub mod quant;
 pub mod train;

@@ -18,6 +18,9 @@ use anyhow::Context;
 /// Runs the `train` stage.
 pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let config: TrainStageConfig = serde_json::from_value(stage.config.clone())?;
+    // The peak resident memory of this stage (what `peftc run` reports next to the estimate);
+    // without a reset, the process's peak so far.
+    crate::runtime::process_memory::reset_peak();
     let data_dir = &ctx.input("data").context("no data input")?.dir;
     let data = load_data(data_dir)?;
     let examples = split_examples(&data, &config.split)
@@ -41,6 +44,9 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
             cancel: ctx.cancel.as_atomic(),
         },
     )?;
+    if let Some(peak) = crate::runtime::process_memory::peak_resident_bytes() {
+        crate::runtime::process_memory::record_peak(stage.id.as_str(), peak);
+    }
     save_all(&mut loaded, &attached, &ctx.out_dir)?;
     let log = ctx.checkpoint_dir.join("metrics.jsonl");
     if log.is_file() {

@@ -7,6 +7,7 @@ mod adapters;
 mod inputs;
 mod outputs;
 mod plan;
+mod quant_formats;
 mod searches;
 mod support;
 

@@ -10,6 +10,7 @@ mod losses;
 mod optim_parity;
 mod peft_bert;
 mod peft_llama;
+mod peft_llama_cls;
 mod resume;
 mod schedules;
 mod tiny;
