@@ -20,12 +20,14 @@ pub fn checked_program(file: &Path) -> Result<Program, Unusable> {
     let checked = check::check(&world, file)
         .map_err(|e| Unusable::Io(format!("cannot read `{}`: {e}", file.display())))?;
     let fancy = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    for d in &checked.diagnostics {
-        eprint!(
-            "{}",
-            render::human(d, &checked.sources, render::Style { fancy, width: 100 })
-        );
-    }
+    eprint!(
+        "{}",
+        render::human_all(
+            &checked.diagnostics,
+            &checked.sources,
+            render::Style { fancy, width: 100 }
+        )
+    );
     if checked.has_errors() {
         let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
         eprintln!("{}: {errors} error(s); nothing was run", file.display());
