@@ -1,8 +1,9 @@
 //! Reads a model's shape from a Hugging Face `config.json` (llama, mistral, qwen2, gpt2, bert).
-//! Reads through [`World`] only; never opens weights.
+//! Reads through [`World`] only (once per file state, [`super::meta_cache`]); never opens weights.
 
 use super::arch;
 use super::hir::{Arch, ModelShape, ShapeOrigin};
+use super::meta_cache::StampCache;
 use super::world::World;
 use serde_json::Value;
 use std::path::Path;
@@ -28,8 +29,27 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-/// Shape from the `config.json` at `path`.
+/// Shapes read before, by file state.
+static SHAPES: StampCache<Result<ModelShape, ConfigError>> = StampCache::new();
+/// Whether a `tokenizer_config.json` has a chat template, by file state.
+static CHAT_TEMPLATES: StampCache<bool> = StampCache::new();
+
+/// Shape from the `config.json` at `path` (read once per file state per process).
 pub fn read(world: &dyn World, path: &Path) -> Result<ModelShape, ConfigError> {
+    SHAPES.get(world, path, || read_uncached(world, path))
+}
+
+/// Whether the `tokenizer_config.json` at `path` exists and has a chat template.
+pub fn has_chat_template(world: &dyn World, path: &Path) -> bool {
+    CHAT_TEMPLATES.get(world, path, || {
+        world
+            .read_to_string(path)
+            .map(|t| t.contains("chat_template"))
+            .unwrap_or(false)
+    })
+}
+
+fn read_uncached(world: &dyn World, path: &Path) -> Result<ModelShape, ConfigError> {
     let text = world
         .read_to_string(path)
         .map_err(|e| ConfigError::Unreadable(e.to_string()))?;

@@ -30,6 +30,7 @@ fn text(code: Code) -> (&'static str, &'static str, &'static str) {
         UnterminatedString => ("A string was opened with `\"` but not closed on the same line. Strings cannot span lines; write `\\n` for a line break.", "model m = hf(\"gpt2)", "model m = hf(\"gpt2\")"),
         UnknownUnit => ("A number is directly followed by letters that are not a unit. Units are %, B, KB, MB, GB, TB, KiB, MiB, GiB, TiB.", "device g = cuda(0) { memory = 24Gb }", "device g = cuda(0) { memory = 24GiB }"),
         KeywordAsName => ("Keywords (model, train, eval, gate, mix, ...) cannot name declarations.", "train eval { .. }", "train tune { .. }"),
+        NestingTooDeep => ("A value nests more than 100 levels of brackets, blocks, operators in one chain and signs (`- - x`). peftc stops there instead of walking an unbounded tree; real pipelines need a handful of levels.", "let x = [[[[[[ .. 101 levels .. ]]]]]]", "let x = [1, 2, 3]"),
         UnknownName => ("A reference names no declaration of the expected kind (or a train has no adapter of that name).", "train t { model = lama, .. }", "train t { model = llama, .. }"),
         DuplicateDecl => ("Two declarations share a name; every name must be unique across the file and the files it uses.", "adapter a = lora {}\nadapter a = lora { r = 4 }", "adapter a = lora {}\nadapter b = lora { r = 4 }"),
         UnknownField => ("A field is not part of this declaration's schema. Unknown fields are never ignored.", "adapter a = lora { rank_dropout = 0.1 }", "adapter a = lora { dropout = 0.1 }"),

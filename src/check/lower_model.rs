@@ -44,11 +44,7 @@ impl<'a> Cx<'a> {
                     resolved = cfg.parent().map(Path::to_path_buf);
                     shape = self.config_shape(head, &cfg);
                     if let Some(tc) = resolved.as_ref().map(|r| r.join("tokenizer_config.json")) {
-                        has_chat_template = self
-                            .world
-                            .read_to_string(&tc)
-                            .map(|t| t.contains("chat_template"))
-                            .unwrap_or(false);
+                        has_chat_template = config_json::has_chat_template(self.world, &tc);
                     }
                 }
             }
@@ -67,11 +63,10 @@ impl<'a> Cx<'a> {
                                 .with_help("a model folder holds config.json, model.safetensors and tokenizer.json"),
                         );
                     }
-                    has_chat_template = self
-                        .world
-                        .read_to_string(&path.join("tokenizer_config.json"))
-                        .map(|t| t.contains("chat_template"))
-                        .unwrap_or(false);
+                    has_chat_template = config_json::has_chat_template(
+                        self.world,
+                        &path.join("tokenizer_config.json"),
+                    );
                 }
             }
             ModelSource::Gguf { path } => {

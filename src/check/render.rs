@@ -1,10 +1,19 @@
 //! Renders diagnostics for people (miette: fancy on a terminal, plain ASCII without colour
 //! otherwise) and for tools (`--format json`: one JSON object per line). Presentation only.
+//! A rendered diagnostic stays small whatever the file: miette sees only the lines around the
+//! labels, long lines cut to a window ([`super::snippet`]); people see at most
+//! [`MAX_SHOWN`] diagnostics per report, then a count.
 
+use super::snippet::{clamp_span, Snippet};
 use super::sources::Sources;
-use crate::syntax::{Diagnostic, Severity};
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use crate::syntax::{Diagnostic, Severity, Span};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan};
 use std::fmt;
+
+/// Diagnostics drawn for people in one report; the rest are counted.
+pub const MAX_SHOWN: usize = 100;
+/// A related label further than this many lines from the primary one becomes a note.
+const MAX_SPREAD_LINES: usize = 60;
 
 /// How to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +36,10 @@ impl Style {
 
 struct Report<'a> {
     d: &'a Diagnostic,
-    src: NamedSource<String>,
+    src: Snippet,
+    /// The primary label and the related labels drawn in the snippet, in file offsets.
+    primary: Span,
+    related: Vec<(Span, String)>,
     notes: Option<String>,
 }
 
@@ -67,22 +79,16 @@ impl miette::Diagnostic for Report<'_> {
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let mut v = vec![LabeledSpan::new_primary_with_span(
             self.d.label.clone(),
-            span(self.d.loc.span),
+            self.src.map_span(self.primary),
         )];
-        for r in &self.d.related {
-            if r.loc.file == self.d.loc.file {
-                v.push(LabeledSpan::new_with_span(
-                    Some(r.message.clone()),
-                    span(r.loc.span),
-                ));
-            }
+        for (s, message) in &self.related {
+            v.push(LabeledSpan::new_with_span(
+                Some(message.clone()),
+                self.src.map_span(*s),
+            ));
         }
         Some(Box::new(v.into_iter()))
     }
-}
-
-fn span(s: crate::syntax::Span) -> SourceSpan {
-    SourceSpan::new((s.start as usize).into(), s.len())
 }
 
 /// Path of a file as shown to the user (relative to the current folder when possible).
@@ -98,31 +104,70 @@ pub fn display_path(sources: &Sources, file: crate::syntax::FileId) -> String {
         .to_string()
 }
 
+/// Every diagnostic as miette draws it, at most [`MAX_SHOWN`] of them, then a line counting
+/// the rest.
+pub fn human_all(diags: &[Diagnostic], sources: &Sources, style: Style) -> String {
+    let mut out = String::new();
+    for d in diags.iter().take(MAX_SHOWN) {
+        out.push_str(&human(d, sources, style));
+    }
+    if diags.len() > MAX_SHOWN {
+        let rest = &diags[MAX_SHOWN..];
+        let errors = rest.iter().filter(|d| d.is_error()).count();
+        out.push_str(&format!(
+            "... and {} more ({errors} error(s), {} warning(s)); `--format json` lists every one\n",
+            rest.len(),
+            rest.len() - errors
+        ));
+    }
+    out
+}
+
 /// One diagnostic as miette draws it.
 pub fn human(d: &Diagnostic, sources: &Sources, style: Style) -> String {
-    let text = sources
-        .get(d.loc.file)
-        .map(|f| f.text.clone())
-        .unwrap_or_default();
-    let name = display_path(sources, d.loc.file);
-    let notes: Vec<String> = d
-        .related
-        .iter()
-        .filter(|r| r.loc.file != d.loc.file)
-        .map(|r| {
-            let lc = sources.line_col(r.loc.file, r.loc.span.start);
-            format!(
-                "note: {} ({}:{}:{})",
-                r.message,
-                display_path(sources, r.loc.file),
-                lc.line,
-                lc.col
-            )
-        })
+    let empty = crate::syntax::LineIndex::new("");
+    let (text, index) = match sources.get(d.loc.file) {
+        Some(f) => (f.text.as_str(), &f.lines),
+        None => ("", &empty),
+    };
+    let clamp = |s: Span| {
+        let s = Span::new(
+            (s.start as usize).min(text.len()),
+            (s.end as usize).min(text.len()),
+        );
+        clamp_span(text, index, s)
+    };
+    let primary = clamp(d.loc.span);
+    let primary_line = index.line_of(primary.start as usize);
+    let mut related = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    for r in &d.related {
+        let near = r.loc.file == d.loc.file && {
+            let l = index.line_of(r.loc.span.start as usize);
+            l.abs_diff(primary_line) <= MAX_SPREAD_LINES
+        };
+        if near {
+            related.push((clamp(r.loc.span), r.message.clone()));
+            continue;
+        }
+        let lc = sources.line_col(r.loc.file, r.loc.span.start);
+        notes.push(format!(
+            "note: {} ({}:{}:{})",
+            r.message,
+            display_path(sources, r.loc.file),
+            lc.line,
+            lc.col
+        ));
+    }
+    let spans: Vec<Span> = std::iter::once(primary)
+        .chain(related.iter().map(|(s, _)| *s))
         .collect();
+    let name = display_path(sources, d.loc.file);
     let report = Report {
         d,
-        src: NamedSource::new(name, text),
+        src: Snippet::new(name, text, index, &spans),
+        primary,
+        related,
         notes: (!notes.is_empty()).then(|| notes.join("\n")),
     };
     let theme = if style.fancy {

@@ -3,7 +3,87 @@
 //! files in memory for tests and the language server. Nothing else in `check` touches the disk.
 
 use std::collections::BTreeMap;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+
+/// The largest text file the checker reads whole (`.peft` files, `config.json`,
+/// `tokenizer_config.json`); anything larger is refused with an error, not read.
+pub const MAX_TEXT_FILE: u64 = 64 << 20;
+
+/// What identifies the contents of a file on disk without reading it: size, modification and
+/// change times and the file's identity. Equal stamps mean the file was not rewritten (caches
+/// of what was read from it stay valid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    /// (device, inode, ctime seconds, ctime nanoseconds) where the platform has them.
+    id: (u64, u64, i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of the regular file at `path` (following links), `None` for anything else.
+    pub fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        #[cfg(unix)]
+        let id = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
+        };
+        #[cfg(not(unix))]
+        let id = (0, 0, 0, 0);
+        Some(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            id,
+        })
+    }
+}
+
+/// Opens `path` for reading when it is a regular file (links followed). A folder, FIFO, socket
+/// or device (`/dev/zero`) is refused before it is opened: opening a FIFO would wait for a
+/// writer, reading a device might never end. Returns the file and its size.
+pub fn open_regular(path: &Path) -> io::Result<(std::fs::File, u64)> {
+    let not_regular = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a folder, pipe, socket or device)",
+        )
+    };
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let f = std::fs::File::open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    Ok((f, meta.len()))
+}
+
+/// The text of the regular file at `path`, refused when larger than `limit` bytes.
+pub fn read_text_limited(path: &Path, limit: u64) -> io::Result<String> {
+    let (f, len) = open_regular(path)?;
+    let too_big = |n: u64| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the file is {n} bytes, more than the {limit} bytes peftc reads"),
+        )
+    };
+    if len > limit {
+        return Err(too_big(len));
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // The size may grow after the check above: never read past the limit.
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(too_big(buf.len() as u64));
+    }
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
 
 /// Everything the checker may learn about the outside world.
 pub trait World {
@@ -19,6 +99,12 @@ pub trait World {
     fn glob(&self, pattern: &str) -> Vec<PathBuf>;
     /// A file of a model in the Hugging Face cache (offline; no network), if present.
     fn hf_cached_file(&self, repo: &str, revision: &str, file: &str) -> Option<PathBuf>;
+    /// The stamp of a file whose contents only change with its stamp (a file on disk), for
+    /// caches of what was read from it; `None` (the default) when that cannot be told.
+    fn stamp(&self, path: &Path) -> Option<FileStamp> {
+        let _ = path;
+        None
+    }
 }
 
 /// The real filesystem and the Hugging Face cache under `hf_home` (default: `$HF_HOME`, else
@@ -51,14 +137,16 @@ impl RealWorld {
 
 impl World for RealWorld {
     fn read_to_string(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+        read_text_limited(path, MAX_TEXT_FILE)
     }
     fn read_prefix(&self, path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
-        use std::io::Read;
-        let f = std::fs::File::open(path)?;
-        let mut buf = Vec::new();
+        let (f, len) = open_regular(path)?;
+        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0).min(limit));
         f.take(limit as u64).read_to_end(&mut buf)?;
         Ok(buf)
+    }
+    fn stamp(&self, path: &Path) -> Option<FileStamp> {
+        FileStamp::of(path)
     }
     fn is_file(&self, path: &Path) -> bool {
         path.is_file()

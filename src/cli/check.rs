@@ -36,14 +36,20 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         }
     };
     let fancy = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    for d in &checked.diagnostics {
-        match args.format {
-            Format::Json => println!("{}", render::json(d, &checked.sources)),
-            Format::Human => eprint!(
-                "{}",
-                render::human(d, &checked.sources, render::Style { fancy, width: 100 })
-            ),
+    match args.format {
+        Format::Json => {
+            for d in &checked.diagnostics {
+                println!("{}", render::json(d, &checked.sources));
+            }
         }
+        Format::Human => eprint!(
+            "{}",
+            render::human_all(
+                &checked.diagnostics,
+                &checked.sources,
+                render::Style { fancy, width: 100 }
+            )
+        ),
     }
     if args.figures {
         print!("{}", figures_table(&checked.program));

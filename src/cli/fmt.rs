@@ -3,6 +3,7 @@
 //! Exit 0 when every file is formatted (or already was), 1 when a file has syntax errors or
 //! (with `--check`) would change, 2 when a file cannot be read or written.
 
+use crate::check::world::{read_text_limited, MAX_TEXT_FILE};
 use crate::fmt::format_source;
 use clap::Args;
 use std::path::PathBuf;
@@ -22,7 +23,7 @@ pub struct FmtArgs {
 pub fn run(args: &FmtArgs) -> ExitCode {
     let mut code = 0u8;
     for path in expand(&args.files) {
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_text_limited(&path, MAX_TEXT_FILE) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: cannot read `{}`: {e}", path.display());

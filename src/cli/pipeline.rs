@@ -32,12 +32,14 @@ pub fn checked_program(file: &Path, purpose: Purpose) -> Result<Program, Unusabl
         check::refuse_outside_project(&mut checked.diagnostics);
     }
     let fancy = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    for d in &checked.diagnostics {
-        eprint!(
-            "{}",
-            render::human(d, &checked.sources, render::Style { fancy, width: 100 })
-        );
-    }
+    eprint!(
+        "{}",
+        render::human_all(
+            &checked.diagnostics,
+            &checked.sources,
+            render::Style { fancy, width: 100 }
+        )
+    );
     if checked.has_errors() {
         let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
         eprintln!("{}: {errors} error(s); nothing was run", file.display());

@@ -259,12 +259,14 @@ impl Watcher {
 
     fn print_diagnostics(&self, checked: &Checked) {
         let fancy = self.tty && std::env::var_os("NO_COLOR").is_none();
-        for d in &checked.diagnostics {
-            print!(
-                "{}",
-                render::human(d, &checked.sources, render::Style { fancy, width: 100 })
-            );
-        }
+        print!(
+            "{}",
+            render::human_all(
+                &checked.diagnostics,
+                &checked.sources,
+                render::Style { fancy, width: 100 }
+            )
+        );
         let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
         let warnings = checked.diagnostics.len() - errors;
         line(&format!("check: {errors} errors, {warnings} warnings"));

@@ -23,10 +23,12 @@ mod server;
 mod state;
 mod stdlib;
 mod text;
+mod transport;
 mod world;
 
 pub use server::{capabilities, serve, ServerConfig};
 pub use text::{path_to_uri, uri_to_path, LineMap};
+pub use transport::MAX_MESSAGE;
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -48,9 +50,10 @@ pub enum LspError {
     Disconnected,
 }
 
-/// Runs the server on stdin/stdout until `exit`.
+/// Runs the server on stdin/stdout until `exit` (reads bounded: see [`transport`]).
 pub fn run_stdio() -> Result<(), LspError> {
-    let (conn, io) = lsp_server::Connection::stdio();
+    let (conn, io) =
+        transport::connect(std::io::BufReader::new(std::io::stdin()), std::io::stdout());
     serve(&conn, ServerConfig::default())?;
     drop(conn);
     io.join()?;

@@ -1,7 +1,10 @@
 //! The server's event loop: the initialize handshake, document notifications, requests
 //! dispatched to the feature modules, and publishing diagnostics once no message is waiting
-//! (so a burst of edits is checked once). Every request handler runs under `catch_unwind`: a
-//! bug answers one request with an error instead of stopping the server.
+//! (so a burst of edits is checked once). Nothing a client sends stops the server: a request
+//! with malformed params is answered with `InvalidParams`, a notification with malformed params
+//! is logged to the client and ignored, and every handler (and every check) runs under
+//! `catch_unwind` as a last line of defence, so a bug answers one request with an error, or
+//! leaves one document unchecked, instead of stopping the server.
 
 use super::state::{Document, Documents};
 use super::text::{apply_change, uri_to_path, LineMap};
@@ -122,7 +125,15 @@ impl Server<'_> {
                     if n.method == note::Exit::METHOD {
                         return Err(LspError::ExitWithoutShutdown);
                     }
-                    self.notification(n)?;
+                    let method = n.method.clone();
+                    match catch_unwind(AssertUnwindSafe(|| self.notification(n))) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(Ignored::Params(e))) => {
+                            self.log(&format!("`{method}` ignored: malformed params: {e}"))?
+                        }
+                        Ok(Err(Ignored::Stop(e))) => return Err(e),
+                        Err(_) => self.log(&format!("`{method}` ignored: internal error"))?,
+                    }
                 }
                 Some(Message::Response(_)) => {}
             }
@@ -137,7 +148,28 @@ impl Server<'_> {
     }
 
     fn publish_dirty(&mut self) -> Result<(), LspError> {
-        for uri in self.docs.refresh_dirty() {
+        let docs = &mut self.docs;
+        let refreshed = match catch_unwind(AssertUnwindSafe(|| docs.refresh_dirty())) {
+            Ok(uris) => uris,
+            Err(_) => {
+                // A check that panicked: leave those documents as they were checked last.
+                let stuck: Vec<String> = self
+                    .docs
+                    .docs
+                    .values_mut()
+                    .filter(|d| d.dirty)
+                    .map(|d| {
+                        d.dirty = false;
+                        d.uri.as_str().to_string()
+                    })
+                    .collect();
+                for uri in &stuck {
+                    self.log(&format!("internal error while checking `{uri}`"))?;
+                }
+                return Ok(());
+            }
+        };
+        for uri in refreshed {
             let Some(doc) = self.docs.docs.get(&uri) else {
                 continue;
             };
@@ -163,7 +195,15 @@ impl Server<'_> {
             .map_err(|_| LspError::Disconnected)
     }
 
-    fn notification(&mut self, n: Notification) -> Result<(), LspError> {
+    /// A `window/logMessage` error to the client.
+    fn log(&self, message: &str) -> Result<(), LspError> {
+        self.notify::<note::LogMessage>(LogMessageParams {
+            typ: MessageType::ERROR,
+            message: format!("peftc lsp: {message}"),
+        })
+    }
+
+    fn notification(&mut self, n: Notification) -> Result<(), Ignored> {
         match n.method.as_str() {
             note::DidOpenTextDocument::METHOD => {
                 let p: DidOpenTextDocumentParams = serde_json::from_value(n.params)?;
@@ -212,7 +252,8 @@ impl Server<'_> {
                     uri: p.text_document.uri,
                     diagnostics: Vec::new(),
                     version: None,
-                })?;
+                })
+                .map_err(Ignored::Stop)?;
             }
             _ => {}
         }
@@ -231,6 +272,20 @@ impl Server<'_> {
                 "internal error while answering".to_string(),
             ),
         }
+    }
+}
+
+/// Why a notification was not acted on.
+enum Ignored {
+    /// Its params do not have the protocol's shape (logged; the server goes on).
+    Params(serde_json::Error),
+    /// The connection is gone (the server stops).
+    Stop(LspError),
+}
+
+impl From<serde_json::Error> for Ignored {
+    fn from(e: serde_json::Error) -> Self {
+        Ignored::Params(e)
     }
 }
 

@@ -6,17 +6,31 @@ use lsp_types::{Position, Range, TextDocumentContentChangeEvent, Uri};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// Line starts of one text, for position conversion.
+/// Line starts of one text, for position conversion, and which lines are all ASCII (there a
+/// UTF-16 column is the byte column: converting is O(1) however long the line).
 #[derive(Debug, Clone, Default)]
 pub struct LineMap {
     starts: Vec<usize>,
+    ascii: Vec<bool>,
 }
 
 impl LineMap {
     pub fn new(text: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineMap { starts }
+        let ascii = starts
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                let e = starts.get(i + 1).copied().unwrap_or(text.len());
+                text.as_bytes().get(s..e).is_some_and(<[u8]>::is_ascii)
+            })
+            .collect();
+        LineMap { starts, ascii }
+    }
+
+    fn is_ascii(&self, line: usize) -> bool {
+        self.ascii.get(line).copied().unwrap_or(false)
     }
 
     /// The LSP position of byte `offset` (clamped to the text, moved back to a char boundary).
@@ -30,6 +44,12 @@ impl LineMap {
             .partition_point(|&s| s <= offset)
             .saturating_sub(1);
         let start = self.starts.get(line).copied().unwrap_or(0);
+        if self.is_ascii(line) {
+            return Position {
+                line: line as u32,
+                character: offset.saturating_sub(start) as u32,
+            };
+        }
         let col: usize = text
             .get(start..offset)
             .unwrap_or("")
@@ -47,6 +67,14 @@ impl LineMap {
         let Some(&start) = self.starts.get(pos.line as usize) else {
             return text.len();
         };
+        if self.is_ascii(pos.line as usize) {
+            // The line's end, before its `\n`.
+            let end = self
+                .starts
+                .get(pos.line as usize + 1)
+                .map_or(text.len(), |n| n - 1);
+            return (start + pos.character as usize).min(end.max(start));
+        }
         let mut units = 0usize;
         for (i, c) in text.get(start..).unwrap_or("").char_indices() {
             if c == '\n' || units >= pos.character as usize {

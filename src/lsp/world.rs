@@ -1,7 +1,7 @@
 //! The checker's [`World`] as the editor sees it: open documents (unsaved text) over the disk.
 //! Only reads; never writes.
 
-use crate::check::{RealWorld, World};
+use crate::check::{FileStamp, RealWorld, World};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -36,5 +36,12 @@ impl World for OverlayWorld<'_> {
     }
     fn hf_cached_file(&self, repo: &str, revision: &str, file: &str) -> Option<PathBuf> {
         self.disk.hf_cached_file(repo, revision, file)
+    }
+    fn stamp(&self, path: &Path) -> Option<FileStamp> {
+        // An open buffer changes without its file changing.
+        match self.open.contains_key(path) {
+            true => None,
+            false => self.disk.stamp(path),
+        }
     }
 }

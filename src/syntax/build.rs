@@ -1,20 +1,60 @@
 //! Turns pest pairs of one parsed item into AST nodes, converting every pest span to a
-//! [`Span`] at once (offset by where the item starts in the file). Must not report errors: the
-//! grammar already accepted the input.
+//! [`Span`] at once (offset by where the item starts in the file). Must not report errors (the
+//! grammar already accepted the input), with one exception: it never builds a tree deeper than
+//! [`MAX_DEPTH`] (every later walk over the tree recurses), and says where it stopped instead.
 
 use super::ast::*;
 use super::grammar::Rule;
 use super::span::Span;
 use pest::iterators::Pair;
+use std::cell::Cell;
+
+/// The deepest syntax tree built: levels of brackets, blocks, operators in a chain and signs
+/// (`- - x`) together. Real pipelines use a handful; the checker, formatter and language server
+/// walk trees recursively, so a bound here keeps every walk within a small stack.
+pub const MAX_DEPTH: usize = 100;
 
 /// Converts pairs of one chunk; `base` is the chunk's byte offset in the file.
 pub struct Builder {
     pub base: usize,
+    /// Levels of the tree above the node being built.
+    depth: Cell<usize>,
+    /// Where the tree first grew deeper than [`MAX_DEPTH`] (that part was not built).
+    too_deep: Cell<Option<Span>>,
 }
 
 type P<'a> = Pair<'a, Rule>;
 
 impl Builder {
+    /// A builder for the chunk starting at byte `base`.
+    pub fn new(base: usize) -> Self {
+        Builder {
+            base,
+            depth: Cell::new(0),
+            too_deep: Cell::new(None),
+        }
+    }
+
+    /// Where the tree would have grown deeper than [`MAX_DEPTH`], if it would.
+    pub fn too_deep(&self) -> Option<Span> {
+        self.too_deep.get()
+    }
+
+    /// Runs `f` `levels` deeper in the tree, or records `span` as too deep and returns `None`.
+    fn deeper<T>(&self, levels: usize, span: Span, f: impl FnOnce() -> T) -> Option<T> {
+        let d = self.depth.get();
+        if d + levels > MAX_DEPTH {
+            if self.too_deep.get().is_none() {
+                self.too_deep.set(Some(span));
+            }
+            return None;
+        }
+        self.depth.set(d + levels);
+        let out = f();
+        self.depth.set(d);
+        Some(out)
+    }
+
     fn span(&self, p: &P) -> Span {
         let s = p.as_span();
         Span::new(self.base + s.start(), self.base + s.end())
@@ -133,6 +173,11 @@ impl Builder {
 
     fn block(&self, p: P) -> Block {
         let span = self.span(&p);
+        let entries = self.deeper(1, span, || self.entries(p)).unwrap_or_default();
+        Block { entries, span }
+    }
+
+    fn entries(&self, p: P) -> Vec<Entry> {
         let mut entries = Vec::new();
         for c in p.into_inner() {
             let espan = self.span(&c);
@@ -180,7 +225,7 @@ impl Builder {
                 _ => {}
             }
         }
-        Block { entries, span }
+        entries
     }
 
     fn string(&self, p: P) -> StrLit {
@@ -204,63 +249,91 @@ impl Builder {
         match p.as_rule() {
             Rule::expr | Rule::head_expr => self.binary_chain(p),
             Rule::operand | Rule::head_operand => {
-                let mut negs = 0;
-                let mut e: Option<Expr> = None;
-                for c in p.into_inner() {
-                    let cspan = self.span(&c);
-                    match (c.as_rule(), e.take()) {
-                        (Rule::neg, None) => negs += 1,
-                        (Rule::quantized, Some(base)) => {
-                            let quant = c
-                                .into_inner()
-                                .find(|x| x.as_rule() == Rule::path)
-                                .map(|q| self.path(q))
-                                .unwrap_or(Path {
-                                    segments: Vec::new(),
-                                    span: cspan,
-                                });
-                            let whole = base.span.to(cspan);
-                            e = Some(Expr {
-                                kind: ExprKind::Quantized {
-                                    base: Box::new(base),
-                                    quant,
-                                },
-                                span: whole,
-                            });
-                        }
-                        (Rule::block, Some(base)) => {
-                            let whole = base.span.to(cspan);
-                            e = Some(Expr {
-                                kind: ExprKind::Extend {
-                                    base: Box::new(base),
-                                    block: self.block(c),
-                                },
-                                span: whole,
-                            });
-                        }
-                        (_, prev) => e = prev.or_else(|| Some(self.expr(c))),
-                    }
-                }
-                let mut e = e.unwrap_or(empty(span));
-                for _ in 0..negs {
-                    e = Expr {
-                        kind: ExprKind::Neg(Box::new(e)),
-                        span,
-                    };
-                }
-                e
-            }
-            Rule::paren => {
-                let inner = p
+                // Each sign and each `quantized ..` / `{ .. }` after the value is a level.
+                let levels = p
+                    .clone()
                     .into_inner()
-                    .next()
-                    .map(|c| self.expr(c))
-                    .unwrap_or(empty(span));
-                Expr {
-                    kind: ExprKind::Paren(Box::new(inner)),
-                    span,
-                }
+                    .filter(|c| matches!(c.as_rule(), Rule::neg | Rule::quantized | Rule::block))
+                    .count();
+                self.deeper(levels, span, || self.operand(p))
+                    .unwrap_or(empty(span))
             }
+            Rule::paren => self
+                .deeper(1, span, || self.paren(p))
+                .unwrap_or(empty(span)),
+            _ => self
+                .deeper(1, span, || self.nested(p))
+                .unwrap_or(empty(span)),
+        }
+    }
+
+    /// A value with its signs and suffixes (`-x`, `m quantized q`, `base { .. }`).
+    fn operand(&self, p: P) -> Expr {
+        let span = self.span(&p);
+        let mut negs = 0;
+        let mut e: Option<Expr> = None;
+        for c in p.into_inner() {
+            let cspan = self.span(&c);
+            match (c.as_rule(), e.take()) {
+                (Rule::neg, None) => negs += 1,
+                (Rule::quantized, Some(base)) => {
+                    let quant = c
+                        .into_inner()
+                        .find(|x| x.as_rule() == Rule::path)
+                        .map(|q| self.path(q))
+                        .unwrap_or(Path {
+                            segments: Vec::new(),
+                            span: cspan,
+                        });
+                    let whole = base.span.to(cspan);
+                    e = Some(Expr {
+                        kind: ExprKind::Quantized {
+                            base: Box::new(base),
+                            quant,
+                        },
+                        span: whole,
+                    });
+                }
+                (Rule::block, Some(base)) => {
+                    let whole = base.span.to(cspan);
+                    e = Some(Expr {
+                        kind: ExprKind::Extend {
+                            base: Box::new(base),
+                            block: self.block(c),
+                        },
+                        span: whole,
+                    });
+                }
+                (_, prev) => e = prev.or_else(|| Some(self.expr(c))),
+            }
+        }
+        let mut e = e.unwrap_or(empty(span));
+        for _ in 0..negs {
+            e = Expr {
+                kind: ExprKind::Neg(Box::new(e)),
+                span,
+            };
+        }
+        e
+    }
+
+    fn paren(&self, p: P) -> Expr {
+        let span = self.span(&p);
+        let inner = p
+            .into_inner()
+            .next()
+            .map(|c| self.expr(c))
+            .unwrap_or(empty(span));
+        Expr {
+            kind: ExprKind::Paren(Box::new(inner)),
+            span,
+        }
+    }
+
+    /// Values that hold other values (lists, calls, records, searches, mixes) and atoms.
+    fn nested(&self, p: P) -> Expr {
+        let span = self.span(&p);
+        match p.as_rule() {
             Rule::sweep | Rule::escalate => {
                 let rule = p.as_rule();
                 let items = p
@@ -364,6 +437,14 @@ impl Builder {
 
     /// `a OP b OP c` with precedence (`* /` over `+ -` over comparisons), left-associative.
     fn binary_chain(&self, p: P) -> Expr {
+        let span = self.span(&p);
+        // A chain of n operators can build a tree n levels deep.
+        let ops = p.clone().into_inner().count() / 2;
+        self.deeper(ops, span, || self.chain(p))
+            .unwrap_or(empty(span))
+    }
+
+    fn chain(&self, p: P) -> Expr {
         let span = self.span(&p);
         let mut inner = p.into_inner();
         let mut out: Vec<Expr> = match inner.next() {

@@ -3,11 +3,11 @@
 //! parsed again, so one run reports every error. Must not build AST nodes itself.
 
 use super::ast::Item;
-use super::build::Builder;
+use super::build::{Builder, MAX_DEPTH};
 use super::diagnostic::{Code, Diagnostic};
 use super::errors::syntax_error;
 use super::grammar::{PeftParser, Rule};
-use super::span::{FileId, Span};
+use super::span::{floor_char_boundary, FileId, Span};
 use pest::Parser;
 
 const STARTERS: &[&str] = &[
@@ -84,6 +84,56 @@ fn brace_delta(line: &str) -> i64 {
     d
 }
 
+/// The offset of the first bracket (`(`, `[`, `{`, outside strings and comments) that opens
+/// level [`MAX_DEPTH`] + 1, if any.
+fn too_deep_brackets(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut in_str = false;
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if in_str {
+            match c {
+                b'\\' => i += 1,
+                b'"' | b'\n' => in_str = false,
+                _ => {}
+            }
+        } else {
+            match c {
+                b'"' => in_str = true,
+                b'/' if b.get(i + 1) == Some(&b'/') => {
+                    while b.get(i).is_some_and(|&c| c != b'\n') {
+                        i += 1;
+                    }
+                    continue;
+                }
+                b'{' | b'[' | b'(' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Some(i);
+                    }
+                }
+                b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// E0005 at `span`.
+fn nesting_error(file: FileId, span: Span) -> Diagnostic {
+    Diagnostic::new(
+        Code::NestingTooDeep,
+        file,
+        span,
+        format!("this value nests more than {MAX_DEPTH} levels deep"),
+    )
+    .with_label("too deep from here on")
+    .with_help("brackets, blocks, operators in one chain and signs (`- -x`) each add a level; write the value flatter")
+}
+
 /// Spans of strings that run to the end of their line.
 pub fn unterminated_strings(source: &str) -> Vec<Span> {
     let mut out = Vec::new();
@@ -138,12 +188,30 @@ pub fn parse_chunk(
             blank_line(&mut text, s.start as usize - start);
         }
     }
+    let first = diags.len();
+    // The parser recurses once per bracket: refuse a nesting it could not return from.
+    if let Some(at) = too_deep_brackets(&text) {
+        diags.push(nesting_error(file, Span::new(start + at, start + at + 1)));
+        return Some(Item::Error(Span::new(start, content_end)));
+    }
     for _ in 0..MAX_RETRIES {
         match parse_text(&text) {
             Ok(mut pairs) => {
-                let builder = Builder { base: start };
+                let builder = Builder::new(start);
                 let chunk = pairs.next()?;
-                return chunk.into_inner().find_map(|p| builder.item(p));
+                let item = chunk.into_inner().find_map(|p| builder.item(p));
+                if let Some(span) = builder.too_deep() {
+                    drop(item);
+                    // Point at the value's first char only: the value may be very long.
+                    let first = source
+                        .get(span.start as usize..)
+                        .and_then(|r| r.chars().next())
+                        .map_or(0, char::len_utf8);
+                    let at = span.start as usize;
+                    diags.push(nesting_error(file, Span::new(at, at + first)));
+                    return Some(Item::Error(Span::new(start, content_end)));
+                }
+                return item;
             }
             Err(e) => {
                 let (rules, tokens) = attempts(&e);
@@ -160,7 +228,11 @@ pub fn parse_chunk(
                 let on_bad_string = bad_strings
                     .iter()
                     .any(|s| same_line(source, s.start as usize, start + culprit));
-                if !on_bad_string {
+                // A retry after blanking a line can fail at the same place: say it once.
+                let repeated = diags[first..]
+                    .iter()
+                    .any(|x| x.code == d.code && x.loc == d.loc);
+                if !on_bad_string && !repeated {
                     diags.push(d);
                 }
                 // A stray `;` is dropped by itself, keeping the rest of its line.
@@ -169,10 +241,8 @@ pub fn parse_chunk(
                     continue;
                 }
                 let header_end = text.find('\n').unwrap_or(text.len());
-                let line_start = text[..culprit.min(text.len())]
-                    .rfind('\n')
-                    .map(|i| i + 1)
-                    .unwrap_or(0);
+                let culprit = floor_char_boundary(&text, culprit);
+                let line_start = text[..culprit].rfind('\n').map(|i| i + 1).unwrap_or(0);
                 let line_end = text[line_start..]
                     .find('\n')
                     .map(|i| line_start + i)
@@ -241,12 +311,13 @@ fn attempts(e: &pest::error::Error<Rule>) -> (Vec<Rule>, Vec<String>) {
 /// The offset whose line is to blame: the error's own line, or the previous token's line when
 /// the error sits at the start of a line (a value missing at the end of the line above).
 fn culprit_line(text: &str, pos: usize) -> usize {
-    let pos = pos.min(text.len());
+    let pos = floor_char_boundary(text, pos);
     let line_start = text[..pos].rfind('\n').map(|i| i + 1).unwrap_or(0);
     if text[line_start..pos].trim().is_empty() {
         let before = text[..line_start].trim_end();
-        if !before.is_empty() {
-            return before.len() - 1;
+        // The start of the last char above (not `len - 1`: that char may be several bytes).
+        if let Some((last, _)) = before.char_indices().next_back() {
+            return last;
         }
     }
     pos
@@ -259,7 +330,7 @@ fn same_line(source: &str, a: usize, b: usize) -> bool {
 
 /// Replaces the line containing `at` with spaces (keeping every byte offset).
 fn blank_line(text: &mut String, at: usize) {
-    let at = at.min(text.len());
+    let at = floor_char_boundary(text, at);
     let start = text[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
     let end = text[start..]
         .find('\n')

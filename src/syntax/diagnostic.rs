@@ -37,6 +37,7 @@ codes! {
     UnterminatedString = "E0002", "unterminated string";
     UnknownUnit = "E0003", "unknown unit";
     KeywordAsName = "E0004", "keyword used as a name";
+    NestingTooDeep = "E0005", "value nested too deeply";
     UnknownName = "E0101", "unknown name";
     DuplicateDecl = "E0102", "duplicate declaration";
     UnknownField = "E0103", "unknown field";

@@ -38,6 +38,16 @@ impl Span {
     }
 }
 
+/// The largest char boundary of `text` at or before `offset` (clamped to the text): computed
+/// offsets become safe to slice at, whatever UTF-8 the text holds.
+pub fn floor_char_boundary(text: &str, offset: usize) -> usize {
+    let mut i = offset.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
 /// Identifies a source file inside one check (the main file is 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct FileId(pub u32);
@@ -67,6 +77,26 @@ impl LineIndex {
         let mut starts = vec![0];
         starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
         LineIndex { starts }
+    }
+    /// The zero-based line holding byte `offset`.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1)
+    }
+    /// The byte range of zero-based `line` in `source`, without its line break.
+    pub fn line_range(&self, source: &str, line: usize) -> std::ops::Range<usize> {
+        let start = self.starts.get(line).copied().unwrap_or(source.len());
+        let end = self
+            .starts
+            .get(line + 1)
+            .map_or(source.len(), |next| next - 1)
+            .max(start);
+        start.min(source.len())..end.min(source.len())
+    }
+    /// How many lines `source` has (an empty text has one).
+    pub fn line_count(&self) -> usize {
+        self.starts.len()
     }
     /// Line and column of `offset` in `source` (clamped to the text).
     pub fn line_col(&self, source: &str, offset: usize) -> LineCol {
