@@ -72,9 +72,11 @@ impl StageKind {
             StageKind::Train => 2,
             // 2: the output holds the source files' and the tokenized set's hashes (lineage).
             StageKind::Tokenize => 2,
-            // 2: a merged model is evaluated in place (it used to be refused).
+            // 2: a merged model is evaluated in place (it used to be refused), and a trained
+            // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             StageKind::Eval => 2,
-            // 2: a trained classification head and its labels are written into the merged model.
+            // 2: a trained classification head and its labels are written into the merged model;
+            // a GGUF base is merged (it used to be refused).
             StageKind::Merge => 2,
             _ => 1,
         }
