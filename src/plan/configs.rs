@@ -87,10 +87,12 @@ impl StageKind {
             // classifier) and write every field of PEFT's `adapter_config.json`.
             // 4: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
             StageKind::Train => 4,
-            // 2: a merged model is evaluated in place (it used to be refused).
+            // 2: a merged model is evaluated in place (it used to be refused), and a trained
+            // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
             StageKind::Eval => 3,
-            // 2: a trained classification head and its labels are written into the merged model.
+            // 2: a trained classification head and its labels are written into the merged model;
+            // a GGUF base is merged (it used to be refused).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
             StageKind::Merge => 3,
             _ => 1,

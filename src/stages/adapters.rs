@@ -303,8 +303,11 @@ pub fn load_picks(
             if adir.join(PROBE_FILE).is_file() {
                 load_probe(loaded, &adir.join(PROBE_FILE), &name)?;
                 names.push(name);
-            } else if adir.join("adapter_config.json").is_file() && PeftConfig::read(&adir).is_ok()
+            } else if adir.join("adapter_model.safetensors").is_file()
+                && PeftConfig::read(&adir).is_ok()
             {
+                // A PEFT folder (a bottleneck adapter in AdapterHub's format also has an
+                // `adapter_config.json`, but its weights are `adapter.safetensors`).
                 load_adapter(loaded.model.as_adaptable_mut(), &adir, &name)
                     .with_context(|| format!("loading {}", adir.display()))?;
                 names.push(name);

@@ -1,14 +1,17 @@
 //! The `merge` stage: adds trained LoRA deltas (a stack, or a weighted mix) into the base weights
 //! and saves a normal Hugging Face model folder (`model/`) with a trained classification head
-//! and its labels when the model has one. Bottleneck adapters cannot be merged and are refused.
+//! and its labels when the model has one; from a GGUF base, every tensor dequantized to f32. Bottleneck adapters cannot be merged and are refused.
 //! It must not evaluate (the planner schedules an eval after it, which loads `model/`).
 
 use super::adapters::load_picks;
 use super::loaded::load_model;
+use super::model_stage::ModelRecord;
 use crate::exec::{StageContext, StageOutcome};
 use crate::plan::configs::MergeStageConfig;
 use crate::plan::Stage;
 use crate::runtime::adapters::attach::merge_adapter;
+use crate::runtime::models::gguf::{GgufLoadConfig, GgufModel};
+use crate::runtime::models::gguf_merged::save_merged_gguf;
 use crate::runtime::peft_format::merged::{save_merged_with_head, MergedHead};
 use anyhow::Context;
 
@@ -16,10 +19,7 @@ use anyhow::Context;
 pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let config: MergeStageConfig = serde_json::from_value(stage.config.clone())?;
     let mut loaded = load_model(ctx, &config.build)?;
-    let folder = loaded
-        .folder
-        .clone()
-        .context("merging needs a Hugging Face model folder as the base (not a GGUF file)")?;
+    let folder = loaded.folder.clone();
     let dirs = |slot: &str| ctx.input(slot).map(|i| i.dir.clone());
     let mixed = config
         .weights
@@ -34,6 +34,24 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     for name in &names {
         merge_adapter(loaded.model.as_adaptable_mut(), name)?;
     }
+    let Some(folder) = folder else {
+        // A GGUF base: every tensor dequantized to f32 under its Hugging Face name.
+        let record = ModelRecord::from_input(ctx)?;
+        let path = record
+            .gguf
+            .context("the base has neither a folder nor a GGUF file")?;
+        let gguf = GgufModel::open(&path, &candle_core::Device::Cpu, GgufLoadConfig::default())
+            .with_context(|| format!("opening {}", path.display()))?;
+        save_merged_gguf(
+            loaded.model.as_adaptable(),
+            &gguf,
+            &record.hf_files,
+            &ctx.out_dir.join("model"),
+        )?;
+        return Ok(StageOutcome::with_output(
+            serde_json::json!({ "merged": names.len() }),
+        ));
+    };
     let head = config.build.labels.as_ref().map(|labels| MergedHead {
         architecture: classification_class(&loaded.arch),
         labels: labels.clone(),

@@ -134,3 +134,57 @@ fn instruct_example_learns_on_the_frozen_gguf_base() {
         "{gate}"
     );
 }
+
+/// `examples/stack_and_mix.peft` on the SmolLM2 GGUF: a stack of two LoRAs and a bottleneck
+/// adapter trained, a weighted mix merged into the base (written as a Hugging Face folder, every
+/// weight dequantized to f32), evaluated in place and gated, the bottleneck train gated against
+/// it, and the merged model exported with the GGUF file's hash in its lineage.
+#[test]
+fn stack_and_mix_example_merges_a_mix_on_the_gguf_base() {
+    let gguf = assets().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !gguf.is_file() || !has_data("chatterbot_qa.jsonl") {
+        eprintln!("skipped: run scripts/fetch-assets.sh and scripts/fetch-data.sh for the stack-and-mix example");
+        return;
+    }
+    let dir = project("stack_and_mix.peft", |s| {
+        s.replace("max_steps = 20", "max_steps = 3")
+            .replace("limit = 200", "limit = 40")
+    });
+    std::fs::create_dir_all(dir.path().join("models")).unwrap();
+    std::os::unix::fs::symlink(
+        &gguf,
+        dir.path().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    )
+    .unwrap();
+    let (code, stderr) = run(dir.path(), "stack_and_mix.peft", &dir.path().join("hf"));
+    assert_eq!(code, 0, "{stderr}");
+    let out = dir.path().join("out/blended");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(out.join(f).is_file(), "{f} missing: {stderr}");
+    }
+    let lineage: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("peftc.lineage.json")).unwrap())
+            .unwrap();
+    let files = lineage["base_model"]["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(
+        files[0]["blake3"].as_str().unwrap(),
+        blake3::hash(&std::fs::read(&gguf).unwrap())
+            .to_hex()
+            .to_string()
+    );
+    let gate = &lineage["gates"][0];
+    assert_eq!(gate["passed"], true, "{gate}");
+    assert!(
+        lineage["metrics"]["blended_check.loss"].is_number(),
+        "{lineage}"
+    );
+    // Every weight of the merged folder is a dense f32 tensor under its Hugging Face name.
+    let merged =
+        candle_core::safetensors::load(out.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    assert!(merged.contains_key("model.layers.0.self_attn.q_proj.weight"));
+    assert!(merged
+        .values()
+        .all(|t| t.dtype() == candle_core::DType::F32));
+}
