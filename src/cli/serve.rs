@@ -113,7 +113,9 @@ fn config(args: &ServeArgs) -> Result<Option<ServeConfig>, String> {
         let format = crate::runtime::quant::QuantFormat::parse(q)
             .ok_or_else(|| format!("`--quantize {q}`: expected nf4, int8, q8_0 or q4k"))?;
         if matches!(base.source, BaseSource::Gguf(_)) {
-            return Err("`--quantize` applies to a folder; a GGUF file is already quantized".into());
+            return Err(
+                "`--quantize` applies to a folder; a GGUF file is already quantized".into(),
+            );
         }
         base.quant = Some(crate::runtime::quant::QuantSpec::new(format));
     }

@@ -173,10 +173,7 @@ pub fn prompt_text(p: &Prompt) -> Result<&str, ApiError> {
 /// Chat messages as the chat template reads them (text parts of a list joined).
 pub fn chat_messages(messages: &[ChatMessage]) -> Result<Vec<Message>, ApiError> {
     if messages.is_empty() {
-        return Err(ApiError::bad_request(
-            "no_messages",
-            "`messages` is empty",
-        ));
+        return Err(ApiError::bad_request("no_messages", "`messages` is empty"));
     }
     let mut out = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {

@@ -62,8 +62,8 @@ pub fn load_engine(spec: &BaseSpec, device: &Device) -> Result<Engine, ServeErro
                 ..config.clone()
             };
             let model = load(&named, src.as_ref(), &how)?;
-            let tok = ModelTokenizer::from_dir(dir)
-                .map_err(|e| ServeError::Tokenizer(e.to_string()))?;
+            let tok =
+                ModelTokenizer::from_dir(dir).map_err(|e| ServeError::Tokenizer(e.to_string()))?;
             (model, tok, config)
         }
         BaseSource::Gguf(file) => {

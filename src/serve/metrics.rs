@@ -74,7 +74,11 @@ impl Metrics {
         if seconds > 0.0 {
             let now = tokens as f64 / seconds;
             let old = f64::from_bits(self.tokens_per_second.load(Ordering::Relaxed));
-            let smoothed = if old == 0.0 { now } else { 0.8 * old + 0.2 * now };
+            let smoothed = if old == 0.0 {
+                now
+            } else {
+                0.8 * old + 0.2 * now
+            };
             self.tokens_per_second
                 .store(smoothed.to_bits(), Ordering::Relaxed);
         }
@@ -90,7 +94,10 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let g = |s: &mut String, name: &str, help: &str, kind: &str, value: String| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
         let running = self.running.load(Ordering::Relaxed);
         g(
@@ -184,15 +191,28 @@ impl Metrics {
             s,
             "# HELP peftc_requests_total Requests accepted, per model (base or adapter).\n# TYPE peftc_requests_total counter"
         );
-        for (model, n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (model, n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let _ = writeln!(s, "peftc_requests_total{{model=\"{}\"}} {n}", escape(model));
         }
         let _ = writeln!(
             s,
             "# HELP peftc_requests_finished_total Requests ended, per outcome.\n# TYPE peftc_requests_finished_total counter"
         );
-        for (outcome, n) in self.finished.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(s, "peftc_requests_finished_total{{outcome=\"{outcome}\"}} {n}");
+        for (outcome, n) in self
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                s,
+                "peftc_requests_finished_total{{outcome=\"{outcome}\"}} {n}"
+            );
         }
         s
     }
@@ -218,7 +238,10 @@ mod tests {
         m.running.store(2, Ordering::Relaxed);
         m.step(2, 0.5);
         let text = m.render();
-        assert!(text.contains("peftc_requests_total{model=\"base\"} 2"), "{text}");
+        assert!(
+            text.contains("peftc_requests_total{model=\"base\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("peftc_requests_total{model=\"a\\\"b\"} 1"));
         assert!(text.contains("peftc_batch_occupancy 0.5000"));
         assert!(text.contains("peftc_tokens_per_second 4.000"));

@@ -21,7 +21,9 @@ pub enum PipelineServeError {
     SeveralBases(String),
     #[error("model `{model}` was not found on disk ({what}); run `peftc run` or fetch it first")]
     ModelMissing { model: String, what: String },
-    #[error("`{name}` is exported to {path}, which does not exist yet: run `peftc run {file}` first")]
+    #[error(
+        "`{name}` is exported to {path}, which does not exist yet: run `peftc run {file}` first"
+    )]
     NotExported {
         name: String,
         path: String,

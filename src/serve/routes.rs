@@ -137,8 +137,16 @@ async fn respond(
             Event::Error(e) => return Err(err(e)),
             Event::Done { finish, usage, ids } => {
                 let ids = common.return_token_ids.then_some(ids);
-                return Ok(Json(full_body(kind, &rid, &common.model, text, finish, usage, ids))
-                    .into_response());
+                return Ok(Json(full_body(
+                    kind,
+                    &rid,
+                    &common.model,
+                    text,
+                    finish,
+                    usage,
+                    ids,
+                ))
+                .into_response());
             }
         }
     }
@@ -232,7 +240,7 @@ async fn add_adapter(State(state): State<Arc<AppState>>, body: Bytes) -> Respons
     // Hand the weights to the scheduler now, so the first request need not read them again.
     let _ = state.tx.send(Msg::Loaded {
         name: req.name.clone(),
-        result: Ok(read),
+        result: Ok(Box::new(read)),
     });
     (
         StatusCode::CREATED,

@@ -100,7 +100,9 @@ pub fn start(config: ServeConfig, signals: bool) -> Result<ServerHandle, ServeEr
         addr: config.addr.to_string(),
         message: e.to_string(),
     })?;
-    let addr = listener.local_addr().map_err(|e| ServeError::Io(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServeError::Io(e.to_string()))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| ServeError::Io(e.to_string()))?;

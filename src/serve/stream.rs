@@ -50,7 +50,9 @@ fn chunk(kind: Kind, id: &str, model: &str, created: u64, delta: Value, finish: 
         Kind::Completion => json!({
             "index": 0, "text": delta.as_str().unwrap_or(""), "finish_reason": finish, "logprobs": null,
         }),
-        Kind::Chat => json!({ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }),
+        Kind::Chat => {
+            json!({ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null })
+        }
     };
     json!({ "id": id, "object": kind.chunk_object(), "created": created, "model": model, "choices": [choice] })
 }
@@ -81,8 +83,7 @@ pub fn sse_response(
             }
         }
         let mut next = first;
-        loop {
-            let Some(ev) = next.take() else { break };
+        while let Some(ev) = next.take() {
             let v = match ev {
                 Event::Delta(t) => {
                     let delta = match kind {

@@ -219,7 +219,10 @@ fn rows_joining_a_mixed_adapter_batch_decode_as_if_alone() {
         }
     });
     assert!(widest >= 5, "the batch never mixed many rows ({widest})");
-    assert!(max_diff < 1e-5, "batched logits differ from alone by {max_diff}");
+    assert!(
+        max_diff < 1e-5,
+        "batched logits differ from alone by {max_diff}"
+    );
     assert_eq!(finished.len(), requests.len());
     for row in finished {
         let name = row.target.unwrap_or("base");

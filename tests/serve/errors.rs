@@ -24,11 +24,18 @@ fn models_lists_the_base_and_every_adapter_and_errors_are_openai_shaped() {
     assert_eq!(ids, ["base", "qv", "second", "all", "rslora"]);
     assert_eq!(models["data"][1]["parent"], "base");
 
-    let unknown = post(addr, "/v1/completions", &json!({"model": "nope", "prompt": "hi"}));
+    let unknown = post(
+        addr,
+        "/v1/completions",
+        &json!({"model": "nope", "prompt": "hi"}),
+    );
     assert_eq!(unknown.status, 404);
     let e = unknown.json();
     assert_eq!(e["error"]["code"], "model_not_found");
-    assert_eq!(e["error"]["models"], json!(["base", "qv", "second", "all", "rslora"]));
+    assert_eq!(
+        e["error"]["models"],
+        json!(["base", "qv", "second", "all", "rslora"])
+    );
     assert!(e["error"]["message"].as_str().unwrap().contains("qv"));
 
     let bad = call(addr, "POST", "/v1/completions", "{\"model\": ");
@@ -67,15 +74,16 @@ fn a_full_queue_answers_429_and_a_disconnected_client_frees_its_slot() {
     let server = serve(Limits {
         max_batch: 1,
         max_queue: 1,
+        max_tokens: 1_000_000,
         ..Limits::default()
     });
     let addr = server.addr;
-    // A long streamed request holds the only slot.
+    // A long streamed request (it would run for minutes) holds the only slot.
     let long = send(
         addr,
         "POST",
         "/v1/completions",
-        &json!({"model": "qv", "prompt": "the cat", "max_tokens": 2000, "stream": true,
+        &json!({"model": "qv", "prompt": "the cat", "max_tokens": 1_000_000, "stream": true,
                 "ignore_eos": true, "temperature": 0})
         .to_string(),
     );
@@ -85,7 +93,9 @@ fn a_full_queue_answers_429_and_a_disconnected_client_frees_its_slot() {
         line.clear();
         reader.read_line(&mut line).unwrap();
     }
-    assert_eq!(metric(addr, "peftc_batch_rows"), 1.0);
+    wait_until("the long request is decoding", || {
+        metric(addr, "peftc_batch_rows") == 1.0
+    });
     // A second request waits in the queue ...
     let queued = std::thread::spawn(move || {
         post(
@@ -148,14 +158,21 @@ fn adapters_added_while_serving_answer_and_dora_is_refused_with_the_fix() {
         &json!({"name": "x", "path": "/nonexistent/adapter"}),
     );
     assert_eq!(nowhere.status, 400);
-    assert!(nowhere.body.contains("adapter_config.json"), "{}", nowhere.body);
+    assert!(
+        nowhere.body.contains("adapter_config.json"),
+        "{}",
+        nowhere.body
+    );
     let dora = post(
         addr,
         "/admin/adapters",
         &json!({"name": "d", "path": adapter_dir("dora")}),
     );
     assert_eq!(dora.status, 400);
-    assert!(dora.json()["error"]["message"].as_str().unwrap().contains("merge it"));
+    assert!(dora.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("merge it"));
     let ids: Vec<String> = get(addr, "/v1/models").json()["data"]
         .as_array()
         .unwrap()

@@ -2,11 +2,12 @@
 //! graceful shutdown that finishes the request in flight.
 
 use super::support::{get, llama_dir, post, send, serve, Reference};
-use peftc::runtime::data::render::chat_template::ChatTemplate;
 use peftc::runtime::data::mapping::Message;
+use peftc::runtime::data::render::chat_template::ChatTemplate;
 use peftc::runtime::data::tokenizer::ModelTokenizer;
 use peftc::serve::Limits;
 use serde_json::json;
+use std::io::{BufRead, BufReader};
 
 #[test]
 fn chat_uses_the_chat_template_and_equals_a_completion_of_the_rendered_prompt() {
@@ -63,7 +64,10 @@ fn chat_uses_the_chat_template_and_equals_a_completion_of_the_rendered_prompt() 
             "/v1/completions",
             &json!({"model": "second", "prompt": rendered, "max_tokens": 8, "temperature": 0}),
         );
-        let want = plain.json()["choices"][0]["text"].as_str().unwrap().to_string();
+        let want = plain.json()["choices"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(text, want, "stream: {stream}");
     }
     server.shutdown().unwrap();
@@ -75,14 +79,15 @@ fn stop_strings_end_the_text_before_them_and_sampling_is_seeded() {
     let server = serve(Limits::default());
     let addr = server.addr;
     let tok = ModelTokenizer::from_dir(&llama_dir().join("model")).unwrap();
-    let full = tok
-        .tokenizer()
-        .decode(&r.output("qv", 1), true)
-        .unwrap();
+    let full = tok.tokenizer().decode(&r.output("qv", 1), true).unwrap();
     // A stop string from the middle of the greedy text.
     let mid = full.len() / 2;
-    let start = (mid..full.len()).find(|&i| full.is_char_boundary(i)).unwrap();
-    let end = (start + 2..=full.len()).find(|&i| full.is_char_boundary(i)).unwrap();
+    let start = (mid..full.len())
+        .find(|&i| full.is_char_boundary(i))
+        .unwrap();
+    let end = (start + 2..=full.len())
+        .find(|&i| full.is_char_boundary(i))
+        .unwrap();
     let stop = &full[start..end];
     let cut = &full[..full.find(stop).unwrap()];
     for stream in [false, true] {
@@ -137,23 +142,36 @@ fn stop_strings_end_the_text_before_them_and_sampling_is_seeded() {
 
 #[test]
 fn shutdown_finishes_the_request_in_flight_then_refuses_connections() {
-    let server = serve(Limits::default());
+    let server = serve(Limits {
+        max_tokens: 100_000,
+        ..Limits::default()
+    });
     let addr = server.addr;
     let stream = send(
         addr,
         "POST",
         "/v1/completions",
-        &json!({"model": "rslora", "prompt": "the cat", "max_tokens": 300, "stream": true,
+        &json!({"model": "rslora", "prompt": "the cat", "max_tokens": 1000, "stream": true,
                 "ignore_eos": true, "temperature": 0})
         .to_string(),
     );
-    let reader = std::thread::spawn(move || super::support::read_reply(stream));
-    super::support::wait_until("the request is decoding", || {
-        super::support::metric(addr, "peftc_batch_rows") == 1.0
+    let (started, is_started) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut events = Vec::new();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if let Some(data) = line.strip_prefix("data: ") {
+                if events.is_empty() {
+                    let _ = started.send(());
+                }
+                events.push(data.to_string());
+            }
+        }
+        events
     });
+    is_started.recv().unwrap();
     server.shutdown().unwrap();
-    let reply = reader.join().unwrap();
-    let events = reply.events();
+    let events = reader.join().unwrap();
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     let last: serde_json::Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "length");

@@ -67,11 +67,20 @@ fn concurrent_requests_across_adapters_equal_each_adapter_alone() {
                 assert_eq!(v["model"], model.as_str());
                 text.push_str(v["choices"][0]["text"].as_str().unwrap());
                 if !v["choices"][0]["finish_reason"].is_null() {
-                    finish = Some(v["choices"][0]["finish_reason"].as_str().unwrap().to_string());
+                    finish = Some(
+                        v["choices"][0]["finish_reason"]
+                            .as_str()
+                            .unwrap()
+                            .to_string(),
+                    );
                 }
             }
             assert_eq!(text, want_text, "{model}, prompt {p} (streamed)");
-            let expect = if want.last() == Some(&1) { "stop" } else { "length" };
+            let expect = if want.last() == Some(&1) {
+                "stop"
+            } else {
+                "length"
+            };
             assert_eq!(finish.as_deref(), Some(expect));
         } else {
             let v = reply.json();

@@ -89,7 +89,11 @@ fn the_openai_client_gets_each_adapters_own_greedy_text() {
         assert_eq!(res["completion"], text.as_str(), "{model}");
         assert_eq!(res["completion_stream"], text.as_str(), "{model}");
         assert_eq!(res["completion_tokens"], want.len());
-        let finish = if want.last() == Some(&1) { "stop" } else { "length" };
+        let finish = if want.last() == Some(&1) {
+            "stop"
+        } else {
+            "length"
+        };
         assert_eq!(res["completion_finish"], finish);
         assert_eq!(res["chat_role"], "assistant");
         assert_eq!(res["chat"], res["chat_stream"], "{model}");

@@ -190,7 +190,14 @@ impl Llama {
                 self.dtype,
                 &self.device,
             )?;
-            rows.push(attention(&q.narrow(0, r, 1)?, &kr, &vr, &bias, scale, kernels)?);
+            rows.push(attention(
+                &q.narrow(0, r, 1)?,
+                &kr,
+                &vr,
+                &bias,
+                scale,
+                kernels,
+            )?);
         }
         Tensor::cat(&rows, 0)
     }
