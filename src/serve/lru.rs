@@ -64,7 +64,7 @@ impl Lru {
     /// The adapters to drop, least recently used first, so that `bytes` more fit; `in_use`
     /// says which may not be dropped. `None` when they cannot fit without dropping one in use.
     pub fn victims(&self, bytes: usize, in_use: impl Fn(&str) -> bool) -> Option<Vec<String>> {
-        let mut free = self.budget.checked_sub(self.used()).unwrap_or(0);
+        let mut free = self.budget.saturating_sub(self.used());
         if bytes <= free {
             return Some(Vec::new());
         }

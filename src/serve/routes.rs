@@ -240,7 +240,7 @@ async fn add_adapter(State(state): State<Arc<AppState>>, body: Bytes) -> Respons
     // Hand the weights to the scheduler now, so the first request need not read them again.
     let _ = state.tx.send(Msg::Loaded {
         name: req.name.clone(),
-        result: Ok(read),
+        result: Ok(Box::new(read)),
     });
     (
         StatusCode::CREATED,

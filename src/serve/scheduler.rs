@@ -61,7 +61,7 @@ pub enum Msg {
     /// An adapter read on another thread (or the reason it could not be).
     Loaded {
         name: String,
-        result: Result<ReadAdapter, String>,
+        result: Result<Box<ReadAdapter>, String>,
     },
     /// Finish what is accepted, then stop.
     Shutdown,
@@ -229,7 +229,9 @@ impl Scheduler {
         let spawned = std::thread::Builder::new()
             .name(format!("peftc-load-{name}"))
             .spawn(move || {
-                let result = read_adapter(&path, &shapes, &device).map_err(|e| e.to_string());
+                let result = read_adapter(&path, &shapes, &device)
+                    .map(Box::new)
+                    .map_err(|e| e.to_string());
                 let _ = tx.send(Msg::Loaded { name, result });
             });
         if let Err(e) = spawned {
@@ -237,7 +239,7 @@ impl Scheduler {
         }
     }
 
-    fn loaded(&mut self, name: String, result: Result<ReadAdapter, String>) {
+    fn loaded(&mut self, name: String, result: Result<Box<ReadAdapter>, String>) {
         self.loading.remove(&name);
         let checked = result.and_then(|read| {
             servable(&name, &read)?;
@@ -255,7 +257,7 @@ impl Scheduler {
             Ok(read) => {
                 self.metrics.adapter_loads.fetch_add(1, Ordering::Relaxed);
                 if !self.lru.contains(&name) {
-                    self.pending.push((name, read));
+                    self.pending.push((name, *read));
                 }
             }
             Err(message) => {
@@ -333,6 +335,8 @@ impl Scheduler {
             jobs.retain(|j| !j.events.is_closed());
             queued_gone += before - jobs.len();
         }
+        // An adapter nobody waits for any more is not attached on their behalf.
+        self.parked.retain(|_, jobs| !jobs.is_empty());
         self.unqueue(queued_gone);
         for _ in 0..gone + queued_gone {
             self.metrics.finished("cancelled");
@@ -369,21 +373,18 @@ impl Scheduler {
             if let Target::Adapter(n) = &job.target {
                 self.lru.touch(n);
             }
-            match self.prefill(job) {
-                Ok(Some(slot)) => self.running.push(slot),
-                Ok(None) => {}
-                Err((job, e)) => {
-                    self.metrics.finished("error");
-                    let _ = job
-                        .events
-                        .send(Event::Error(ApiError::internal(format!("prefill: {e}"))));
-                }
+            if let Some(slot) = self.prefill(job) {
+                self.running.push(slot);
+                self.metrics
+                    .running
+                    .store(self.running.len(), Ordering::Relaxed);
             }
         }
     }
 
-    /// Runs a new request's prompt; returns its slot unless it already ended.
-    fn prefill(&mut self, job: Job) -> Result<Option<Slot>, (Job, candle_core::Error)> {
+    /// Runs a new request's prompt; returns its slot unless it already ended (or failed: the
+    /// request hears why).
+    fn prefill(&mut self, job: Job) -> Option<Slot> {
         let n = job.prompt.len();
         let run = |this: &mut Self, job: &Job| -> candle_core::Result<(KvCache, Vec<f32>)> {
             let device = this.engine.device.clone();
@@ -406,7 +407,13 @@ impl Scheduler {
         };
         let (cache, logits) = match run(self, &job) {
             Ok(r) => r,
-            Err(e) => return Err((job, e)),
+            Err(e) => {
+                self.metrics.finished("error");
+                let _ = job
+                    .events
+                    .send(Event::Error(ApiError::internal(format!("prefill: {e}"))));
+                return None;
+            }
         };
         self.metrics
             .prompt_tokens
@@ -426,7 +433,7 @@ impl Scheduler {
         };
         let tok = choose(&logits, &slot.job.params.sampling, &mut slot.rng);
         self.metrics.step(1, 0.0);
-        Ok((!self.next_token(&mut slot, tok)).then_some(slot))
+        (!self.next_token(&mut slot, tok)).then_some(slot)
     }
 
     /// One forward pass over every running request.

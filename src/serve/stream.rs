@@ -83,8 +83,7 @@ pub fn sse_response(
             }
         }
         let mut next = first;
-        loop {
-            let Some(ev) = next.take() else { break };
+        while let Some(ev) = next.take() {
             let v = match ev {
                 Event::Delta(t) => {
                     let delta = match kind {

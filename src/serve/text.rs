@@ -9,7 +9,14 @@ use tokenizers::Tokenizer;
 #[derive(Debug, Default)]
 pub struct TextStream {
     ids: Vec<u32>,
-    /// Bytes of the decoded text already released.
+    /// Incremental decoding (as text-generation-inference does): the text of
+    /// `ids[prefix..read]` is already in `text`; new text is what decoding `ids[prefix..]` adds
+    /// to it, so each token costs a decode of a few tokens, not of the whole output.
+    prefix: usize,
+    read: usize,
+    /// The final text so far.
+    text: String,
+    /// Bytes of `text` already released.
     sent: usize,
     stop: Vec<String>,
 }
@@ -26,9 +33,8 @@ pub struct Released {
 impl TextStream {
     pub fn new(stop: Vec<String>) -> Self {
         Self {
-            ids: Vec::new(),
-            sent: 0,
             stop,
+            ..Self::default()
         }
     }
 
@@ -37,39 +43,50 @@ impl TextStream {
         &self.ids
     }
 
-    fn decoded(&self, tok: &Tokenizer) -> Result<String, String> {
-        tok.decode(&self.ids, true).map_err(|e| e.to_string())
+    fn decode(tok: &Tokenizer, ids: &[u32]) -> Result<String, String> {
+        tok.decode(ids, true).map_err(|e| e.to_string())
+    }
+
+    /// Moves newly decodable text into `text`; `all`: also a trailing half character.
+    fn advance(&mut self, tok: &Tokenizer, all: bool) -> Result<(), String> {
+        let before = Self::decode(tok, &self.ids[self.prefix..self.read])?;
+        let after = Self::decode(tok, &self.ids[self.prefix..])?;
+        if after.len() > before.len()
+            && after.is_char_boundary(before.len())
+            && (all || !after.ends_with('\u{FFFD}'))
+        {
+            self.text.push_str(&after[before.len()..]);
+            self.prefix = self.read;
+            self.read = self.ids.len();
+        }
+        Ok(())
     }
 
     /// Adds a token; returns the text it makes final.
     pub fn push(&mut self, tok: &Tokenizer, id: u32) -> Result<Released, String> {
         self.ids.push(id);
-        let text = self.decoded(tok)?;
-        if let Some(at) = self.first_stop(&text) {
+        self.advance(tok, false)?;
+        if let Some(at) = self.first_stop() {
             return Ok(Released {
-                text: self.take(&text, at),
+                text: self.take(at),
                 stopped: true,
             });
         }
-        let mut end = text.len() - self.held_back(&text);
-        // A byte-level token may end inside a character: wait for the rest.
-        while text[..end].ends_with('\u{FFFD}') {
-            end -= '\u{FFFD}'.len_utf8();
-        }
+        let end = self.text.len() - self.held_back();
         Ok(Released {
-            text: self.take(&text, end),
+            text: self.take(end),
             stopped: false,
         })
     }
 
     /// Releases everything not yet sent (the request ends for another reason).
     pub fn finish(&mut self, tok: &Tokenizer) -> Result<String, String> {
-        let text = self.decoded(tok)?;
-        let end = text.len();
-        Ok(self.take(&text, end))
+        self.advance(tok, true)?;
+        Ok(self.take(self.text.len()))
     }
 
-    fn take(&mut self, text: &str, end: usize) -> String {
+    fn take(&mut self, end: usize) -> String {
+        let text = &self.text;
         if end <= self.sent || !text.is_char_boundary(self.sent) || !text.is_char_boundary(end) {
             return String::new();
         }
@@ -78,13 +95,12 @@ impl TextStream {
         out
     }
 
-    /// Byte offset of the earliest stop string at or after the released text's start of
-    /// possible matches.
-    fn first_stop(&self, text: &str) -> Option<usize> {
-        // A stop string may start inside text already released only if it was held back, so
-        // searching from the start of unreleased text minus the longest stop is enough.
+    /// Byte offset of the earliest stop string in the text not yet released (a stop string
+    /// may begin in held-back text only, so the search starts a stop's length before it).
+    fn first_stop(&self) -> Option<usize> {
+        let text = &self.text;
         let longest = self.stop.iter().map(String::len).max().unwrap_or(0);
-        let mut from = self.sent.saturating_sub(longest);
+        let mut from = self.sent.saturating_sub(longest).min(text.len());
         while !text.is_char_boundary(from) {
             from -= 1;
         }
@@ -95,8 +111,9 @@ impl TextStream {
             .min()
     }
 
-    /// Bytes at the end of `text` that are a proper prefix of some stop string.
-    fn held_back(&self, text: &str) -> usize {
+    /// Bytes at the end of the text that are a proper prefix of some stop string.
+    fn held_back(&self) -> usize {
+        let text = &self.text;
         let mut hold = 0;
         for s in &self.stop {
             for (i, _) in s.char_indices().skip(1) {

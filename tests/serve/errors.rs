@@ -74,15 +74,16 @@ fn a_full_queue_answers_429_and_a_disconnected_client_frees_its_slot() {
     let server = serve(Limits {
         max_batch: 1,
         max_queue: 1,
+        max_tokens: 1_000_000,
         ..Limits::default()
     });
     let addr = server.addr;
-    // A long streamed request holds the only slot.
+    // A long streamed request (it would run for minutes) holds the only slot.
     let long = send(
         addr,
         "POST",
         "/v1/completions",
-        &json!({"model": "qv", "prompt": "the cat", "max_tokens": 2000, "stream": true,
+        &json!({"model": "qv", "prompt": "the cat", "max_tokens": 1_000_000, "stream": true,
                 "ignore_eos": true, "temperature": 0})
         .to_string(),
     );
@@ -92,7 +93,9 @@ fn a_full_queue_answers_429_and_a_disconnected_client_frees_its_slot() {
         line.clear();
         reader.read_line(&mut line).unwrap();
     }
-    assert_eq!(metric(addr, "peftc_batch_rows"), 1.0);
+    wait_until("the long request is decoding", || {
+        metric(addr, "peftc_batch_rows") == 1.0
+    });
     // A second request waits in the queue ...
     let queued = std::thread::spawn(move || {
         post(

@@ -7,6 +7,7 @@ use peftc::runtime::data::render::chat_template::ChatTemplate;
 use peftc::runtime::data::tokenizer::ModelTokenizer;
 use peftc::serve::Limits;
 use serde_json::json;
+use std::io::{BufRead, BufReader};
 
 #[test]
 fn chat_uses_the_chat_template_and_equals_a_completion_of_the_rendered_prompt() {
@@ -141,23 +142,36 @@ fn stop_strings_end_the_text_before_them_and_sampling_is_seeded() {
 
 #[test]
 fn shutdown_finishes_the_request_in_flight_then_refuses_connections() {
-    let server = serve(Limits::default());
+    let server = serve(Limits {
+        max_tokens: 100_000,
+        ..Limits::default()
+    });
     let addr = server.addr;
     let stream = send(
         addr,
         "POST",
         "/v1/completions",
-        &json!({"model": "rslora", "prompt": "the cat", "max_tokens": 300, "stream": true,
+        &json!({"model": "rslora", "prompt": "the cat", "max_tokens": 1000, "stream": true,
                 "ignore_eos": true, "temperature": 0})
         .to_string(),
     );
-    let reader = std::thread::spawn(move || super::support::read_reply(stream));
-    super::support::wait_until("the request is decoding", || {
-        super::support::metric(addr, "peftc_batch_rows") == 1.0
+    let (started, is_started) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut events = Vec::new();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if let Some(data) = line.strip_prefix("data: ") {
+                if events.is_empty() {
+                    let _ = started.send(());
+                }
+                events.push(data.to_string());
+            }
+        }
+        events
     });
+    is_started.recv().unwrap();
     server.shutdown().unwrap();
-    let reply = reader.join().unwrap();
-    let events = reply.events();
+    let events = reader.join().unwrap();
     assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
     let last: serde_json::Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "length");

@@ -6,4 +6,6 @@ mod errors;
 mod lifecycle;
 mod no_bleed;
 mod openai_client;
+mod pipeline;
+mod quantized;
 mod support;
