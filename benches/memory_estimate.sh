@@ -49,6 +49,16 @@ if [ -s "$gguf" ] && [ -s "$repo/examples/data/chatterbot_qa.jsonl" ]; then
   sed 's/max_steps  = 50/max_steps  = 3/; s/checkpoint_every = 25//' "$repo/examples/instruct.peft" \
     | grep -v '^export' > "$work/instruct/instruct.peft"
   (cd "$work/instruct" && "$peftc" run --only train.instruct instruct.peft 2>&1 | grep '^memory') || true
+  # The same train on the dequantized base (`weights = dense`): memory and seconds per step.
+  mkdir -p "$work/dense"
+  cp -r "$work/instruct/models" "$work/instruct/data" "$work/dense/"
+  sed 's|gguf("models/SmolLM2-135M-Instruct.Q4_1.gguf")|& { weights = dense }|' \
+    "$work/instruct/instruct.peft" > "$work/dense/instruct.peft"
+  (cd "$work/dense" && "$peftc" run --only train.instruct instruct.peft 2>&1 | grep '^memory' | sed 's/^/dense: /') || true
+  for d in instruct dense; do
+    echo "$d: seconds per step: $(cat "$work/$d"/.peft/entries/*/out/metrics.jsonl 2>/dev/null \
+      | sed -n 's/.*"step_s":\([0-9.]*\).*/\1/p' | tr '\n' ' ')"
+  done
 else
   echo "skipped: instruct example (run scripts/fetch-assets.sh and scripts/fetch-data.sh)"
 fi
