@@ -656,6 +656,8 @@ pub struct MemoryEstimate {
     pub optimizer_state: u64,
     pub activations: u64,
     pub logits: u64,
+    /// What the `peftc` process holds before any model (code, allocator, tokenizer, threads).
+    pub process_floor: u64,
     pub total: u64,
 }
 

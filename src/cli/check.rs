@@ -87,5 +87,17 @@ pub fn figures_table(p: &check::Program) -> String {
             None => out.push_str(&format!("{:<16} (model shape unknown)\n", t.meta.name)),
         }
     }
+    if !p.quants.is_empty() {
+        out.push_str("\nquant            format   bytes/param  compute\n");
+        for q in &p.quants {
+            out.push_str(&format!(
+                "{:<16} {:<8} {:>11.4}  {}\n",
+                q.meta.name,
+                q.kind.name(),
+                q.kind.bytes_per_param(q.block_size, q.double_quant),
+                q.compute.map_or("model dtype", |c| c.name())
+            ));
+        }
+    }
     out
 }

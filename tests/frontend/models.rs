@@ -141,3 +141,25 @@ fn gguf_tokenizer_kind_is_read_and_sentencepiece_is_refused_at_check_time() {
     let codes: Vec<_> = c.diagnostics.iter().map(|d| d.code).collect();
     assert!(codes.contains(&check::Code::GgufUnsupported), "{codes:?}");
 }
+
+/// Every quant format the language accepts, with its stored bytes per parameter in
+/// `peftc check --figures`.
+#[test]
+fn figures_list_every_quant_format_with_its_bytes_per_param() {
+    let world = super::support::ui_world();
+    let src = "quant a = nf4 { double_quant = true }\nquant b = fp4\nquant c = int8\n\
+               quant d = q8_0\nquant e = q4k\nquant f = q5k\nquant g = q6k { compute = bf16 }\n";
+    let checked = check::check_source(&world, std::path::Path::new("/ui/q.peft"), src);
+    let table = peftc::cli::check::figures_table(&checked.program);
+    for row in [
+        "a                nf4           0.5159  model dtype",
+        "b                fp4           0.5625  model dtype",
+        "c                int8          1.0000  model dtype",
+        "d                q8_0          1.0625  model dtype",
+        "e                q4k           0.5625  model dtype",
+        "f                q5k           0.6875  model dtype",
+        "g                q6k           0.8203  bf16",
+    ] {
+        assert!(table.contains(row), "{row}\n{table}");
+    }
+}

@@ -14,7 +14,7 @@ use peftc::runtime::adapters::attach::{attach_lora, set_active, LoraConfig};
 use peftc::runtime::adapters::lora::{LoraInit, LoraSpec};
 use peftc::runtime::adapters::targets::TargetModules;
 use peftc::runtime::batch::Example;
-use peftc::runtime::model_api::{AdaptedModel, TaskKind};
+use peftc::runtime::model_api::TaskKind;
 use peftc::runtime::models::config::ModelConfig;
 use peftc::runtime::models::load::{load_classifier, LoadConfig};
 use peftc::runtime::models::safetensors_source::SafetensorsSource;
@@ -185,11 +185,9 @@ fn five_adamw_steps_on_llama_for_sequence_classification_match_peft() {
     save_adapter(model.as_adaptable(), "default", &peft, &lineage, &saved).expect("save");
     let ours = candle_core::safetensors::load(saved.join("adapter_model.safetensors"), &dev)
         .expect("ours");
-    let theirs = candle_core::safetensors::load(
-        dir.join("adapter/adapter_model.safetensors"),
-        &dev,
-    )
-    .expect("theirs");
+    let theirs =
+        candle_core::safetensors::load(dir.join("adapter/adapter_model.safetensors"), &dev)
+            .expect("theirs");
     let shapes = |m: &std::collections::HashMap<String, Tensor>| {
         let mut v: Vec<(String, Vec<usize>)> = m
             .iter()
