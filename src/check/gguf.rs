@@ -207,7 +207,8 @@ fn parse(bytes: &[u8], path: &Path) -> Result<GgufInfo, Failure> {
             vocab_len = Some(r.u64()?);
             r.at = save;
         }
-        let v = r.value(ty, key == "general.architecture")?;
+        let keep = key == "general.architecture" || key == "tokenizer.ggml.model";
+        let v = r.value(ty, keep)?;
         kv.insert(key, v);
     }
     let mut params = 0u64;

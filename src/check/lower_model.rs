@@ -103,24 +103,6 @@ impl<'a> Cx<'a> {
             Some(f) => self.task(f.value())?,
             None => Task::Causal,
         };
-        if let (Some(s), Task::Classify { .. }) = (&shape, &task) {
-            if !s.arch.is_encoder() {
-                self.emit(
-                    Diagnostic::new(
-                        Code::TaskMismatch,
-                        file_id(id.module),
-                        decl.name.span,
-                        format!(
-                            "`{}` is a {} decoder: sequence classification heads are supported on BERT models",
-                            decl.name.name,
-                            s.arch.name()
-                        ),
-                    )
-                    .with_label("no classification head for this architecture")
-                    .with_help("classify with a BERT model (`task = classify(..)`), or train this model as a causal language model (remove `task`)"),
-                );
-            }
-        }
         if let (Some(s), Task::Causal) = (&shape, &task) {
             if s.arch.is_encoder() {
                 self.emit(

@@ -458,6 +458,7 @@ impl Decoder for Llama {
             kernels: Kernels::Fused,
             cache: Caches::PerRow(caches),
         };
-        self.run(input_ids, None, positions, pass)
+        let x = self.run(input_ids, None, positions, pass)?;
+        self.lm_head.forward(&x, false)
     }
 }
