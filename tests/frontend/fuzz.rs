@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// Cases run by default (about a minute in a debug build on one core).
-pub const DEFAULT_CASES: usize = 3000;
+pub const DEFAULT_CASES: usize = 2000;
 
 /// Fragments the structural mutator inserts: keywords, punctuation, units, non-ASCII text,
 /// line breaks, comments and values that once crashed the front end.
@@ -458,6 +458,13 @@ fn mutated_sources_never_panic_and_keep_every_invariant() {
         let (_, b) = &seeds[rng.gen_range(0..seeds.len())];
         let text = mutate(&mut rng, a, b);
         run_case(&world, &mut server, &mut rng, case, &text);
+        if (case + 1) % 10_000 == 0 {
+            eprintln!(
+                "fuzz: {} cases in {:.0} s",
+                case + 1,
+                started.elapsed().as_secs_f64()
+            );
+        }
     }
     server.stop();
     eprintln!(
