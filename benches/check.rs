@@ -1,6 +1,7 @@
 //! Parse + check of generated programs of about 1,000 and 10,000 lines (hundreds of
 //! declarations), to show checking is instant and scales linearly; and the same check after a
-//! one-character edit through a `ParseCache` (what `peftc lsp` and `peftc watch` do).
+//! one-character edit through a `ParseCache` (what `peftc lsp` and `peftc watch` do); and 2,000
+//! declarations of one real GGUF file (its header is read once per process).
 use criterion::{criterion_group, criterion_main, Criterion};
 use peftc::check::{self, MemoryWorld};
 use peftc::syntax::ParseCache;
@@ -55,5 +56,28 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// A real GGUF model (SmolLM2-135M Q4_1 from `scripts/fetch-assets.sh`): a check of 2,000
+/// declarations of that one file, which reads its header once per process.
+fn bench_gguf(c: &mut Criterion) {
+    let root = std::env::var_os("PEFTC_TEST_ASSETS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/assets"));
+    let gguf = root.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !gguf.is_file() {
+        println!("GGUF benches skipped: run scripts/fetch-assets.sh");
+        return;
+    }
+    let mut src = String::new();
+    for i in 0..2_000 {
+        src.push_str(&format!("model g{i} = gguf(\"{}\")\n", gguf.display()));
+    }
+    let world = check::RealWorld::from_env();
+    let checked = check::check_source(&world, Path::new("/b/g.peft"), &src);
+    assert!(!checked.has_errors(), "{:?}", checked.diagnostics.first());
+    c.bench_function("check 2,000 declarations of one GGUF file", |b| {
+        b.iter(|| check::check_source(&world, Path::new("/b/g.peft"), &src))
+    });
+}
+
+criterion_group!(benches, bench, bench_gguf);
 criterion_main!(benches);

@@ -70,13 +70,23 @@ pub struct LineCol {
 #[derive(Debug, Clone)]
 pub struct LineIndex {
     starts: Vec<usize>,
+    /// Lines whose text is all ASCII: there a column is a byte difference, whatever the length.
+    ascii: Vec<bool>,
 }
 
 impl LineIndex {
     pub fn new(source: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { starts }
+        let ascii = starts
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                let e = starts.get(i + 1).copied().unwrap_or(source.len());
+                source.as_bytes().get(s..e).is_some_and(<[u8]>::is_ascii)
+            })
+            .collect();
+        LineIndex { starts, ascii }
     }
     /// The zero-based line holding byte `offset`.
     pub fn line_of(&self, offset: usize) -> usize {
@@ -106,10 +116,13 @@ impl LineIndex {
             .partition_point(|&s| s <= offset)
             .saturating_sub(1);
         let start = self.starts.get(line).copied().unwrap_or(0);
-        let col = source
-            .get(start..offset)
-            .map(|s| s.chars().count())
-            .unwrap_or(0);
+        let col = match self.ascii.get(line) {
+            Some(true) => offset.saturating_sub(start),
+            _ => source
+                .get(start..offset)
+                .map(|s| s.chars().count())
+                .unwrap_or(0),
+        };
         LineCol {
             line: line + 1,
             col: col + 1,

@@ -1,9 +1,11 @@
 //! Tests of the language front end: parser, checker, diagnostics, CLI.
 mod cli;
+mod cli_robust;
 mod examples;
-mod fuzz;
+pub mod fuzz;
 mod incremental;
 mod models;
 mod parse;
+pub mod regressions;
 mod support;
 mod ui;

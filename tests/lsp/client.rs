@@ -156,6 +156,28 @@ impl Client {
         self.stdin.flush().unwrap();
     }
 
+    /// Writes bytes as they are (malformed frames, oversized bodies).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Closes the server's stdin and returns its exit code (`None`: killed by a signal or hung).
+    pub fn close_and_wait(self) -> Option<i32> {
+        let Client {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        for _ in 0..200 {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        None
+    }
+
     pub fn notify(&mut self, method: &str, params: Value) {
         self.send(&json!({ "jsonrpc": "2.0", "method": method, "params": params }));
     }

@@ -2,3 +2,4 @@
 mod client;
 mod nvim;
 mod protocol;
+mod robust;
