@@ -42,6 +42,7 @@ pub mod hasher;
 pub mod lineage;
 pub mod lockfile;
 pub mod manifest;
+pub mod nfslock;
 mod outcome;
 pub mod progress;
 pub mod report;
