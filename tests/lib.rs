@@ -9,5 +9,6 @@ mod pipeline;
 mod quant;
 mod runtime_bert;
 mod runtime_models;
+mod slurm;
 mod train;
 mod watch;

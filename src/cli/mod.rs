@@ -10,6 +10,8 @@ pub mod lsp;
 pub mod pipeline;
 pub mod plan;
 pub mod run;
+pub mod slurm;
+pub mod stage_run;
 pub mod watch;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +46,9 @@ pub enum Command {
     Lsp(lsp::LspArgs),
     /// Re-check on every save of the pipeline, its imports, data and local models; re-run what changed.
     Watch(watch::WatchArgs),
+    /// Run one stage whose inputs are cached: the entry point of a batch job.
+    #[command(hide = true)]
+    StageRun(stage_run::StageRunArgs),
 }
 
 /// Entry point of the binary.
@@ -59,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(a) => fmt::run(&a),
         Command::Lsp(a) => lsp::run(&a),
         Command::Watch(args) => watch::run(args),
+        Command::StageRun(a) => stage_run::run(&a),
     }
 }
 
