@@ -288,3 +288,58 @@ fn ctrl_c_cancels_the_submitted_jobs() {
     }
     assert!(!p.path("out/a").exists());
 }
+
+#[test]
+fn an_escalation_submits_the_next_value_after_the_gate_of_the_previous_failed() {
+    if !cluster_up() {
+        return;
+    }
+    let p = Project::new(
+        "
+train esc {
+  model     = tiny
+  adapters  = [a]
+  data      = reviews.train
+  max_steps = 4
+  batch     = 8
+  lr        = escalate [1e-9, 1e-2]
+}
+
+eval esc_check {
+  model   = esc
+  data    = reviews.eval
+  metrics = [loss]
+  gate loss < baseline.loss - 0.01
+}
+
+export esc.a to \"out/esc\" as peft
+",
+    );
+    let run = p.run_slurm();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("escalating `esc`: a gate failed with lr = 0.000000001; trying lr = 0.01"),
+        "{}",
+        run.stderr
+    );
+    let jobs = |name: &str| -> Vec<String> {
+        run.submitted()
+            .into_iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, j)| j)
+            .collect()
+    };
+    let (trains, gates) = (jobs("train esc"), jobs("gate.esc_check"));
+    assert_eq!((trains.len(), gates.len()), (2, 2), "{}", run.stderr);
+    // The first wave's export was cancelled by its failed gate; the second value's train was
+    // submitted only after that gate's job had ended.
+    let first_gate = job_fields(&gates[0]);
+    assert_eq!(first_gate["JobState"], "FAILED", "{first_gate:?}");
+    let second_train = job_fields(&trains[1]);
+    assert!(
+        second_train["SubmitTime"] >= first_gate["EndTime"],
+        "{second_train:?} {first_gate:?}"
+    );
+    assert!(p.path("out/esc/adapter_model.safetensors").is_file());
+}

@@ -5,22 +5,28 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Whether a Slurm cluster answers with an idle (or busy) node; prints why not when it does not.
+/// Asked once per test binary (an unreachable controller makes `sinfo` wait).
 pub fn cluster_up() -> bool {
-    let out = Command::new("sinfo").args(["-h", "-o", "%t"]).output();
-    let states = match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        _ => {
-            eprintln!("skipped: no Slurm cluster (start one as root with scripts/slurm-local.sh)");
-            return false;
-        }
-    };
-    let up = states
-        .lines()
-        .any(|s| s.starts_with("idle") || s.starts_with("mix") || s.starts_with("alloc"));
-    if !up {
-        eprintln!("skipped: the Slurm cluster has no usable node ({states:?})");
+    static WHY_NOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let why_not = WHY_NOT.get_or_init(|| {
+        let out = Command::new("sinfo").args(["-h", "-o", "%t"]).output();
+        let states = match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+            _ => {
+                return Some(
+                    "no Slurm cluster (start one as root with scripts/slurm-local.sh)".to_owned(),
+                )
+            }
+        };
+        let up = states
+            .lines()
+            .any(|s| s.starts_with("idle") || s.starts_with("mix") || s.starts_with("alloc"));
+        (!up).then(|| format!("the Slurm cluster has no usable node ({states:?})"))
+    });
+    if let Some(why) = why_not {
+        eprintln!("skipped: {why}");
     }
-    up
+    why_not.is_none()
 }
 
 pub const BASE: &str = r#"model tiny = local("model") {
