@@ -18,5 +18,7 @@ pub mod fmt;
 pub mod lsp;
 pub mod plan;
 pub mod runtime;
+pub mod safe_fs;
+pub mod serve;
 pub mod stages;
 pub mod syntax;

@@ -63,6 +63,7 @@ pub fn read(world: &dyn World, path: &Path) -> Result<ModelShape, ConfigError> {
         tied_embeddings: tied,
         params: 0,
         stored_bytes: None,
+        gguf: None,
         origin: ShapeOrigin::ConfigJson(path.to_path_buf()),
     };
     shape.params = arch::param_count(&shape);

@@ -12,6 +12,38 @@ pub struct FigureConfig {
     pub max_len: u64,
     /// Base quantization: (kind, block, double_quant); `None` = the model's dtype.
     pub quant: Option<(QuantKind, u32, bool)>,
+    /// The quantization's `compute` dtype, when written (else the model's dtype applies).
+    pub compute: Option<Dtype>,
+}
+
+/// Bytes of the frozen base as the runtime holds it: a quantized base keeps its linear layers
+/// in the quantized form (a GGML format keeps a layer dense when its input width is not a
+/// multiple of the block) and everything else (embeddings, norms, head) dense in the compute
+/// dtype; a GGUF base keeps its linear weights as stored unless `weights = dense`, and
+/// dequantizes the token embedding and norms.
+pub fn base_bytes(model: &Model, shape: &ModelShape, cfg: &FigureConfig) -> u64 {
+    let dtype = cfg.compute.unwrap_or(model.dtype).bytes();
+    if let Some((kind, block, dq)) = cfg.quant {
+        let modules = super::arch::linear_modules(shape);
+        let (mut quantized, mut dense) = (0f64, 0u64);
+        let mut linear = 0u64;
+        for m in &modules {
+            let n = m.in_features * m.out_features;
+            linear += n;
+            match kind.ggml_block() {
+                Some(b) if m.in_features % b != 0 => dense += n,
+                _ => quantized += n as f64 * kind.bytes_per_param(block, dq),
+            }
+        }
+        let rest = shape.params.saturating_sub(linear);
+        return quantized as u64 + (dense + rest) * dtype;
+    }
+    match (&shape.gguf, &model.source) {
+        (Some(g), ModelSource::Gguf { .. }) if !model.dense_weights => {
+            g.linear_bytes + g.dense_params * dtype
+        }
+        _ => shape.params * dtype,
+    }
 }
 
 /// Trainable parameters of one adapter on a model.
@@ -53,24 +85,17 @@ pub fn compute(train: &Train, model: &Model, shape: &ModelShape, cfg: FigureConf
         .sum();
     let head = match &model.task {
         Task::Classify { labels } => {
+            // BERT's `classifier` has a bias; the decoders' `score` has none.
             let n = labels.len() as u64;
-            shape.hidden * n + n
+            shape.hidden * n + if shape.arch.is_encoder() { n } else { 0 }
         }
         Task::Causal => 0,
     };
     let trainable = adapters + head;
     let base = shape.params;
-    let base_bytes = match (cfg.quant, shape.stored_bytes, &model.source) {
-        (Some((k, block, dq)), _, _) => (base as f64 * k.bytes_per_param(block, dq)) as u64,
-        (None, Some(b), ModelSource::Gguf { .. }) => b,
-        (None, _, _) => base * model.dtype.bytes(),
-    };
+    let base_bytes = base_bytes(model, shape, &cfg);
     let tokens = cfg.batch * cfg.max_len;
-    let act_bytes = if cfg.quant.is_some() {
-        2
-    } else {
-        model.dtype.bytes()
-    };
+    let act_bytes = cfg.compute.unwrap_or(model.dtype).bytes();
     // Per layer, per token: about 34 * hidden values kept for backward (Korthikanti et al.,
     // 2022, without attention scores), plus attention scores heads * seq.
     let per_layer = tokens * (34 * shape.hidden + 5 * shape.heads * cfg.max_len) / 2 * act_bytes;

@@ -2,7 +2,7 @@
 //! architecture, sizes, exact parameter count and stored bytes, and whether a chat template is
 //! present. Reads a bounded prefix through [`World`].
 
-use super::hir::{Arch, ModelShape, ShapeOrigin};
+use super::hir::{Arch, GgufHeld, ModelShape, ShapeOrigin};
 use super::world::World;
 use std::collections::HashMap;
 use std::path::Path;
@@ -134,6 +134,7 @@ pub fn read(world: &dyn World, path: &Path) -> Result<GgufInfo, String> {
     let mut params = 0u64;
     let mut stored = 0u64;
     let mut has_output = false;
+    let (mut linear_bytes, mut linear_params, mut dense_params) = (0u64, 0u64, 0u64);
     for _ in 0..n_tensors {
         let name = r.string()?;
         has_output |= name == "output.weight";
@@ -149,7 +150,16 @@ pub fn read(world: &dyn World, path: &Path) -> Result<GgufInfo, String> {
         let _offset = r.u64()?;
         let (block, size) = type_size(ty);
         params += n;
-        stored += n.div_ceil(block) * size;
+        let bytes = n.div_ceil(block) * size;
+        stored += bytes;
+        // The runtime keeps 2-D linear weights in their stored form and dequantizes the token
+        // embedding and the 1-D tensors (norms, biases).
+        if dims >= 2 && name != "token_embd.weight" {
+            linear_bytes += bytes;
+            linear_params += n;
+        } else {
+            dense_params += n;
+        }
     }
     let arch_name = match kv.get("general.architecture") {
         Some(Val::Str(s)) => s.clone(),
@@ -179,6 +189,15 @@ pub fn read(world: &dyn World, path: &Path) -> Result<GgufInfo, String> {
         tied_embeddings: !has_output,
         params,
         stored_bytes: Some(stored),
+        gguf: Some(GgufHeld {
+            linear_bytes,
+            linear_params,
+            dense_params,
+            tokenizer: match kv.get("tokenizer.ggml.model") {
+                Some(Val::Str(s)) => Some(s.clone()),
+                _ => None,
+            },
+        }),
         origin: ShapeOrigin::GgufHeader(path.to_path_buf()),
     };
     Ok(GgufInfo {

@@ -84,6 +84,13 @@ pub enum Dtype {
 }
 
 impl Dtype {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F16 => "f16",
+            Dtype::Bf16 => "bf16",
+        }
+    }
     pub fn bytes(self) -> u64 {
         match self {
             Dtype::F32 => 4,
@@ -96,24 +103,74 @@ impl Dtype {
 pub enum QuantKind {
     /// 4-bit NormalFloat (QLoRA), blocks of `block_size` with an absmax scale.
     Nf4,
-    /// 8-bit absmax per block.
+    /// bitsandbytes' 4-bit float, blocks of `block_size` with an absmax scale.
+    Fp4,
+    /// 8-bit, one absmax scale per output row.
     Int8,
     /// GGML Q8_0.
     Q8_0,
     /// GGML Q4_K.
     Q4k,
+    /// GGML Q5_K.
+    Q5k,
+    /// GGML Q6_K.
+    Q6k,
 }
 
 impl QuantKind {
-    /// Approximate bytes per weight including scales.
+    /// Every format, in the order the language lists them.
+    pub const ALL: [QuantKind; 7] = [
+        QuantKind::Nf4,
+        QuantKind::Fp4,
+        QuantKind::Int8,
+        QuantKind::Q8_0,
+        QuantKind::Q4k,
+        QuantKind::Q5k,
+        QuantKind::Q6k,
+    ];
+
+    /// The name written in `.peft` files.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantKind::Nf4 => "nf4",
+            QuantKind::Fp4 => "fp4",
+            QuantKind::Int8 => "int8",
+            QuantKind::Q8_0 => "q8_0",
+            QuantKind::Q4k => "q4k",
+            QuantKind::Q5k => "q5k",
+            QuantKind::Q6k => "q6k",
+        }
+    }
+
+    /// Whether `block` and `double_quant` apply (the bitsandbytes 4-bit formats).
+    pub fn has_blocks(self) -> bool {
+        matches!(self, QuantKind::Nf4 | QuantKind::Fp4)
+    }
+
+    /// Values per GGML block (`in_features` must be a multiple, else the layer stays dense).
+    pub fn ggml_block(self) -> Option<u64> {
+        match self {
+            QuantKind::Q8_0 => Some(32),
+            QuantKind::Q4k | QuantKind::Q5k | QuantKind::Q6k => Some(256),
+            _ => None,
+        }
+    }
+
+    /// Bytes per weight including scales, as the runtime stores them: 4-bit codes with an f32
+    /// absmax per block (or an 8-bit one plus an f32 per 256 blocks with double quantization);
+    /// int8 with one f32 per row (counted as 1 byte); GGML block sizes from ggml's tables.
     pub fn bytes_per_param(self, block: u32, double_quant: bool) -> f64 {
         let block = f64::from(block.max(1));
         match self {
-            QuantKind::Nf4 if double_quant => 0.5 + 1.0 / block + 4.0 / (block * 256.0),
-            QuantKind::Nf4 => 0.5 + 4.0 / block,
-            QuantKind::Int8 => 1.0 + 4.0 / block,
+            QuantKind::Nf4 | QuantKind::Fp4 if double_quant => {
+                0.5 + 1.0 / block + 4.0 / (block * 256.0)
+            }
+            QuantKind::Nf4 | QuantKind::Fp4 => 0.5 + 4.0 / block,
+            QuantKind::Int8 => 1.0,
             QuantKind::Q8_0 => 34.0 / 32.0,
             QuantKind::Q4k => 144.0 / 256.0,
+            QuantKind::Q5k => 176.0 / 256.0,
+            QuantKind::Q6k => 210.0 / 256.0,
         }
     }
 }
@@ -125,8 +182,9 @@ pub struct Quant {
     pub kind: QuantKind,
     pub double_quant: bool,
     pub block_size: u32,
-    /// Dtype layers are dequantized to for compute.
-    pub compute: Dtype,
+    /// Dtype of the activations (and of the weights kept dense) when this quantization is used;
+    /// `None` when not written (the model's `dtype` applies).
+    pub compute: Option<Dtype>,
 }
 
 // ---- models ---------------------------------------------------------------------------
@@ -214,7 +272,24 @@ pub struct ModelShape {
     pub params: u64,
     /// Exact bytes of the stored weights when known (GGUF), for memory estimates.
     pub stored_bytes: Option<u64>,
+    /// GGUF: what the runtime holds in which form.
+    pub gguf: Option<GgufHeld>,
     pub origin: ShapeOrigin,
+}
+
+/// What a GGUF base occupies once loaded: its 2-D linear weights stay in their stored
+/// (quantized) form; the token embedding and the 1-D tensors (norms, biases) are dequantized to
+/// the model's dtype.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GgufHeld {
+    /// Stored bytes of the linear weights (every 2-D tensor but the token embedding).
+    pub linear_bytes: u64,
+    /// Parameters of the linear weights.
+    pub linear_params: u64,
+    /// Parameters held dense (token embedding, norms, biases).
+    pub dense_params: u64,
+    /// `tokenizer.ggml.model` (`gpt2`, `llama`, ...), when present.
+    pub tokenizer: Option<String>,
 }
 
 impl ModelShape {
@@ -244,6 +319,11 @@ pub struct Model {
     pub shape: Option<ModelShape>,
     /// Dtype the base is loaded in when not quantized.
     pub dtype: Dtype,
+    /// `dtype` was written (not the default).
+    pub dtype_declared: bool,
+    /// GGUF only, `weights = dense`: linear weights dequantized on purpose instead of kept in
+    /// the file's quantized form.
+    pub dense_weights: bool,
     /// The GGUF file's chat template is available (a `chat_template` dataset template works).
     pub has_chat_template: bool,
 }
@@ -716,13 +796,18 @@ pub enum ExportSource {
     Merge(String),
 }
 
-/// `export SRC to "PATH" as FORMAT { serve_on = .. }`. `meta.name` is the source as written.
+/// `export SRC to "PATH" as FORMAT { serve_on = .., outside_project = .. }`. `meta.name` is the source as written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Export {
     pub meta: Meta,
     pub source: ExportSource,
     /// Absolute destination folder.
     pub path: PathBuf,
+    /// The destination string as written, and where.
+    pub dest: String,
+    pub dest_loc: Loc,
+    /// `outside_project = true`: the user accepts a destination outside the project folder.
+    pub outside_project: bool,
     pub format: ExportFormat,
     pub serve_on: Option<ServeOn>,
 }

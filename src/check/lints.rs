@@ -78,17 +78,18 @@ impl Cx<'_> {
                 all.push(None);
                 continue;
             };
-            let quant = t
-                .quantized_with
-                .as_ref()
-                .and_then(|q| prog.quant(q))
-                .map(|q| (q.kind, q.block_size, q.double_quant));
+            let declared = t.quantized_with.as_ref().and_then(|q| prog.quant(q));
+            if let Some(q) = declared {
+                self.quant_fits(q, model, shape);
+            }
+            let quant = declared.map(|q| (q.kind, q.block_size, q.double_quant));
             let max_len = ds.map(|d| u64::from(d.max_len)).unwrap_or(512);
             let cfg = FigureConfig {
                 batch: u64::from(t.batch),
                 accumulate: u64::from(t.accumulate),
                 max_len,
                 quant,
+                compute: declared.and_then(|q| q.compute),
             };
             let fig = figures::compute(t, model, shape, cfg);
             if let Some(dev) = t.device.as_ref().and_then(|d| prog.device(d)) {
@@ -129,6 +130,64 @@ impl Cx<'_> {
         }
         for (t, f) in prog.trains.iter_mut().zip(all) {
             t.figures = f;
+        }
+    }
+
+    /// E1104 when a quantization's `compute` and the model's `dtype` are both written and
+    /// differ; W1101 when a GGML format cannot store some layers (input width not a multiple
+    /// of its block), which then stay dense.
+    fn quant_fits(&mut self, q: &Quant, model: &Model, shape: &ModelShape) {
+        if let Some(c) = q.compute {
+            if model.dtype_declared && c != model.dtype {
+                self.emit(
+                    Diagnostic::new(
+                        Code::ComputeConflict,
+                        q.meta.loc.file,
+                        q.meta.loc.span,
+                        format!(
+                            "`{}` computes in {} but model `{}` declares dtype {}",
+                            q.meta.name,
+                            c.name(),
+                            model.meta.name,
+                            model.dtype.name()
+                        ),
+                    )
+                    .with_label("the activations and dense weights follow `compute`")
+                    .with_related(model.meta.loc, "dtype declared here")
+                    .with_help(
+                        "write the dtype once: remove the model's `dtype` or make both equal",
+                    ),
+                );
+            }
+        }
+        let Some(block) = q.kind.ggml_block() else {
+            return;
+        };
+        let mut widths: Vec<u64> = super::arch::linear_modules(shape)
+            .iter()
+            .map(|m| m.in_features)
+            .filter(|w| w % block != 0)
+            .collect();
+        let count = widths.len();
+        widths.sort_unstable();
+        widths.dedup();
+        if count > 0 {
+            let list: Vec<String> = widths.iter().map(u64::to_string).collect();
+            self.emit(
+                Diagnostic::new(
+                    Code::QuantLayersDense,
+                    q.meta.loc.file,
+                    q.meta.loc.span,
+                    format!(
+                        "{count} linear layers of `{}` stay dense: input width{} {} not a multiple of {block}",
+                        model.meta.name,
+                        if list.len() > 1 { "s" } else { "" },
+                        if list.len() > 1 { format!("{} are", list.join(", ")) } else { format!("{} is", list.join(", ")) }
+                    ),
+                )
+                .with_label(format!("`{}` stores rows in blocks of {block}", q.kind.name()))
+                .with_help("use `q8_0` (blocks of 32) or `nf4` for this model"),
+            );
         }
     }
 

@@ -681,11 +681,21 @@ impl<'a> Cx<'a> {
             Some("peft") => Some(ServeOn::Peft),
             _ => None,
         };
+        let outside_project = f
+            .get("outside_project")
+            .and_then(|x| self.boolean(x.value()))
+            .unwrap_or(false);
         let path = super::load::normalize(&dir.join(&e.dest.value));
         Some(Export {
             meta,
             source,
             path,
+            dest: e.dest.value.clone(),
+            dest_loc: Loc {
+                file: file_id(m),
+                span: e.dest.span,
+            },
+            outside_project,
             format,
             serve_on,
         })

@@ -23,12 +23,35 @@ impl<'a> Cx<'a> {
             return None;
         };
         let head = self.deref(head);
-        let kind = match self.choice(head, "quantization", &["nf4", "int8", "q8_0", "q4k"])? {
-            "nf4" => QuantKind::Nf4,
-            "int8" => QuantKind::Int8,
-            "q8_0" => QuantKind::Q8_0,
-            _ => QuantKind::Q4k,
-        };
+        let names: Vec<&str> = QuantKind::ALL.iter().map(|k| k.name()).collect();
+        let chosen = self.choice(head, "quantization", &names)?;
+        let kind = QuantKind::ALL
+            .into_iter()
+            .find(|k| k.name() == chosen)
+            .unwrap_or(QuantKind::Nf4);
+        if !kind.has_blocks() {
+            for option in ["block", "double_quant"] {
+                if let Some(x) = f.get(option) {
+                    let span = x.value().expr.span;
+                    let m = x.value().m;
+                    self.emit(
+                        Diagnostic::new(
+                            Code::QuantOptionUnused,
+                            file_id(m),
+                            span,
+                            format!("`{option}` does not apply to `{}`", kind.name()),
+                        )
+                        .with_label(match kind {
+                            QuantKind::Int8 => "int8 keeps one absmax scale per output row",
+                            _ => "GGML formats have fixed block sizes",
+                        })
+                        .with_help(format!(
+                            "remove `{option}`; it applies to `nf4` and `fp4` only"
+                        )),
+                    );
+                }
+            }
+        }
         let double_quant = f
             .get("double_quant")
             .and_then(|x| self.boolean(x.value()))
@@ -37,14 +60,14 @@ impl<'a> Cx<'a> {
             .get("block")
             .and_then(|x| self.int(x.value(), "block", 16, 4096))
             .unwrap_or(64) as u32;
-        let compute = match f
+        let compute = f
             .get("compute")
             .and_then(|x| self.choice(x.value(), "dtype", &["f32", "f16", "bf16"]))
-        {
-            Some("f16") => Dtype::F16,
-            Some("bf16") => Dtype::Bf16,
-            _ => Dtype::F32,
-        };
+            .map(|c| match c {
+                "f16" => Dtype::F16,
+                "bf16" => Dtype::Bf16,
+                _ => Dtype::F32,
+            });
         Some(Quant {
             meta,
             kind,

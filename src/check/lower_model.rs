@@ -82,6 +82,7 @@ impl<'a> Cx<'a> {
                     match gguf::read(self.world, path) {
                         Ok(info) => {
                             has_chat_template = info.has_chat_template;
+                            self.gguf_buildable(head, &info.shape);
                             shape = Some(info.shape);
                         }
                         Err(e) => self.emit(
@@ -134,6 +135,27 @@ impl<'a> Cx<'a> {
                     .with_help("download it once (`huggingface-cli download REPO`), or add `shape = { arch = llama, hidden = .., layers = .., .. }`"),
             );
         }
+        let dense_weights = match fields.get("weights") {
+            Some(f) => {
+                let dense =
+                    self.choice(f.value(), "weights", &["stored", "dense"]) == Some("dense");
+                if !matches!(source, ModelSource::Gguf { .. }) {
+                    let v = f.value();
+                    self.emit(
+                        Diagnostic::new(
+                            Code::WeightsNotGguf,
+                            file_id(v.m),
+                            v.expr.span,
+                            "`weights` applies to GGUF bases only",
+                        )
+                        .with_label("this model's weights are already dense")
+                        .with_help("remove `weights`; to quantize this model, declare `quant q = nf4` and train on `m quantized q`"),
+                    );
+                }
+                dense
+            }
+            None => false,
+        };
         let dtype = match fields.get("dtype") {
             Some(f) => match self.choice(f.value(), "dtype", &["f32", "f16", "bf16"]) {
                 Some("f16") => Dtype::F16,
@@ -149,8 +171,42 @@ impl<'a> Cx<'a> {
             task,
             shape,
             dtype,
+            dtype_declared: fields.get("dtype").is_some(),
+            dense_weights,
             has_chat_template,
         })
+    }
+
+    /// E1102 when the runtime cannot build a model from this GGUF file: an architecture other
+    /// than llama, mistral, qwen2, or a tokenizer other than byte-level BPE.
+    fn gguf_buildable(&mut self, v: V, shape: &ModelShape) {
+        let tokenizer = shape.gguf.as_ref().and_then(|g| g.tokenizer.clone());
+        let problem = if !matches!(shape.arch, Arch::Llama | Arch::Mistral | Arch::Qwen2) {
+            Some((
+                format!(
+                    "GGUF bases of architecture `{}` are not supported",
+                    shape.arch.name()
+                ),
+                "GGUF files of llama, mistral and qwen2 are".to_string(),
+            ))
+        } else {
+            match tokenizer.as_deref() {
+                Some("gpt2") | None => None,
+                Some(other) => Some((
+                    format!(
+                        "the GGUF tokenizer `{other}` (SentencePiece style) is not supported"
+                    ),
+                    "GGUF files with a byte-level BPE tokenizer (`tokenizer.ggml.model = gpt2`) are".to_string(),
+                )),
+            }
+        };
+        if let Some((message, supported)) = problem {
+            self.emit(
+                Diagnostic::new(Code::GgufUnsupported, file_id(v.m), v.expr.span, message)
+                    .with_label("the runtime cannot build this model")
+                    .with_help(format!("{supported}; or use the Hugging Face (safetensors) model and a `quant` declaration")),
+            );
+        }
     }
 
     fn not_found(&mut self, v: V, path: &Path, what: &str) {
@@ -369,6 +425,7 @@ impl<'a> Cx<'a> {
             tied_embeddings: tied,
             params: 0,
             stored_bytes: None,
+            gguf: None,
             origin: ShapeOrigin::Declared,
         };
         s.params = arch::param_count(&s);

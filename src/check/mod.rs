@@ -30,6 +30,7 @@ mod lower_eval;
 mod lower_misc;
 mod lower_model;
 mod lower_train;
+mod outputs;
 pub mod render;
 pub mod schema;
 pub mod sources;
@@ -40,6 +41,7 @@ pub use crate::syntax::{Code, Diagnostic, Severity};
 pub use arch::{linear_modules, linear_names};
 pub use hir::Program;
 pub use load::STDLIB;
+pub use outputs::refuse_outside_project;
 pub use sources::Sources;
 pub use world::{MemoryWorld, RealWorld, World};
 
@@ -105,6 +107,7 @@ pub fn check_source_cached(
         ..Program::default()
     };
     lower_all(&mut cx, &mut prog, &presets);
+    cx.check_exports(&prog, &loaded.sources);
     cx.lint(&mut prog);
     cx.lint_unused();
     let mut diagnostics = std::mem::take(&mut cx.diags);

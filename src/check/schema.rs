@@ -2,7 +2,7 @@
 //! transformers with ours. Data only; the lowering steps use it.
 
 /// Fields of `model`.
-pub const MODEL: &[&str] = &["task", "dtype", "shape"];
+pub const MODEL: &[&str] = &["task", "dtype", "shape", "weights"];
 /// Fields of a `shape = { .. }` record.
 pub const SHAPE: &[&str] = &[
     "arch",
@@ -56,7 +56,7 @@ pub const SCHEDULE: &[&str] = &["warmup"];
 pub const ADAMW: &[&str] = &["weight_decay", "beta1", "beta2", "eps"];
 pub const SGD: &[&str] = &["weight_decay", "momentum"];
 pub const EVAL: &[&str] = &["model", "adapters", "data", "metrics", "batch"];
-pub const EXPORT: &[&str] = &["serve_on"];
+pub const EXPORT: &[&str] = &["serve_on", "outside_project"];
 pub const DEVICE: &[&str] = &["memory"];
 
 /// Our spelling of a key from another tool, and a note.

@@ -10,6 +10,7 @@ pub mod lsp;
 pub mod pipeline;
 pub mod plan;
 pub mod run;
+pub mod serve;
 pub mod slurm;
 pub mod stage_run;
 pub mod watch;
@@ -44,6 +45,8 @@ pub enum Command {
     Fmt(fmt::FmtArgs),
     /// Run the language server over stdin and stdout (for editors).
     Lsp(lsp::LspArgs),
+    /// Serve a base model and many adapters, switched per request (OpenAI-compatible HTTP).
+    Serve(serve::ServeArgs),
     /// Re-check on every save of the pipeline, its imports, data and local models; re-run what changed.
     Watch(watch::WatchArgs),
     /// Run one stage whose inputs are cached: the entry point of a batch job.
@@ -63,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Cache(args) => cache::run(args),
         Command::Fmt(a) => fmt::run(&a),
         Command::Lsp(a) => lsp::run(&a),
+        Command::Serve(a) => serve::run(&a),
         Command::Watch(args) => watch::run(args),
         Command::StageRun(a) => stage_run::run(&a),
     }

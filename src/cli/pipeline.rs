@@ -14,11 +14,23 @@ pub enum Unusable {
     Errors,
 }
 
+/// What the checked program is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Looking at it (`plan`): warnings stay warnings.
+    Inspect,
+    /// Running it: an export outside the project without `outside_project = true` is an error.
+    Run,
+}
+
 /// Checks `file`, prints its diagnostics to stderr, returns the program when error-free.
-pub fn checked_program(file: &Path) -> Result<Program, Unusable> {
+pub fn checked_program(file: &Path, purpose: Purpose) -> Result<Program, Unusable> {
     let world = RealWorld::from_env();
-    let checked = check::check(&world, file)
+    let mut checked = check::check(&world, file)
         .map_err(|e| Unusable::Io(format!("cannot read `{}`: {e}", file.display())))?;
+    if purpose == Purpose::Run {
+        check::refuse_outside_project(&mut checked.diagnostics);
+    }
     let fancy = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     for d in &checked.diagnostics {
         eprint!(

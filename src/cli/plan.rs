@@ -3,7 +3,7 @@
 //! the `sbatch` lines a run would submit (a dry run, as a shell script). Runs nothing. Exit 0,
 //! 1 errors, 2 I/O.
 
-use super::pipeline::{cache_dir, checked_program, lock_path, pipeline_root, Unusable};
+use super::pipeline::{cache_dir, checked_program, lock_path, pipeline_root, Purpose, Unusable};
 use super::slurm::{ExecutorKind, SlurmArgs};
 use crate::exec::{plan_status, Cache, Lockfile, StatusConfig};
 use crate::plan::{lower, render};
@@ -39,7 +39,7 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: &PlanArgs) -> ExitCode {
-    let program = match checked_program(&args.file) {
+    let program = match checked_program(&args.file, Purpose::Inspect) {
         Ok(p) => p,
         Err(Unusable::Errors) => return ExitCode::from(1),
         Err(Unusable::Io(e)) => {

@@ -6,7 +6,7 @@
 //! points and keeps checkpoints. Exit 0 success, 1 errors or a failed stage, 2 usage or I/O,
 //! 3 a gate failed, 130 cancelled.
 
-use super::pipeline::{cache_dir, checked_program, lock_path, pipeline_root, Unusable};
+use super::pipeline::{cache_dir, checked_program, lock_path, pipeline_root, Purpose, Unusable};
 use super::slurm::{ExecutorKind, SlurmArgs};
 use crate::check::hir::{Program, SearchMode};
 use crate::exec::progress::stderr_reporter;
@@ -14,7 +14,7 @@ use crate::exec::{
     install_ctrlc, run_summary, Cache, CancelFlag, Lockfile, RunConfig, RunReport, StageRun,
 };
 use crate::plan::lower::{lower, EscalationChoice};
-use crate::stages::{execute, RunEnv};
+use crate::stages::{execute, preflight, publish_all, RunEnv};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,7 +44,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
-    let program = match checked_program(&args.file) {
+    let program = match checked_program(&args.file, Purpose::Run) {
         Ok(p) => p,
         Err(Unusable::Errors) => return ExitCode::from(1),
         Err(Unusable::Io(e)) => {
@@ -97,7 +97,16 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
         config.force = args.force.clone();
         config.cancel = cancel.clone();
         config.reporter = stderr_reporter();
-        let report = if slurm {
+        // Before any stage runs: every export destination must be free or peftc's own.
+        let refused = preflight(&plan, &args.only)?;
+        if !refused.is_empty() {
+            for e in &refused {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{}: nothing was run", args.file.display());
+            return Ok(1);
+        }
+        let mut report = if slurm {
             let slurm_config = args.slurm.config(
                 &args.file,
                 &cache_folder,
@@ -111,6 +120,10 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
         } else {
             crate::exec::run(&plan, &cache, &config, &executor)?
         };
+        for line in publish_all(&plan, &mut report, cache.hasher()) {
+            eprintln!("{line}");
+        }
+        cache.save_stat_cache()?;
         let updated = Lockfile::update(previous.as_ref(), &plan, &report);
         if let Some(prev) = &previous {
             for d in prev.drift(&updated) {

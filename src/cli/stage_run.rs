@@ -5,7 +5,7 @@
 //! `peftc.lock`, not the job. Exit 0 the stage is in the cache, 1 it failed, 2 usage or I/O,
 //! 3 its gate failed (so that Slurm cancels its dependants), 130 cancelled.
 
-use super::pipeline::{cache_dir, checked_program, pipeline_root, Unusable};
+use super::pipeline::{cache_dir, checked_program, pipeline_root, Purpose, Unusable};
 use crate::exec::progress::PlainReporter;
 use crate::exec::{install_ctrlc, run_summary, Cache, CancelFlag, RunConfig, StageRun};
 use crate::plan::lower::{lower, EscalationChoice};
@@ -38,7 +38,7 @@ pub struct StageRunArgs {
 }
 
 pub fn run(args: &StageRunArgs) -> ExitCode {
-    let program = match checked_program(&args.file) {
+    let program = match checked_program(&args.file, Purpose::Run) {
         Ok(p) => p,
         Err(Unusable::Errors) => return ExitCode::from(1),
         Err(Unusable::Io(e)) => {

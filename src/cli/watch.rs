@@ -206,7 +206,7 @@ impl Watcher {
             return;
         }
         let world = RealWorld::from_env();
-        let checked = match world.read_to_string(&self.file) {
+        let mut checked = match world.read_to_string(&self.file) {
             Ok(text) => {
                 check::check_source_cached(&world, &self.file, &text, Some(&self.parse_cache))
             }
@@ -215,6 +215,9 @@ impl Watcher {
                 return;
             }
         };
+        if !self.args.no_run {
+            check::refuse_outside_project(&mut checked.diagnostics);
+        }
         self.print_diagnostics(&checked);
         // Files that are gone stay watched: a deleted import or data file is not in the new
         // check's sources, but its return must start a cycle.
@@ -434,7 +437,15 @@ impl RunContext {
         config.reporter = Arc::new(LineReporter {
             finished: self.finished.clone(),
         });
-        let report = crate::exec::run(plan, &cache, &config, &executor)?;
+        let refused = crate::stages::preflight(plan, &[])?;
+        if let Some(e) = refused.first() {
+            anyhow::bail!("{e}; nothing was run");
+        }
+        let mut report = crate::exec::run(plan, &cache, &config, &executor)?;
+        for l in crate::stages::publish_all(plan, &mut report, cache.hasher()) {
+            line(&l);
+        }
+        cache.save_stat_cache()?;
         if !self.cancel.is_cancelled() {
             Lockfile::update(previous.as_ref(), plan, &report).write(&lock)?;
         }
@@ -460,12 +471,14 @@ impl Reporter for LineReporter {
             StageEvent::Skipped { because } => format!("skipped (input {because} did not succeed)"),
             StageEvent::Cancelled => "cancelled".to_owned(),
             StageEvent::Warning { message } => format!("warning: {message}"),
+            StageEvent::Note { message } => message.clone(),
         };
         let done = !matches!(
             event,
             StageEvent::WaitingForLock
                 | StageEvent::Running
                 | StageEvent::Warning { .. }
+                | StageEvent::Note { .. }
                 | StageEvent::Cancelled
         );
         if done {

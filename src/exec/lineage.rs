@@ -1,7 +1,8 @@
 //! `peftc.lineage.json` next to an export: a JSON object that several stages contribute to
 //! (base model and revision, file hashes, canonical config, metrics, gate results, source).
 //! [`merge_lineage`] deep-merges a patch into the file atomically; it never drops keys it was
-//! not given.
+//! not given. [`file_record`] is the entry every hashed file gets (name, blake3 of the bytes,
+//! size), so a reader can check any file against the record.
 
 use super::atomic::write_atomic;
 use super::error::{ExecError, Result};
@@ -28,6 +29,19 @@ pub fn merge_lineage(path: &Path, patch: &Value) -> Result<Value> {
     text.push('\n');
     write_atomic(path, text.as_bytes())?;
     Ok(doc)
+}
+
+/// `{ "path": shown, "blake3": .., "bytes": .. }` for the file at `path`.
+pub fn file_record(path: &Path, shown: &str) -> Result<Value> {
+    let digest = super::hasher::hash_contents(path)?;
+    let bytes = std::fs::metadata(path)
+        .map_err(ExecError::io("stat", path))?
+        .len();
+    Ok(serde_json::json!({
+        "path": shown,
+        "blake3": digest.to_string(),
+        "bytes": bytes,
+    }))
 }
 
 /// Merges `patch` into `base` in place.

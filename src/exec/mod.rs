@@ -56,7 +56,7 @@ mod status;
 mod summary;
 pub mod watch;
 
-pub use atomic::write_atomic;
+pub use atomic::{unique_suffix, write_atomic};
 pub use batch::{run_batch, BatchExecutor, JobId, JobState, Submission};
 pub use cache::{Cache, Entry, GcConfig, Lookup};
 pub use error::{ExecError, Result};

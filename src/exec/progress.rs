@@ -35,6 +35,8 @@ pub enum StageEvent {
     Cancelled,
     /// A warning (e.g. a corrupt cache entry was removed).
     Warning { message: String },
+    /// Something the user should know that is not a problem (e.g. training resumed).
+    Note { message: String },
 }
 
 /// Receives stage events; called from worker threads.
@@ -93,6 +95,7 @@ pub fn plain_line(name: &str, event: &StageEvent) -> String {
         }
         StageEvent::Cancelled => format!("[stopped] {name}"),
         StageEvent::Warning { message } => format!("[warning] {name}: {message}"),
+        StageEvent::Note { message } => format!("[note]    {name}: {message}"),
     }
 }
 
@@ -183,6 +186,9 @@ impl Reporter for TerminalReporter {
             StageEvent::Warning { message } => {
                 let _ = self.multi.println(format!("warning: {name}: {message}"));
             }
+            StageEvent::Note { message } => {
+                let _ = self.multi.println(format!("{name}: {message}"));
+            }
             other => {
                 let line = plain_line(name, other);
                 let word = line
@@ -238,6 +244,16 @@ impl ProgressHandle {
             message: message.into(),
         };
         self.reporter.event(&self.id, &self.name, &event);
+    }
+    /// Reports a note for this stage (not a problem; e.g. where training resumed).
+    pub fn note(&self, message: impl Into<String>) {
+        self.reporter.event(
+            &self.id,
+            &self.name,
+            &StageEvent::Note {
+                message: message.into(),
+            },
+        );
     }
     /// Reports a warning for this stage.
     pub fn warn(&self, message: impl Into<String>) {

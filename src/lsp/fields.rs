@@ -29,6 +29,11 @@ pub const MODEL: &[FieldInfo] = &[
         "Dtype the base weights are loaded in.",
     ),
     f(
+        "weights",
+        "stored | dense",
+        "GGUF bases: keep the linear weights quantized as stored (default) or dequantize them.",
+    ),
+    f(
         "shape",
         "{ arch, hidden, layers, .. }",
         "The architecture's sizes, when no config.json is at hand.",
@@ -59,11 +64,15 @@ pub const QUANT: &[FieldInfo] = &[
         "bool",
         "Quantize the block scales too (QLoRA's double quantization).",
     ),
-    f("block", "int", "Weights per quantization block."),
+    f(
+        "block",
+        "int",
+        "nf4 / fp4: weights per quantization block (64).",
+    ),
     f(
         "compute",
         "f32 | f16 | bf16",
-        "Dtype layers are dequantized to for compute.",
+        "Dtype of the activations and of the weights kept dense (embeddings, norms, head).",
     ),
 ];
 pub const LORA: &[FieldInfo] = &[
@@ -258,11 +267,18 @@ pub const EVAL: &[FieldInfo] = &[
     f("batch", "int", "Examples per forward pass."),
 ];
 pub const MERGE: &[FieldInfo] = &[];
-pub const EXPORT: &[FieldInfo] = &[f(
-    "serve_on",
-    "vllm | lorax | peft",
-    "The serving runtime the export must load in.",
-)];
+pub const EXPORT: &[FieldInfo] = &[
+    f(
+        "serve_on",
+        "vllm | lorax | peft",
+        "The serving runtime the export must load in.",
+    ),
+    f(
+        "outside_project",
+        "bool",
+        "Allow a destination outside the folder of the .peft file (default false: a warning in check, an error in run).",
+    ),
+];
 pub const DEVICE: &[FieldInfo] = &[f(
     "memory",
     "size (24GiB)",
@@ -317,7 +333,7 @@ pub fn find(name: &str, kind: Option<DeclKind>) -> Option<FieldInfo> {
 pub fn heads(kind: DeclKind) -> &'static [&'static str] {
     match kind {
         DeclKind::Model => &["hf", "local", "gguf"],
-        DeclKind::Quant => &["nf4", "int8", "q8_0", "q4k"],
+        DeclKind::Quant => &["nf4", "fp4", "int8", "q8_0", "q4k", "q5k", "q6k"],
         DeclKind::Adapter => &["lora", "bottleneck"],
         DeclKind::Dataset => &["jsonl", "json", "csv", "tsv", "text", "parquet"],
         DeclKind::Device => &["cpu", "cuda", "metal"],
@@ -330,6 +346,7 @@ pub fn options(key: &str) -> &'static [&'static str] {
     match key {
         "task" => &["causal", "classify"],
         "dtype" | "compute" => &["f32", "f16", "bf16"],
+        "weights" => &["stored", "dense"],
         "arch" => &["llama", "mistral", "qwen2", "gpt2", "bert"],
         "init" => &["default", "gaussian", "pissa", "olora"],
         "placement" => &["houlsby", "pfeiffer"],
@@ -339,7 +356,7 @@ pub fn options(key: &str) -> &'static [&'static str] {
         "optimizer" => &["adamw", "sgd"],
         "serve_on" => &["vllm", "lorax", "peft"],
         "rslora" | "dora" | "packing" | "completion_only" | "dedupe" | "skip_invalid"
-        | "double_quant" | "tied" => &["true", "false"],
+        | "double_quant" | "tied" | "outside_project" => &["true", "false"],
         _ => &[],
     }
 }

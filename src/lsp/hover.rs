@@ -57,10 +57,17 @@ fn decl_hover(prog: &Program, site: &Site) -> String {
         DeclKind::Dataset => dataset_details(prog, &site.name),
         DeclKind::Eval => eval_details(prog, &site.name),
         DeclKind::Quant => prog.quant(&site.name).map(|q| {
-            format!(
-                "quantization `{:?}`, blocks of {}, double quant {}, compute {:?}",
-                q.kind, q.block_size, q.double_quant, q.compute
-            )
+            let compute = q.compute.map_or("the model's dtype", |c| c.name());
+            if q.kind.has_blocks() {
+                format!(
+                    "quantization `{}`, blocks of {}, double quant {}, compute {compute}",
+                    q.kind.name(),
+                    q.block_size,
+                    q.double_quant
+                )
+            } else {
+                format!("quantization `{}`, compute {compute}", q.kind.name())
+            }
         }),
         DeclKind::Device => prog.device(&site.name).map(|d| {
             let mem = d

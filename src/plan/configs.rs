@@ -66,7 +66,31 @@ impl StageKind {
 
     /// Version of the kind's semantics; part of every key of this kind.
     pub fn version(self) -> u32 {
-        1
+        match self {
+            // 2: the record says whether the id is a Hub id (adapter configs name the base by it).
+            StageKind::Model => 2,
+            // 2: GGUF bases stay quantized as stored (they were dequantized to f32); a quant's
+            // `compute` dtype is honoured; the quantize stage quantizes from f32 weights.
+            StageKind::Quantize => 2,
+            // 2: the output holds the source files' and the tokenized set's hashes (lineage).
+            // 3: rows with invalid UTF-8 are row errors at their line; a leading BOM is dropped.
+            StageKind::Tokenize => 3,
+            // 2: the export is built in the cache entry (`out/export/`) and published from there.
+            StageKind::Export => 2,
+            // 2: PiSSA / OLoRA adapters are saved converted to plain LoRAs on the original base,
+            // and the resolved config is part of the output (lineage).
+            // 3: saved adapters use PEFT's key names for the task class (`bert.` for a BERT
+            // classifier) and write every field of PEFT's `adapter_config.json`.
+            // 4: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
+            StageKind::Train => 4,
+            // 2: a merged model is evaluated in place (it used to be refused).
+            // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
+            StageKind::Eval => 3,
+            // 2: a trained classification head and its labels are written into the merged model.
+            // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
+            StageKind::Merge => 3,
+            _ => 1,
+        }
     }
 }
 
@@ -88,12 +112,16 @@ pub struct ModelBuild {
     pub dtype: String,
     /// Quantization of the frozen base, if any.
     pub quant: Option<QuantConfig>,
+    /// GGUF bases: dequantize the linear weights (`weights = dense`) instead of keeping them
+    /// in the file's quantized form.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dense_weights: bool,
 }
 
 /// `quant q = nf4 { .. }`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QuantConfig {
-    /// `nf4`, `int8`, `q8_0`, `q4k`.
+    /// `nf4`, `fp4`, `int8`, `q8_0`, `q4k`, `q5k`, `q6k`.
     pub kind: String,
     pub double_quant: bool,
     pub block_size: u32,

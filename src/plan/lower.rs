@@ -149,19 +149,24 @@ impl Lowering<'_> {
             hir::Task::Classify { labels } => Some(labels.clone()),
             hir::Task::Causal => None,
         });
-        let dtype = m.map(|m| dtype_name(m.dtype)).unwrap_or("f32").to_string();
-        let quant = quant
-            .and_then(|q| self.program.quant(q))
-            .map(|q| QuantConfig {
-                kind: quant_name(q.kind).to_string(),
-                double_quant: q.double_quant,
-                block_size: q.block_size,
-                compute: dtype_name(q.compute).to_string(),
-            });
+        let quant = quant.and_then(|q| self.program.quant(q));
+        // With a quantized base, `compute` (when written) is the dtype of the activations and
+        // of every weight kept dense; otherwise the model's `dtype`.
+        let dtype = quant
+            .and_then(|q| q.compute)
+            .or(m.map(|m| m.dtype))
+            .unwrap_or(hir::Dtype::F32);
+        let quant = quant.map(|q| QuantConfig {
+            kind: q.kind.name().to_string(),
+            double_quant: q.double_quant && q.kind.has_blocks(),
+            block_size: q.block_size,
+            compute: dtype_name(dtype).to_string(),
+        });
         ModelBuild {
             labels,
-            dtype,
+            dtype: dtype_name(dtype).to_string(),
             quant,
+            dense_weights: m.is_some_and(|m| m.dense_weights),
         }
     }
 
@@ -767,7 +772,79 @@ impl Lowering<'_> {
         for (i, g) in gates.into_iter().enumerate() {
             s = s.input(format!("gate.{i}"), g);
         }
+        // What the lineage records: the data the adapters were trained on, every eval of them.
+        let (data, evals) = self.audited(&x.source);
+        if let hir::ExportSource::Merge(n) = &x.source {
+            // A merged model's trains (an adapter export has its train as `train`).
+            let trains: Vec<String> = self
+                .program
+                .merge(n)
+                .map(|m| m.adapters.refs().iter().map(|r| r.train.clone()).collect())
+                .unwrap_or_default();
+            let mut ids: Vec<String> = trains.iter().filter_map(|t| self.train_id(t)).collect();
+            ids.dedup();
+            for (i, t) in ids.into_iter().enumerate() {
+                s = s.input(format!("audit.train.{i}"), t);
+            }
+        }
+        for (i, d) in data.into_iter().enumerate() {
+            s = s.input(format!("audit.data.{i}"), d);
+        }
+        for (i, e) in evals.into_iter().enumerate() {
+            s = s.input(format!("audit.eval.{i}"), e);
+        }
         self.push(s);
+    }
+
+    /// The tokenize stages of the trains behind an export's source, and the eval stages that
+    /// measure the source (its train's evals, or the merge's), for the export's lineage.
+    fn audited(&self, source: &hir::ExportSource) -> (Vec<String>, Vec<String>) {
+        let (trains, merge): (Vec<String>, Option<&str>) = match source {
+            hir::ExportSource::Adapter(r) => (vec![r.train.clone()], None),
+            hir::ExportSource::Train(n) => (vec![n.clone()], None),
+            hir::ExportSource::Merge(n) => (
+                self.program
+                    .merge(n)
+                    .map(|m| m.adapters.refs().iter().map(|r| r.train.clone()).collect())
+                    .unwrap_or_default(),
+                Some(n.as_str()),
+            ),
+        };
+        let mut data = Vec::new();
+        for t in &trains {
+            let Some(id) = self.train_id(t) else { continue };
+            let Some(stage) = self.stages.iter().find(|s| s.id.as_str() == id) else {
+                continue;
+            };
+            if let Some(d) = stage.inputs.get("data") {
+                let d = d.as_str().to_string();
+                if !data.contains(&d) {
+                    data.push(d);
+                }
+            }
+        }
+        let mut evals = Vec::new();
+        for e in &self.program.evals {
+            let involved = match &e.subject {
+                hir::EvalSubject::Train { train } => merge.is_none() && trains.contains(train),
+                hir::EvalSubject::Combined { adapters, .. } => {
+                    merge.is_none() && adapters.refs().iter().any(|r| trains.contains(&r.train))
+                }
+                hir::EvalSubject::Merge { merge: m } => Some(m.as_str()) == merge,
+                hir::EvalSubject::Base { .. } => false,
+            };
+            let id = format!("eval.{}", e.meta.name);
+            if involved && self.has(&id) {
+                evals.push(id);
+            }
+        }
+        if let Some(m) = merge {
+            let recheck = format!("eval.{m}.after_merge");
+            if self.has(&recheck) {
+                evals.push(recheck);
+            }
+        }
+        (data, evals)
     }
 }
 
@@ -843,15 +920,6 @@ fn dtype_name(d: hir::Dtype) -> &'static str {
         hir::Dtype::F32 => "f32",
         hir::Dtype::F16 => "f16",
         hir::Dtype::Bf16 => "bf16",
-    }
-}
-
-fn quant_name(q: hir::QuantKind) -> &'static str {
-    match q {
-        hir::QuantKind::Nf4 => "nf4",
-        hir::QuantKind::Int8 => "int8",
-        hir::QuantKind::Q8_0 => "q8_0",
-        hir::QuantKind::Q4k => "q4k",
     }
 }
 

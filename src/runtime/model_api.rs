@@ -48,4 +48,15 @@ pub trait AdaptableModel: AdaptedModel {
     fn num_layers(&self) -> usize;
     /// Hidden size of the residual stream.
     fn hidden_size(&self) -> usize;
+    /// The module path PEFT names the layer at `path` by: its path in the Hugging Face class
+    /// PEFT wraps for this model's task (`BertForSequenceClassification` names the encoder
+    /// `bert.encoder...` even when the checkpoint is a bare `BertModel`). Identity by default.
+    fn peft_path(&self, path: &str) -> String {
+        path.to_string()
+    }
+    /// Every module path an adapter file may name the layer at `path` by, PEFT's first (an
+    /// adapter saved on the bare encoder class names it without the task class's prefix).
+    fn peft_aliases(&self, path: &str) -> Vec<String> {
+        vec![self.peft_path(path)]
+    }
 }

@@ -11,6 +11,7 @@ use crate::runtime::adapters::bottleneck_config::{
     Activation, BottleneckConfig, BottleneckKind, SiteNames, Width,
 };
 use crate::runtime::adapters::combine::{add_weighted_adapter, Combination};
+use crate::runtime::adapters::convert::{snapshot, to_plain_lora, InitialAdapter};
 use crate::runtime::adapters::lora::{LoraInit, LoraSpec};
 use crate::runtime::adapters::targets::TargetModules;
 use crate::runtime::model_api::TaskKind;
@@ -36,6 +37,9 @@ pub fn adapter_name(slot: &str, index: usize) -> String {
 /// head trained alone (a linear probe: a classifier train with `adapters = []`).
 pub struct Attached {
     pub lora: Vec<(String, LoraConfig)>,
+    /// The initial matrices of adapters whose init moved part of the base into them (PiSSA,
+    /// OLoRA): [`save_all`] saves those as plain LoRAs on the original base.
+    pub initial: Vec<(String, InitialAdapter)>,
     pub bottleneck: Option<(String, Arc<BottleneckAdapter>)>,
     pub probe: Option<String>,
 }
@@ -45,7 +49,22 @@ const PROBE_FILE: &str = "probe.safetensors";
 
 /// Whether a layer is the classification head.
 fn is_head(path: &str) -> bool {
-    path == "classifier" || path.ends_with(".classifier")
+    [HEAD_BERT, crate::runtime::models::score_head::SCORE]
+        .iter()
+        .any(|h| path == *h || path.ends_with(&format!(".{h}")))
+}
+
+/// The module path of BERT's classification head.
+const HEAD_BERT: &str = "classifier";
+
+/// The head a classifier's first adapter saves in full (`modules_to_save`): BERT's
+/// `classifier`, the decoders' `score`.
+fn head_name(loaded: &Loaded) -> &'static str {
+    if loaded.arch == "bert" {
+        HEAD_BERT
+    } else {
+        crate::runtime::models::score_head::SCORE
+    }
 }
 
 /// Attaches fresh adapters (a stack: all active) to the model.
@@ -57,6 +76,7 @@ pub fn attach(
     let classify = matches!(loaded.model.task(), TaskKind::Classify { .. });
     let mut attached = Attached {
         lora: Vec::new(),
+        initial: Vec::new(),
         bottleneck: None,
         probe: None,
     };
@@ -99,6 +119,7 @@ pub fn attach(
                     init: match init.as_str() {
                         "gaussian" => LoraInit::Gaussian,
                         "pissa" => LoraInit::Pissa,
+                        "olora" => LoraInit::Olora,
                         _ => LoraInit::KaimingUniform,
                     },
                     seed: seed.wrapping_add(i as u64),
@@ -107,7 +128,7 @@ pub fn attach(
                     spec,
                     target_modules: TargetModules::Names(targets.clone()),
                     modules_to_save: if classify && i == 0 {
-                        vec!["classifier".into()]
+                        vec![head_name(loaded).into()]
                     } else {
                         Vec::new()
                     },
@@ -115,6 +136,10 @@ pub fn attach(
                 };
                 attach_lora(loaded.model.as_adaptable_mut(), &name, &cfg)
                     .with_context(|| format!("attaching adapter {i}"))?;
+                if cfg.spec.init.mutates_base() {
+                    let initial = snapshot(loaded.model.as_adaptable(), &name)?;
+                    attached.initial.push((name.clone(), initial));
+                }
                 attached.lora.push((name, cfg));
             }
             AdapterConfig::Bottleneck {
@@ -183,18 +208,28 @@ fn task_type(loaded: &Loaded) -> &'static str {
     }
 }
 
-/// Saves every attached adapter into `adapters/<i>/` of `out`.
+/// Saves every attached adapter into `adapters/<i>/` of `out`. A PiSSA or OLoRA adapter is
+/// saved converted to a plain LoRA on the original base (PEFT's
+/// `path_initial_model_for_weight_conversion`), so every later stage uses the unmodified base.
 pub fn save_all(loaded: &mut Loaded, attached: &Attached, out: &Path) -> anyhow::Result<()> {
     let lineage = Lineage::for_base(&loaded.base_id, loaded.folder.as_deref())?;
     let mut i = 0;
     for (name, cfg) in &attached.lora {
+        let converted;
+        let cfg = match attached.initial.iter().find(|(n, _)| n == name) {
+            Some((_, initial)) => {
+                converted = to_plain_lora(loaded.model.as_adaptable_mut(), name, cfg, initial)?;
+                &converted
+            }
+            None => cfg,
+        };
         // Save one adapter at a time as the only active one, so keys are PEFT's saved names.
         set_active(loaded.model.as_adaptable_mut(), &[(name.clone(), 1.0)]);
         let peft = PeftConfig::from_model(
             loaded.model.as_adaptable(),
             name,
             cfg,
-            &loaded.base_id,
+            &loaded.name_or_path,
             task_type(loaded),
         );
         save_adapter(

@@ -5,7 +5,7 @@
 
 use super::adapters::load_picks;
 use super::loaded::{adapted, load_model, Loaded};
-use super::tokenize::load_data;
+use super::tokenize::{load_data, split_examples};
 use crate::exec::{StageContext, StageOutcome};
 use crate::plan::configs::{EvalStageConfig, EvalSubjectConfig};
 use crate::plan::Stage;
@@ -27,8 +27,7 @@ pub struct EvalOutput {
 pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let config: EvalStageConfig = serde_json::from_value(stage.config.clone())?;
     let data = load_data(&ctx.input("data").context("no data input")?.dir)?;
-    let examples = data
-        .split(&config.split)
+    let examples = split_examples(&data, &config.split)
         .with_context(|| format!("the dataset has no split `{}`", config.split))?
         .to_vec();
     if examples.is_empty() {
@@ -47,16 +46,11 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         }
         _ => load_model(ctx, &config.build)?,
     };
-    let active = match &config.subject {
-        EvalSubjectConfig::Base => Vec::new(),
-        EvalSubjectConfig::Adapters { picks, weights } => {
-            let dirs = |slot: &str| ctx.input(slot).map(|i| i.dir.clone());
-            load_picks(&mut loaded, picks, weights.as_deref(), &dirs)?
-        }
-        EvalSubjectConfig::Merged => {
-            bail!("evaluating a merged model: load its folder as `local(...)` for now")
-        }
-    };
+    // A merged model carries its adapters in its weights: nothing to attach.
+    if let EvalSubjectConfig::Adapters { picks, weights } = &config.subject {
+        let dirs = |slot: &str| ctx.input(slot).map(|i| i.dir.clone());
+        load_picks(&mut loaded, picks, weights.as_deref(), &dirs)?;
+    }
     let metrics: Vec<Metric> = config
         .metrics
         .iter()
@@ -87,7 +81,6 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     } else {
         None
     };
-    let _ = active;
     let out = EvalOutput {
         model: model_metrics,
         baseline,

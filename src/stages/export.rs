@@ -1,7 +1,11 @@
 //! The `export` stage: writes trained adapters (PEFT folders) or a merged model to their
 //! destination, with a `peftc.lineage.json` (base model and file hashes, data, config, metrics,
 //! gates, peftc version, the `.peft` source) and a human `REPORT.md` with the loss curve. It runs
-//! only when every gate upstream passed. The destination is replaced atomically.
+//! only when every gate upstream passed.
+//!
+//! The stage builds the export inside its own cache entry (`out/export/`), with peftc's export
+//! record in the top `peftc.lineage.json`; [`super::publish`] copies that folder to the
+//! destination and checks it on every run. The stage itself writes nothing outside the cache.
 
 use super::adapters::adapter_dir;
 use super::RunEnv;
@@ -17,6 +21,7 @@ use std::path::{Path, PathBuf};
 pub fn run(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Result<StageOutcome> {
     let config: ExportStageConfig = serde_json::from_value(stage.config.clone())?;
     let dest = PathBuf::from(&config.path);
+    let tree = ctx.out_dir.join(EXPORT_DIR);
     let gates: Vec<Value> = ctx
         .inputs
         .iter()
@@ -27,6 +32,7 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Result<St
         .input("model")
         .and_then(|m| m.output["id"].as_str().map(str::to_string))
         .unwrap_or_default();
+    let audit = super::audit::lineage_patch(stage, ctx)?;
     let mut written = Vec::new();
     if let Some(train) = ctx.input("train") {
         if config.format == "merged" {
@@ -42,9 +48,9 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Result<St
         };
         for (k, i) in indices.iter().enumerate() {
             let target = if indices.len() == 1 {
-                dest.clone()
+                tree.clone()
             } else {
-                dest.join(
+                tree.join(
                     config
                         .names
                         .get(k)
@@ -52,7 +58,7 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Result<St
                         .unwrap_or_else(|| i.to_string()),
                 )
             };
-            replace_dir(&adapter_dir(&train.dir, *i), &target)?;
+            link_tree(&adapter_dir(&train.dir, *i), &target)?;
             written.push(target);
         }
         let loss = read_loss_jsonl(&train.dir.join("metrics.jsonl")).unwrap_or_default();
@@ -66,12 +72,13 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Result<St
                 &gates,
                 train.output.clone(),
                 loss.clone(),
+                &audit,
             )?;
         }
     } else if let Some(merged) = ctx.input("merged") {
-        replace_dir(&merged.dir.join("model"), &dest)?;
+        link_tree(&merged.dir.join("model"), &tree)?;
         finish(
-            &dest,
+            &tree,
             &config,
             ctx,
             env,
@@ -79,12 +86,21 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &RunEnv) -> anyhow::Result<St
             &gates,
             Value::Null,
             Vec::new(),
+            &audit,
         )?;
-        written.push(dest.clone());
+        written.push(tree.clone());
     } else {
         bail!("the export has no source input");
     }
-    let paths: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    // The record that makes the destination recognisably peftc's (see `publish`).
+    merge_lineage(&tree.join(LINEAGE_FILE), &super::publish::marker(&tree)?)?;
+    let paths: Vec<String> = written
+        .iter()
+        .map(|p| match p.strip_prefix(&tree) {
+            Ok(rel) => dest.join(rel).display().to_string(),
+            Err(_) => p.display().to_string(),
+        })
+        .collect();
     Ok(StageOutcome::with_output(json!({ "written": paths })))
 }
 
@@ -98,6 +114,7 @@ fn finish(
     gates: &[Value],
     train: Value,
     loss: Vec<crate::exec::report::LossPoint>,
+    audit: &Value,
 ) -> anyhow::Result<()> {
     let data: Vec<Value> = ctx
         .stage_key
@@ -111,7 +128,7 @@ fn finish(
         .map(|(k, v)| (k.clone(), json!(v.digest.to_string())))
         .collect::<serde_json::Map<_, _>>()
         .into();
-    let patch = json!({
+    let mut patch = json!({
         "peftc_version": env!("CARGO_PKG_VERSION"),
         "base_model": { "id": model_id },
         "export": { "format": config.format, "serve_on": config.serve_on, "names": config.names },
@@ -121,6 +138,7 @@ fn finish(
         "gates": gates,
         "pipeline": { "file": env.pipeline.display().to_string(), "source": env.source },
     });
+    crate::exec::lineage::merge(&mut patch, audit);
     merge_lineage(&target.join(LINEAGE_FILE), &patch)?;
     let metrics: Vec<MetricRow> = gates
         .iter()
@@ -153,40 +171,26 @@ fn finish(
     Ok(())
 }
 
-/// Copies `src` to `dest`, replacing it: copy into a sibling temporary folder, then swap.
-fn replace_dir(src: &Path, dest: &Path) -> anyhow::Result<()> {
-    let parent = dest.parent().context("export path has no parent folder")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let name = dest
-        .file_name()
-        .context("export path has no name")?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = parent.join(format!(".{name}.peftc-tmp"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    copy_tree(src, &tmp)?;
-    let old = parent.join(format!(".{name}.peftc-old"));
-    let _ = std::fs::remove_dir_all(&old);
-    if dest.exists() {
-        std::fs::rename(dest, &old)
-            .with_context(|| format!("moving the old {} aside", dest.display()))?;
-    }
-    std::fs::rename(&tmp, dest).with_context(|| format!("writing {}", dest.display()))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
-}
+/// The folder inside the stage's output that holds the export as it is published.
+pub const EXPORT_DIR: &str = "export";
 
-/// Copies the folder `src` into `dest` (created), recursively.
-pub(super) fn copy_tree(src: &Path, dest: &Path) -> anyhow::Result<()> {
+/// Fills `dest` (created) with the files of the cache folder `src`: hard links where the file
+/// system allows (both are immutable cache entries), copies otherwise.
+fn link_tree(src: &Path, dest: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dest)?;
     for entry in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
         let entry = entry?;
         let to = dest.join(entry.file_name());
         if entry.file_type()?.is_dir() {
-            copy_tree(&entry.path(), &to)?;
-        } else {
+            link_tree(&entry.path(), &to)?;
+        } else if std::fs::hard_link(entry.path(), &to).is_err() {
             std::fs::copy(entry.path(), &to)?;
         }
     }
     Ok(())
+}
+
+/// Copies the folder `src` into `dest` (created), recursively.
+pub(super) fn copy_tree(src: &Path, dest: &Path) -> anyhow::Result<()> {
+    Ok(super::publish::copy_tree(src, dest)?)
 }

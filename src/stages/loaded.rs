@@ -13,11 +13,11 @@ use crate::runtime::models::bert_config::BertConfig;
 use crate::runtime::models::config::ModelConfig;
 use crate::runtime::models::decoder::Decoder;
 use crate::runtime::models::gguf::{GgufLoadConfig, GgufModel, LinearFormat};
-use crate::runtime::models::load::{load, LoadConfig, LoadedModel};
+use crate::runtime::models::load::{load, load_classifier, LoadConfig, LoadedModel};
 use crate::runtime::models::safetensors_source::SafetensorsSource;
 use crate::runtime::models::source::{LoadError, TensorSource};
 use crate::runtime::quant::{
-    QuantCacheConfig, QuantFormat, QuantSpec, QuantizingConfig, QuantizingSource,
+    ComputeDType, QuantCacheConfig, QuantFormat, QuantSpec, QuantizingConfig, QuantizingSource,
 };
 use crate::runtime::weight::FrozenWeight;
 use anyhow::{bail, Context};
@@ -33,8 +33,11 @@ pub struct Loaded {
     pub arch: String,
     /// The Hugging Face folder of the base, when it is one (merged exports copy from it).
     pub folder: Option<PathBuf>,
-    /// The base model's id for lineage and adapter configs.
+    /// The base model's id for lineage.
     pub base_id: String,
+    /// `base_model_name_or_path` of the adapter configs: the Hub id of an `hf(..)` base, the
+    /// path of any other.
+    pub name_or_path: String,
 }
 
 /// The device stages run on: `PEFTC_DEVICE` (`cpu`, `cuda:N`, `metal`), CPU by default.
@@ -75,6 +78,11 @@ pub fn quant_spec(q: &QuantConfig) -> anyhow::Result<QuantSpec> {
         spec.block_size = q.block_size as usize;
         spec.double_quant = q.double_quant;
     }
+    spec.compute = match q.compute.as_str() {
+        "bf16" => ComputeDType::Bf16,
+        "f16" => ComputeDType::F16,
+        _ => ComputeDType::F32,
+    };
     Ok(spec)
 }
 
@@ -101,15 +109,13 @@ pub fn load_model_with(
     };
     match &record.gguf {
         Some(gguf_path) => {
-            let format = match &build.quant {
-                Some(q) if q.kind == "q8_0" => {
-                    LinearFormat::Requantize(candle_core::quantized::GgmlDType::Q8_0)
-                }
-                Some(q) if q.kind == "q4k" => {
-                    LinearFormat::Requantize(candle_core::quantized::GgmlDType::Q4K)
-                }
-                // The file's own 4-bit weights, computed in f32: the frozen base of QLoRA.
-                _ => LinearFormat::Dense,
+            // The file's own quantized weights (Q4_1 for SmolLM2) stay as stored: the forward runs
+            // the quantized kernel, the backward hands the input its gradient. `weights = dense`
+            // dequantizes them; a `quant` re-quantizes them through the quantizing source.
+            let format = if build.dense_weights {
+                LinearFormat::Dense
+            } else {
+                LinearFormat::Stored
             };
             let gguf = GgufModel::open(
                 gguf_path,
@@ -125,17 +131,22 @@ pub fn load_model_with(
             )?;
             let src: Arc<dyn TensorSource> = Arc::new(gguf);
             let src = wrap(src)?;
-            let model = load(&config, src.as_ref(), &how)?;
+            let model = load_decoder(&config, build, src.as_ref(), &how)?;
             let tokenizer = ModelTokenizer::from_dir(&record.hf_files)?;
             Ok(Loaded {
                 model,
                 tokenizer,
                 arch: config.model_type.clone(),
                 folder: None,
+                name_or_path: record.name_or_path(),
                 base_id: record.id,
             })
         }
-        None => load_folder_with(build, record.path.clone(), record.id, wrap),
+        None => {
+            let mut loaded = load_folder_with(build, record.path.clone(), record.id.clone(), wrap)?;
+            loaded.name_or_path = record.name_or_path();
+            Ok(loaded)
+        }
     }
 }
 
@@ -147,6 +158,16 @@ pub fn load_folder(
     base_id: String,
 ) -> anyhow::Result<Loaded> {
     load_folder_with(build, folder, base_id, &|src| quantized(ctx, build, src))
+}
+
+/// Loads a Hugging Face folder with the head of `build` (a BERT checkpoint without a classifier
+/// gets the seeded new head), unquantized, as the stages build it.
+pub fn load_unquantized(build: &ModelBuild, folder: PathBuf) -> anyhow::Result<Loaded> {
+    let id = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    load_folder_with(build, folder, id, &|src| Ok(src))
 }
 
 fn load_folder_with(
@@ -167,25 +188,52 @@ fn load_folder_with(
     let model: Box<dyn LoadedModel> = if config.model_type == "bert" {
         Box::new(load_bert(&folder, build, src.as_ref(), how.dtype)?)
     } else {
-        if build.labels.is_some() {
-            bail!(
-                "classification heads are supported on BERT models; `{}` is a causal model",
-                config.model_type
-            );
-        }
         let named = ModelConfig {
             file: folder.display().to_string(),
             ..config.clone()
         };
-        load(&named, src.as_ref(), &how)?
+        load_decoder(&named, build, src.as_ref(), &how)?
     };
     Ok(Loaded {
         model,
         tokenizer,
         arch: config.model_type.clone(),
+        name_or_path: folder.display().to_string(),
         folder: Some(folder),
         base_id,
     })
+}
+
+/// A decoder (llama, mistral, qwen2, gpt2), with a `score` head over the last non-padding
+/// token when the build classifies (`*ForSequenceClassification`). A checkpoint without a head
+/// gets a new one, drawn as transformers does (normal, std = `initializer_range`) from a fixed
+/// seed so every stage builds the same head.
+fn load_decoder(
+    config: &ModelConfig,
+    build: &ModelBuild,
+    src: &dyn TensorSource,
+    how: &LoadConfig,
+) -> anyhow::Result<Box<dyn LoadedModel>> {
+    let Some(labels) = &build.labels else {
+        return Ok(load(config, src, how)?);
+    };
+    let field = |k: &str| config.raw.get(k).and_then(|v| v.as_u64());
+    let hidden = field("hidden_size")
+        .or_else(|| field("n_embd"))
+        .with_context(|| format!("{}: no hidden size in the config", config.file))?;
+    let with_head = HeadSource {
+        inner: src,
+        name: crate::runtime::models::score_head::SCORE,
+        bias: false,
+        labels: labels.len(),
+        hidden: hidden as usize,
+        std: config
+            .raw
+            .get("initializer_range")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.02),
+    };
+    Ok(load_classifier(config, &with_head, how, labels.len())?)
 }
 
 /// Wraps the source in a quantizing source reading the `quant` stage's cache, when quantized.
@@ -204,7 +252,7 @@ fn quantized(
     });
     let config = QuantizingConfig {
         cache,
-        keep_dense: vec!["lm_head".into(), "classifier".into()],
+        keep_dense: vec!["lm_head".into(), "classifier".into(), "score".into()],
     };
     Ok(Arc::new(QuantizingSource::new(src, spec, config)?))
 }
@@ -227,6 +275,8 @@ fn load_bert(
     };
     let with_head = HeadSource {
         inner: src,
+        name: "classifier",
+        bias: true,
         labels: config.num_labels,
         hidden: config.hidden_size,
         std: 0.02,
@@ -238,15 +288,25 @@ fn load_bert(
     )?)
 }
 
-/// A source that adds a freshly initialised `classifier` when the checkpoint has none.
+/// A source that adds a freshly initialised head (`classifier` with a bias for BERT, `score`
+/// without one for the decoders) when the checkpoint has none, or one sized for other labels.
 struct HeadSource<'a> {
     inner: &'a dyn TensorSource,
+    /// Module path of the head.
+    name: &'static str,
+    bias: bool,
     labels: usize,
     hidden: usize,
     std: f64,
 }
 
 impl HeadSource<'_> {
+    fn weight_name(&self) -> String {
+        format!("{}.weight", self.name)
+    }
+    fn bias_name(&self) -> String {
+        format!("{}.bias", self.name)
+    }
     fn head_weight(&self) -> Result<Tensor, LoadError> {
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed_c1a5);
@@ -259,24 +319,25 @@ impl HeadSource<'_> {
             })
             .collect();
         Tensor::from_vec(data, (self.labels, self.hidden), &Device::Cpu)
-            .map_err(|e| other(e.to_string()))
+            .map_err(|e| other(self.name, e.to_string()))
     }
     /// Whether `name` is the new head: absent from the checkpoint, or sized for other labels
     /// (as transformers' `ignore_mismatched_sizes`).
     fn is_head(&self, name: &str) -> bool {
-        if name != "classifier.weight" && name != "classifier.bias" {
+        let weight = self.weight_name();
+        if name != weight && !(self.bias && name == self.bias_name()) {
             return false;
         }
-        match self.inner.shape("classifier.weight") {
+        match self.inner.shape(&weight) {
             Ok(shape) => shape.first() != Some(&self.labels),
             Err(_) => true,
         }
     }
 }
 
-fn other(message: String) -> LoadError {
+fn other(file: &str, message: String) -> LoadError {
     LoadError::Other {
-        file: "classifier".into(),
+        file: file.into(),
         message,
     }
 }
@@ -286,30 +347,35 @@ impl TensorSource for HeadSource<'_> {
         self.is_head(name) || self.inner.contains(name)
     }
     fn shape(&self, name: &str) -> Result<Vec<usize>, LoadError> {
-        match name {
-            "classifier.weight" if self.is_head(name) => Ok(vec![self.labels, self.hidden]),
-            "classifier.bias" if self.is_head(name) => Ok(vec![self.labels]),
-            _ => self.inner.shape(name),
+        if self.is_head(name) {
+            return Ok(if name == self.weight_name() {
+                vec![self.labels, self.hidden]
+            } else {
+                vec![self.labels]
+            });
         }
+        self.inner.shape(name)
     }
     fn tensor(&self, name: &str, dtype: DType) -> Result<Tensor, LoadError> {
-        match name {
-            "classifier.weight" if self.is_head(name) => self
-                .head_weight()?
+        if self.is_head(name) {
+            let t = if name == self.weight_name() {
+                self.head_weight()?
+            } else {
+                Tensor::zeros(self.labels, DType::F32, &Device::Cpu)
+                    .map_err(|e| other(self.name, e.to_string()))?
+            };
+            return t
                 .to_dtype(dtype)
-                .map_err(|e| other(e.to_string())),
-            "classifier.bias" if self.is_head(name) => {
-                Tensor::zeros(self.labels, dtype, &Device::Cpu).map_err(|e| other(e.to_string()))
-            }
-            _ => self.inner.tensor(name, dtype),
+                .map_err(|e| other(self.name, e.to_string()));
         }
+        self.inner.tensor(name, dtype)
     }
     fn linear(&self, name: &str, dtype: DType) -> Result<Arc<dyn FrozenWeight>, LoadError> {
         if self.is_head(name) {
             let w = self
                 .head_weight()?
                 .to_dtype(dtype)
-                .map_err(|e| other(e.to_string()))?;
+                .map_err(|e| other(self.name, e.to_string()))?;
             return Ok(Arc::new(crate::runtime::dense::DenseWeight::new(w)));
         }
         self.inner.linear(name, dtype)

@@ -6,19 +6,23 @@
 //! schedule, cache or hash (the engine does) and must not read `.peft` syntax (the planner does).
 
 mod adapters;
+mod audit;
 mod eval;
 mod export;
 mod gate;
 mod loaded;
 mod merge;
 mod model_stage;
+mod outputs;
+pub mod publish;
 mod quantize;
 mod select;
 mod tokenize;
 mod train;
 
 pub use eval::EvalOutput;
-pub use loaded::device;
+pub use loaded::{device, load_unquantized, quant_spec, Loaded};
+pub use outputs::{preflight, publish_all};
 
 use crate::exec::{StageContext, StageOutcome};
 use crate::plan::configs::StageKind;

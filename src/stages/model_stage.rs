@@ -24,6 +24,22 @@ pub struct ModelRecord {
     pub gguf: Option<PathBuf>,
     /// For GGUF models: the folder with the HF-style files made from the metadata.
     pub hf_files: PathBuf,
+    /// Whether `id` is a Hugging Face Hub id (an `hf(..)` model): adapter configs name the base
+    /// by it (`base_model_name_or_path`), other bases by their path.
+    #[serde(default)]
+    pub from_hub: bool,
+}
+
+impl ModelRecord {
+    /// What PEFT's `base_model_name_or_path` says for this base: the Hub id of an `hf(..)`
+    /// model, the folder or file path of any other.
+    pub fn name_or_path(&self) -> String {
+        if self.from_hub {
+            self.id.clone()
+        } else {
+            self.path.display().to_string()
+        }
+    }
 }
 
 impl ModelRecord {
@@ -60,6 +76,7 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
                 path,
                 gguf: None,
                 hf_files: PathBuf::new(),
+                from_hub: true,
             }
         }
         ModelConfig::Local => {
@@ -73,6 +90,7 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
                 path,
                 gguf: None,
                 hf_files: PathBuf::new(),
+                from_hub: false,
             }
         }
         ModelConfig::Gguf => {
@@ -89,6 +107,7 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
                 path: path.clone(),
                 gguf: Some(path),
                 hf_files: PathBuf::new(),
+                from_hub: false,
             }
         }
     };

@@ -18,10 +18,13 @@ use std::sync::Arc;
 /// when the source is flushed.
 pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let quant: QuantConfig = serde_json::from_value(stage.config.clone())?;
+    // Weights are read in f32 and quantized from it, whatever the compute dtype (the layers
+    // kept dense are built again, in the compute dtype, by the stages that use the model).
     let build = ModelBuild {
         labels: None,
-        dtype: quant.compute.clone(),
+        dtype: "f32".into(),
         quant: None,
+        dense_weights: false,
     };
     let spec = super::loaded::quant_spec(&quant)?;
     let quantizer: RefCell<Option<Arc<QuantizingSource>>> = RefCell::new(None);
@@ -35,7 +38,7 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
                     dir: ctx.out_dir.clone(),
                     source_id: "base".into(),
                 }),
-                keep_dense: vec!["lm_head".into(), "classifier".into()],
+                keep_dense: vec!["lm_head".into(), "classifier".into(), "score".into()],
             },
         )?);
         *quantizer.borrow_mut() = Some(src.clone());

@@ -45,7 +45,7 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &super::RunEnv) -> anyhow::Re
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| "/".into());
-    let data = prepare(&spec, &tokenizer, &PrepareOptions::new(base))
+    let data = prepare(&spec, &tokenizer, &PrepareOptions::new(base.clone()))
         .map_err(|e| anyhow::anyhow!(describe(&e)))?;
     for w in &data.warnings {
         ctx.progress.warn(w.message.clone());
@@ -61,7 +61,23 @@ pub fn run(stage: &Stage, ctx: &StageContext, env: &super::RunEnv) -> anyhow::Re
         .iter()
         .map(|s| (s.name.clone(), serde_json::json!(s.examples.len())))
         .collect();
-    Ok(StageOutcome::with_output(serde_json::json!({ "examples": counts })).metadata(summary))
+    // For lineage: every source file and the tokenized set, by content.
+    let mut files = Vec::new();
+    for path in ctx.files.values() {
+        let shown = path
+            .strip_prefix(&base)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        files.push(crate::exec::lineage::file_record(path, &shown)?);
+    }
+    let tokenized = crate::exec::hasher::hash_contents(&ctx.out_dir.join(DATA_FILE))?;
+    Ok(StageOutcome::with_output(serde_json::json!({
+        "examples": counts,
+        "files": files,
+        "tokenized": tokenized.to_string(),
+    }))
+    .metadata(summary))
 }
 
 /// A data error with the rows it groups (the first ten bad rows, each with file, line and field).
@@ -83,6 +99,18 @@ fn describe(e: &crate::runtime::data::DataError) -> String {
 pub fn load_data(dir: &Path) -> anyhow::Result<PreparedDataset> {
     store::load(&dir.join(DATA_FILE))
         .with_context(|| format!("reading tokenized data in {}", dir.display()))
+}
+
+/// The examples of split `name`. A dataset declared without `split` has one split, which the
+/// planner calls `all` (the data runtime names it `train`).
+pub fn split_examples<'a>(
+    data: &'a PreparedDataset,
+    name: &str,
+) -> Option<&'a [crate::runtime::batch::Example]> {
+    data.split(name).or_else(|| match data.splits.as_slice() {
+        [only] if name == "all" => Some(only.examples.as_slice()),
+        _ => None,
+    })
 }
 
 /// The runtime's dataset spec for a stage config and the resolved files.

@@ -5,7 +5,7 @@
 
 use super::adapters::{attach, save_all};
 use super::loaded::load_model;
-use super::tokenize::load_data;
+use super::tokenize::{load_data, split_examples};
 use crate::exec::{ProgressHandle, StageContext, StageOutcome};
 use crate::plan::configs::{AdapterConfig, TrainStageConfig};
 use crate::plan::Stage;
@@ -20,8 +20,7 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let config: TrainStageConfig = serde_json::from_value(stage.config.clone())?;
     let data_dir = &ctx.input("data").context("no data input")?.dir;
     let data = load_data(data_dir)?;
-    let examples = data
-        .split(&config.split)
+    let examples = split_examples(&data, &config.split)
         .with_context(|| format!("the dataset has no split `{}`", config.split))?
         .to_vec();
     let mut loaded = load_model(ctx, &config.build)?;
@@ -56,6 +55,8 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         "steps": summary.steps,
         "final_loss": summary.final_loss,
         "trainable_params": summary.trainable_params,
+        // The resolved training config, for lineage.
+        "config": stage.config,
     }))
     .metadata(summary_json))
 }
@@ -129,5 +130,11 @@ impl Progress for StageProgress {
             total,
             format!("loss {loss:.4}  {tokens_per_s:.0} tok/s"),
         );
+    }
+    fn on_resume(&mut self, step: u64, total: u64, checkpoint: &std::path::Path) {
+        self.handle.note(format!(
+            "resuming from the checkpoint after step {step} of {total} ({})",
+            checkpoint.display()
+        ));
     }
 }

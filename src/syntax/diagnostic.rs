@@ -73,6 +73,10 @@ codes! {
     BadMix = "E0602", "invalid mix";
     OutOfMemory = "E0701", "estimated memory exceeds the device";
     ExportFormat = "E0801", "export format does not fit its source";
+    ExportEmptyPath = "E0950", "export to an empty path";
+    ExportOverProject = "E0951", "export over the project folder";
+    ExportOverInput = "E0952", "export over an input of the pipeline";
+    ExportOverlap = "E0953", "two exports share a folder";
     UnusedDecl = "W0101", "unused declaration";
     UnusedImport = "W0102", "unused import";
     ShapesUnknown = "W0301", "model shapes unknown";
@@ -83,6 +87,12 @@ codes! {
     ForeignBase = "W0602", "adapter trained on another base";
     MergeQuantizedUnchecked = "W0603", "merge into a quantized base without a later eval";
     NotPortable = "W0801", "the serving runtime cannot load this adapter";
+    ExportOutsideProject = "W0950", "export outside the project folder";
+    QuantOptionUnused = "E1101", "option does not apply to this quantization format";
+    GgufUnsupported = "E1102", "GGUF file the runtime cannot build";
+    WeightsNotGguf = "E1103", "`weights` applies to GGUF bases only";
+    ComputeConflict = "E1104", "quant compute and model dtype disagree";
+    QuantLayersDense = "W1101", "layers the quantization format cannot store stay dense";
 }
 
 impl Code {

@@ -98,36 +98,7 @@ fn hf_cache_layout_is_read_offline() {
 
 #[test]
 fn gguf_header_is_read_without_weights() {
-    // A minimal GGUF v3: metadata for a 1-layer llama and one Q4_1 tensor [64, 64].
-    let mut b: Vec<u8> = b"GGUF".to_vec();
-    b.extend(3u32.to_le_bytes());
-    b.extend(1u64.to_le_bytes());
-    let kvs: Vec<(&str, u32)> = vec![
-        ("llama.embedding_length", 64),
-        ("llama.feed_forward_length", 128),
-        ("llama.block_count", 1),
-        ("llama.attention.head_count", 4),
-        ("llama.vocab_size", 100),
-    ];
-    b.extend((kvs.len() as u64 + 1).to_le_bytes());
-    let s = |b: &mut Vec<u8>, x: &str| {
-        b.extend((x.len() as u64).to_le_bytes());
-        b.extend(x.as_bytes());
-    };
-    s(&mut b, "general.architecture");
-    b.extend(8u32.to_le_bytes());
-    s(&mut b, "llama");
-    for (k, v) in kvs {
-        s(&mut b, k);
-        b.extend(4u32.to_le_bytes());
-        b.extend(v.to_le_bytes());
-    }
-    s(&mut b, "blk.0.attn_q.weight");
-    b.extend(2u32.to_le_bytes());
-    b.extend(64u64.to_le_bytes());
-    b.extend(64u64.to_le_bytes());
-    b.extend(3u32.to_le_bytes());
-    b.extend(0u64.to_le_bytes());
+    let b = super::support::tiny_gguf("llama", None);
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("m.gguf"), &b).unwrap();
     let c = run(tmp.path(), "gguf(\"m.gguf\")", &RealWorld::default());
@@ -140,4 +111,33 @@ fn gguf_header_is_read_without_weights() {
     assert_eq!(shape.params, 4096);
     // Q4_1: 20 bytes per 32 weights.
     assert_eq!(shape.stored_bytes, Some(4096 / 32 * 20));
+    // The 2-D weight stays in its stored form at run time.
+    let held = shape.gguf.as_ref().unwrap();
+    assert_eq!(
+        (held.linear_bytes, held.linear_params, held.dense_params),
+        (4096 / 32 * 20, 4096, 0)
+    );
+    assert_eq!(held.tokenizer, None);
+}
+
+#[test]
+fn gguf_tokenizer_kind_is_read_and_sentencepiece_is_refused_at_check_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bpe.gguf"),
+        super::support::tiny_gguf("llama", Some("gpt2")),
+    )
+    .unwrap();
+    std::fs::write(
+        tmp.path().join("spm.gguf"),
+        super::support::tiny_gguf("llama", Some("llama")),
+    )
+    .unwrap();
+    let c = run(tmp.path(), "gguf(\"bpe.gguf\")", &RealWorld::default());
+    assert!(!c.has_errors(), "{:#?}", c.diagnostics);
+    let held = c.program.models[0].shape.as_ref().unwrap().gguf.clone();
+    assert_eq!(held.unwrap().tokenizer.as_deref(), Some("gpt2"));
+    let c = run(tmp.path(), "gguf(\"spm.gguf\")", &RealWorld::default());
+    let codes: Vec<_> = c.diagnostics.iter().map(|d| d.code).collect();
+    assert!(codes.contains(&check::Code::GgufUnsupported), "{codes:?}");
 }

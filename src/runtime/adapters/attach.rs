@@ -6,6 +6,7 @@
 use crate::runtime::adapters::error::AdapterError;
 use crate::runtime::adapters::linear::AdaptableLinear;
 use crate::runtime::adapters::lora::{row_norms, LoraAdapter, LoraInit, LoraSpec};
+use crate::runtime::adapters::olora::olora_adapter;
 use crate::runtime::adapters::pissa::pissa_adapter;
 use crate::runtime::adapters::targets::{component_match, TargetMatcher, TargetModules};
 use crate::runtime::model_api::AdaptableModel;
@@ -120,9 +121,13 @@ fn build_adapter(
 ) -> Result<LoraAdapter, AdapterError> {
     let err = AdapterError::tensor(&layer.path);
     let (out_f, in_f) = layer.dims();
-    let mut adapter = if spec.init == LoraInit::Pissa {
-        let (adapter, delta) = pissa_adapter(layer.base().as_ref(), spec)
-            .map_err(AdapterError::tensor(&layer.path))?;
+    let mut adapter = if spec.init.mutates_base() {
+        let (adapter, delta) = if spec.init == LoraInit::Pissa {
+            pissa_adapter(layer.base().as_ref(), spec)
+        } else {
+            olora_adapter(layer.base().as_ref(), spec)
+        }
+        .map_err(AdapterError::tensor(&layer.path))?;
         layer
             .subtract_from_base(&delta)
             .map_err(AdapterError::tensor(&layer.path))?;
@@ -147,6 +152,16 @@ pub fn init_magnitude(layer: &AdaptableLinear, adapter: &LoraAdapter) -> candle_
 pub fn set_active(model: &mut dyn AdaptableModel, active: &[(String, f64)]) {
     for layer in model.linears_mut() {
         layer.set_active(active);
+    }
+}
+
+/// Sets (or clears) the per-row adapters of every layer (continuous batching across adapters).
+pub fn set_row_adapters(
+    model: &mut dyn AdaptableModel,
+    rows: Option<std::sync::Arc<crate::runtime::adapters::linear::RowAdapters>>,
+) {
+    for layer in model.linears_mut() {
+        layer.set_row_adapters(rows.clone());
     }
 }
 

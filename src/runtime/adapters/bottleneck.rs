@@ -279,7 +279,8 @@ impl BottleneckAdapter {
             file: f.display().to_string(),
             message: e.to_string(),
         };
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| io(&cfg_path, &e))?;
+        let text = crate::safe_fs::read_text_limited(&cfg_path, crate::safe_fs::JSON_LIMIT)
+            .map_err(|e| io(&cfg_path, &e))?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| io(&cfg_path, &e))?;
         let name = v["name"].as_str().unwrap_or("bottleneck").to_string();
         let hidden = v["hidden_size"]

@@ -10,6 +10,11 @@
 //! - DoRA: `y += w_i * ((m/||W + s B A|| - 1) * dropout(x) W^T + m/||W + s B A|| * s * lora)`,
 //!   the norm detached as in the paper (section 4.3).
 //!
+//! Per-row adapters (continuous batching across adapters, as Punica / S-LoRA): when
+//! [`RowAdapters`] are set, the active set is ignored and each row of the batch gets only its own
+//! adapter's LoRA delta: the rows of one adapter are gathered, multiplied by its `A` and `B`, and
+//! added back to those rows. The base product runs once for the whole batch.
+//!
 //! Merging goes through [`FrozenWeight::dequantize`], so it works for quantized bases; the
 //! original base is kept so unmerging is exact. Must not give the base weight a gradient.
 
@@ -41,6 +46,15 @@ pub struct FullCopy {
     pub bias: Option<Var>,
 }
 
+/// Which adapter each row of a batch applies. Rows in no group get the base only.
+#[derive(Clone, Debug, Default)]
+pub struct RowAdapters {
+    /// Per adapter name, the batch rows that apply it (u32 indices on the model's device).
+    pub groups: Vec<(String, Tensor)>,
+    /// Number of rows in the batch.
+    pub rows: usize,
+}
+
 /// A linear layer `y = x W^T + b` whose frozen `W` may carry adapters.
 #[derive(Debug, Clone)]
 pub struct AdaptableLinear {
@@ -55,6 +69,7 @@ pub struct AdaptableLinear {
     active: Vec<(String, f64)>,
     merged: Vec<String>,
     conv1d_layout: bool,
+    row_adapters: Option<Arc<RowAdapters>>,
 }
 
 impl AdaptableLinear {
@@ -70,6 +85,7 @@ impl AdaptableLinear {
             active: Vec::new(),
             merged: Vec::new(),
             conv1d_layout: false,
+            row_adapters: None,
         }
     }
 
@@ -100,6 +116,9 @@ impl AdaptableLinear {
             Some(b) => base_out.broadcast_add(&b.to_dtype(base_out.dtype())?)?,
             None => base_out.clone(),
         };
+        if let Some(rows) = &self.row_adapters {
+            return self.add_row_deltas(x, y, rows);
+        }
         for (name, weight) in &self.active {
             if self.merged.contains(name) {
                 continue;
@@ -137,6 +156,43 @@ impl AdaptableLinear {
             y = (y + delta)?;
         }
         Ok(y)
+    }
+
+    /// Adds each row's own LoRA delta (gathered by adapter) to `y`.
+    fn add_row_deltas(&self, x: &Tensor, mut y: Tensor, rows: &RowAdapters) -> Result<Tensor> {
+        for (name, idx) in &rows.groups {
+            if self.full_copy(name).is_some() {
+                candle_core::bail!(
+                    "adapter `{name}` replaces `{}` (modules_to_save): it cannot be applied per row",
+                    self.path
+                )
+            }
+            let Some(ad) = self.adapter(name) else {
+                continue;
+            };
+            if ad.magnitude.is_some() {
+                candle_core::bail!(
+                    "adapter `{name}` is DoRA on `{}`: it cannot be applied per row",
+                    self.path
+                )
+            }
+            let a = (param(&ad.a).to_dtype(x.dtype())? * ad.scale)?;
+            let b = param(&ad.b).to_dtype(x.dtype())?;
+            if idx.dim(0)? == rows.rows {
+                y = (y + matmul_2d(&matmul_2d(x, &a.t()?)?, &b.t()?)?)?;
+            } else {
+                let xr = x.index_select(idx, 0)?;
+                let delta = matmul_2d(&matmul_2d(&xr, &a.t()?)?, &b.t()?)?;
+                y = y.index_add(idx, &delta, 0)?;
+            }
+        }
+        Ok(y)
+    }
+
+    /// Sets (or clears, with `None`) which adapter each batch row applies; while set, the active
+    /// set is ignored.
+    pub fn set_row_adapters(&mut self, rows: Option<Arc<RowAdapters>>) {
+        self.row_adapters = rows;
     }
 
     /// `||W + s B A||` per output row, detached, f32.
@@ -315,7 +371,13 @@ impl AdaptableLinear {
     /// (`base_model.model.<path>.lora_A.weight`, `.lora_B.weight`, `.lora_magnitude_vector`;
     /// full copies: `base_model.model.<path>.weight` / `.bias`).
     pub fn named_vars(&self, name: &str) -> Vec<(String, Var)> {
-        let p = format!("base_model.model.{}", self.path);
+        self.named_vars_at(name, &self.path)
+    }
+
+    /// [`AdaptableLinear::named_vars`] with the layer named `module` (PEFT's module path of
+    /// the layer, see `AdaptableModel::peft_path`).
+    pub fn named_vars_at(&self, name: &str, module: &str) -> Vec<(String, Var)> {
+        let p = format!("base_model.model.{module}");
         let mut out = Vec::new();
         if let Some(ad) = self.adapter(name) {
             out.push((format!("{p}.lora_A.weight"), ad.a.clone()));

@@ -4,7 +4,8 @@
 //! `A: [r, in]`, `B: [out, r]`, scale `alpha / r` (rsLoRA: `alpha / sqrt(r)`); DoRA adds a
 //! trainable magnitude vector `[out]`. Inits follow PEFT: Kaiming-uniform A (a = sqrt 5, i.e.
 //! `U(-1/sqrt(in), 1/sqrt(in))`) with zero B; gaussian A `N(0, 1/r)` with zero B; PiSSA from the
-//! base weight's top singular vectors (see [`super::pissa`]). Must not touch the base weight
+//! base weight's top singular vectors (see [`super::pissa`]); OLoRA from its QR decomposition
+//! (see [`super::olora`]). Must not touch the base weight
 //! except through the PiSSA residual the caller installs.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
@@ -21,6 +22,8 @@ pub enum LoraInit {
     Gaussian,
     /// PiSSA: A and B from the top-r singular triplets of W; the base keeps the residual.
     Pissa,
+    /// OLoRA: A and B from the QR decomposition of W; the base keeps the residual.
+    Olora,
     /// A and B both random (tests and benchmarks): std of the normal distribution.
     RandomBoth { std: f64 },
 }
@@ -101,12 +104,13 @@ impl LoraAdapter {
     }
 
     /// A new adapter for an `[out, in]` layer with Kaiming-uniform, gaussian or random init
-    /// (PiSSA is built by [`super::pissa::pissa_adapter`]).
+    /// (PiSSA and OLoRA are built from the base weight by [`super::pissa::pissa_adapter`] and
+    /// [`super::olora::olora_adapter`]).
     pub fn init(spec: &LoraSpec, out_f: usize, in_f: usize, device: &Device) -> Result<Self> {
         let r = spec.r;
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
         let (a, b): (Vec<f32>, Vec<f32>) = match spec.init {
-            LoraInit::KaimingUniform | LoraInit::Pissa => {
+            LoraInit::KaimingUniform | LoraInit::Pissa | LoraInit::Olora => {
                 let bound = 1.0 / (in_f.max(1) as f32).sqrt();
                 let a = (0..r * in_f)
                     .map(|_| rng.gen_range(-bound..bound))
@@ -133,6 +137,15 @@ impl LoraAdapter {
             magnitude: None,
             use_rslora: spec.use_rslora,
         })
+    }
+}
+
+impl LoraInit {
+    /// Whether the init moves part of the base weight into the adapter (PiSSA, OLoRA): the
+    /// trained adapter is only valid on the residual base until converted to a plain LoRA
+    /// ([`super::convert::to_plain_lora`]).
+    pub fn mutates_base(&self) -> bool {
+        matches!(self, LoraInit::Pissa | LoraInit::Olora)
     }
 }
 

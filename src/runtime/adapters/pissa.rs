@@ -2,14 +2,21 @@
 //! base weight, `A = sqrt(S_r / s) V_r^T`, `B = U_r sqrt(S_r / s)`, so that `s B A` is the best
 //! rank-r approximation of `W` and the base keeps the residual `W - s B A`.
 //!
-//! The truncated SVD is randomized subspace iteration (PEFT's `pissa_niter_k` variant) in f64;
-//! exact for matrices of rank <= r + oversampling. Must not modify the base itself.
+//! The SVD is exact, as PEFT's `init_lora_weights = "pissa"` (`torch.linalg.svd`), when the
+//! smaller side of `W` is at most [`EXACT_LIMIT`]: the Gram matrix of the whole range of `W` is
+//! eigen-decomposed in f64. Above it, randomized subspace iteration (PEFT's `pissa_niter_8`
+//! variant) keeps the cost down; it is exact for matrices of rank <= r + 8. A singular pair's
+//! sign is arbitrary (as LAPACK's): a column of B and the row of A flip together, which leaves
+//! `B A` and every AdamW step unchanged. Must not modify the base itself.
 
 use crate::runtime::adapters::lora::{LoraAdapter, LoraSpec};
 use crate::runtime::weight::FrozenWeight;
 use candle_core::{DType, Result, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+/// Up to this many rows or columns, the SVD is exact (PEFT's `"pissa"`).
+pub const EXACT_LIMIT: usize = 384;
 
 /// The adapter and the delta `s B A` to subtract from the base.
 // Index loops mirror the linear-algebra formulas.
@@ -19,11 +26,19 @@ pub fn pissa_adapter(base: &dyn FrozenWeight, spec: &LoraSpec) -> Result<(LoraAd
     let device = w.device().clone();
     let (out_f, in_f) = w.dims2()?;
     let r = spec.r;
-    let k = (r + 8).min(out_f.min(in_f));
+    let exact = out_f.min(in_f) <= EXACT_LIMIT;
+    let k = if exact {
+        out_f.min(in_f)
+    } else {
+        (r + 8).min(out_f.min(in_f))
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let omega: Vec<f64> = (0..in_f * k).map(|_| rand_distr_normal(&mut rng)).collect();
+    // Exact: k random directions span the whole range of W (almost surely), one pass suffices;
+    // a second orthonormalisation against W's range removes round-off.
     let mut q = orthonormal(&w.matmul(&Tensor::from_vec(omega, (in_f, k), &device)?)?)?;
-    for _ in 0..8 {
+    let iterations = if exact { 1 } else { 8 };
+    for _ in 0..iterations {
         let z = orthonormal(&w.t()?.matmul(&q)?)?;
         q = orthonormal(&w.matmul(&z)?)?;
     }

@@ -111,6 +111,18 @@ pub enum DataError {
         span: Option<SourceSpan>,
     },
 
+    /// A file read whole (a JSON array) is not UTF-8: no row of it can be read.
+    #[error("{at}: the {format} file is not valid UTF-8: {message}")]
+    #[diagnostic(
+        code(peftc::data::not_utf8),
+        help("re-encode the file as UTF-8; a JSON array is parsed whole, so use JSONL to skip single bad rows with `skip_invalid = true`")
+    )]
+    NotUtf8 {
+        at: RowLocation,
+        format: &'static str,
+        message: String,
+    },
+
     /// A glob pattern is not valid.
     #[error("bad glob pattern `{pattern}`: {message}")]
     #[diagnostic(code(peftc::data::bad_glob))]

@@ -94,14 +94,17 @@ impl ModelTokenizer {
         tokenizer_json: &Path,
         config_json: Option<&Path>,
     ) -> Result<Self, DataError> {
-        let tokenizer = Tokenizer::from_file(tokenizer_json).map_err(|e| DataError::Tokenizer {
+        let bytes = crate::safe_fs::read_limited(tokenizer_json, crate::safe_fs::TOKENIZER_LIMIT)
+            .map_err(|e| DataError::io(tokenizer_json, e))?;
+        let tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| DataError::Tokenizer {
             path: tokenizer_json.to_owned(),
             message: e.to_string(),
         })?;
         let config = match config_json {
             None => TokenizerConfig::default(),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| DataError::io(p, e))?;
+                let text = crate::safe_fs::read_text_limited(p, crate::safe_fs::JSON_LIMIT)
+                    .map_err(|e| DataError::io(p, e))?;
                 TokenizerConfig::from_json_str(&text).map_err(|message| DataError::Tokenizer {
                     path: p.to_owned(),
                     message,
@@ -116,7 +119,7 @@ impl ModelTokenizer {
         let cfg = dir.join("tokenizer_config.json");
         Self::from_files(
             &dir.join("tokenizer.json"),
-            cfg.is_file().then_some(cfg.as_path()),
+            cfg.exists().then_some(cfg.as_path()),
         )
     }
 

@@ -498,4 +498,25 @@ impl AdaptableModel for BertModel {
     fn hidden_size(&self) -> usize {
         self.config.hidden_size
     }
+
+    /// With a head: `BertForSequenceClassification`'s names (`bert.encoder...`, `classifier`);
+    /// without: `BertModel`'s (`encoder...`).
+    fn peft_path(&self, path: &str) -> String {
+        let bare = path.strip_prefix("bert.").unwrap_or(path);
+        match &self.classifier {
+            Some(c) if c.linear.path == path => path.to_string(),
+            Some(_) => format!("bert.{bare}"),
+            None => bare.to_string(),
+        }
+    }
+
+    fn peft_aliases(&self, path: &str) -> Vec<String> {
+        let first = self.peft_path(path);
+        let bare = path.strip_prefix("bert.").unwrap_or(path).to_string();
+        if bare == first {
+            vec![first]
+        } else {
+            vec![first, bare]
+        }
+    }
 }

@@ -186,10 +186,13 @@ impl BertConfig {
     /// Reads `config.json` from a file.
     pub fn from_file(path: &Path) -> Result<Self, BertConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| BertConfigError::Io {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
+        let text =
+            crate::safe_fs::read_text_limited(path, crate::safe_fs::JSON_LIMIT).map_err(|e| {
+                BertConfigError::Io {
+                    file: file.clone(),
+                    message: e.to_string(),
+                }
+            })?;
         Self::from_json(&text, &file)
     }
 

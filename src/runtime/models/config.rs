@@ -201,10 +201,13 @@ impl ModelConfig {
     pub fn from_folder(folder: &Path) -> Result<Self, ModelError> {
         let path = folder.join("config.json");
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
+        let text =
+            crate::safe_fs::read_text_limited(&path, crate::safe_fs::JSON_LIMIT).map_err(|e| {
+                ModelError::Io {
+                    file: file.clone(),
+                    message: e.to_string(),
+                }
+            })?;
         Self::from_json(&text, &file)
     }
 

@@ -2,6 +2,8 @@
 //! key/value cache.
 //!
 //! Steps run with [`Kernels::Fused`](crate::runtime::ops::attention::Kernels) (no gradients).
+//! [`Decoder::step_rows`] serves continuous batching: every row has its own cache (its own
+//! length), so requests can join and leave a running batch between steps.
 
 use candle_core::{Result, Tensor};
 
@@ -51,4 +53,16 @@ pub trait Decoder {
         positions: &Tensor,
         cache: &mut KvCache,
     ) -> Result<Tensor>;
+    /// Logits `[b, s, vocab]` for new tokens `input_ids: [b, s]` at `positions: [b, s]` (u32),
+    /// row `r` attending to its own `caches[r]` (no padding: each cache holds only its row's
+    /// real tokens). Updates every cache. Architectures without it say so.
+    fn step_rows(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        caches: &mut [KvCache],
+    ) -> Result<Tensor> {
+        let _ = (input_ids, positions, caches);
+        candle_core::bail!("this architecture has no per-row decoding (continuous batching)")
+    }
 }

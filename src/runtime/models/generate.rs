@@ -139,7 +139,9 @@ fn argmax(l: &[f32]) -> u32 {
     best as u32
 }
 
-fn choose(l: &[f32], sampling: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
+/// The next token from one row's logits: arg-max, or a seeded draw with temperature, top-k and
+/// top-p. Shared by [`generate`] and the server, so both choose alike.
+pub fn choose(l: &[f32], sampling: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
     let Sampling::Sample {
         temperature,
         top_k,

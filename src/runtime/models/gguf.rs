@@ -130,7 +130,7 @@ impl GgufModel {
             file: file_name.clone(),
             message,
         };
-        let file = std::fs::File::open(path).map_err(|e| other(e.to_string()))?;
+        let (file, _) = crate::safe_fs::open_regular(path).map_err(|e| other(e.to_string()))?;
         // SAFETY: the file is opened read-only and the map is never written; a concurrent
         // truncation by another process is outside what any reader can defend against.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| other(e.to_string()))?;

@@ -17,6 +17,7 @@ use crate::runtime::models::config::Gpt2Config;
 use crate::runtime::models::decoder::{Decoder, KvCache};
 use crate::runtime::models::error::ModelError;
 use crate::runtime::models::reader::WeightReader;
+use crate::runtime::models::score_head::{load_score, pool_last};
 use crate::runtime::ops::attention::{attention, Kernels};
 use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
 use crate::runtime::ops::norm::layer_norm;
@@ -57,6 +58,8 @@ pub struct Gpt2 {
     layers: Vec<Block>,
     ln_f: Norm,
     lm_head: AdaptableLinear,
+    /// The sequence-classification head, when the model classifies (replaces `lm_head`).
+    score: Option<AdaptableLinear>,
     act: Act,
     hook: Arc<dyn ResidualHook>,
     device: Device,
@@ -148,11 +151,23 @@ impl Gpt2 {
             layers,
             ln_f,
             lm_head,
+            score: None,
             act,
             hook: Arc::new(NoHook),
             device: device.clone(),
             dtype: w.dtype,
         })
+    }
+
+    /// The model with a sequence-classification head of `num_labels` classes read from
+    /// `score.weight` (transformers' `GPT2ForSequenceClassification`).
+    pub fn with_score(
+        mut self,
+        w: &WeightReader,
+        num_labels: usize,
+    ) -> std::result::Result<Self, ModelError> {
+        self.score = Some(load_score(w, num_labels, self.cfg.n_embd)?);
+        Ok(self)
     }
 
     /// The parsed config.
@@ -251,13 +266,18 @@ impl Gpt2 {
             c.len += s;
         }
         let x = self.ln(&x, &self.ln_f, pass.kernels)?;
-        self.lm_head.forward(&x, pass.train)
+        Ok(x)
     }
 }
 
 impl AdaptedModel for Gpt2 {
     fn task(&self) -> TaskKind {
-        TaskKind::CausalLm
+        match &self.score {
+            Some(score) => TaskKind::Classify {
+                num_labels: score.dims().0,
+            },
+            None => TaskKind::CausalLm,
+        }
     }
 
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
@@ -272,7 +292,11 @@ impl AdaptedModel for Gpt2 {
             kernels: Kernels::Differentiable,
             cache: None,
         };
-        self.run(input_ids, Some(attention_mask), &positions, pass)
+        let x = self.run(input_ids, Some(attention_mask), &positions, pass)?;
+        match &self.score {
+            Some(score) => score.forward(&pool_last(&x, attention_mask)?, train),
+            None => self.lm_head.forward(&x, train),
+        }
     }
 
     fn trainable(&self) -> Vec<(String, Var)> {
@@ -292,7 +316,7 @@ impl AdaptableModel for Gpt2 {
         for l in &self.layers {
             v.extend([&l.c_attn, &l.attn_proj, &l.c_fc, &l.mlp_proj]);
         }
-        v.push(&self.lm_head);
+        v.push(self.score.as_ref().unwrap_or(&self.lm_head));
         v
     }
 
@@ -306,7 +330,10 @@ impl AdaptableModel for Gpt2 {
                 &mut l.mlp_proj,
             ]);
         }
-        v.push(&mut self.lm_head);
+        v.push(match self.score.as_mut() {
+            Some(score) => score,
+            None => &mut self.lm_head,
+        });
         v
     }
 
@@ -340,6 +367,7 @@ impl Decoder for Gpt2 {
             kernels: Kernels::Fused,
             cache: Some(cache),
         };
-        self.run(input_ids, Some(attention_mask), positions, pass)
+        let x = self.run(input_ids, Some(attention_mask), positions, pass)?;
+        self.lm_head.forward(&x, false)
     }
 }

@@ -19,6 +19,7 @@ use crate::runtime::models::config::LlamaConfig;
 use crate::runtime::models::decoder::{Decoder, KvCache};
 use crate::runtime::models::error::ModelError;
 use crate::runtime::models::reader::WeightReader;
+use crate::runtime::models::score_head::{load_score, pool_last};
 use crate::runtime::ops::attention::{attention, Kernels};
 use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
 use crate::runtime::ops::norm::rms_norm;
@@ -47,6 +48,8 @@ pub struct Llama {
     layers: Vec<Block>,
     norm: Tensor,
     lm_head: AdaptableLinear,
+    /// The sequence-classification head, when the model classifies (replaces `lm_head`).
+    score: Option<AdaptableLinear>,
     rotary: Rotary,
     hook: Arc<dyn ResidualHook>,
     device: Device,
@@ -57,7 +60,18 @@ pub struct Llama {
 struct Pass<'a> {
     train: bool,
     kernels: Kernels,
-    cache: Option<&'a mut KvCache>,
+    cache: Caches<'a>,
+}
+
+/// The key/value caches of a pass.
+enum Caches<'a> {
+    /// No cache (training, evaluation).
+    None,
+    /// One cache for the whole batch (rows padded to one length).
+    Shared(&'a mut KvCache),
+    /// One cache per row, each of its own length (continuous batching): attention runs per
+    /// row, every linear layer once for the whole batch.
+    PerRow(&'a mut [KvCache]),
 }
 
 fn linear(
@@ -122,11 +136,23 @@ impl Llama {
             layers,
             norm,
             lm_head,
+            score: None,
             rotary,
             hook: Arc::new(NoHook),
             device: device.clone(),
             dtype: w.dtype,
         })
+    }
+
+    /// The model with a sequence-classification head of `num_labels` classes read from
+    /// `score.weight` (transformers' `LlamaForSequenceClassification`).
+    pub fn with_score(
+        mut self,
+        w: &WeightReader,
+        num_labels: usize,
+    ) -> std::result::Result<Self, ModelError> {
+        self.score = Some(load_score(w, num_labels, self.cfg.hidden_size)?);
+        Ok(self)
     }
 
     /// The parsed config.
@@ -143,6 +169,54 @@ impl Llama {
         }
     }
 
+    /// Attention of layer `layer` row by row, each row over its own cache: `q: [b, h, s, d]`,
+    /// `k`, `v`: `[b, h_kv, s, d]` of the new tokens. Row `r`'s queries sit at positions
+    /// `caches[r].len ..`; the bias is causal (and windowed on sliding-window layers).
+    #[allow(clippy::too_many_arguments)]
+    fn attend_per_row(
+        &self,
+        layer: usize,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        caches: &mut [KvCache],
+        scale: f64,
+        kernels: Kernels,
+    ) -> Result<Tensor> {
+        let s = q.dim(2)?;
+        let mut rows = Vec::with_capacity(caches.len());
+        for (r, cache) in caches.iter_mut().enumerate() {
+            let (kr, vr) = cache.append(
+                layer,
+                k.narrow(0, r, 1)?.contiguous()?,
+                v.narrow(0, r, 1)?.contiguous()?,
+            )?;
+            let offset = cache.len;
+            let bias = attention_bias(
+                None,
+                MaskSpec {
+                    batch: 1,
+                    q_len: s,
+                    k_len: offset + s,
+                    offset,
+                    kind: MaskKind::Causal,
+                    window: self.cfg.layer_window(layer),
+                },
+                self.dtype,
+                &self.device,
+            )?;
+            rows.push(attention(
+                &q.narrow(0, r, 1)?,
+                &kr,
+                &vr,
+                &bias,
+                scale,
+                kernels,
+            )?);
+        }
+        Tensor::cat(&rows, 0)
+    }
+
     fn run(
         &self,
         ids: &Tensor,
@@ -157,7 +231,10 @@ impl Llama {
             self.cfg.kv_heads(),
             self.cfg.head_dim(),
         );
-        let offset = pass.cache.as_ref().map_or(0, |c| c.len);
+        let offset = match &pass.cache {
+            Caches::Shared(c) => c.len,
+            _ => 0,
+        };
         let mut x = self
             .embed
             .index_select(&ids.flatten_all()?, 0)?
@@ -170,10 +247,16 @@ impl Llama {
             kind: MaskKind::Causal,
             window: None,
         };
-        let bias = attention_bias(mask, spec, self.dtype, &self.device)?;
+        // Per-row caches build their own biases (each row has its own length).
+        let per_row = matches!(pass.cache, Caches::PerRow(_));
+        let bias = if per_row {
+            None
+        } else {
+            Some(attention_bias(mask, spec, self.dtype, &self.device)?)
+        };
         // Layers with a sliding window (Mistral, some Qwen2) share one windowed bias.
         let windowed = match (0..self.layers.len()).find_map(|i| self.cfg.layer_window(i)) {
-            Some(w) => Some(attention_bias(
+            Some(w) if !per_row => Some(attention_bias(
                 mask,
                 MaskSpec {
                     window: Some(w),
@@ -182,7 +265,7 @@ impl Llama {
                 self.dtype,
                 &self.device,
             )?),
-            None => None,
+            _ => None,
         };
         let rope = RopeTables::new(&self.rotary, positions, self.dtype)?;
         let scale = 1.0 / (hd as f64).sqrt();
@@ -202,15 +285,23 @@ impl Llama {
                     .transpose(1, 2)?;
             let q = apply_rotary(&q, &rope)?;
             let k = apply_rotary(&k, &rope)?;
-            let (k, v) = match pass.cache.as_deref_mut() {
-                Some(c) => c.append(i, k.contiguous()?, v.contiguous()?)?,
-                None => (k, v),
+            let a = match &mut pass.cache {
+                Caches::PerRow(caches) => {
+                    self.attend_per_row(i, &q, &k, &v, caches, scale, pass.kernels)?
+                }
+                cache => {
+                    let (k, v) = match cache {
+                        Caches::Shared(c) => c.append(i, k.contiguous()?, v.contiguous()?)?,
+                        _ => (k, v),
+                    };
+                    let layer_bias = match (&windowed, self.cfg.layer_window(i), &bias) {
+                        (Some(w), Some(_), _) => w,
+                        (_, _, Some(b)) => b,
+                        _ => candle_core::bail!("attention bias missing"),
+                    };
+                    attention(&q, &k, &v, layer_bias, scale, pass.kernels)?
+                }
             };
-            let layer_bias = match (&windowed, self.cfg.layer_window(i)) {
-                (Some(w), Some(_)) => w,
-                _ => &bias,
-            };
-            let a = attention(&q, &k, &v, layer_bias, scale, pass.kernels)?;
             let a = a.transpose(1, 2)?.reshape((b, s, nh * hd))?;
             let a = l.o.forward(&a, pass.train)?;
             // Pre-LN: the sum is the new residual stream (no norm after the add).
@@ -235,17 +326,24 @@ impl Llama {
                 .hook
                 .combine(i, Site::AfterFeedForward, &block, pass.train)?;
         }
-        if let Some(c) = pass.cache {
-            c.len += s;
+        match pass.cache {
+            Caches::Shared(c) => c.len += s,
+            Caches::PerRow(caches) => caches.iter_mut().for_each(|c| c.len += s),
+            Caches::None => {}
         }
         let x = self.norm(&x, &self.norm, pass.kernels)?;
-        self.lm_head.forward(&x, pass.train)
+        Ok(x)
     }
 }
 
 impl AdaptedModel for Llama {
     fn task(&self) -> TaskKind {
-        TaskKind::CausalLm
+        match &self.score {
+            Some(score) => TaskKind::Classify {
+                num_labels: score.dims().0,
+            },
+            None => TaskKind::CausalLm,
+        }
     }
 
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
@@ -258,9 +356,13 @@ impl AdaptedModel for Llama {
         let pass = Pass {
             train,
             kernels: Kernels::Differentiable,
-            cache: None,
+            cache: Caches::None,
         };
-        self.run(input_ids, Some(attention_mask), &positions, pass)
+        let x = self.run(input_ids, Some(attention_mask), &positions, pass)?;
+        match &self.score {
+            Some(score) => score.forward(&pool_last(&x, attention_mask)?, train),
+            None => self.lm_head.forward(&x, train),
+        }
     }
 
     fn trainable(&self) -> Vec<(String, Var)> {
@@ -280,7 +382,7 @@ impl AdaptableModel for Llama {
         for l in &self.layers {
             v.extend([&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down]);
         }
-        v.push(&self.lm_head);
+        v.push(self.score.as_ref().unwrap_or(&self.lm_head));
         v
     }
 
@@ -297,7 +399,10 @@ impl AdaptableModel for Llama {
                 &mut l.down,
             ]);
         }
-        v.push(&mut self.lm_head);
+        v.push(match self.score.as_mut() {
+            Some(score) => score,
+            None => &mut self.lm_head,
+        });
         v
     }
 
@@ -329,8 +434,30 @@ impl Decoder for Llama {
         let pass = Pass {
             train: false,
             kernels: Kernels::Fused,
-            cache: Some(cache),
+            cache: Caches::Shared(cache),
         };
-        self.run(input_ids, Some(attention_mask), positions, pass)
+        let x = self.run(input_ids, Some(attention_mask), positions, pass)?;
+        self.lm_head.forward(&x, false)
+    }
+
+    fn step_rows(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        caches: &mut [KvCache],
+    ) -> Result<Tensor> {
+        if caches.len() != input_ids.dim(0)? {
+            candle_core::bail!(
+                "{} caches for a batch of {} rows",
+                caches.len(),
+                input_ids.dim(0)?
+            )
+        }
+        let pass = Pass {
+            train: false,
+            kernels: Kernels::Fused,
+            cache: Caches::PerRow(caches),
+        };
+        self.run(input_ids, None, positions, pass)
     }
 }

@@ -98,6 +98,37 @@ pub fn load(
     }
 }
 
+/// [`load`] with a sequence-classification head of `num_labels` classes over the last
+/// non-padding token: `score.weight` `[num_labels, hidden]` without bias, as transformers'
+/// `*ForSequenceClassification` (the source supplies a fresh head when the checkpoint has none).
+pub fn load_classifier(
+    config: &ModelConfig,
+    src: &dyn TensorSource,
+    how: &LoadConfig,
+    num_labels: usize,
+) -> Result<Box<dyn LoadedModel>, ModelError> {
+    let w = WeightReader {
+        src,
+        file: &config.file,
+        dtype: how.dtype,
+    };
+    match config.model_type.as_str() {
+        "llama" | "mistral" | "qwen2" => Ok(Box::new(
+            Llama::load(&config.parse::<LlamaConfig>()?, &w, &how.device)?
+                .with_score(&w, num_labels)?,
+        )),
+        "gpt2" => Ok(Box::new(
+            Gpt2::load(&config.parse::<Gpt2Config>()?, &w, &how.device)?
+                .with_score(&w, num_labels)?,
+        )),
+        other => Err(ModelError::UnknownArchitecture {
+            file: config.file.clone(),
+            model_type: other.to_string(),
+            supported: SUPPORTED.join(", "),
+        }),
+    }
+}
+
 /// Loads a Hugging Face model folder (`config.json` + safetensors).
 pub fn load_folder(folder: &Path, how: &LoadConfig) -> Result<Box<dyn LoadedModel>, ModelError> {
     let config = ModelConfig::from_folder(folder)?;

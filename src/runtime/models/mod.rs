@@ -17,5 +17,6 @@ pub mod llama;
 pub mod load;
 pub mod reader;
 pub mod safetensors_source;
+pub mod score_head;
 pub mod source;
 pub mod tokenizer;

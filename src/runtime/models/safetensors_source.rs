@@ -49,8 +49,10 @@ impl SafetensorsSource {
     pub fn from_folder(folder: &Path, device: &Device) -> Result<Self, LoadError> {
         let index = folder.join("model.safetensors.index.json");
         let single = folder.join("model.safetensors");
-        if index.is_file() {
-            let text = std::fs::read_to_string(&index).map_err(|e| other(&index, e.to_string()))?;
+        // `exists`, not `is_file`: a FIFO or device under these names is reported, not skipped.
+        if index.exists() {
+            let text = crate::safe_fs::read_text_limited(&index, crate::safe_fs::JSON_LIMIT)
+                .map_err(|e| other(&index, e.to_string()))?;
             let json: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| other(&index, format!("invalid JSON: {e}")))?;
             let map = json
@@ -70,7 +72,7 @@ impl SafetensorsSource {
             files.sort();
             return Self::from_files(&files, device);
         }
-        if single.is_file() {
+        if single.exists() {
             return Self::from_files(&[single], device);
         }
         let mut candidates: Vec<PathBuf> = std::fs::read_dir(folder)
@@ -113,7 +115,8 @@ impl SafetensorsSource {
                     "pickled `.bin` checkpoints are refused; use safetensors",
                 ));
             }
-            let file = std::fs::File::open(path).map_err(|e| other(path, e.to_string()))?;
+            let (file, _) =
+                crate::safe_fs::open_regular(path).map_err(|e| other(path, e.to_string()))?;
             // Safety: the file is opened read-only; peftc never writes model files in place
             // (cache writes go to a temporary folder and are renamed).
             let map = unsafe { Mmap::map(&file) }.map_err(|e| other(path, e.to_string()))?;

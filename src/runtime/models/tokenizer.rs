@@ -40,17 +40,25 @@ fn token_field(v: &serde_json::Value, key: &str) -> Option<String> {
 pub fn load_tokenizer(folder: &Path) -> Result<TokenizerBundle, ModelError> {
     let path = folder.join("tokenizer.json");
     let file = path.display().to_string();
-    let tokenizer = Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer {
+    let bytes =
+        crate::safe_fs::read_limited(&path, crate::safe_fs::TOKENIZER_LIMIT).map_err(|e| {
+            ModelError::Io {
+                file: file.clone(),
+                message: e.to_string(),
+            }
+        })?;
+    let tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| ModelError::Tokenizer {
         file: file.clone(),
         message: e.to_string(),
     })?;
     let cfg_path = folder.join("tokenizer_config.json");
-    let config = if cfg_path.is_file() {
+    let config = if cfg_path.exists() {
         let cfile = cfg_path.display().to_string();
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::Io {
-            file: cfile.clone(),
-            message: e.to_string(),
-        })?;
+        let text = crate::safe_fs::read_text_limited(&cfg_path, crate::safe_fs::JSON_LIMIT)
+            .map_err(|e| ModelError::Io {
+                file: cfile.clone(),
+                message: e.to_string(),
+            })?;
         let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
             file: cfile,
             message: format!("invalid JSON: {e}"),

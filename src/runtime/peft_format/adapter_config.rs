@@ -69,6 +69,13 @@ pub struct AdapterConfig {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+/// `LoraConfig().to_dict()` of the PEFT version whose format peftc writes (PEFT 0.21.2, made by
+/// `tests/parity/make_peft_format_fixtures.py`), without `peft_version`.
+const LORA_DEFAULTS: &str = include_str!("lora_defaults.json");
+
+/// The head names PEFT adds to `modules_to_save` for sequence classification.
+const SEQ_CLS_HEADS: [&str; 2] = ["classifier", "score"];
+
 fn lora_type() -> String {
     "LORA".into()
 }
@@ -100,7 +107,8 @@ impl AdapterConfig {
     /// Reads `<dir>/adapter_config.json`.
     pub fn read(dir: &Path) -> Result<Self, PeftFormatError> {
         let path = dir.join("adapter_config.json");
-        let text = std::fs::read_to_string(&path).map_err(PeftFormatError::io(&path))?;
+        let text = crate::safe_fs::read_text_limited(&path, crate::safe_fs::JSON_LIMIT)
+            .map_err(PeftFormatError::io(&path))?;
         let cfg: Self = serde_json::from_str(&text).map_err(|e| PeftFormatError::Config {
             file: path.display().to_string(),
             message: e.to_string(),
@@ -124,8 +132,9 @@ impl AdapterConfig {
     }
 
     /// The config PEFT would write for adapter `name` of `model` declared by `lora`: the
-    /// adapted paths (PEFT saves `all-linear` expanded) and `fan_in_fan_out` (GPT-2 `Conv1D`)
-    /// come from the model's layers.
+    /// adapted paths (PEFT saves `all-linear` expanded, by the paths of the class it wraps) and
+    /// `fan_in_fan_out` (GPT-2 `Conv1D`) come from the model's layers. For `SEQ_CLS`, PEFT adds
+    /// the head names `classifier` and `score` to `modules_to_save`; so does this.
     pub fn from_model(
         model: &dyn AdaptableModel,
         name: &str,
@@ -138,13 +147,48 @@ impl AdapterConfig {
             .into_iter()
             .filter(|l| l.adapter(name).is_some())
             .collect();
-        let adapted: Vec<String> = layers.iter().map(|l| l.path.clone()).collect();
+        let adapted: Vec<String> = layers.iter().map(|l| model.peft_path(&l.path)).collect();
         let layout = if layers.iter().any(|l| l.conv1d_layout()) {
             WeightLayout::Conv1D
         } else {
             WeightLayout::Linear
         };
-        Self::from_lora(lora, base_model, task_type, &adapted, layout)
+        let mut config = Self::from_lora(lora, base_model, task_type, &adapted, layout);
+        if task_type == "SEQ_CLS" {
+            let mut keep: Vec<String> = config
+                .modules_to_save
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| !SEQ_CLS_HEADS.contains(&m.as_str()))
+                .collect();
+            keep.extend(SEQ_CLS_HEADS.iter().map(|s| s.to_string()));
+            config.modules_to_save = Some(keep);
+        }
+        config
+    }
+
+    /// The JSON PEFT writes: every field of PEFT's `LoraConfig` (its defaults where peftc sets
+    /// nothing), keys sorted, integral `lora_alpha` as an integer. `peft_version` is left out
+    /// (PEFT fills it in on load); fields read from a PEFT file are kept.
+    pub fn to_json(&self) -> Result<serde_json::Value, PeftFormatError> {
+        let err = |e: serde_json::Error| PeftFormatError::Config {
+            file: "adapter_config.json".into(),
+            message: e.to_string(),
+        };
+        let mut out: BTreeMap<String, serde_json::Value> =
+            serde_json::from_str(LORA_DEFAULTS).map_err(err)?;
+        let ours = serde_json::to_value(self).map_err(err)?;
+        if let serde_json::Value::Object(map) = ours {
+            out.extend(map);
+        }
+        if self.lora_alpha.fract() == 0.0 && self.lora_alpha.abs() < 1e15 {
+            out.insert(
+                "lora_alpha".into(),
+                serde_json::json!(self.lora_alpha as i64),
+            );
+        }
+        Ok(serde_json::Value::Object(out.into_iter().collect()))
     }
 
     /// The config PEFT would write for `lora`, with the adapted layer paths (used for
@@ -170,6 +214,7 @@ impl AdapterConfig {
             LoraInit::KaimingUniform | LoraInit::RandomBoth { .. } => serde_json::json!(true),
             LoraInit::Gaussian => serde_json::json!("gaussian"),
             LoraInit::Pissa => serde_json::json!("pissa"),
+            LoraInit::Olora => serde_json::json!("olora"),
         };
         Self {
             peft_type: lora_type(),
@@ -178,7 +223,13 @@ impl AdapterConfig {
             revision: None,
             r: lora.spec.r,
             lora_alpha: lora.spec.alpha,
-            lora_dropout: f64::from(lora.spec.dropout),
+            // The f32 as written (0.05, not 0.05000000074505806).
+            lora_dropout: lora
+                .spec
+                .dropout
+                .to_string()
+                .parse()
+                .unwrap_or(f64::from(lora.spec.dropout)),
             target_modules: Some(target_modules),
             exclude_modules: if lora.exclude_modules.is_empty() {
                 None
@@ -247,6 +298,7 @@ impl AdapterConfig {
         let init = match self.init_lora_weights.as_str() {
             Some("gaussian") => LoraInit::Gaussian,
             Some(s) if s.starts_with("pissa") => LoraInit::Pissa,
+            Some("olora") => LoraInit::Olora,
             _ => LoraInit::KaimingUniform,
         };
         let layers_to_transform = match &self.layers_to_transform {

@@ -76,15 +76,19 @@ impl Lineage {
                 .collect();
             entries.sort();
             for p in entries {
-                let bytes = std::fs::read(&p).map_err(PeftFormatError::io(&p))?;
+                let (file, _) =
+                    crate::safe_fs::open_regular(&p).map_err(PeftFormatError::io(&p))?;
+                let mut hasher = blake3::Hasher::new();
+                let bytes = std::io::copy(&mut std::io::BufReader::new(file), &mut hasher)
+                    .map_err(PeftFormatError::io(&p))?;
                 files.push(FileHash {
                     path: p
                         .file_name()
                         .and_then(|n| n.to_str())
                         .unwrap_or_default()
                         .to_string(),
-                    blake3: blake3::hash(&bytes).to_hex().to_string(),
-                    bytes: bytes.len() as u64,
+                    blake3: hasher.finalize().to_hex().to_string(),
+                    bytes,
                 });
             }
         }
@@ -112,7 +116,8 @@ impl Lineage {
     /// Reads `<dir>/peftc.lineage.json`.
     pub fn read(dir: &Path) -> Result<Self, PeftFormatError> {
         let path = dir.join(LINEAGE_FILE);
-        let text = std::fs::read_to_string(&path).map_err(PeftFormatError::io(&path))?;
+        let text = crate::safe_fs::read_text_limited(&path, crate::safe_fs::JSON_LIMIT)
+            .map_err(PeftFormatError::io(&path))?;
         serde_json::from_str(&text).map_err(|e| PeftFormatError::Config {
             file: path.display().to_string(),
             message: e.to_string(),

@@ -1,5 +1,8 @@
 //! Saving one adapter of a model as a PEFT folder: `adapter_config.json`,
 //! `adapter_model.safetensors` (PEFT's saved key names, f32) and `peftc.lineage.json`.
+//!
+//! Keys name each layer by its path in the Hugging Face class PEFT wraps for the model's task
+//! ([`AdaptableModel::peft_path`]), so the file loads in PEFT with no missing or unexpected key.
 
 use crate::runtime::model_api::AdaptableModel;
 use crate::runtime::peft_format::adapter_config::AdapterConfig;
@@ -21,7 +24,7 @@ pub fn save_adapter(
     std::fs::create_dir_all(dir).map_err(PeftFormatError::io(dir))?;
     let mut tensors = Vec::new();
     for layer in model.linears() {
-        for (key, var) in layer.named_vars(name) {
+        for (key, var) in layer.named_vars_at(name, &model.peft_path(&layer.path)) {
             let t = var
                 .as_tensor()
                 .to_dtype(DType::F32)
@@ -36,10 +39,7 @@ pub fn save_adapter(
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     write_safetensors(&dir.join("adapter_model.safetensors"), &tensors)?;
-    let cfg_json = serde_json::to_value(config).map_err(|e| PeftFormatError::Config {
-        file: dir.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let cfg_json = config.to_json()?;
     write_json(&dir.join("adapter_config.json"), &cfg_json)?;
     let mut lineage = lineage.clone();
     lineage.adapter_config = cfg_json;

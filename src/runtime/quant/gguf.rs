@@ -24,7 +24,7 @@ pub struct GgufWeights {
 impl GgufWeights {
     /// Reads the header of `path`.
     pub fn open(path: &Path) -> Result<Self, QuantError> {
-        let mut f = std::fs::File::open(path).map_err(|source| QuantError::Io {
+        let (mut f, _) = crate::safe_fs::open_regular(path).map_err(|source| QuantError::Io {
             path: path.to_path_buf(),
             source,
         })?;
@@ -59,10 +59,11 @@ impl GgufWeights {
     }
 
     fn read(&self, name: &str) -> Result<QTensor, QuantError> {
-        let mut f = std::fs::File::open(&self.path).map_err(|source| QuantError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+        let (mut f, _) =
+            crate::safe_fs::open_regular(&self.path).map_err(|source| QuantError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
         self.content
             .tensor(&mut f, name, &Device::Cpu)
             .map_err(QuantError::candle(name))

@@ -9,6 +9,11 @@ use std::io::Write;
 pub trait Progress {
     /// After optimizer step `step` (1-based) of `total`.
     fn on_step(&mut self, step: u64, total: u64, loss: f64, tokens_per_s: f64);
+    /// When the loop continues from the checkpoint in `checkpoint`, written after step `step`
+    /// of `total`, before any further step.
+    fn on_resume(&mut self, step: u64, total: u64, checkpoint: &std::path::Path) {
+        let _ = (step, total, checkpoint);
+    }
     /// When the loop ends (normally or not).
     fn on_finish(&mut self) {}
 }

@@ -179,7 +179,8 @@ impl Loop<'_> {
         Ok(Some(dir))
     }
 
-    fn resume(&mut self) -> Result<Option<(u64, Cursor, u64)>, TrainError> {
+    /// Loads the newest checkpoint: (step, cursor, tokens seen, its folder).
+    fn resume(&mut self) -> Result<Option<(u64, Cursor, u64, PathBuf)>, TrainError> {
         let Some(root) = &self.ckpt_root else {
             return Ok(None);
         };
@@ -228,7 +229,12 @@ impl Loop<'_> {
         }
         self.optimizer.load_state(&ck.optimizer).map_err(bad)?;
         dropout::restore(&ck.state.rng).map_err(bad)?;
-        Ok(Some((ck.state.step, ck.state.cursor, ck.state.tokens_seen)))
+        Ok(Some((
+            ck.state.step,
+            ck.state.cursor,
+            ck.state.tokens_seen,
+            ck.dir,
+        )))
     }
 }
 
@@ -297,7 +303,8 @@ pub fn train(
     match run.resume {
         Resume::IfPresent => {
             let _s = tracing::info_span!("resume").entered();
-            if let Some((s, c, t)) = lp.resume()? {
+            if let Some((s, c, t, dir)) = lp.resume()? {
+                run.progress.on_resume(s, lp.plan.total_steps, &dir);
                 step = s;
                 cursor = c;
                 tokens_seen = t;

@@ -4,7 +4,7 @@
 //! Must not tokenize; must not read files.
 
 mod builtin;
-mod chat_template;
+pub mod chat_template;
 mod custom;
 
 use std::ops::Range;

@@ -1,5 +1,6 @@
 //! CSV and TSV with a header row, streamed record by record. Every cell is a string; locations
-//! are the line where the record starts.
+//! are the line where the record starts. A record that is not UTF-8 is a row error at its line;
+//! the `csv` reader drops a UTF-8 byte order mark before the header.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -11,8 +12,8 @@ use crate::runtime::data::error::{DataError, RowIndex, RowLocation};
 
 pub(super) fn rows(open: PathBuf, file: PathBuf, delimiter: u8) -> Rows {
     let format = if delimiter == b'\t' { "TSV" } else { "CSV" };
-    let f = match File::open(&open) {
-        Ok(f) => f,
+    let f: File = match crate::safe_fs::open_regular(&open) {
+        Ok((f, _)) => f,
         Err(e) => return failed(DataError::io(file, e)),
     };
     let mut reader = csv::ReaderBuilder::new()

@@ -1,24 +1,49 @@
 //! JSON: one array of objects per file. The file is parsed whole (JSON arrays cannot be streamed
-//! cheaply): use JSONL for large data. Locations are element numbers, 1-based.
+//! cheaply): use JSONL for large data. Locations are element numbers, 1-based. A UTF-8 byte
+//! order mark is dropped; a file that is not UTF-8 fails whole, naming the line of the first
+//! bad byte.
 
 use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::jsonl::kind_of;
+use super::jsonl::{kind_of, strip_bom, utf8_message};
 use super::{failed, Rows, SourceRow};
 use crate::runtime::data::error::{DataError, RowIndex, RowLocation};
 
 pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
-    let text = match std::fs::read_to_string(&open) {
-        Ok(t) => t,
+    let bytes = match crate::safe_fs::read_limited(&open, u64::MAX - 1) {
+        Ok(b) => b,
         Err(e) => return failed(DataError::io(file, e)),
+    };
+    let bytes = strip_bom(&bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let before = &bytes[..e.valid_up_to()];
+            let line = before.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+            let start = before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            return failed(DataError::NotUtf8 {
+                at: RowLocation {
+                    file,
+                    at: RowIndex::Line(line),
+                },
+                format: "JSON",
+                message: utf8_message(
+                    bytes.get(e.valid_up_to()).copied().unwrap_or_default(),
+                    e.valid_up_to() - start + 1,
+                ),
+            });
+        }
     };
     let whole = RowLocation {
         file: file.clone(),
         at: RowIndex::File,
     };
-    let items = match serde_json::from_str::<Value>(&text) {
+    let items = match serde_json::from_str::<Value>(text) {
         Ok(Value::Array(items)) => items,
         Ok(other) => {
             return failed(DataError::Malformed {

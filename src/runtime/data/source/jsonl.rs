@@ -1,5 +1,6 @@
 //! JSONL: one JSON object per line, read line by line (blank lines are skipped). Never holds
-//! more than one line.
+//! more than one line. A line that is not UTF-8 is a row error at its line; a UTF-8 byte order
+//! mark at the start of the file is dropped.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -9,15 +10,15 @@ use super::{failed, Rows, SourceRow};
 use crate::runtime::data::error::{DataError, RowIndex, RowLocation};
 
 pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
-    let f = match File::open(&open) {
-        Ok(f) => f,
+    let f = match crate::safe_fs::open_regular(&open) {
+        Ok((f, _)) => f,
         Err(e) => return failed(DataError::io(file, e)),
     };
     Box::new(JsonlRows {
         reader: BufReader::with_capacity(1 << 16, f),
         file,
         line: 0,
-        buf: String::new(),
+        buf: Vec::new(),
         done: false,
     })
 }
@@ -26,7 +27,7 @@ struct JsonlRows {
     reader: BufReader<File>,
     file: PathBuf,
     line: u64,
-    buf: String,
+    buf: Vec<u8>,
     done: bool,
 }
 
@@ -36,18 +37,31 @@ impl Iterator for JsonlRows {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             self.buf.clear();
-            match self.reader.read_line(&mut self.buf) {
+            match self.reader.read_until(b'\n', &mut self.buf) {
                 Ok(0) => self.done = true,
                 Ok(_) => {
                     self.line += 1;
-                    let text = self.buf.trim();
-                    if text.is_empty() {
-                        continue;
-                    }
                     let at = RowLocation {
                         file: self.file.clone(),
                         at: RowIndex::Line(self.line),
                     };
+                    let bytes = match self.line {
+                        1 => strip_bom(&self.buf),
+                        _ => &self.buf,
+                    };
+                    let text = match std::str::from_utf8(bytes) {
+                        Ok(t) => t.trim(),
+                        Err(e) => {
+                            return Some(Err(DataError::Malformed {
+                                at,
+                                format: "JSONL",
+                                message: invalid_utf8(bytes, &e),
+                            }))
+                        }
+                    };
+                    if text.is_empty() {
+                        continue;
+                    }
                     return Some(match serde_json::from_str(text) {
                         Ok(value @ serde_json::Value::Object(_)) => Ok(SourceRow { at, value }),
                         Ok(other) => Err(DataError::Malformed {
@@ -71,6 +85,23 @@ impl Iterator for JsonlRows {
         }
         None
     }
+}
+
+/// `bytes` without a leading UTF-8 byte order mark.
+pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+/// What is wrong with a line that is not UTF-8, for messages: the column (1-based, in bytes) and
+/// the offending byte.
+pub(crate) fn invalid_utf8(line: &[u8], e: &std::str::Utf8Error) -> String {
+    let at = e.valid_up_to();
+    utf8_message(line.get(at).copied().unwrap_or_default(), at + 1)
+}
+
+/// The message for a byte that is not UTF-8 at `column` (1-based, in bytes) of its line.
+pub(crate) fn utf8_message(byte: u8, column: usize) -> String {
+    format!("invalid UTF-8 (byte 0x{byte:02X} at column {column}); data files must be UTF-8")
 }
 
 /// A JSON value's type in words, for messages.

@@ -50,7 +50,8 @@ pub fn resolve_paths(
                 .filter_map(Result::ok)
                 .filter(|p| p.is_file())
                 .collect()
-        } else if full.is_file() {
+        } else if full.exists() {
+            // Not only regular files: the reader names a FIFO or a device instead of hanging.
             vec![full]
         } else {
             Vec::new()

@@ -10,8 +10,8 @@ use super::{failed, Rows, SourceRow};
 use crate::runtime::data::error::{DataError, RowIndex, RowLocation};
 
 pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
-    let f = match File::open(&open) {
-        Ok(f) => f,
+    let f: File = match crate::safe_fs::open_regular(&open) {
+        Ok((f, _)) => f,
         Err(e) => return failed(DataError::io(file, e)),
     };
     let malformed = |file: &PathBuf, row: u64, message: String| DataError::Malformed {

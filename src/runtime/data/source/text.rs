@@ -1,44 +1,83 @@
-//! Plain text: each non-empty line, or each whole file, becomes a row `{"text": ...}`.
+//! Plain text: each non-empty line, or each whole file, becomes a row `{"text": ...}`. A line
+//! (or file) that is not UTF-8 is a row error naming its line; a UTF-8 byte order mark at the
+//! start of a file is dropped.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
+use super::jsonl::{invalid_utf8, strip_bom, utf8_message};
 use super::{failed, Rows, SourceRow};
 use crate::runtime::data::error::{DataError, RowIndex, RowLocation};
 use crate::runtime::data::spec::TextUnit;
 
 pub(super) fn rows(open: PathBuf, file: PathBuf, unit: TextUnit) -> Rows {
-    match unit {
-        TextUnit::File => match std::fs::read_to_string(&open) {
-            Ok(text) => Box::new(std::iter::once(Ok(SourceRow {
-                at: RowLocation {
-                    file,
-                    at: RowIndex::File,
-                },
-                value: json!({ "text": text }),
-            }))),
-            Err(e) => failed(DataError::io(file, e)),
+    let f = match crate::safe_fs::open_regular(&open) {
+        Ok((f, _)) => f,
+        Err(e) => return failed(DataError::io(file, e)),
+    };
+    let malformed = |file: &PathBuf, line: u64, message: String| DataError::Malformed {
+        at: RowLocation {
+            file: file.clone(),
+            at: RowIndex::Line(line),
         },
+        format: "text",
+        message,
+    };
+    match unit {
+        TextUnit::File => {
+            let mut bytes = Vec::new();
+            if let Err(e) = BufReader::new(f).read_to_end(&mut bytes) {
+                return failed(DataError::io(file, e));
+            }
+            let bytes = strip_bom(&bytes);
+            match std::str::from_utf8(bytes) {
+                Ok(text) => Box::new(std::iter::once(Ok(SourceRow {
+                    at: RowLocation {
+                        file,
+                        at: RowIndex::File,
+                    },
+                    value: json!({ "text": text }),
+                }))),
+                Err(e) => {
+                    let before = &bytes[..e.valid_up_to()];
+                    let line = before.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+                    let start = before
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |i| i + 1);
+                    let message = utf8_message(
+                        bytes.get(e.valid_up_to()).copied().unwrap_or_default(),
+                        e.valid_up_to() - start + 1,
+                    );
+                    failed(malformed(&file, line, message))
+                }
+            }
+        }
         TextUnit::Line => {
-            let f = match File::open(&open) {
-                Ok(f) => f,
-                Err(e) => return failed(DataError::io(file, e)),
-            };
             let mut reader = BufReader::with_capacity(1 << 16, f);
-            let mut buf = String::new();
+            let mut buf = Vec::new();
             let mut line = 0u64;
             let mut done = false;
             Box::new(std::iter::from_fn(move || {
                 while !done {
                     buf.clear();
-                    match reader.read_line(&mut buf) {
+                    match reader.read_until(b'\n', &mut buf) {
                         Ok(0) => done = true,
                         Ok(_) => {
                             line += 1;
-                            let text = buf.trim_end_matches(['\n', '\r']);
+                            let bytes = if line == 1 { strip_bom(&buf) } else { &buf };
+                            let text = match std::str::from_utf8(bytes) {
+                                Ok(t) => t.trim_end_matches(['\n', '\r']),
+                                Err(e) => {
+                                    return Some(Err(malformed(
+                                        &file,
+                                        line,
+                                        invalid_utf8(bytes, &e),
+                                    )))
+                                }
+                            };
                             if text.trim().is_empty() {
                                 continue;
                             }
