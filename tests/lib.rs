@@ -12,5 +12,6 @@ mod runtime_bert;
 mod runtime_models;
 mod scripts;
 mod serve;
+mod slurm;
 mod train;
 mod watch;

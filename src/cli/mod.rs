@@ -11,6 +11,8 @@ pub mod pipeline;
 pub mod plan;
 pub mod run;
 pub mod serve;
+pub mod slurm;
+pub mod stage_run;
 pub mod watch;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +49,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Re-check on every save of the pipeline, its imports, data and local models; re-run what changed.
     Watch(watch::WatchArgs),
+    /// Run one stage whose inputs are cached: the entry point of a batch job.
+    #[command(hide = true)]
+    StageRun(stage_run::StageRunArgs),
 }
 
 /// Entry point of the binary.
@@ -63,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Lsp(a) => lsp::run(&a),
         Command::Serve(a) => serve::run(&a),
         Command::Watch(args) => watch::run(args),
+        Command::StageRun(a) => stage_run::run(&a),
     }
 }
 

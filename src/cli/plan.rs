@@ -1,7 +1,10 @@
-//! `peftc plan FILE [--format text|json] [--dot]`: the stages a run would execute, each cached or
-//! to run and why, with the checker's figures. Runs nothing. Exit 0, 1 errors, 2 I/O.
+//! `peftc plan FILE [--format text|json] [--dot] [--executor slurm]`: the stages a run would
+//! execute, each cached or to run and why, with the checker's figures; with `--executor slurm`,
+//! the `sbatch` lines a run would submit (a dry run, as a shell script). Runs nothing. Exit 0,
+//! 1 errors, 2 I/O.
 
 use super::pipeline::{cache_dir, checked_program, lock_path, pipeline_root, Purpose, Unusable};
+use super::slurm::{ExecutorKind, SlurmArgs};
 use crate::exec::{plan_status, Cache, Lockfile, StatusConfig};
 use crate::plan::{lower, render};
 use clap::{Args, ValueEnum};
@@ -28,6 +31,11 @@ pub struct PlanArgs {
     /// Cache folder (default `.peft/` next to the pipeline).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Device the run would use (for `--executor slurm`: which jobs ask for a GPU).
+    #[arg(long, env = "PEFTC_DEVICE", default_value = "cpu")]
+    pub device: String,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
 }
 
 pub fn run(args: &PlanArgs) -> ExitCode {
@@ -50,7 +58,8 @@ pub fn run(args: &PlanArgs) -> ExitCode {
 
 fn show(args: &PlanArgs, program: &crate::check::Program) -> anyhow::Result<()> {
     let plan = lower::lower(program, &Default::default())?;
-    let cache = Cache::open(cache_dir(&args.file, args.cache_dir.as_deref()))?;
+    let cache_folder = cache_dir(&args.file, args.cache_dir.as_deref());
+    let cache = Cache::open(&cache_folder)?;
     let previous = Lockfile::read(&lock_path(&args.file))?;
     let config = StatusConfig {
         root: pipeline_root(&args.file),
@@ -58,6 +67,18 @@ fn show(args: &PlanArgs, program: &crate::check::Program) -> anyhow::Result<()> 
         ..Default::default()
     };
     let status = plan_status(&plan, &cache, &config)?;
+    if args.slurm.executor == ExecutorKind::Slurm {
+        let slurm = args.slurm.config(
+            &args.file,
+            &cache_folder,
+            &args.device,
+            program,
+            &plan,
+            &Default::default(),
+        )?;
+        print!("{}", sbatch_script(&plan, &status, &slurm));
+        return Ok(());
+    }
     let out = if args.dot {
         render::dot(&plan, &status)
     } else {
@@ -99,6 +120,40 @@ fn data_summaries(
             continue;
         };
         out.push_str(&format!("\ndata of {}:\n{summary}", stage.name));
+    }
+    out
+}
+
+/// The dry run of `--executor slurm`: the `sbatch` lines a run would submit now, as a shell
+/// script (each job's id in `jN`, dependants naming it in `--dependency=afterok:$jN`).
+fn sbatch_script(
+    plan: &crate::plan::Plan,
+    status: &crate::plan::PlanStatus,
+    config: &crate::exec::SlurmConfig,
+) -> String {
+    let executor = crate::exec::SlurmExecutor::new(config.clone());
+    let subs = crate::exec::batch::batch_submissions(plan, status);
+    let cached = status
+        .stages
+        .iter()
+        .filter(|s| s.state == crate::plan::StageState::Cached)
+        .count();
+    let mut out = format!(
+        "# peftc run --executor slurm would submit {} job(s); {cached} stage(s) cached, not submitted\n",
+        subs.len()
+    );
+    let mut vars = std::collections::BTreeMap::new();
+    for (n, (i, parents)) in subs.iter().enumerate() {
+        let stage = &plan.stages()[*i];
+        let var = format!("j{}", n + 1);
+        let after: Vec<String> = parents
+            .iter()
+            .filter_map(|p| vars.get(p).map(|v| format!("${v}")))
+            .collect();
+        out.push_str(&format!("# {}\n", stage.name));
+        out.push_str(&executor.dry_run_line(&var, stage, &after));
+        out.push('\n');
+        vars.insert(*i, var);
     }
     out
 }

@@ -1,10 +1,13 @@
-//! `peftc run FILE [--only STAGE] [--force STAGE] [--device D]`: checks the pipeline, plans it,
-//! runs the stages that are not cached (independent ones concurrently), updates `peftc.lock`, and
-//! escalates `escalate [...]` values while a gate downstream fails. Ctrl-C stops stages at safe
+//! `peftc run FILE [--only STAGE] [--force STAGE] [--device D] [--executor local|slurm]`: checks
+//! the pipeline, plans it, runs the stages that are not cached (independent ones concurrently, in
+//! this process or as Slurm jobs), updates `peftc.lock`, and escalates `escalate [...]` values
+//! while a gate downstream fails (on Slurm: the next value's jobs are submitted after the gate of
+//! the previous value failed). Ctrl-C stops stages at safe
 //! points and keeps checkpoints. Exit 0 success, 1 errors or a failed stage, 2 usage or I/O,
 //! 3 a gate failed, 130 cancelled.
 
 use super::pipeline::{cache_dir, checked_program, lock_path, pipeline_root, Purpose, Unusable};
+use super::slurm::{ExecutorKind, SlurmArgs};
 use crate::check::hir::{Program, SearchMode};
 use crate::exec::progress::stderr_reporter;
 use crate::exec::{
@@ -37,6 +40,8 @@ pub struct RunArgs {
     /// Cache folder (default `.peft/` next to the pipeline).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub slurm: SlurmArgs,
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
@@ -60,8 +65,16 @@ pub fn run(args: &RunArgs) -> ExitCode {
 fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
     // Stages read the device from the environment, like a user setting PEFTC_DEVICE.
     std::env::set_var("PEFTC_DEVICE", &args.device);
-    crate::stages::device()?;
-    let cache = Cache::open(cache_dir(&args.file, args.cache_dir.as_deref()))?;
+    let slurm = args.slurm.executor == ExecutorKind::Slurm;
+    if slurm {
+        if !crate::exec::slurm::slurm_available() {
+            anyhow::bail!("--executor slurm: sbatch, squeue and scancel are not on PATH");
+        }
+    } else {
+        crate::stages::device()?;
+    }
+    let cache_folder = cache_dir(&args.file, args.cache_dir.as_deref());
+    let cache = Cache::open(&cache_folder)?;
     let cancel = CancelFlag::new();
     let _ = install_ctrlc(cancel.clone());
     let env = RunEnv {
@@ -94,7 +107,20 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
             eprintln!("{}: nothing was run", args.file.display());
             return Ok(1);
         }
-        let mut report = crate::exec::run(&plan, &cache, &config, &executor)?;
+        let mut report = if slurm {
+            let slurm_config = args.slurm.config(
+                &args.file,
+                &cache_folder,
+                &args.device,
+                program,
+                &plan,
+                &escalation,
+            )?;
+            let batch = crate::exec::SlurmExecutor::new(slurm_config);
+            crate::exec::run_batch(&plan, &cache, &config, &batch)?
+        } else {
+            crate::exec::run(&plan, &cache, &config, &executor)?
+        };
         for line in publish_all(&plan, &mut report, cache.hasher()) {
             eprintln!("{line}");
         }

@@ -466,7 +466,7 @@ impl Reporter for LineReporter {
             StageEvent::WaitingForLock => "waiting for another run".to_owned(),
             StageEvent::Cached => "cached".to_owned(),
             StageEvent::Running => "running".to_owned(),
-            StageEvent::Progress { .. } => return,
+            StageEvent::Progress { .. } | StageEvent::Submitted { .. } => return,
             StageEvent::Done { seconds } => format!("ran ({seconds:.2}s)"),
             StageEvent::Failed { error } => format!("failed: {error}"),
             StageEvent::GateFailed { message } => format!("gate failed: {message}"),

@@ -2,9 +2,13 @@
 //! pipeline). Layout:
 //! - `entries/<key>/manifest.json` + `entries/<key>/out/...`: one folder per stage key, written
 //!   into `tmp/` and renamed into place, verified against its manifest on every read;
-//! - `locks/<key>.lock`: per-entry cross-process locks (`File::lock`), held while a run checks,
-//!   builds and publishes that entry, so two runs never build one key twice;
-//! - `cache.lock`: shared by runs, exclusive for `gc` / `rm`;
+//! - `locks/<key>.lock`: per-entry cross-process locks, held while a run checks, builds and
+//!   publishes that entry, so two runs never build one key twice;
+//! - `locks/cache.lock.*`: shared by runs, exclusive for `gc` / `rm`.
+//!
+//! Locks are lock files ([`super::nfslock`]: atomic `link` creation, holder host + pid,
+//! heartbeat, stale-lock breaking), not `flock`, so they hold between machines sharing the cache
+//! folder over NFS; entries are published by `rename`, atomic on NFS as on a local disk.
 //! - `logs/`, `checkpoints/<key>/`, `stat-cache.json`.
 //!
 //! It must never hand out an entry that failed verification.
@@ -13,11 +17,11 @@ use super::atomic::{unique_suffix, write_atomic};
 use super::error::{ExecError, Result};
 use super::hasher::{hash_contents, FileHasher};
 use super::manifest::{output_digest, FileRecord, GateFailure, Manifest, MANIFEST_FORMAT};
+use super::nfslock;
 use super::outcome::CancelFlag;
 use crate::plan::{Digest, StageKey};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -50,7 +54,7 @@ pub enum Lookup {
 /// A held lock (entry or whole cache); released on drop.
 #[derive(Debug)]
 pub struct LockGuard {
-    _file: File,
+    _held: Box<dyn std::fmt::Debug + Send + Sync>,
 }
 
 /// A temporary folder for a stage's outputs, removed on drop unless committed.
@@ -152,26 +156,23 @@ impl Cache {
     }
 
     /// A shared lock on the whole cache (held by runs; excludes `gc`/`rm`).
-    // `File::lock` is stable since Rust 1.89; the crate's `rust-version` (1.85) predates it.
     pub fn lock_shared(&self) -> Result<LockGuard> {
-        let path = self.root.join("cache.lock");
-        let file = open_lock(&path)?;
-        file.lock_shared().map_err(ExecError::io("lock", &path))?;
-        Ok(LockGuard { _file: file })
+        let guard = nfslock::lock_shared(&self.root.join("locks").join("cache.lock"))?;
+        Ok(LockGuard {
+            _held: Box::new(guard),
+        })
     }
 
     /// An exclusive lock on the whole cache (for `gc`/`rm`; waits for runs to finish).
-    // `File::lock` is stable since Rust 1.89; the crate's `rust-version` (1.85) predates it.
     pub fn lock_exclusive(&self) -> Result<LockGuard> {
-        let path = self.root.join("cache.lock");
-        let file = open_lock(&path)?;
-        file.lock().map_err(ExecError::io("lock", &path))?;
-        Ok(LockGuard { _file: file })
+        let guard = nfslock::lock_exclusive(&self.root.join("locks").join("cache.lock"))?;
+        Ok(LockGuard {
+            _held: Box::new(guard),
+        })
     }
 
     /// The lock of one entry. Polls so that a cancel stops the wait: `Ok(None)` when cancelled.
     /// `on_wait` is called once if another process or thread holds it.
-    // `File::lock` is stable since Rust 1.89; the crate's `rust-version` (1.85) predates it.
     pub fn lock_entry(
         &self,
         key: &Digest,
@@ -179,23 +180,11 @@ impl Cache {
         on_wait: impl FnOnce(),
     ) -> Result<Option<LockGuard>> {
         let path = self.root.join("locks").join(format!("{key}.lock"));
-        let file = open_lock(&path)?;
-        let mut on_wait = Some(on_wait);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(Some(LockGuard { _file: file })),
-                Err(TryLockError::WouldBlock) => {
-                    if let Some(f) = on_wait.take() {
-                        f();
-                    }
-                    if cancel.is_cancelled() {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(Duration::from_millis(15));
-                }
-                Err(TryLockError::Error(e)) => return Err(ExecError::io("lock", path)(e)),
-            }
-        }
+        Ok(
+            nfslock::lock(&path, cancel, on_wait)?.map(|held| LockGuard {
+                _held: Box::new(held),
+            }),
+        )
     }
 
     /// Looks `key` up and verifies the entry (manifest, file list, sizes, hashes, output digest).
@@ -435,15 +424,6 @@ impl Cache {
         std::fs::rename(&dir, &trash).map_err(ExecError::io("move aside", &dir))?;
         std::fs::remove_dir_all(&trash).map_err(ExecError::io("remove", &trash))
     }
-}
-
-fn open_lock(path: &Path) -> Result<File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(ExecError::io("open lock file", path))
 }
 
 /// Relative paths (with `/`) of the files under `dir`; a missing `dir` lists nothing.

@@ -1,6 +1,7 @@
 //! The execution engine: a content-addressed stage cache, a stat-cached file hasher, the
 //! `peftc.lock` lockfile with drift detection, the scheduler that runs a [`crate::plan::Plan`]
-//! through a caller-supplied stage executor, progress, run reports and file watching.
+//! through a caller-supplied stage executor (in-process threads, [`run`]) or a job system
+//! ([`run_batch`] with [`SlurmExecutor`]), progress, run reports and file watching.
 //!
 //! It is generic over stage kinds: what a stage *does* is the executor's business
 //! (`Fn(&Stage, &StageContext) -> anyhow::Result<StageOutcome>`). It must not know tensor math.
@@ -36,23 +37,27 @@
 //! ```
 
 mod atomic;
+pub mod batch;
 pub mod cache;
 mod error;
 pub mod hasher;
 pub mod lineage;
 pub mod lockfile;
 pub mod manifest;
+pub mod nfslock;
 mod outcome;
 pub mod progress;
 pub mod report;
 mod report_types;
 pub mod scheduler;
+pub mod slurm;
 mod stage_run;
 mod status;
 mod summary;
 pub mod watch;
 
 pub use atomic::{unique_suffix, write_atomic};
+pub use batch::{run_batch, BatchExecutor, JobId, JobState, Submission};
 pub use cache::{Cache, Entry, GcConfig, Lookup};
 pub use error::{ExecError, Result};
 pub use hasher::FileHasher;
@@ -68,6 +73,7 @@ pub use progress::{
 pub use report::{read_loss_jsonl, write_report, LossPoint, MetricRow, ReportInput};
 pub use report_types::{RunReport, StageReport, StageRun};
 pub use scheduler::{run, RunConfig, StageExecutor};
+pub use slurm::{JobResources, SlurmConfig, SlurmExecutor};
 pub use status::{plan_status, StatusConfig};
 pub use summary::run_summary;
 pub use watch::{FileWatcher, WatchBatch, WatchConfig};

@@ -17,6 +17,8 @@ pub enum StageEvent {
     WaitingForLock,
     /// The stage's result came from the cache.
     Cached,
+    /// The stage was submitted to a job system as job `job` (it runs when the job starts).
+    Submitted { job: String },
     /// The stage started executing.
     Running,
     /// Inner progress: `pos` of `len` (0 = unknown length), with a short message.
@@ -79,6 +81,7 @@ pub fn plain_line(name: &str, event: &StageEvent) -> String {
     match event {
         StageEvent::WaitingForLock => format!("[wait]    {name}: another run is building it"),
         StageEvent::Cached => format!("[cached]  {name}"),
+        StageEvent::Submitted { job } => format!("[submit]  {name}: job {job}"),
         StageEvent::Running => format!("[run]     {name}"),
         StageEvent::Progress { pos, len, message } if *len > 0 => {
             format!("[..]      {name}: {pos}/{len} {message}")
@@ -179,6 +182,7 @@ impl Reporter for TerminalReporter {
                 bar.set_message(message.clone());
             }
             StageEvent::WaitingForLock => bar.set_message("waiting for another run"),
+            StageEvent::Submitted { job } => bar.set_message(format!("queued as job {job}")),
             StageEvent::Warning { message } => {
                 let _ = self.multi.println(format!("warning: {name}: {message}"));
             }

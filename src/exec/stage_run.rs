@@ -60,12 +60,7 @@ impl OneStage<'_> {
         force: bool,
         executor: &dyn StageExecutor,
     ) -> Result<StageReport> {
-        let files: BTreeMap<String, PathBuf> = self
-            .stage
-            .files
-            .iter()
-            .map(|(slot, p)| (slot.clone(), resolve(&self.config.root, p)))
-            .collect();
+        let files = stage_files(self.stage, &self.config.root);
         let stage_key = self.key(&inputs, &files)?;
         let key = stage_key.digest();
         let mut report = StageReport::blank(self.stage, StageRun::Cancelled);
@@ -105,15 +100,7 @@ impl OneStage<'_> {
         inputs: &BTreeMap<String, InputArtifact>,
         files: &BTreeMap<String, PathBuf>,
     ) -> Result<StageKey> {
-        let mut file_digests = BTreeMap::new();
-        for (slot, path) in files {
-            file_digests.insert(slot.clone(), self.cache.hasher().hash(path)?);
-        }
-        let input_digests = inputs
-            .iter()
-            .map(|(s, a)| (s.clone(), a.digest.clone()))
-            .collect();
-        Ok(StageKey::new(self.stage, input_digests, file_digests))
+        stage_key(self.stage, self.cache, inputs, files)
     }
 
     /// Executes the stage into a temporary folder and publishes the result.
@@ -211,34 +198,73 @@ impl OneStage<'_> {
     }
 
     /// Fills `report` from a cache entry (used or just made) and reports the final event.
-    fn finish(&self, mut report: StageReport, entry: &Entry, cached: bool) -> StageReport {
-        report.output_digest = Some(entry.manifest.output_digest.clone());
-        report.output = entry.manifest.output.clone();
-        report.gate = entry.manifest.gate.clone();
-        report.out_dir = Some(entry.out_dir.clone());
-        report.state = match (&entry.manifest.gate, cached) {
-            (Some(g), cached) => {
-                self.event(StageEvent::GateFailed {
-                    message: g.message.clone(),
-                });
-                StageRun::GateFailed {
-                    message: g.message.clone(),
-                    cached,
-                }
-            }
-            (None, true) => {
-                self.event(StageEvent::Cached);
-                StageRun::Cached
-            }
-            (None, false) => {
-                self.event(StageEvent::Done {
-                    seconds: report.seconds,
-                });
-                StageRun::Ran
-            }
-        };
-        report
+    fn finish(&self, report: StageReport, entry: &Entry, cached: bool) -> StageReport {
+        finish_report(self.stage, self.config, report, entry, cached)
     }
+}
+
+/// The files of `stage` resolved against the run root.
+pub(crate) fn stage_files(stage: &Stage, root: &Path) -> BTreeMap<String, PathBuf> {
+    stage
+        .files
+        .iter()
+        .map(|(slot, p)| (slot.clone(), resolve(root, p)))
+        .collect()
+}
+
+/// A stage's key record: its config, its inputs' output digests, its files' hashes.
+pub(crate) fn stage_key(
+    stage: &Stage,
+    cache: &Cache,
+    inputs: &BTreeMap<String, InputArtifact>,
+    files: &BTreeMap<String, PathBuf>,
+) -> Result<StageKey> {
+    let mut file_digests = BTreeMap::new();
+    for (slot, path) in files {
+        file_digests.insert(slot.clone(), cache.hasher().hash(path)?);
+    }
+    let input_digests = inputs
+        .iter()
+        .map(|(s, a)| (s.clone(), a.digest.clone()))
+        .collect();
+    Ok(StageKey::new(stage, input_digests, file_digests))
+}
+
+/// Fills `report` from a cache entry (used or just made) and reports the final event.
+pub(crate) fn finish_report(
+    stage: &Stage,
+    config: &RunConfig,
+    mut report: StageReport,
+    entry: &Entry,
+    cached: bool,
+) -> StageReport {
+    let event = |e: StageEvent| config.reporter.event(&stage.id, &stage.name, &e);
+    report.output_digest = Some(entry.manifest.output_digest.clone());
+    report.output = entry.manifest.output.clone();
+    report.gate = entry.manifest.gate.clone();
+    report.out_dir = Some(entry.out_dir.clone());
+    report.state = match (&entry.manifest.gate, cached) {
+        (Some(g), cached) => {
+            event(StageEvent::GateFailed {
+                message: g.message.clone(),
+            });
+            StageRun::GateFailed {
+                message: g.message.clone(),
+                cached,
+            }
+        }
+        (None, true) => {
+            event(StageEvent::Cached);
+            StageRun::Cached
+        }
+        (None, false) => {
+            event(StageEvent::Done {
+                seconds: report.seconds,
+            });
+            StageRun::Ran
+        }
+    };
+    report
 }
 
 /// A `tracing` subscriber writing plain lines to the stage's log file, installed as the
