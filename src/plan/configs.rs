@@ -64,9 +64,13 @@ impl StageKind {
         .find(|k| k.name() == name)
     }
 
-    /// Version of the kind's semantics; part of every key of this kind.
+    /// Version of the kind's semantics; part of every key of this kind. Train 2: `max_steps`
+    /// overrides `epochs` (Hugging Face Trainer) instead of being capped at the epochs' steps.
     pub fn version(self) -> u32 {
-        1
+        match self {
+            StageKind::Train => 2,
+            _ => 1,
+        }
     }
 }
 

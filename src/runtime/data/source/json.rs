@@ -14,11 +14,16 @@ pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
         Ok(t) => t,
         Err(e) => return failed(DataError::io(file, e)),
     };
+    from_text(&text, file)
+}
+
+/// Rows of a JSON array given as text.
+pub(super) fn from_text(text: &str, file: PathBuf) -> Rows {
     let whole = RowLocation {
         file: file.clone(),
         at: RowIndex::File,
     };
-    let items = match serde_json::from_str::<Value>(&text) {
+    let items = match serde_json::from_str::<Value>(text) {
         Ok(Value::Array(items)) => items,
         Ok(other) => {
             return failed(DataError::Malformed {

@@ -13,8 +13,13 @@ pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
         Ok(f) => f,
         Err(e) => return failed(DataError::io(file, e)),
     };
+    from_reader(Box::new(BufReader::with_capacity(1 << 16, f)), file)
+}
+
+/// Rows of JSONL text read from `reader` (a file, or the bytes `peftc check` peeks at).
+pub(super) fn from_reader(reader: Box<dyn BufRead>, file: PathBuf) -> Rows {
     Box::new(JsonlRows {
-        reader: BufReader::with_capacity(1 << 16, f),
+        reader,
         file,
         line: 0,
         buf: String::new(),
@@ -23,7 +28,7 @@ pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
 }
 
 struct JsonlRows {
-    reader: BufReader<File>,
+    reader: Box<dyn BufRead>,
     file: PathBuf,
     line: u64,
     buf: String,
