@@ -16,6 +16,7 @@
 //! ```
 
 mod arch;
+mod args;
 mod config_json;
 mod cx;
 pub mod explain;
@@ -30,6 +31,8 @@ mod lower_eval;
 mod lower_misc;
 mod lower_model;
 mod lower_train;
+mod peek;
+mod relations;
 pub mod render;
 pub mod schema;
 pub mod sources;
@@ -224,6 +227,8 @@ fn build_scope(cx: &mut Cx) {
                             });
                         }
                         None => {
+                            // Reported once here; uses of the name are not reported again.
+                            cx.broken.insert(n.name.clone());
                             let module = target.std_name.clone().unwrap_or_default();
                             let help = suggest::did_you_mean(&n.name, decls.keys().copied())
                                 .unwrap_or_else(|| {

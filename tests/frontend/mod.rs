@@ -5,5 +5,6 @@ mod fuzz;
 mod incremental;
 mod models;
 mod parse;
+mod runtime_errors;
 mod support;
 mod ui;
