@@ -43,6 +43,7 @@ impl Cx<'_> {
             let rows = data_rows(&t.data, &sizes);
             self.train_length(t, rows);
             self.learning_rate(t);
+            self.escalations_go_up(t);
             self.context_length(prog, t);
         }
         for e in &prog.evals {
@@ -252,6 +253,38 @@ impl Cx<'_> {
                 )
                 .with_label("the learning rate never reaches `lr`")
                 .with_help("give the warmup as a share of the run: `warmup = 10%`"),
+            );
+        }
+    }
+
+    /// E1216: an escalation of a capacity (rank, size, epochs, steps) must grow.
+    fn escalations_go_up(&mut self, t: &Train) {
+        for s in &t.searches {
+            let leaf = s.field.rsplit('.').next().unwrap_or(&s.field);
+            if s.mode != SearchMode::Escalate
+                || !["r", "size", "epochs", "max_steps", "alpha"].contains(&leaf)
+            {
+                continue;
+            }
+            if s.values.windows(2).all(|w| w[0] < w[1]) {
+                continue;
+            }
+            let mut sorted = s.values.clone();
+            sorted.sort_by(f64::total_cmp);
+            sorted.dedup();
+            let list: Vec<String> = sorted.iter().map(|v| format!("{v}")).collect();
+            self.emit(
+                Diagnostic::new(
+                    Code::EscalationNotUp,
+                    s.loc.file,
+                    s.loc.span,
+                    format!("this escalation of `{leaf}` does not go up"),
+                )
+                .with_label("a failed gate would retry with less capacity")
+                .with_help(format!(
+                    "order the values from small to large: `{leaf} = escalate [{}]`",
+                    list.join(", ")
+                )),
             );
         }
     }

@@ -88,6 +88,7 @@ codes! {
     AdaptersNotCombinable = "E1213", "adapter kinds that cannot be combined";
     AdapterShapeMismatch = "E1214", "adapter whose shapes do not fit the base";
     SplitTooSmall = "E1215", "split part the data cannot fill";
+    EscalationNotUp = "E1216", "escalation that does not go up";
     UnusedDecl = "W0101", "unused declaration";
     UnusedImport = "W0102", "unused import";
     ShapesUnknown = "W0301", "model shapes unknown";
