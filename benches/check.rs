@@ -1,6 +1,8 @@
 //! Parse + check of generated programs of about 1,000 and 10,000 lines (hundreds of
-//! declarations), to show checking is instant and scales linearly; and the same check after a
-//! one-character edit through a `ParseCache` (what `peftc lsp` and `peftc watch` do); and 2,000
+//! declarations), to show checking is instant and scales linearly; the same check after a
+//! one-character edit through a `ParseCache` (what `peftc lsp` and `peftc watch` do); the
+//! whole `peftc check FILE` process (spawn, read, parse, check with data peeking, render) on the
+//! same programs written to disk, with the model's shape from a stdlib preset; and 2,000
 //! declarations of one real GGUF file (its header is read once per process).
 use criterion::{criterion_group, criterion_main, Criterion};
 use peftc::check::{self, MemoryWorld};
@@ -22,9 +24,51 @@ eval e{i} {{\n  model = t{i}\n  data = d{i}.eval\n  metrics = [loss, perplexity]
     s
 }
 
+/// The rows every generated dataset reads: 100 question/answer pairs (the checker reads them and
+/// sizes each split from them).
+fn rows() -> String {
+    (0..100)
+        .map(|i| format!("{{\"q\":\"What is step {i}?\",\"a\":\"Step {i} of the recipe.\"}}\n"))
+        .collect()
+}
+
+/// `peftc check FILE` as a user runs it, one process per iteration.
+fn whole_process(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
+    std::fs::write(dir.path().join("data/qa.jsonl"), rows()).expect("data");
+    let exe = env!("CARGO_BIN_EXE_peftc");
+    let mut group = c.benchmark_group("whole process");
+    group.sample_size(30);
+    for lines in [1_000usize, 10_000] {
+        let src = program(lines / 34);
+        let file = dir.path().join(format!("p{lines}.peft"));
+        std::fs::write(&file, &src).expect("program");
+        let run = || {
+            std::process::Command::new(exe)
+                .arg("check")
+                .arg(&file)
+                .env("HF_HOME", dir.path().join("hf"))
+                .output()
+                .expect("peftc check")
+        };
+        let out = run();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        group.bench_function(
+            format!("peftc check, {} lines, preset model", src.lines().count()),
+            |b| b.iter(run),
+        );
+    }
+    group.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let mut world = MemoryWorld::new();
-    world.add("/b/data/qa.jsonl", "{}\n");
+    world.add("/b/data/qa.jsonl", rows());
     for lines in [1_000usize, 10_000] {
         let blocks = lines / 34;
         let src = program(blocks);
@@ -79,5 +123,5 @@ fn bench_gguf(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, bench_gguf);
+criterion_group!(benches, bench, whole_process, bench_gguf);
 criterion_main!(benches);

@@ -100,6 +100,8 @@ pub struct Cx<'a> {
     pub broken: HashSet<String>,
     /// Files with syntax errors: unused-declaration warnings are not reported there.
     pub broken_files: HashSet<usize>,
+    /// The first rows of each data file read so far ([`super::peek`]).
+    pub peeked: HashMap<std::path::PathBuf, Option<std::rc::Rc<super::peek::Peeked>>>,
     /// Linear modules of each model shape met so far (hundreds of adapters share a few models).
     linear: Vec<(ModelShape, std::rc::Rc<LinearIndex>)>,
 }
@@ -149,6 +151,7 @@ impl<'a> Cx<'a> {
             used: HashSet::new(),
             broken: HashSet::new(),
             broken_files: HashSet::new(),
+            peeked: HashMap::new(),
             linear: Vec::new(),
         }
     }
@@ -246,12 +249,13 @@ impl<'a> Cx<'a> {
                         file_id(m),
                         name.span,
                         format!(
-                            "`{}` is a {}, but a {what} is expected here",
+                            "`{}` is {}, but {} is expected here",
                             name.name,
-                            d.kind.keyword()
+                            article(d.kind.keyword()),
+                            article(&what)
                         ),
                     )
-                    .with_label(format!("expected a {what}"))
+                    .with_label(format!("expected {}", article(&what)))
                     .with_related(dl, format!("`{}` is declared here", name.name)),
                 );
                 None
@@ -582,6 +586,10 @@ impl<'a> Cx<'a> {
         if let Some(o) = options.iter().find(|o| **o == name) {
             return Some(o);
         }
+        if self.broken.contains(&name) {
+            // A name whose import or declaration failed: already reported there.
+            return None;
+        }
         let help = match suggest::did_you_mean(&name, options.iter().copied()) {
             Some(s) => s,
             None => format!("choose one of {}", options.join(", ")),
@@ -630,14 +638,14 @@ impl<'a> Cx<'a> {
                             format!("`{key}` is spelled `{ours}` in .peft"),
                         )
                         .with_label(format!("write `{ours}`"))
-                        .with_help(note.to_string()),
+                        .with_help(self.foreign_help(key, ours, note, f)),
                     );
                     continue;
                 }
             }
             let help = match suggest::did_you_mean(key, allowed.iter().copied()) {
                 Some(s) => s,
-                None => format!("{what} fields are: {}", allowed.join(", ")),
+                None => format!("the fields of {what} are {}", allowed.join(", ")),
             };
             self.emit(
                 Diagnostic::new(
@@ -649,6 +657,82 @@ impl<'a> Cx<'a> {
                 .with_label("unknown field")
                 .with_help(help),
             );
+        }
+    }
+
+    /// The help for a field spelled as in another tool, built from the value the user wrote:
+    /// `learning_rate = 1e-5` gets "write `lr = 1e-5`".
+    fn foreign_help(&self, key: &str, ours: &str, note: &str, f: &FieldRef) -> String {
+        let value = &f.field.value;
+        let text = self
+            .sources
+            .get(file_id(f.m))
+            .map(|s| value.span.text(&s.text).trim().to_string())
+            .unwrap_or_default();
+        // Strings become bare names where peftc takes a name (`"cosine"` -> `cosine`).
+        let bare = |e: &Expr| -> Option<String> {
+            match &e.kind {
+                ExprKind::Str(s)
+                    if !s.is_empty()
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') =>
+                {
+                    Some(s.clone())
+                }
+                _ => None,
+            }
+        };
+        let named = |e: &Expr| -> String {
+            match &e.kind {
+                ExprKind::List(items) => {
+                    let v: Option<Vec<String>> = items.iter().map(&bare).collect();
+                    v.map(|v| format!("[{}]", v.join(", ")))
+                        .unwrap_or_else(|| text.clone())
+                }
+                _ => bare(e).unwrap_or_else(|| text.clone()),
+            }
+        };
+        let written = match (key, ours) {
+            ("lora_target_linear", _) => Some("`targets = all_linear`".to_string()),
+            ("warmup_steps" | "warmup_ratio", _) => {
+                let w = match &value.kind {
+                    ExprKind::Number(n)
+                        if key == "warmup_ratio" && n.unit.is_none() && n.value < 1.0 =>
+                    {
+                        format!("{}%", (n.value * 1000.0).round() / 10.0)
+                    }
+                    _ => text.clone(),
+                };
+                return format!(
+                    "warmup is set on the schedule: write `schedule = cosine {{ warmup = {w} }}`"
+                );
+            }
+            ("weight_decay", _) => Some(format!("`optimizer = adamw {{ weight_decay = {text} }}`")),
+            ("train_on_inputs", _) => match &value.kind {
+                ExprKind::Bool(b) => Some(format!("`completion_only = {}`", !b)),
+                _ => None,
+            },
+            ("val_set_size" | "test_size", _) => match &value.kind {
+                ExprKind::Number(n) if n.unit.is_none() && n.value > 0.0 && n.value < 1.0 => {
+                    let eval = (n.value * 100.0).round();
+                    Some(format!(
+                        "`split = {{ train = {}%, eval = {eval}%, seed = 7 }}`",
+                        100.0 - eval
+                    ))
+                }
+                _ => None,
+            },
+            (_, "targets" | "schedule" | "init" | "optimizer" | "template") => {
+                Some(format!("`{ours} = {}`", named(value)))
+            }
+            (_, "model" | "task" | "split" | "compute") => None,
+            _ if !text.is_empty() => Some(format!("`{ours} = {text}`")),
+            _ => None,
+        };
+        match written {
+            Some(w) if note.starts_with("write ") => format!("write {w}"),
+            Some(w) => format!("{note}: write {w}"),
+            None => note.to_string(),
         }
     }
 
@@ -664,6 +748,15 @@ impl<'a> Cx<'a> {
             .with_help(format!("add `{field} = {example}`")),
         );
     }
+}
+
+/// `a model`, `an adapter`, `an eval`.
+pub fn article(noun: &str) -> String {
+    let vowel = noun
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouAEIOU".contains(c));
+    format!("{} {noun}", if vowel { "an" } else { "a" })
 }
 
 /// A short description of what an expression is, for "found ...".

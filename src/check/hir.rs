@@ -71,6 +71,26 @@ pub enum DeviceKind {
     Metal,
 }
 
+impl DeviceKind {
+    /// Whether this build of peftc can run on the device: the one definition `peftc check`
+    /// and `peftc run` share (the `cuda` and `metal` cargo features).
+    pub fn built(self) -> bool {
+        match self {
+            DeviceKind::Cpu => true,
+            DeviceKind::Cuda => cfg!(feature = "cuda"),
+            DeviceKind::Metal => cfg!(feature = "metal"),
+        }
+    }
+    /// The cargo feature that enables the device.
+    pub fn feature_name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+            DeviceKind::Metal => "metal",
+        }
+    }
+}
+
 /// `device gpu = cuda(0) { memory = 24GiB }`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Device {
@@ -514,6 +534,8 @@ pub struct DataSource {
     pub patterns: Vec<PathBuf>,
     /// Files found for the patterns (sorted).
     pub files: Vec<PathBuf>,
+    /// The source call as written (`jsonl("..")`).
+    pub loc: Loc,
 }
 
 /// A field of the source rows, `field("a.b")` is the nested path `["a", "b"]`.
@@ -569,6 +591,8 @@ pub struct Dataset {
     pub source: DataSource,
     pub fields: FieldMap,
     pub template: Option<Template>,
+    /// Where the template is set.
+    pub template_loc: Option<Loc>,
     /// Declared classes (classification).
     pub labels: Option<Vec<String>>,
     pub split: Option<SplitSpec>,

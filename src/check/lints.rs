@@ -17,41 +17,51 @@ impl Cx<'_> {
         self.lint_merges(prog);
         self.lint_exports(prog);
         self.lint_support(prog);
+        self.lint_relations(prog);
     }
 
     fn lint_adapter(&mut self, a: &Adapter, loc: Loc) {
         let AdapterKind::Lora(l) = &a.kind else {
             return;
         };
+        // Point at the values, where the adapter's declaration sets them.
+        let r_loc = self.value_loc(&a.meta.name, "r");
+        let alpha_loc = self.value_loc(&a.meta.name, "alpha");
         if l.r > 256 {
+            let at = r_loc.unwrap_or(loc);
             self.emit(
                 Diagnostic::new(
                     Code::HighRank,
-                    loc.file,
-                    loc.span,
+                    at.file,
+                    at.span,
                     format!("rank {} is very high", l.r),
                 )
                 .with_label("r above 256")
-                .with_help(
-                    "ranks above 256 rarely help unless the data set is large; start at 16-64",
-                ),
+                .with_help(format!(
+                    "ranks above 256 rarely help unless the data set is large; try `r = 64, alpha = 128` (alpha / r = {} now)",
+                    fmt_num(l.alpha / f64::from(l.r.max(1)))
+                )),
             );
         }
         let ratio = l.alpha / f64::from(l.r.max(1));
         if !(0.5..=4.0).contains(&ratio) {
-            self.emit(
-                Diagnostic::new(
-                    Code::AlphaRatio,
-                    loc.file,
-                    loc.span,
-                    format!("alpha / r = {ratio:.2} is far from the usual 1-2"),
-                )
-                .with_label(format!("alpha = {}, r = {}", l.alpha, l.r))
-                .with_help(format!(
-                    "alpha = {} (2 x r) is a common choice; the LoRA update is scaled by alpha / r",
-                    2 * l.r
-                )),
-            );
+            let at = alpha_loc.or(r_loc).unwrap_or(loc);
+            let mut d = Diagnostic::new(
+                Code::AlphaRatio,
+                at.file,
+                at.span,
+                format!("alpha / r = {} is far from the usual 1-2", fmt_num(ratio)),
+            )
+            .with_label(format!("alpha = {}, r = {}", fmt_num(l.alpha), l.r))
+            .with_help(format!(
+                "write `alpha = {}` (2 x r) or `alpha = {}` (1 x r); the LoRA update is scaled by alpha / r",
+                2 * l.r,
+                l.r
+            ));
+            if let (Some(r), Some(_)) = (r_loc, alpha_loc) {
+                d = d.with_related(r, format!("r = {}", l.r));
+            }
+            self.emit(d);
         }
     }
 
@@ -551,4 +561,14 @@ fn what_fits(
     }
     let f = figures::compute(t, model, shape, q2);
     format!("even with nf4, batch 1 and a shorter max_len it needs about {}: use a smaller model or a larger device", human_bytes(f.memory.total))
+}
+
+/// A number as a user would write it (`16`, `0.5`, `0.12`).
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        let s = format!("{x:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
 }

@@ -4,6 +4,7 @@
 use super::cx::{file_id, Cx, DeclId, V};
 use super::hir::*;
 use super::schema;
+use crate::runtime::data::render::CustomTemplate;
 use crate::syntax::ast::ExprKind;
 use crate::syntax::{Code, Diagnostic};
 use std::path::Path;
@@ -45,10 +46,7 @@ impl<'a> Cx<'a> {
             Some(x) => {
                 let v = self.deref(x.value());
                 match &v.expr.kind {
-                    ExprKind::Str(s) => {
-                        self.template_holes(v, s, &fields);
-                        Some(Template::Custom(s.clone()))
-                    }
+                    ExprKind::Str(s) => Some(self.template_string(v, s)),
                     _ => {
                         match self.choice(v, "template", &["alpaca", "chatml", "chat_template"])? {
                             "alpaca" => Some(Template::Alpaca),
@@ -60,6 +58,7 @@ impl<'a> Cx<'a> {
             }
             None => None,
         };
+        let template_loc = f.get("template").map(|x| self.deref(x.value()).loc());
         let labels = f.get("labels").map(|x| {
             let items = self.list(x.value());
             items.into_iter().filter_map(|i| self.string(i)).collect()
@@ -123,6 +122,7 @@ impl<'a> Cx<'a> {
             source,
             fields,
             template,
+            template_loc,
             labels,
             split,
             max_len,
@@ -167,9 +167,11 @@ impl<'a> Cx<'a> {
                 return None;
             }
         };
+        let usage = format!("`{}(\"data/train.jsonl\")`", callee.name);
+        self.positional_only(callee, args, v.m, usize::MAX, &usage);
         let mut patterns = Vec::new();
         let mut files = Vec::new();
-        for a in args {
+        for a in args.iter().filter(|a| a.name.is_none()) {
             let av = V {
                 expr: &a.value,
                 m: v.m,
@@ -196,7 +198,7 @@ impl<'a> Cx<'a> {
                 patterns.push(abs);
             }
         }
-        if patterns.is_empty() {
+        if patterns.is_empty() && args.iter().all(|a| a.name.is_none()) {
             self.emit(
                 Diagnostic::new(
                     Code::BadCall,
@@ -212,22 +214,31 @@ impl<'a> Cx<'a> {
             format,
             patterns,
             files,
+            loc: v.loc(),
         })
     }
 
     fn field_path(&mut self, v: V<'a>) -> Option<FieldPath> {
         let v = self.deref(v);
+        let mut loc = v.loc();
         let s = match &v.expr.kind {
-            ExprKind::Call { callee, args } if callee.name == "field" => match args.first() {
-                Some(a) => self.string(V {
-                    expr: &a.value,
-                    m: v.m,
-                })?,
-                None => {
-                    self.type_error(v, "`field(\"name\")`", None);
-                    return None;
+            ExprKind::Call { callee, args } if callee.name == "field" => {
+                self.positional_only(callee, args, v.m, 1, "`field(\"name\")`");
+                match args.first() {
+                    Some(a) => {
+                        let av = V {
+                            expr: &a.value,
+                            m: v.m,
+                        };
+                        loc = av.loc();
+                        self.string(av)?
+                    }
+                    None => {
+                        self.type_error(v, "`field(\"name\")`", None);
+                        return None;
+                    }
                 }
-            },
+            }
             ExprKind::Str(s) => s.clone(),
             _ => {
                 self.type_error(
@@ -240,54 +251,52 @@ impl<'a> Cx<'a> {
         };
         Some(FieldPath {
             path: s.split('.').map(str::to_string).collect(),
-            loc: v.loc(),
+            loc,
         })
     }
 
-    fn template_holes(&mut self, v: V, s: &str, fields: &FieldMap) {
-        let known: Vec<&str> = [
-            ("text", &fields.text),
-            ("prompt", &fields.prompt),
-            ("completion", &fields.completion),
-            ("label", &fields.label),
-        ]
-        .iter()
-        .filter(|(_, f)| f.is_some())
-        .map(|(n, _)| *n)
-        .collect();
-        let mut rest = s;
-        while let Some(open) = rest.find('{') {
-            let after = &rest[open + 1..];
-            let Some(close) = after.find('}') else { break };
-            let hole = &after[..close];
-            if !hole.is_empty()
-                && hole.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !known.contains(&hole)
-            {
-                let help = match super::suggest::did_you_mean(hole, known.iter().copied()) {
-                    Some(h) => h,
-                    None => format!(
-                        "mapped fields: {}",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                };
+    /// A template string: the name of a built-in template in quotes (E1205), a template the
+    /// run cannot parse (E0403), or one without a hole (W1201). Holes are checked against the
+    /// data in [`super::peek`].
+    fn template_string(&mut self, v: V, s: &str) -> Template {
+        let builtin = match s.trim() {
+            "alpaca" => Some(Template::Alpaca),
+            "chatml" => Some(Template::Chatml),
+            "chat_template" => Some(Template::ChatTemplate),
+            _ => None,
+        };
+        if let Some(t) = builtin {
+            let name = s.trim();
+            self.emit(
+                Diagnostic::new(
+                    Code::TemplateIsBuiltin,
+                    file_id(v.m),
+                    v.expr.span,
+                    format!("\"{name}\" is a template string, not the built-in template `{name}`"),
+                )
+                .with_label("every example would become this literal text")
+                .with_help(format!("write `template = {name}` without quotes")),
+            );
+            return t;
+        }
+        match CustomTemplate::parse(s) {
+            Err(message) => {
                 self.emit(
-                    Diagnostic::new(
-                        Code::TemplateHole,
-                        file_id(v.m),
-                        v.expr.span,
-                        format!("the template uses `{{{hole}}}`, which the dataset does not map"),
-                    )
-                    .with_label(format!("`{{{hole}}}` is not mapped"))
-                    .with_help(help),
+                    Diagnostic::new(Code::TemplateHole, file_id(v.m), v.expr.span, format!("the run cannot read this template: {message}"))
+                        .with_label("invalid template")
+                        .with_help("holes are `{prompt}`, `{completion}`, `{text}` or a field of the data; write `{{` and `}}` for literal braces"),
                 );
             }
-            rest = &after[close + 1..];
+            Ok(t) if t.holes().is_empty() => {
+                self.emit(
+                    Diagnostic::new(Code::TemplateWithoutHole, file_id(v.m), v.expr.span, "the template has no `{..}` hole")
+                        .with_label("every example becomes this same text")
+                        .with_help("name the roles to insert, e.g. `\"### Question: {prompt}\\n### Answer: {completion}\"`"),
+                );
+            }
+            Ok(_) => {}
         }
+        Template::Custom(s.to_string())
     }
 
     fn split(&mut self, v: V<'a>) -> Option<SplitSpec> {

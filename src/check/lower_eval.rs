@@ -75,6 +75,25 @@ impl<'a> Cx<'a> {
         if let Some(mf) = f.get("metrics") {
             for v in self.list(mf.value()) {
                 let names: Vec<&'static str> = Metric::ALL.iter().map(|m| m.name()).collect();
+                if let Some((n, span)) = self.name(v) {
+                    if let Some((ours, note)) = super::schema::foreign_metric(&n) {
+                        self.emit(
+                            Diagnostic::new(
+                                Code::UnknownVariant,
+                                file_id(v.m),
+                                span,
+                                format!("`{n}` is spelled `{ours}` in .peft"),
+                            )
+                            .with_label(format!("write `{ours}`"))
+                            .with_help(format!("{note}: write `{ours}`")),
+                        );
+                        // Taken as meant, so gates on it report nothing more.
+                        if let Some(m) = Metric::parse(ours).filter(|m| !metrics.contains(m)) {
+                            metrics.push(m);
+                        }
+                        continue;
+                    }
+                }
                 let Some(n) = self.choice(v, "metric", &names) else {
                     continue;
                 };
@@ -85,7 +104,7 @@ impl<'a> Cx<'a> {
                         (
                             Task::Classify { .. },
                             Metric::Perplexity | Metric::ExactMatch
-                        ) | (Task::Causal, Metric::Accuracy | Metric::F1)
+                        ) | (Task::Causal, Metric::F1)
                     );
                     if !ok {
                         let what = if matches!(t, Task::Causal) {
@@ -94,7 +113,7 @@ impl<'a> Cx<'a> {
                             "a classifier"
                         };
                         let fits = if matches!(t, Task::Causal) {
-                            "loss, perplexity, exact_match"
+                            "loss, perplexity, accuracy (of the next token), exact_match"
                         } else {
                             "loss, accuracy, f1"
                         };
@@ -313,8 +332,12 @@ impl<'a> Cx<'a> {
             return Some(mt);
         }
         let names: Vec<&str> = Metric::ALL.iter().map(|x| x.name()).collect();
-        let help = super::suggest::did_you_mean(&id.name, names.iter().copied())
-            .unwrap_or_else(|| format!("metrics are {}", names.join(", ")));
+        let foreign = super::schema::foreign_metric(&id.name);
+        let help = match foreign {
+            Some((ours, note)) => format!("{note}: write `{ours}`"),
+            None => super::suggest::did_you_mean(&id.name, names.iter().copied())
+                .unwrap_or_else(|| format!("metrics are {}", names.join(", "))),
+        };
         self.emit(
             Diagnostic::new(
                 Code::BadGate,
@@ -322,10 +345,15 @@ impl<'a> Cx<'a> {
                 id.span,
                 format!("`{}` is not a metric", id.name),
             )
-            .with_label("unknown metric")
+            .with_label(if foreign.is_some() {
+                "spelled as in the Hugging Face Trainer"
+            } else {
+                "unknown metric"
+            })
             .with_help(help),
         );
-        None
+        // A foreign spelling is taken as meant: the gate is checked on, nothing cascades.
+        foreign.and_then(|(ours, _)| Metric::parse(ours))
     }
 
     fn unknown_metric(&mut self, id: &ast::Ident, m: usize, metrics: &[Metric]) {
@@ -453,8 +481,30 @@ impl<'a> Cx<'a> {
                 }
             }
         }
+        self.combinable(&comb, v, prog);
         if let Some(model) = model {
             for (b, r) in &bases {
+                let shape_of = |n: &str| prog.model(n).and_then(|m| m.shape.as_ref());
+                if let (Some(sb), Some(sm)) = (shape_of(b), shape_of(model)) {
+                    if (sb.hidden, sb.intermediate, sb.layers, sb.vocab)
+                        != (sm.hidden, sm.intermediate, sm.layers, sm.vocab)
+                    {
+                        self.emit(
+                            Diagnostic::new(
+                                Code::AdapterShapeMismatch,
+                                r.loc.file,
+                                r.loc.span,
+                                format!(
+                                    "`{}.{}` was trained on `{b}` (hidden {}, {} layers), which does not fit `{model}` (hidden {}, {} layers)",
+                                    r.train, r.adapter, sb.hidden, sb.layers, sm.hidden, sm.layers
+                                ),
+                            )
+                            .with_label("its matrices cannot be added to this base")
+                            .with_help(format!("apply it to `{b}`, or train it again on `{model}`")),
+                        );
+                        continue;
+                    }
+                }
                 if *b != model {
                     self.emit(
                         Diagnostic::new(
@@ -473,6 +523,37 @@ impl<'a> Cx<'a> {
             }
         }
         Some(comb)
+    }
+
+    /// E1213: the runtime's rule for which adapter kinds combine
+    /// ([`crate::runtime::adapters::combine_rules`]).
+    fn combinable(&mut self, comb: &Combination, v: V, prog: &Program) {
+        use crate::runtime::adapters::combine_rules::{can_combine, PartKind, Together};
+        let kind = |r: &AdapterRef| {
+            let t = prog.train(&r.train)?;
+            let a = t.adapters.iter().find(|a| a.meta.name == r.adapter)?;
+            Some(match &a.kind {
+                AdapterKind::Lora(l) => PartKind::Lora { dora: l.dora },
+                AdapterKind::Bottleneck(_) => PartKind::Bottleneck,
+            })
+        };
+        let how = match comb {
+            Combination::Stack(_) => Together::Stack,
+            Combination::Mix(_) => Together::Weighted,
+        };
+        let kinds: Vec<PartKind> = comb.refs().into_iter().filter_map(kind).collect();
+        if let Err(reason) = can_combine(&kinds, how) {
+            self.emit(
+                Diagnostic::new(
+                    Code::AdaptersNotCombinable,
+                    file_id(v.m),
+                    v.expr.span,
+                    format!("these adapters cannot be put together: {reason}"),
+                )
+                .with_label("the run cannot build this combination")
+                .with_help("combine LoRA adapters only, or evaluate the adapters one at a time"),
+            );
+        }
     }
 
     fn adapter_refs(&mut self, v: V<'a>, prog: &Program) -> Option<Vec<AdapterRef>> {

@@ -89,7 +89,9 @@ impl<'a> Cx<'a> {
         let head = self.deref(head);
         let (name, index) = match &head.expr.kind {
             ExprKind::Call { callee, args } => {
-                let idx = match args.first() {
+                let usage = format!("`{}(0)`", callee.name);
+                self.positional_only(callee, args, head.m, 1, &usage);
+                let idx = match args.iter().find(|a| a.name.is_none()) {
                     Some(a) => self.int(
                         super::cx::V {
                             expr: &a.value,
@@ -125,6 +127,22 @@ impl<'a> Cx<'a> {
                 return None;
             }
         };
+        if !kind.built() {
+            self.emit(
+                Diagnostic::new(
+                    Code::DeviceNotBuilt,
+                    file_id(head.m),
+                    head.expr.span,
+                    format!("this peftc was built without {}, so `{}` cannot be used", kind.feature_name(), decl.name.name),
+                )
+                .with_label("the run would fall back to the CPU")
+                .with_help(format!(
+                    "rebuild with `cargo install --path . --features {}`, or declare `device {} = cpu`",
+                    kind.feature_name(),
+                    decl.name.name
+                )),
+            );
+        }
         let memory = f.get("memory").and_then(|x| self.size(x.value()));
         Some(Device {
             meta,

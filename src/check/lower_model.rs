@@ -56,6 +56,9 @@ impl<'a> Cx<'a> {
                     let cfg = path.join("config.json");
                     if self.world.is_file(&cfg) {
                         shape = self.config_shape(head, &cfg);
+                        if shape.is_some() {
+                            self.model_folder(head, path);
+                        }
                     } else {
                         self.emit(
                             Diagnostic::new(Code::UnsupportedModel, file_id(head.m), head.expr.span, format!("`{}` has no config.json", path.display()))
@@ -204,6 +207,46 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// E1208 (local folders; files missing from the Hugging Face cache are fetched by the run):
+    /// a folder the loader would refuse (no safetensors weights, only a pickled
+    /// checkpoint) or without the tokenizer the data stages read.
+    fn model_folder(&mut self, v: V, folder: &Path) {
+        use crate::runtime::models::layout::{weight_layout, WeightLayout, TOKENIZER_FILE};
+        let pattern = folder.join("*").to_string_lossy().into_owned();
+        let entries = self.world.glob(&pattern);
+        let shown = folder.display();
+        let problem = match weight_layout(folder, &entries) {
+            WeightLayout::Pickled(p) => Some((
+                format!("`{shown}` holds only a pickled checkpoint (`{}`)", p.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()),
+                "pickled checkpoints can run code when loaded and are never read".to_string(),
+                format!("convert it once in Python: `AutoModel.from_pretrained(\"{shown}\").save_pretrained(\"{shown}\", safe_serialization=True)`"),
+            )),
+            WeightLayout::Missing => Some((
+                format!("`{shown}` has no safetensors weights"),
+                "no model.safetensors, no shards".to_string(),
+                "a model folder holds config.json, model.safetensors (or shards with model.safetensors.index.json) and tokenizer.json".to_string(),
+            )),
+            _ if !self.world.is_file(&folder.join(TOKENIZER_FILE)) => Some((
+                format!("`{shown}` has no {TOKENIZER_FILE}"),
+                "the data cannot be tokenized".to_string(),
+                format!("save the tokenizer beside the weights: `AutoTokenizer.from_pretrained(..).save_pretrained(\"{shown}\")`"),
+            )),
+            _ => None,
+        };
+        if let Some((message, label, help)) = problem {
+            self.emit(
+                Diagnostic::new(
+                    Code::ModelFolderIncomplete,
+                    file_id(v.m),
+                    v.expr.span,
+                    message,
+                )
+                .with_label(label)
+                .with_help(help),
+            );
+        }
+    }
+
     fn not_found(&mut self, v: V, path: &Path, what: &str) {
         self.emit(
             Diagnostic::new(Code::ModelNotFound, file_id(v.m), v.expr.span, format!("model {what} `{}` does not exist", path.display()))
@@ -319,10 +362,15 @@ impl<'a> Cx<'a> {
                 }
             },
             ExprKind::Call { callee, args } if callee.name == "classify" => {
+                let usage = "`classify(labels = [\"negative\", \"positive\"])`";
+                let args_ok = self.call_args(callee, args, v.m, 1, &["labels"], usage);
                 let labels_arg = args
                     .iter()
                     .find(|a| a.name.as_ref().is_none_or(|n| n.name == "labels"));
                 let Some(a) = labels_arg else {
+                    if !args_ok {
+                        return None;
+                    }
                     self.emit(
                         Diagnostic::new(
                             Code::MissingField,

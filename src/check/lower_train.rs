@@ -202,7 +202,10 @@ impl<'a> Cx<'a> {
         let id = self.lookup(v.m, first, &[DeclKind::Dataset])?;
         let name = self.decl(id)?.name.name.clone();
         let split = p.segments.get(1).map(|s| s.name.clone());
-        if let (Some(sp), Some(ds)) = (&split, prog.dataset(&name)) {
+        // A split that failed to lower was reported where it is written.
+        let split_failed = prog.dataset(&name).is_some_and(|d| d.split.is_none())
+            && self.value_loc(&name, "split").is_some();
+        if let (Some(sp), Some(ds), false) = (&split, prog.dataset(&name), split_failed) {
             let parts: Vec<&str> = ds
                 .split
                 .as_ref()

@@ -16,6 +16,7 @@
 //! ```
 
 mod arch;
+mod args;
 mod config_json;
 mod cx;
 pub mod explain;
@@ -34,6 +35,8 @@ mod lower_peft;
 mod lower_train;
 mod meta_cache;
 mod outputs;
+mod peek;
+mod relations;
 pub mod render;
 pub mod schema;
 mod snippet;
@@ -231,6 +234,8 @@ fn build_scope(cx: &mut Cx) {
                             });
                         }
                         None => {
+                            // Reported once here; uses of the name are not reported again.
+                            cx.broken.insert(n.name.clone());
                             let module = target.std_name.clone().unwrap_or_default();
                             let help = suggest::did_you_mean(&n.name, decls.keys().copied())
                                 .unwrap_or_else(|| {

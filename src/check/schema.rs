@@ -149,3 +149,31 @@ pub fn foreign(key: &str) -> Option<(&'static str, &'static str)> {
         _ => return None,
     })
 }
+
+/// Metric names of the Hugging Face Trainer and `evaluate` that peftc spells otherwise: ours and
+/// a note.
+pub fn foreign_metric(name: &str) -> Option<(&'static str, &'static str)> {
+    Some(match name {
+        "eval_loss" | "train_loss" => (
+            "loss",
+            "the Trainer prefixes metrics with `eval_`; peftc's evals name them plainly",
+        ),
+        "eval_accuracy" | "acc" => (
+            "accuracy",
+            "the Trainer prefixes metrics with `eval_`; peftc's evals name them plainly",
+        ),
+        "eval_f1" | "f1_score" | "macro_f1" => (
+            "f1",
+            "`f1` is the macro-averaged F1 (scikit-learn's `average=\"macro\"`)",
+        ),
+        "ppl" | "eval_perplexity" => (
+            "perplexity",
+            "perplexity is exp(loss) over the counted tokens",
+        ),
+        "em" | "eval_exact_match" | "exact" => (
+            "exact_match",
+            "`exact_match` compares the generated completion with the reference",
+        ),
+        _ => return None,
+    })
+}

@@ -31,9 +31,10 @@ pub struct RunArgs {
     /// Re-run these stages even when cached.
     #[arg(long)]
     pub force: Vec<String>,
-    /// Device: `cpu` (default), `cuda:N` or `metal` (needs a build with that feature).
-    #[arg(long, env = "PEFTC_DEVICE", default_value = "cpu")]
-    pub device: String,
+    /// Device: `cpu`, `cuda:N` or `metal` (needs a build with that feature). By default the
+    /// device the trains are declared `on`, else the CPU.
+    #[arg(long, env = "PEFTC_DEVICE")]
+    pub device: Option<String>,
     /// Stages run at once when independent.
     #[arg(long, default_value_t = 2)]
     pub jobs: usize,
@@ -64,7 +65,19 @@ pub fn run(args: &RunArgs) -> ExitCode {
 
 fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
     // Stages read the device from the environment, like a user setting PEFTC_DEVICE.
-    std::env::set_var("PEFTC_DEVICE", &args.device);
+    let declared = declared_device(program);
+    let device = match (&args.device, &declared) {
+        (Some(d), Some((name, spec))) if d != spec => {
+            eprintln!(
+                "note: trains are declared on `{name}` ({spec}), but --device {d} runs them on {d}"
+            );
+            d.clone()
+        }
+        (Some(d), _) => d.clone(),
+        (None, Some((_, spec))) => spec.clone(),
+        (None, None) => "cpu".to_string(),
+    };
+    std::env::set_var("PEFTC_DEVICE", &device);
     let slurm = args.slurm.executor == ExecutorKind::Slurm;
     if slurm {
         if !crate::exec::slurm::slurm_available() {
@@ -111,7 +124,7 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
             let slurm_config = args.slurm.config(
                 &args.file,
                 &cache_folder,
-                &args.device,
+                &device,
                 program,
                 &plan,
                 &escalation,
@@ -168,6 +181,21 @@ fn memory_summary(program: &Program) -> String {
         };
     }
     out
+}
+
+/// The device the trains are declared `on` (the first that is not the CPU) as `--device` spells
+/// it, with the device's name.
+fn declared_device(program: &Program) -> Option<(String, String)> {
+    use crate::check::hir::DeviceKind;
+    program
+        .trains
+        .iter()
+        .filter_map(|t| program.device(t.device.as_deref()?))
+        .find_map(|d| match d.kind {
+            DeviceKind::Cpu => None,
+            DeviceKind::Cuda => Some((d.meta.name.clone(), format!("cuda:{}", d.index))),
+            DeviceKind::Metal => Some((d.meta.name.clone(), "metal".to_string())),
+        })
 }
 
 /// One block per swept train: each point's rank value and gate verdict, and the point chosen.

@@ -68,7 +68,8 @@ impl StageKind {
         .find(|k| k.name() == name)
     }
 
-    /// Version of the kind's semantics; part of every key of this kind.
+    /// Version of the kind's semantics; part of every key of this kind. Train 2: `max_steps`
+    /// overrides `epochs` (Hugging Face Trainer) instead of being capped at the epochs' steps.
     pub fn version(self) -> u32 {
         match self {
             // 2: the record says whether the id is a Hub id (adapter configs name the base by it).
@@ -86,7 +87,8 @@ impl StageKind {
             // 3: saved adapters use PEFT's key names for the task class (`bert.` for a BERT
             // classifier) and write every field of PEFT's `adapter_config.json`.
             // 4: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
-            StageKind::Train => 4,
+            // 5: `max_steps` overrides `epochs` (as in HF Trainer) instead of being capped by them.
+            StageKind::Train => 5,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.

@@ -9,7 +9,8 @@ use crate::plan::configs::TokenizeConfig;
 use crate::plan::Stage;
 use crate::runtime::data::pipeline::{prepare, PrepareOptions};
 use crate::runtime::data::spec::{
-    DatasetSpec, FieldMapping, SourceFormat, SourceSpec, SplitPart, SplitSize, SplitSpec, Template,
+    DatasetSpec, FieldMapping, Roles, SourceFormat, SourceSpec, SplitPart, SplitSize, SplitSpec,
+    Template,
 };
 use crate::runtime::data::store;
 use crate::runtime::data::tokenizer::ModelTokenizer;
@@ -125,35 +126,14 @@ pub fn dataset_spec(c: &TokenizeConfig, paths: Vec<String>) -> anyhow::Result<Da
         other => bail!("unknown data format `{other}`"),
     };
     let join = |p: &Option<Vec<String>>| p.as_ref().map(|v| v.join("."));
-    let mapping = if let Some(messages) = join(&c.messages) {
-        FieldMapping::Chat {
-            messages,
-            role_key: "role".into(),
-            content_key: "content".into(),
-        }
-    } else if let (Some(prompt), Some(completion)) = (join(&c.prompt), join(&c.completion)) {
-        FieldMapping::Instruction {
-            prompt,
-            input: None,
-            completion,
-            system: None,
-        }
-    } else if let (Some(text), Some(label)) = (join(&c.text), join(&c.label)) {
-        let labels = c
-            .labels
-            .clone()
-            .context("a classification dataset needs its labels")?;
-        FieldMapping::Classification {
-            text,
-            text_pair: None,
-            label,
-            labels,
-        }
-    } else if let Some(text) = join(&c.text) {
-        FieldMapping::Text { text }
-    } else {
-        bail!("the dataset maps no `text`, `prompt`/`completion` or `messages` field");
-    };
+    let mapping = FieldMapping::from_roles(&Roles {
+        text: join(&c.text),
+        label: join(&c.label),
+        prompt: join(&c.prompt),
+        completion: join(&c.completion),
+        messages: join(&c.messages),
+        labels: c.labels.clone(),
+    })?;
     let template = match c.template.as_deref() {
         None => Template::Plain,
         Some("alpaca") => Template::Alpaca,

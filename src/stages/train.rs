@@ -28,7 +28,7 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         .to_vec();
     let mut loaded = load_model(ctx, &config.build)?;
     let attached = attach(&mut loaded, &config.adapters, config.seed)?;
-    let train_config = train_config(&config, examples.len(), loaded.tokenizer.pad_id());
+    let train_config = train_config(&config, loaded.tokenizer.pad_id());
     let mut progress = StageProgress {
         handle: ctx.progress.clone(),
     };
@@ -67,14 +67,11 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     .metadata(summary_json))
 }
 
-/// The trainer's config for a stage config over `n` examples.
-pub fn train_config(c: &TrainStageConfig, n: usize, pad_id: u32) -> TrainConfig {
-    let batch = c.batch.max(1) as u64;
-    let accumulate = c.accumulate.max(1) as u64;
-    let per_epoch = (n as u64).div_ceil(batch).div_ceil(accumulate).max(1);
-    let by_epochs = per_epoch * u64::from(c.epochs.max(1));
+/// The trainer's config for a stage config.
+pub fn train_config(c: &TrainStageConfig, pad_id: u32) -> TrainConfig {
+    // As in Hugging Face's Trainer, `max_steps` overrides `epochs`: the data repeats as needed.
     let length = match c.max_steps {
-        Some(m) => TrainLength::Steps(m.min(by_epochs).max(1)),
+        Some(m) => TrainLength::Steps(m.max(1)),
         None => TrainLength::Epochs(u64::from(c.epochs.max(1))),
     };
     let optimizer = if c.optimizer == "sgd" {

@@ -55,9 +55,12 @@ impl Builder {
         Some(out)
     }
 
+    /// The pair's span without trailing blanks (pest can end a rule after the whitespace it
+    /// skipped looking for more), so a diagnostic underlines only what was written.
     fn span(&self, p: &P) -> Span {
         let s = p.as_span();
-        Span::new(self.base + s.start(), self.base + s.end())
+        let len = p.as_str().trim_end().len();
+        Span::new(self.base + s.start(), self.base + s.start() + len)
     }
 
     fn ident(&self, p: &P) -> Ident {
@@ -308,10 +311,15 @@ impl Builder {
             }
         }
         let mut e = e.unwrap_or(empty(span));
+        // `-` up to the end of the number: not the whitespace or comment after it.
+        let neg_span = Span {
+            start: span.start,
+            end: e.span.end.max(span.start),
+        };
         for _ in 0..negs {
             e = Expr {
                 kind: ExprKind::Neg(Box::new(e)),
-                span,
+                span: neg_span,
             };
         }
         e

@@ -81,6 +81,22 @@ codes! {
     MergeBottleneck = "E1001", "a bottleneck adapter cannot be merged";
     MixBottleneck = "E1002", "a weighted mix holds a bottleneck adapter";
     InitQuantized = "E1003", "PiSSA / OLoRA on a quantized base";
+    DataFieldMissing = "E1201", "field not in the data";
+    DataFieldType = "E1202", "field of the wrong type in the data";
+    DataLabelUnknown = "E1203", "label in the data not declared";
+    DataMalformed = "E1204", "data file cannot be parsed";
+    TemplateIsBuiltin = "E1205", "template string names a built-in template";
+    DeviceNotBuilt = "E1206", "device this build cannot use";
+    ContextTooShort = "E1207", "max_len above the model's context length";
+    ModelFolderIncomplete = "E1208", "model folder without safetensors weights or tokenizer";
+    DataWithoutSplit = "E1209", "split dataset used without a split";
+    MetricNeedsCompletion = "E1210", "metric needs data with a completion";
+    UnusedArgument = "E1211", "argument the call does not take";
+    GateNeverPasses = "E1212", "gate that can never pass";
+    AdaptersNotCombinable = "E1213", "adapter kinds that cannot be combined";
+    AdapterShapeMismatch = "E1214", "adapter whose shapes do not fit the base";
+    SplitTooSmall = "E1215", "split part the data cannot fill";
+    EscalationNotUp = "E1216", "escalation that does not go up";
     UnusedDecl = "W0101", "unused declaration";
     UnusedImport = "W0102", "unused import";
     ShapesUnknown = "W0301", "model shapes unknown";
@@ -103,6 +119,16 @@ codes! {
     PeftTask = "E1053", "PEFT adapter made for another task";
     PeftNotTrainable = "E1054", "an existing PEFT adapter in a train";
     PeftForeignBase = "W1050", "PEFT adapter made for another base model";
+    TemplateWithoutHole = "W1201", "template without a `{..}` hole";
+    EpochsIgnored = "W1202", "epochs ignored because max_steps is set";
+    EvalOverlapsTrain = "W1203", "eval data overlaps the train data";
+    WarmupLongerThanRun = "W1204", "warmup as long as the run";
+    GateNeverFails = "W1205", "gate that can never fail";
+    LearningRateUnusual = "W1206", "learning rate outside the usual range";
+    ExportUngated = "W1207", "export that no gate covers";
+    LabelImbalance = "W1208", "labels so imbalanced that accuracy says little";
+    CompletionTruncated = "W1209", "max_len cuts the completion off";
+    FewSteps = "W1210", "run of one or two optimizer steps";
 }
 
 impl Code {

@@ -121,6 +121,28 @@ pub fn syntax_error(
             .with_label("the value is missing here")
             .with_help("a value is a number (`16`, `2e-4`, `10%`, `24GiB`), a string, a list `[..]`, a name or a call such as `hf(\"..\")`");
     }
+    // `r == 8`: a comparison where a field is set.
+    if expected.contains(&"`=`") && source.get(pos..).is_some_and(|r| r.starts_with("==")) {
+        let key = word_before(source, pos);
+        let help = if key.is_empty() {
+            "a field is set with one `=`; `==` compares, in gates".to_string()
+        } else {
+            let value = source
+                .get(pos + 2..)
+                .and_then(|r| r.lines().next())
+                .map(|v| v.trim().trim_end_matches(',').trim())
+                .unwrap_or("");
+            format!("a field is set with one `=`: write `{key} = {value}`")
+        };
+        return Diagnostic::new(
+            Code::Syntax,
+            file,
+            Span::new(pos, pos + 2),
+            "`==` compares values; a field is set with `=`",
+        )
+        .with_label("one `=` here")
+        .with_help(help);
+    }
     expected.sort_by_key(|w| rank(w));
     let what = join_or(&expected);
     let mut message = if what.is_empty() {
@@ -137,7 +159,11 @@ pub fn syntax_error(
         .get(..pos)
         .map(|s| s.rsplit('\n').next().unwrap_or("").trim().is_empty())
         .unwrap_or(true);
-    let span = if pos >= chunk_end || (at_line_start && prev_end < pos) {
+    // Something missing at the end of the line above is shown there; an unexpected token (a
+    // stray `}`) is shown where it is.
+    let span = if what.is_empty() && pos < source.len() && found_len(source, pos) > 0 {
+        Span::new(pos, pos + found_len(source, pos))
+    } else if pos >= chunk_end || (at_line_start && prev_end < pos && !what.is_empty()) {
         Span::new(prev_end, prev_end)
     } else {
         Span::new(pos, pos + found_len(source, pos))
@@ -195,6 +221,15 @@ fn starts_word(source: &str, pos: usize) -> bool {
         .get(pos..)
         .and_then(|s| s.chars().next())
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+}
+
+/// The word that ends just before `pos` (skipping blanks).
+fn word_before(source: &str, pos: usize) -> &str {
+    let before = source.get(..pos).unwrap_or("").trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .map_or(0, |i| i + 1);
+    &before[start..]
 }
 
 fn word_at(source: &str, pos: usize) -> &str {

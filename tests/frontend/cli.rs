@@ -68,7 +68,7 @@ fn check_exit_codes_and_json() {
 #[test]
 fn check_figures_table() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), "d.jsonl", "{}\n");
+    write(tmp.path(), "d.jsonl", "{\"t\":\"hello\"}\n");
     let f = write(
         tmp.path(),
         "p.peft",

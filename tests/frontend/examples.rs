@@ -15,16 +15,18 @@ fn examples_check_with_stand_in_files() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("data")).unwrap();
     std::fs::create_dir_all(tmp.path().join("models")).unwrap();
-    std::fs::write(
-        tmp.path().join("data/rotten_tomatoes.jsonl"),
-        "{\"text\":\"fine\",\"label\":\"positive\"}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        tmp.path().join("data/chatterbot_qa.jsonl"),
-        "{\"question\":\"hi\",\"answer\":\"hello\"}\n",
-    )
-    .unwrap();
+    // Enough rows for every split part and a few optimizer steps (the checker reads them).
+    let reviews: String = (0..200)
+        .map(|i| {
+            let label = ["negative", "positive"][i % 2];
+            format!("{{\"text\":\"review {i}\",\"label\":\"{label}\"}}\n")
+        })
+        .collect();
+    std::fs::write(tmp.path().join("data/rotten_tomatoes.jsonl"), reviews).unwrap();
+    let qa: String = (0..200)
+        .map(|i| format!("{{\"question\":\"q {i}\",\"answer\":\"a {i}\"}}\n"))
+        .collect();
+    std::fs::write(tmp.path().join("data/chatterbot_qa.jsonl"), qa).unwrap();
     let gguf = assets().join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let have_gguf = gguf.is_file();
     if have_gguf {

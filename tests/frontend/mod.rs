@@ -7,5 +7,6 @@ mod incremental;
 mod models;
 mod parse;
 pub mod regressions;
+mod runtime_errors;
 mod support;
 mod ui;

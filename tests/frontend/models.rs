@@ -52,6 +52,8 @@ fn local_folder_config_gives_targets_and_shapes() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tmp.path().join("tiny")).unwrap();
     std::fs::write(tmp.path().join("tiny/config.json"), TINY_LLAMA).unwrap();
+    std::fs::write(tmp.path().join("tiny/model.safetensors"), "").unwrap();
+    std::fs::write(tmp.path().join("tiny/tokenizer.json"), "{}").unwrap();
     let c = run(tmp.path(), "local(\"tiny\")", &RealWorld::default());
     assert_tiny_llama(&c);
     assert_eq!(

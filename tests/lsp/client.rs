@@ -54,11 +54,13 @@ pub fn project() -> tempfile::TempDir {
     std::fs::create_dir_all(dir.path().join("models/tiny")).unwrap();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::fs::write(dir.path().join("models/tiny/config.json"), TINY_LLAMA).unwrap();
-    std::fs::write(
-        dir.path().join("data/qa.jsonl"),
-        "{\"q\":\"hi\",\"a\":\"hello\"}\n",
-    )
-    .unwrap();
+    // The checker also looks for the weights and tokenizer, and reads the data's rows.
+    std::fs::write(dir.path().join("models/tiny/model.safetensors"), "").unwrap();
+    std::fs::write(dir.path().join("models/tiny/tokenizer.json"), "{}").unwrap();
+    let rows: String = (0..20)
+        .map(|i| format!("{{\"q\":\"hi {i}\",\"a\":\"hello {i}\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("data/qa.jsonl"), rows).unwrap();
     std::fs::write(dir.path().join("main.peft"), MAIN).unwrap();
     dir
 }

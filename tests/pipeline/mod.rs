@@ -241,6 +241,14 @@ fn bad_rows_fail_the_tokenize_stage_with_file_line_and_field() {
     let p = Pipeline::new();
     let data = p.dir.path().join("data.jsonl");
     let mut text = std::fs::read_to_string(&data).unwrap();
+    // Past the first 64 KiB that `peftc check` reads (which would refuse these rows first):
+    // a row in the middle of a large file is found by the run.
+    let filler = 1200;
+    for i in 0..filler {
+        text.push_str(&format!(
+            "{{\"text\": \"a longer filler review number {i}\", \"label\": \"positive\"}}\n"
+        ));
+    }
     text.push_str("{\"text\": \"fine\", \"label\": \"meh\"}\n{\"text\": broken\n");
     std::fs::write(&data, text).unwrap();
     let run = p.run();
@@ -251,12 +259,15 @@ fn bad_rows_fail_the_tokenize_stage_with_file_line_and_field() {
         run.stderr
     );
     assert!(
-        run.stderr.contains("data.jsonl:41: label \"meh\" in field `label` is not one of the declared labels [negative, positive]"),
+        run.stderr.contains(&format!("data.jsonl:{}: label \"meh\" in field `label` is not one of the declared labels [negative, positive]", 41 + filler)),
         "{}",
         run.stderr
     );
     assert!(
-        run.stderr.contains("data.jsonl:42: malformed JSONL record"),
+        run.stderr.contains(&format!(
+            "data.jsonl:{}: malformed JSONL record",
+            42 + filler
+        )),
         "{}",
         run.stderr
     );

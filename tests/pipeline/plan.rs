@@ -32,7 +32,11 @@ export mm to "out/merged" as merged
 
 /// Checks `src` as `x.peft` in `dir` (which gets the data file) and lowers it.
 fn plan_in(dir: &Path, src: &str) -> Plan {
-    std::fs::write(dir.join("d.jsonl"), "{\"q\": \"hi\", \"a\": \"there\"}\n").unwrap();
+    // Enough rows for every split part (the checker sizes splits from the rows it reads).
+    let rows: String = (0..20)
+        .map(|i| format!("{{\"q\": \"hi {i}\", \"a\": \"there\"}}\n"))
+        .collect();
+    std::fs::write(dir.join("d.jsonl"), rows).unwrap();
     let world = RealWorld::with_hf_home(dir.join("no-hf-cache"));
     let checked = check_source(&world, &dir.join("x.peft"), src);
     let errors: Vec<String> = checked

@@ -100,7 +100,8 @@ fn a_sweep_where_no_point_passes_exits_3_and_blocks_the_export() {
     p.edit(|s| {
         format!(
             "{s}{}",
-            SWEEP.replace("gate loss < baseline.loss", "gate loss < 0.0")
+            // A bar no tiny model reaches (`loss < 0` can never pass and is refused by check).
+            SWEEP.replace("gate loss < baseline.loss", "gate loss < 0.000001")
         )
     });
     let run = p.run();
@@ -114,7 +115,7 @@ fn a_sweep_where_no_point_passes_exits_3_and_blocks_the_export() {
     for lr in ["0.00001", "0.01", "0.001"] {
         assert!(
             run.stderr
-                .contains(&format!("lr={lr}: gate `loss < 0.0` failed")),
+                .contains(&format!("lr={lr}: gate `loss < 0.000001` failed")),
             "{}",
             run.stderr
         );

@@ -135,7 +135,7 @@ pub fn tiny_bert() -> PathBuf {
 }
 
 /// A classification pipeline over the tiny BERT and `d.jsonl`; `gate` is the accuracy threshold,
-/// `steps` the training steps (as many epochs, so that many steps really run).
+/// `steps` the training steps (`max_steps` overrides epochs, so that many steps really run).
 pub fn bert_pipeline(gate: &str, steps: u32, r: u32) -> String {
     format!(
         r#"model bert = local("{}") {{
@@ -152,7 +152,6 @@ train tb {{
   adapters = [s]
   data = rev.train
   max_steps = {steps}
-  epochs = {epochs}
   batch = 4
 }}
 eval eb {{
@@ -163,7 +162,6 @@ eval eb {{
 }}
 "#,
         tiny_bert().display(),
-        epochs = steps.max(1)
     )
 }
 

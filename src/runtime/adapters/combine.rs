@@ -8,6 +8,7 @@
 //! rsLoRA, as PEFT does by copying the first config). DoRA adapters cannot be combined.
 
 use crate::runtime::adapters::attach::adapter_names;
+use crate::runtime::adapters::combine_rules::{can_combine, PartKind, Together};
 use crate::runtime::adapters::error::AdapterError;
 use crate::runtime::adapters::lora::LoraAdapter;
 use crate::runtime::model_api::AdaptableModel;
@@ -49,8 +50,14 @@ pub fn add_weighted_adapter(
         let Some((first, _)) = present.first() else {
             continue;
         };
-        if present.iter().any(|(a, _)| a.magnitude.is_some()) {
-            return Err(combine_err("DoRA adapters cannot be combined".into()));
+        let kinds: Vec<PartKind> = present
+            .iter()
+            .map(|(a, _)| PartKind::Lora {
+                dora: a.magnitude.is_some(),
+            })
+            .collect();
+        if let Err(reason) = can_combine(&kinds, Together::Weighted) {
+            return Err(combine_err(reason.into()));
         }
         let err = AdapterError::tensor(&layer.path);
         let result: candle_core::Result<LoraAdapter> = (|| {

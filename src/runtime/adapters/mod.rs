@@ -5,6 +5,7 @@ pub mod attach;
 pub mod bottleneck;
 pub mod bottleneck_config;
 pub mod combine;
+pub mod combine_rules;
 pub mod convert;
 pub mod error;
 pub mod linear;

@@ -38,8 +38,8 @@ pub use pipeline::{
     prepare, prepare_to_file, validate, PrepareOptions, PreparedDataset, PreparedSplit,
 };
 pub use spec::{
-    DatasetSpec, FieldMapping, SourceFormat, SourceSpec, SplitFiles, SplitPart, SplitSize,
-    SplitSpec, Template, TextUnit, Truncation,
+    DatasetSpec, FieldMapping, Roles, RolesError, SourceFormat, SourceSpec, SplitFiles, SplitPart,
+    SplitSize, SplitSpec, Template, TextUnit, Truncation,
 };
 pub use store::{load, save, TokenFileWriter, TOKENIZED_FORMAT_VERSION};
 pub use summary::DataSummary;

@@ -129,6 +129,60 @@ pub enum FieldMapping {
     },
 }
 
+/// The fields a dataset maps to each role (dotted paths), before a mapping is chosen.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Roles {
+    pub text: Option<FieldPath>,
+    pub label: Option<FieldPath>,
+    pub prompt: Option<FieldPath>,
+    pub completion: Option<FieldPath>,
+    pub messages: Option<FieldPath>,
+    /// The classes of a classifier, when the model is one.
+    pub labels: Option<Vec<String>>,
+}
+
+/// Why no [`FieldMapping`] fits the roles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RolesError {
+    #[error("the dataset maps no `text`, `prompt`/`completion` or `messages` field")]
+    NoInput,
+    #[error("a classification dataset needs its labels")]
+    NoLabels,
+}
+
+impl FieldMapping {
+    /// The one rule that picks a mapping from the roles a dataset maps, used by the tokenize
+    /// stage and by `peftc check` on the rows it peeks at: `messages` first, then `prompt` with
+    /// `completion`, then `text` with `label` (a classifier), then `text`.
+    pub fn from_roles(r: &Roles) -> Result<FieldMapping, RolesError> {
+        if let Some(messages) = &r.messages {
+            return Ok(FieldMapping::Chat {
+                messages: messages.clone(),
+                role_key: role_key(),
+                content_key: content_key(),
+            });
+        }
+        if let (Some(prompt), Some(completion)) = (&r.prompt, &r.completion) {
+            return Ok(FieldMapping::Instruction {
+                prompt: prompt.clone(),
+                input: None,
+                completion: completion.clone(),
+                system: None,
+            });
+        }
+        match (&r.text, &r.label) {
+            (Some(text), Some(label)) => Ok(FieldMapping::Classification {
+                text: text.clone(),
+                text_pair: None,
+                label: label.clone(),
+                labels: r.labels.clone().ok_or(RolesError::NoLabels)?,
+            }),
+            (Some(text), None) => Ok(FieldMapping::Text { text: text.clone() }),
+            (None, _) => Err(RolesError::NoInput),
+        }
+    }
+}
+
 fn role_key() -> String {
     "role".into()
 }

@@ -14,6 +14,7 @@ pub mod gguf_tokenizer;
 pub mod gguf_weight;
 pub mod gpt2;
 pub mod hub;
+pub mod layout;
 pub mod llama;
 pub mod load;
 pub mod reader;

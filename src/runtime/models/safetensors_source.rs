@@ -14,6 +14,8 @@ use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use super::layout::{weight_layout, WeightLayout};
 use std::sync::Arc;
 
 struct Shard {
@@ -47,61 +49,46 @@ impl SafetensorsSource {
     /// `model.safetensors.index.json`. A folder with only `pytorch_model.bin` (or any `.bin`)
     /// is refused.
     pub fn from_folder(folder: &Path, device: &Device) -> Result<Self, LoadError> {
-        let index = folder.join("model.safetensors.index.json");
-        let single = folder.join("model.safetensors");
-        // `exists`, not `is_file`: a FIFO or device under these names is reported, not skipped.
-        if index.exists() {
-            let text = crate::safe_fs::read_text_limited(&index, crate::safe_fs::JSON_LIMIT)
-                .map_err(|e| other(&index, e.to_string()))?;
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| other(&index, format!("invalid JSON: {e}")))?;
-            let map = json
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| other(&index, "no `weight_map` object"))?;
-            let mut files: Vec<PathBuf> = Vec::new();
-            for v in map.values() {
-                let f = v
-                    .as_str()
-                    .ok_or_else(|| other(&index, "a `weight_map` value is not a string"))?;
-                let p = folder.join(f);
-                if !files.contains(&p) {
-                    files.push(p);
-                }
-            }
-            files.sort();
-            return Self::from_files(&files, device);
-        }
-        if single.exists() {
-            return Self::from_files(&[single], device);
-        }
-        let mut candidates: Vec<PathBuf> = std::fs::read_dir(folder)
+        let entries: Vec<PathBuf> = std::fs::read_dir(folder)
             .map_err(|e| other(folder, e.to_string()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
-        candidates.sort();
-        if let Some(bin) = candidates.iter().find(|p| {
-            p.extension()
-                .is_some_and(|e| e == "bin" || e == "pt" || e == "pth")
-        }) {
-            return Err(LoadError::Other {
+        match weight_layout(folder, &entries) {
+            WeightLayout::Index(index) => {
+                let text = crate::safe_fs::read_text_limited(&index, crate::safe_fs::JSON_LIMIT)
+                    .map_err(|e| other(&index, e.to_string()))?;
+                let json: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| other(&index, format!("invalid JSON: {e}")))?;
+                let map = json
+                    .get("weight_map")
+                    .and_then(|m| m.as_object())
+                    .ok_or_else(|| other(&index, "no `weight_map` object"))?;
+                let mut files: Vec<PathBuf> = Vec::new();
+                for v in map.values() {
+                    let f = v
+                        .as_str()
+                        .ok_or_else(|| other(&index, "a `weight_map` value is not a string"))?;
+                    let p = folder.join(f);
+                    if !files.contains(&p) {
+                        files.push(p);
+                    }
+                }
+                files.sort();
+                Self::from_files(&files, device)
+            }
+            WeightLayout::Single(single) => Self::from_files(&[single], device),
+            WeightLayout::Shards(shards) => Self::from_files(&shards, device),
+            WeightLayout::Pickled(bin) => Err(LoadError::Other {
                 file: bin.display().to_string(),
                 message: "pickled PyTorch checkpoints can run arbitrary code and are not loaded; convert \
                           the model to safetensors (e.g. `model.save_pretrained(dir, safe_serialization=True)`)"
                     .into(),
-            });
-        }
-        let shards: Vec<PathBuf> = candidates
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-            .collect();
-        if shards.is_empty() {
-            return Err(other(
+            }),
+            WeightLayout::Missing => Err(other(
                 folder,
                 "no model.safetensors (or sharded safetensors with an index) in this folder",
-            ));
+            )),
         }
-        Self::from_files(&shards, device)
     }
 
     /// Opens explicit safetensors files.

@@ -78,7 +78,7 @@ impl CustomTemplate {
     }
 
     /// Render a row; for instruction rows, loss runs from the `{completion}` hole to the end.
-    pub(super) fn render(
+    pub fn render(
         &self,
         mapped: &MappedRow,
         row: &SourceRow,

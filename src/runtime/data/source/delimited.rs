@@ -11,16 +11,25 @@ use super::{failed, Rows, SourceRow};
 use crate::runtime::data::error::{DataError, RowIndex, RowLocation};
 
 pub(super) fn rows(open: PathBuf, file: PathBuf, delimiter: u8) -> Rows {
-    let format = if delimiter == b'\t' { "TSV" } else { "CSV" };
     let f: File = match crate::safe_fs::open_regular(&open) {
         Ok((f, _)) => f,
         Err(e) => return failed(DataError::io(file, e)),
     };
+    from_reader(
+        Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
+        file,
+        delimiter,
+    )
+}
+
+/// Rows of CSV / TSV text read from `reader` (a file, or the bytes `peftc check` peeks at).
+pub(super) fn from_reader(reader: Box<dyn std::io::Read>, file: PathBuf, delimiter: u8) -> Rows {
+    let format = if delimiter == b'\t' { "TSV" } else { "CSV" };
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
         .flexible(false)
-        .from_reader(std::io::BufReader::with_capacity(1 << 16, f));
+        .from_reader(reader);
     let headers: Vec<String> = match reader.headers() {
         Ok(h) => h.iter().map(str::to_owned).collect(),
         Err(e) => {

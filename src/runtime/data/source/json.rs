@@ -39,6 +39,11 @@ pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
             });
         }
     };
+    from_text(text, file)
+}
+
+/// Rows of a JSON array given as text.
+pub(super) fn from_text(text: &str, file: PathBuf) -> Rows {
     let whole = RowLocation {
         file: file.clone(),
         at: RowIndex::File,

@@ -2,7 +2,6 @@
 //! more than one line. A line that is not UTF-8 is a row error at its line; a UTF-8 byte order
 //! mark at the start of the file is dropped.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
@@ -14,8 +13,13 @@ pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
         Ok((f, _)) => f,
         Err(e) => return failed(DataError::io(file, e)),
     };
+    from_reader(Box::new(BufReader::with_capacity(1 << 16, f)), file)
+}
+
+/// Rows of JSONL text read from `reader` (a file, or the bytes `peftc check` peeks at).
+pub(super) fn from_reader(reader: Box<dyn BufRead>, file: PathBuf) -> Rows {
     Box::new(JsonlRows {
-        reader: BufReader::with_capacity(1 << 16, f),
+        reader,
         file,
         line: 0,
         buf: Vec::new(),
@@ -24,7 +28,7 @@ pub(super) fn rows(open: PathBuf, file: PathBuf) -> Rows {
 }
 
 struct JsonlRows {
-    reader: BufReader<File>,
+    reader: Box<dyn BufRead>,
     file: PathBuf,
     line: u64,
     buf: Vec<u8>,

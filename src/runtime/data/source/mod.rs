@@ -95,6 +95,42 @@ pub fn read_file(format: SourceFormat, file: PathBuf, unit: TextUnit, base: &Pat
     }
 }
 
+/// How many bytes of a data file `peftc check` reads ([`peek`]).
+pub const PEEK_BYTES: usize = 64 * 1024;
+
+/// The first rows of a file, parsed by the same readers as a run, from `prefix`: the file's first
+/// bytes (`whole` when they are the entire file). A prefix that stops mid-file is cut after its
+/// last complete line, so no row is read half. `None` where a prefix cannot be read alone: a
+/// JSON array longer than the prefix, and Parquet (its schema is in the footer, at the end).
+pub fn peek(
+    format: SourceFormat,
+    prefix: Vec<u8>,
+    whole: bool,
+    file: PathBuf,
+    unit: TextUnit,
+) -> Option<Vec<Result<SourceRow, DataError>>> {
+    let mut bytes = prefix;
+    if !whole {
+        let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        bytes.truncate(end);
+    }
+    let cursor = std::io::Cursor::new(bytes);
+    let rows: Rows = match format {
+        SourceFormat::Jsonl => jsonl::from_reader(Box::new(cursor), file),
+        SourceFormat::Csv => delimited::from_reader(Box::new(cursor), file, b','),
+        SourceFormat::Tsv => delimited::from_reader(Box::new(cursor), file, b'\t'),
+        SourceFormat::Json if whole => {
+            json::from_text(&String::from_utf8_lossy(cursor.get_ref()), file)
+        }
+        SourceFormat::Text if unit == TextUnit::Line || whole => {
+            let text = String::from_utf8_lossy(cursor.get_ref()).into_owned();
+            text::from_text(text, file, unit)
+        }
+        SourceFormat::Json | SourceFormat::Text | SourceFormat::Parquet => return None,
+    };
+    Some(rows.collect())
+}
+
 /// A stream that yields one error and ends.
 fn failed(e: DataError) -> Rows {
     Box::new(std::iter::once(Err(e)))
