@@ -12,6 +12,11 @@ use crate::syntax::{Code, Diagnostic};
 impl Cx<'_> {
     pub(super) fn lint_support(&mut self, prog: &Program) {
         for m in &prog.merges {
+            // A weighted mix holding a bottleneck adapter is refused below (E1002): one
+            // diagnostic per mistake.
+            if matches!(m.adapters, Combination::Mix(_)) {
+                continue;
+            }
             for r in m.adapters.refs() {
                 if is_bottleneck(prog, r) {
                     self.emit(

@@ -542,6 +542,10 @@ impl<'a> Cx<'a> {
             Combination::Mix(_) => Together::Weighted,
         };
         let kinds: Vec<PartKind> = comb.refs().into_iter().filter_map(kind).collect();
+        if how == Together::Weighted && kinds.contains(&PartKind::Bottleneck) {
+            // Reported at the bottleneck adapter itself (E1002).
+            return;
+        }
         if let Err(reason) = can_combine(&kinds, how) {
             self.emit(
                 Diagnostic::new(

@@ -215,7 +215,22 @@ impl<'a> Cx<'a> {
         let pattern = folder.join("*").to_string_lossy().into_owned();
         let entries = self.world.glob(&pattern);
         let shown = folder.display();
+        let special = [
+            "model.safetensors",
+            "model.safetensors.index.json",
+            TOKENIZER_FILE,
+        ]
+        .iter()
+        .find_map(|f| self.world.special_file(&folder.join(f)));
         let problem = match weight_layout(folder, &entries) {
+            _ if special.is_some() => special.map(|what| {
+                (
+                    what,
+                    "the run would refuse to read it".to_string(),
+                    "replace it with the real file (a FIFO would block, a device never ends)"
+                        .to_string(),
+                )
+            }),
             WeightLayout::Pickled(p) => Some((
                 format!("`{shown}` holds only a pickled checkpoint (`{}`)", p.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()),
                 "pickled checkpoints can run code when loaded and are never read".to_string(),

@@ -596,7 +596,9 @@ impl Cx<'_> {
                     }),
                 ),
             };
-            if gated {
+            // An adapter trained elsewhere (`peft(..)`) is re-exported as it was: nothing
+            // this pipeline learned goes out ungated.
+            if gated || prog.imported(&subject).is_some() {
                 continue;
             }
             let data = prog

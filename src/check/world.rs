@@ -99,6 +99,12 @@ pub trait World {
     fn glob(&self, pattern: &str) -> Vec<PathBuf>;
     /// A file of a model in the Hugging Face cache (offline; no network), if present.
     fn hf_cached_file(&self, repo: &str, revision: &str, file: &str) -> Option<PathBuf>;
+    /// Why `path` exists but is not a regular file ("a FIFO (named pipe)", "a character device",
+    /// ...); `None` when it is a regular file or does not exist (the default).
+    fn special_file(&self, path: &Path) -> Option<String> {
+        let _ = path;
+        None
+    }
     /// The stamp of a file whose contents only change with its stamp (a file on disk), for
     /// caches of what was read from it; `None` (the default) when that cannot be told.
     fn stamp(&self, path: &Path) -> Option<FileStamp> {
@@ -153,6 +159,12 @@ impl World for RealWorld {
     }
     fn is_dir(&self, path: &Path) -> bool {
         path.is_dir()
+    }
+    fn special_file(&self, path: &Path) -> Option<String> {
+        match crate::safe_fs::regular_file(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Some(e.to_string()),
+            _ => None,
+        }
     }
     fn glob(&self, pattern: &str) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = match glob::glob(pattern) {

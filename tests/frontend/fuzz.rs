@@ -261,10 +261,15 @@ pub fn check_case(world: &MemoryWorld, text: &str) {
     }
 }
 
+/// Each diagnostic's code and message, without whitespace: a message may quote the source as
+/// written (a gate), which formatting re-spaces.
 fn messages(d: &[Diagnostic]) -> Vec<String> {
     let mut v: Vec<String> = d
         .iter()
-        .map(|d| format!("{} {}", d.code.as_str(), d.message))
+        .map(|d| {
+            let m: String = d.message.split_whitespace().collect();
+            format!("{} {m}", d.code.as_str())
+        })
         .collect();
     v.sort();
     v

@@ -146,7 +146,8 @@ fn check_codes(model: &std::path::Path, text: &str) -> Vec<String> {
         let f = f.unwrap();
         std::fs::copy(f.path(), dest.join(f.file_name())).unwrap();
     }
-    std::fs::write(tmp.path().join("d.jsonl"), "{\"t\":\"a\",\"l\":\"x\"}\n").unwrap();
+    let rows = "{\"t\":\"a\",\"l\":\"x\"}\n{\"t\":\"b\",\"l\":\"y\"}\n".repeat(8);
+    std::fs::write(tmp.path().join("d.jsonl"), rows).unwrap();
     let path = tmp.path().join("p.peft");
     std::fs::write(&path, text).unwrap();
     let world = peftc::check::world::RealWorld::default();

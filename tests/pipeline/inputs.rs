@@ -17,6 +17,7 @@ fn a_fifo_tokenizer_json_is_an_error_not_a_hang() {
         .status()
         .unwrap();
     assert!(made.success());
+    // `peftc check` (which `run` starts with) already refuses it.
     let run = p.peftc("run", "pipeline.peft", &[], SECS);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
@@ -41,7 +42,7 @@ fn model_safetensors_linked_to_dev_zero_is_an_error_not_a_hang() {
         "{}",
         run.stderr
     );
-    // `plan` hashes the same files: it must not hang either.
+    // `plan` checks the same files: it must not hang either.
     let plan = p.peftc("plan", "pipeline.peft", &[], SECS);
     assert_ne!(plan.code, 0, "{}", plan.stderr);
     assert!(plan.stderr.contains("character device"), "{}", plan.stderr);
@@ -58,7 +59,7 @@ fn a_jsonl_row_that_is_not_utf8_names_its_line_and_is_skipped_with_skip_invalid(
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains(
-            "data.jsonl:41: malformed JSONL record: invalid UTF-8 (byte 0xE9 at column 14)"
+            "data.jsonl:41 is not a valid JSONL record: invalid UTF-8 (byte 0xE9 at column 14)"
         ),
         "{}",
         run.stderr

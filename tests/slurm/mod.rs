@@ -181,7 +181,7 @@ eval check {
   model   = t
   data    = reviews.eval
   metrics = [loss]
-  gate loss < 0.0
+  gate loss < 0.001
 }
 
 export t.a to \"out/a\" as peft
