@@ -9,7 +9,7 @@
 //! ```text
 //! PEFTC_BENCH_MB=100  cargo bench --profile dev --bench tokenize
 //! PEFTC_BENCH_MB=1000 cargo bench --profile dev --bench tokenize
-//! /work/py/venv/bin/python benches/tokenize_py.py target/bench-data/reviews-100mb.jsonl
+//! python3 benches/tokenize_py.py target/bench-data/reviews-100mb.jsonl
 //! ```
 //!
 //! With `PEFTC_BENCH_MODE=memory` it prepares in memory (`prepare`) instead, for comparison.

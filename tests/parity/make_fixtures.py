@@ -1,4 +1,4 @@
-"""Builds the parity fixtures under tests/fixtures/parity/ (run with /work/py/venv/bin/python).
+"""Builds the parity fixtures under tests/fixtures/parity/ (run with a Python that has tests/parity/requirements.txt installed).
 
 Tiny random llama (GQA, llama3 rope scaling), qwen2 (qkv bias, tied embeddings), mistral
 (one key/value head, explicit head_dim) and gpt2 models

@@ -1,7 +1,7 @@
 """Reference numbers for peftc's training engine (tests/train/), computed with PyTorch and
 transformers. Run with the project's venv:
 
-    /work/py/venv/bin/python tests/parity/make_train_fixtures.py
+    python3 tests/parity/make_train_fixtures.py
 
 Writes tests/fixtures/train/{schedules,optim,loop}.json. Everything is float64 JSON; tensors are
 nested lists. The tiny models below are mirrored line by line in tests/train/tiny.rs.

@@ -1,6 +1,6 @@
 //! The reverse direction: an adapter saved by peftc loads in Python PEFT and gives the same
 //! logits (within 1e-4), adapted and merged. Runs `tests/parity/check_peftc_adapter.py` when
-//! `$PEFTC_PYTHON` or `/work/py/venv/bin/python` exists; otherwise compares with the committed
+//! `$PEFTC_PYTHON` names a Python with PEFT; otherwise compares with the committed
 //! output of that script (`tests/fixtures/parity/reverse/<arch>/peft_logits.safetensors`).
 //! With `PEFTC_UPDATE_FIXTURES=1` the Python output is written back to the fixtures.
 
@@ -21,7 +21,7 @@ fn python() -> Option<PathBuf> {
     if let Ok(p) = std::env::var("PEFTC_PYTHON") {
         return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
-    Some(PathBuf::from("/work/py/venv/bin/python")).filter(|p| p.exists())
+    None
 }
 
 fn lora_for(arch: &str) -> LoraConfig {
