@@ -73,3 +73,27 @@ pub fn cache_dir(file: &Path, flag: Option<&Path>) -> PathBuf {
 pub fn lock_path(file: &Path) -> PathBuf {
     pipeline_root(file).join("peftc.lock")
 }
+
+/// Checks `file` for a run and hands the program to `body`: exit 1 on errors in the input
+/// (already printed), 2 on I/O errors or an error of `body`, else `body`'s exit code.
+pub fn run_checked(
+    file: &Path,
+    body: impl FnOnce(&Program) -> anyhow::Result<u8>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let program = match checked_program(file, Purpose::Run) {
+        Ok(p) => p,
+        Err(Unusable::Errors) => return ExitCode::from(1),
+        Err(Unusable::Io(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match body(&program) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

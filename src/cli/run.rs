@@ -6,7 +6,7 @@
 //! points and keeps checkpoints. Exit 0 success, 1 errors or a failed stage, 2 usage or I/O,
 //! 3 a gate failed, 130 cancelled.
 
-use super::pipeline::{cache_dir, checked_program, lock_path, pipeline_root, Purpose, Unusable};
+use super::pipeline::{cache_dir, lock_path, pipeline_root, run_checked};
 use super::slurm::{ExecutorKind, SlurmArgs};
 use crate::check::hir::{Program, SearchMode};
 use crate::exec::progress::stderr_reporter;
@@ -46,21 +46,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
-    let program = match checked_program(&args.file, Purpose::Run) {
-        Ok(p) => p,
-        Err(Unusable::Errors) => return ExitCode::from(1),
-        Err(Unusable::Io(e)) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run_program(args, &program) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    run_checked(&args.file, |program| run_program(args, program))
 }
 
 fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {

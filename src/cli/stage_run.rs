@@ -5,7 +5,7 @@
 //! `peftc.lock`, not the job. Exit 0 the stage is in the cache, 1 it failed, 2 usage or I/O,
 //! 3 its gate failed (so that Slurm cancels its dependants), 130 cancelled.
 
-use super::pipeline::{cache_dir, checked_program, pipeline_root, Purpose, Unusable};
+use super::pipeline::{cache_dir, pipeline_root, run_checked};
 use crate::exec::progress::PlainReporter;
 use crate::exec::{install_ctrlc, run_summary, Cache, CancelFlag, RunConfig, StageRun};
 use crate::plan::lower::{lower, EscalationChoice};
@@ -38,21 +38,7 @@ pub struct StageRunArgs {
 }
 
 pub fn run(args: &StageRunArgs) -> ExitCode {
-    let program = match checked_program(&args.file, Purpose::Run) {
-        Ok(p) => p,
-        Err(Unusable::Errors) => return ExitCode::from(1),
-        Err(Unusable::Io(e)) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run_stage(args, &program) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    run_checked(&args.file, |program| run_stage(args, program))
 }
 
 fn run_stage(args: &StageRunArgs, program: &crate::check::Program) -> anyhow::Result<u8> {
