@@ -90,6 +90,13 @@ fn show(args: &PlanArgs, program: &crate::check::Program) -> anyhow::Result<()> 
     print!("{out}");
     if !args.dot && args.format == PlanFormat::Text {
         print!("{}", data_summaries(&plan, &status, &cache));
+        let drift = crate::stages::export_drift(&plan, &status, &cache);
+        if !drift.is_empty() {
+            println!("\nexports:");
+            for line in drift {
+                println!("  {line}");
+            }
+        }
     }
     Ok(())
 }

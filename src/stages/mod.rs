@@ -23,7 +23,7 @@ mod train;
 
 pub use eval::EvalOutput;
 pub use loaded::{device, load_local, quant_spec, Loaded};
-pub use outputs::{preflight, publish_all};
+pub use outputs::{drift as export_drift, preflight, publish_all};
 
 use crate::exec::{StageContext, StageOutcome};
 use crate::plan::configs::StageKind;

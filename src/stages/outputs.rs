@@ -6,9 +6,9 @@
 
 use super::export::EXPORT_DIR;
 use super::publish::{self, PublishError, Published};
-use crate::exec::{FileHasher, RunReport, StageRun};
+use crate::exec::{Cache, FileHasher, RunReport, StageRun};
 use crate::plan::configs::{ExportStageConfig, StageKind};
-use crate::plan::{Plan, Stage};
+use crate::plan::{Plan, PlanStatus, Stage, StageState};
 use std::path::PathBuf;
 
 /// The destination of an export stage.
@@ -75,6 +75,32 @@ pub fn publish_all(plan: &Plan, report: &mut RunReport, hasher: &FileHasher) -> 
                     error: e.to_string(),
                 }
             }
+        }
+    }
+    lines
+}
+
+/// For `peftc plan`: one line per cached export stage whose destination no longer holds its
+/// cached export (deleted, changed, or holding a file peftc did not write), saying what
+/// `peftc run` will do about it. Reads only.
+pub fn drift(plan: &Plan, status: &PlanStatus, cache: &Cache) -> Vec<String> {
+    let mut lines = Vec::new();
+    for s in &status.stages {
+        let (Some(stage), Some(key)) = (plan.get(&s.id), s.key.as_ref()) else {
+            continue;
+        };
+        let Some(dest) = destination(stage).filter(|_| s.state == StageState::Cached) else {
+            continue;
+        };
+        let tree = cache.entry_dir(key).join("out").join(EXPORT_DIR);
+        match publish::pending(&tree, &dest, cache.hasher()) {
+            Ok(None) => {}
+            Ok(Some(why)) => lines.push(format!(
+                "{}: {} {why}; `peftc run` writes it again from the cache",
+                s.id,
+                dest.display()
+            )),
+            Err(e) => lines.push(format!("{}: `peftc run` will refuse it: {e}", s.id)),
         }
     }
     lines

@@ -95,6 +95,23 @@ pub fn publish(tree: &Path, dest: &Path, hasher: &FileHasher) -> Result<Publishe
     })
 }
 
+/// What [`publish`] would do at `dest`, without doing it: `None` when `dest` already holds
+/// exactly `tree`, else the reason it would write (`is missing`, `lost ...`, `... was changed`).
+/// Errs as [`publish`] would when `dest` holds something that is not peftc's.
+pub fn pending(
+    tree: &Path,
+    dest: &Path,
+    hasher: &FileHasher,
+) -> Result<Option<String>, PublishError> {
+    match inspect(dest)? {
+        Found::Nothing => Ok(Some("is missing".to_string())),
+        Found::Ours(files) => {
+            foreign_file(dest, &files)?;
+            difference(tree, dest, hasher)
+        }
+    }
+}
+
 /// The export record to store in the lineage file of a freshly built export folder: every file
 /// under `tree` except the lineage file itself, with its blake3.
 pub fn marker(tree: &Path) -> Result<Value, PublishError> {

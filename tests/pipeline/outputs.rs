@@ -142,7 +142,21 @@ fn a_deleted_or_damaged_export_is_rewritten_from_the_cache() {
     assert!(again.ran().is_empty(), "{:?}", again.ran());
     assert!(!again.stderr.contains("rewrote"), "{}", again.stderr);
 
+    let (code, plan) = p.plan();
+    assert_eq!(code, 0, "{plan}");
+    assert!(!plan.contains("exports:"), "{plan}");
+
     std::fs::remove_dir_all(&out).unwrap();
+    // `peftc plan` says the cached export stage's folder is gone and what a run does about it.
+    let (code, plan) = p.plan();
+    assert_eq!(code, 0, "{plan}");
+    assert!(
+        plan.contains(&format!(
+            "{} is missing; `peftc run` writes it again from the cache",
+            out.display()
+        )),
+        "{plan}"
+    );
     let again = p.run();
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(again.ran().is_empty(), "{:?}", again.ran());
@@ -157,6 +171,11 @@ fn a_deleted_or_damaged_export_is_rewritten_from_the_cache() {
     assert_eq!(snapshot(&out), good);
 
     std::fs::write(out.join("adapter_model.safetensors"), b"garbage").unwrap();
+    let (_, plan) = p.plan();
+    assert!(
+        plan.contains("`adapter_model.safetensors` was changed; `peftc run` writes it again"),
+        "{plan}"
+    );
     let again = p.run();
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(
