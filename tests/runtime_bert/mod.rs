@@ -1,6 +1,7 @@
 //! Tests: the BERT model, bottleneck adapters, the GGUF source and tokenizer, real models.
 mod bottleneck;
 mod gguf;
+mod gguf_spm;
 mod gguf_stays_quantized;
 mod gradients;
 mod parity;

@@ -10,6 +10,7 @@ pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod gguf_merged;
+pub mod gguf_spm;
 pub mod gguf_tokenizer;
 pub mod gguf_weight;
 pub mod gpt2;
