@@ -123,7 +123,7 @@ fn gguf_header_is_read_without_weights() {
 }
 
 #[test]
-fn gguf_tokenizer_kind_is_read_and_only_bpe_and_sentencepiece_pass_the_check() {
+fn gguf_tokenizer_kind_is_read_and_only_supported_kinds_pass_the_check() {
     let tmp = tempfile::tempdir().unwrap();
     for (file, arch, tok) in [
         ("bpe.gguf", "llama", "gpt2"),
@@ -138,17 +138,26 @@ fn gguf_tokenizer_kind_is_read_and_only_bpe_and_sentencepiece_pass_the_check() {
         )
         .unwrap();
     }
-    for (file, tok) in [("bpe.gguf", "gpt2"), ("spm.gguf", "llama")] {
+    for (file, tok) in [
+        ("bpe.gguf", "gpt2"),
+        ("spm.gguf", "llama"),
+        ("gpt2.gguf", "gpt2"),
+    ] {
         let c = run(
             tmp.path(),
             &format!("gguf(\"{file}\")"),
             &RealWorld::default(),
         );
-        assert!(!c.has_errors(), "{file}: {:#?}", c.diagnostics);
+        // (The pipeline's llama target names are unknown to gpt2; only E1102 matters here.)
+        let codes: Vec<_> = c.diagnostics.iter().map(|d| d.code).collect();
+        assert!(
+            !codes.contains(&check::Code::GgufUnsupported),
+            "{file}: {codes:?}"
+        );
         let held = c.program.models[0].shape.as_ref().unwrap().gguf.clone();
         assert_eq!(held.unwrap().tokenizer.as_deref(), Some(tok));
     }
-    for file in ["t5.gguf", "gpt2.gguf", "bert.gguf"] {
+    for file in ["t5.gguf", "bert.gguf"] {
         let c = run(
             tmp.path(),
             &format!("gguf(\"{file}\")"),

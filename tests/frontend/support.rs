@@ -86,7 +86,7 @@ pub fn ui_world() -> MemoryWorld {
     );
     w.add("/ui/models/fake.gguf", "NOTAGGUF");
     w.add("/ui/models/unigram.gguf", tiny_gguf("llama", Some("t5")));
-    w.add("/ui/models/gpt2.gguf", tiny_gguf("gpt2", Some("gpt2")));
+    w.add("/ui/models/bert.gguf", tiny_gguf("bert", Some("bert")));
     let qv: &[(&str, [u64; 2], [u64; 2])] = &[
         ("model.layers.0.self_attn.q_proj", [4, 64], [64, 4]),
         ("model.layers.0.self_attn.v_proj", [4, 64], [32, 4]),

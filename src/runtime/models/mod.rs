@@ -9,6 +9,7 @@ pub mod decoder;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod gguf_gpt2;
 pub mod gguf_merged;
 pub mod gguf_spm;
 pub mod gguf_tokenizer;
