@@ -4,9 +4,10 @@
 //! gguf_tokenizer_mapping.py`, `LlamaTokenizer`): a BPE model with byte fallback whose merges
 //! come from the file or, when it has none, from the vocabulary and its scores
 //! ([`merges_from_scores`], as `generate_merges`); a `Metaspace` pre-tokenizer (`▁`, prepended
-//! to the first section unless `tokenizer.ggml.add_space_prefix` is false); the decoder
-//! `Replace ▁ → space, ByteFallback, Fuse, Strip one leading space`; BOS/EOS added by a template
-//! as `add_bos_token` (default true) and `add_eos_token` (default false) say.
+//! to the first section; transformers 5.25 does this even when `tokenizer.ggml.add_space_prefix`
+//! is false, and so does this builder, to give the same ids); the decoder `Replace ▁ → space,
+//! ByteFallback, Fuse, Strip one leading space`; BOS/EOS added by a template as `add_bos_token`
+//! (default true) and `add_eos_token` (default false) say.
 //!
 //! Must not read tensor data; the JSON it returns is parsed by `tokenizers` in
 //! [`crate::runtime::models::gguf_tokenizer`].
@@ -24,8 +25,6 @@ pub struct SpmVocab<'a> {
     pub merges: Option<&'a [String]>,
     /// The added tokens (control, user-defined and the named special tokens).
     pub added: Vec<serde_json::Value>,
-    /// `tokenizer.ggml.add_space_prefix` (default true).
-    pub add_prefix_space: bool,
     /// BOS token text and id, when BOS is added.
     pub bos: Option<(String, u32)>,
     /// EOS token text and id, when EOS is added.
@@ -98,19 +97,16 @@ pub fn spm_tokenizer_json(v: &SpmVocab<'_>) -> serde_json::Value {
             .map(|(l, r)| json!([l, r]))
             .collect(),
     };
-    let prepend = if v.add_prefix_space { "first" } else { "never" };
-    let mut decoders = vec![
+    let decoders = [
         json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
         json!({"type": "ByteFallback"}),
         json!({"type": "Fuse"}),
+        json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}),
     ];
-    if v.add_prefix_space {
-        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
-    }
     json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": v.added,
         "normalizer": null,
-        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prepend, "split": false},
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "first", "split": false},
         "post_processor": template(v.bos.as_ref(), v.eos.as_ref()),
         "decoder": {"type": "Sequence", "decoders": decoders},
         "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,

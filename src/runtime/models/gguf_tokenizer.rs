@@ -225,7 +225,6 @@ impl GgufModel {
             scores: &scores,
             merges: merges.as_deref(),
             added,
-            add_prefix_space: self.flag("tokenizer.ggml.add_space_prefix").unwrap_or(true),
             bos,
             eos,
         }))
