@@ -233,8 +233,8 @@ fn parse(bytes: &[u8], path: &Path) -> Result<GgufInfo, Failure> {
         let bytes = n.div_ceil(block) * size;
         stored += bytes;
         // The runtime keeps 2-D linear weights in their stored form and dequantizes the token
-        // embedding and the 1-D tensors (norms, biases).
-        if dims >= 2 && name != "token_embd.weight" {
+        // and position embeddings and the 1-D tensors (norms, biases).
+        if dims >= 2 && name != "token_embd.weight" && name != "position_embd.weight" {
             linear_bytes += bytes;
             linear_params += n;
         } else {

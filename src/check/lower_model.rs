@@ -176,25 +176,27 @@ impl<'a> Cx<'a> {
     }
 
     /// E1102 when the runtime cannot build a model from this GGUF file: an architecture other
-    /// than llama, mistral, qwen2, or a tokenizer other than byte-level BPE.
+    /// than llama, mistral, qwen2, gpt2, or a tokenizer other than byte-level BPE (`gpt2`) and
+    /// SentencePiece (`llama`).
     fn gguf_buildable(&mut self, v: V, shape: &ModelShape) {
         let tokenizer = shape.gguf.as_ref().and_then(|g| g.tokenizer.clone());
-        let problem = if !matches!(shape.arch, Arch::Llama | Arch::Mistral | Arch::Qwen2) {
+        let problem = if !matches!(
+            shape.arch,
+            Arch::Llama | Arch::Mistral | Arch::Qwen2 | Arch::Gpt2
+        ) {
             Some((
                 format!(
                     "GGUF bases of architecture `{}` are not supported",
                     shape.arch.name()
                 ),
-                "GGUF files of llama, mistral and qwen2 are".to_string(),
+                "GGUF files of llama, mistral, qwen2 and gpt2 are".to_string(),
             ))
         } else {
             match tokenizer.as_deref() {
-                Some("gpt2") | None => None,
+                Some("gpt2") | Some("llama") | None => None,
                 Some(other) => Some((
-                    format!(
-                        "the GGUF tokenizer `{other}` (SentencePiece style) is not supported"
-                    ),
-                    "GGUF files with a byte-level BPE tokenizer (`tokenizer.ggml.model = gpt2`) are".to_string(),
+                    format!("the GGUF tokenizer `{other}` is not supported"),
+                    "GGUF files with a byte-level BPE (`tokenizer.ggml.model = gpt2`) or SentencePiece (`llama`) tokenizer are".to_string(),
                 )),
             }
         };

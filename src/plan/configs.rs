@@ -73,7 +73,9 @@ impl StageKind {
     pub fn version(self) -> u32 {
         match self {
             // 2: the record says whether the id is a Hub id (adapter configs name the base by it).
-            StageKind::Model => 2,
+            // 3: SentencePiece GGUF tokenizers and gpt2 GGUF bases are built (they were
+            // refused), and the written `tokenizer_config.json` says `add_eos_token`.
+            StageKind::Model => 3,
             // 2: GGUF bases stay quantized as stored (they were dequantized to f32); a quant's
             // `compute` dtype is honoured; the quantize stage quantizes from f32 weights.
             StageKind::Quantize => 2,

@@ -85,7 +85,8 @@ pub fn ui_world() -> MemoryWorld {
         r#"{"model_type":"t5","d_model":512}"#,
     );
     w.add("/ui/models/fake.gguf", "NOTAGGUF");
-    w.add("/ui/models/spm.gguf", tiny_gguf("llama", Some("llama")));
+    w.add("/ui/models/unigram.gguf", tiny_gguf("llama", Some("t5")));
+    w.add("/ui/models/bert.gguf", tiny_gguf("bert", Some("bert")));
     let qv: &[(&str, [u64; 2], [u64; 2])] = &[
         ("model.layers.0.self_attn.q_proj", [4, 64], [64, 4]),
         ("model.layers.0.self_attn.v_proj", [4, 64], [32, 4]),

@@ -1,5 +1,5 @@
 //! A GGUF file (llama.cpp's format) as a base-model [`TensorSource`] with Hugging Face llama
-//! names.
+//! names (and GPT-2 names, mapped in [`crate::runtime::models::gguf_gpt2`]).
 //!
 //! - Names: `blk.N.attn_q.weight` → `model.layers.N.self_attn.q_proj.weight` and so on
 //!   ([`hf_name_to_gguf`]).
@@ -15,6 +15,7 @@
 //! Must not change the weights' values beyond dequantization or an explicitly requested
 //! re-quantization ([`LinearFormat`]).
 
+use crate::runtime::models::gguf_gpt2::{gpt2_name_to_gguf, is_conv1d, Gpt2Meta};
 pub use crate::runtime::models::gguf_weight::{ggml_name, QuantizedWeight};
 use crate::runtime::models::source::{LoadError, TensorSource};
 use crate::runtime::weight::FrozenWeight;
@@ -61,6 +62,9 @@ pub fn hf_name_to_gguf(name: &str) -> Option<(String, RowOrder)> {
     };
     if let Some(t) = top {
         return Some((t.to_string(), RowOrder::Plain));
+    }
+    if let Some(g) = gpt2_name_to_gguf(name) {
+        return Some((g, RowOrder::Plain));
     }
     let rest = name.strip_prefix("model.layers.")?;
     let (layer, rest) = rest.split_once('.')?;
@@ -195,11 +199,14 @@ impl GgufModel {
     /// The Hugging Face llama `config.json` equivalent of the metadata.
     pub fn config_json(&self) -> std::result::Result<serde_json::Value, LoadError> {
         let arch = self.architecture()?;
+        if arch == "gpt2" {
+            return self.gpt2_config_json();
+        }
         if !matches!(arch.as_str(), "llama" | "mistral" | "qwen2") {
             return Err(LoadError::Other {
                 file: self.file(),
                 message: format!(
-                    "unknown GGUF architecture `{arch}` (expected llama, mistral or qwen2)"
+                    "unknown GGUF architecture `{arch}` (expected llama, mistral, qwen2 or gpt2)"
                 ),
             });
         }
@@ -248,6 +255,34 @@ impl GgufModel {
             }
         }
         Ok(cfg)
+    }
+
+    /// The GPT-2 `config.json` equivalent of the metadata (`n_positions` from the position
+    /// table, which transformers requires to be GPT2Config's 1024 rows).
+    fn gpt2_config_json(&self) -> std::result::Result<serde_json::Value, LoadError> {
+        let k = |s: &str| format!("gpt2.{s}");
+        let n_embd = self.meta_u64(&k("embedding_length"))?;
+        let positions = self.info("position_embd.weight", "wpe.weight")?;
+        let vocab = match self.meta_u64(&k("vocab_size")) {
+            Ok(v) => v,
+            Err(_) => self.token_embd_rows()? as u64,
+        };
+        let tok = |key: &str| self.meta_u64(&format!("tokenizer.ggml.{key}")).ok();
+        Ok(Gpt2Meta {
+            n_embd,
+            n_layer: self.meta_u64(&k("block_count"))?,
+            n_head: self.meta_u64(&k("attention.head_count"))?,
+            n_positions: positions.shape.dims().first().copied().unwrap_or(0) as u64,
+            n_inner: 4 * n_embd,
+            layer_norm_epsilon: self
+                .meta_f64(&k("attention.layer_norm_epsilon"))
+                .unwrap_or(1e-5),
+            vocab_size: vocab,
+            bos: tok("bos_token_id"),
+            eos: tok("eos_token_id"),
+            tied: !self.content.tensor_infos.contains_key("output.weight"),
+        }
+        .config_json())
     }
 
     /// Writes the Hugging Face metadata files of this model into `dir`: `config.json` always,
@@ -389,7 +424,21 @@ impl TensorSource for GgufModel {
             name: name.to_string(),
             file: self.file(),
         })?;
-        Ok(self.info(&g, name)?.shape.dims().to_vec())
+        let mut dims = self.info(&g, name)?.shape.dims().to_vec();
+        // Stored `[out, in]`; a `Conv1D` weight is `[in, out]` in Hugging Face.
+        if is_conv1d(name) {
+            dims.reverse();
+        }
+        Ok(dims)
+    }
+
+    /// GPT-2's `Conv1D` weights are stored as `[out, in]` linear weights already.
+    fn conv1d(
+        &self,
+        name: &str,
+        dtype: DType,
+    ) -> std::result::Result<Arc<dyn FrozenWeight>, LoadError> {
+        self.linear(name, dtype)
     }
 
     fn tensor(&self, name: &str, dtype: DType) -> std::result::Result<Tensor, LoadError> {

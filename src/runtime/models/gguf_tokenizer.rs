@@ -3,10 +3,12 @@
 //! it), plus the `tokenizer_config.json` equivalent (chat template, special tokens).
 //!
 //! Supports `tokenizer.ggml.model = gpt2` (byte-level BPE) with the pre-tokenizers llama.cpp
-//! names `smollm`, `gpt2` / `default`, `llama-bpe` / `llama3` and `qwen2`. SentencePiece
-//! (`llama`) vocabularies are refused with a clear error. Must not read tensor data.
+//! names `smollm`, `gpt2` / `default`, `llama-bpe` / `llama3` and `qwen2`, and `llama`
+//! (SentencePiece, built in [`crate::runtime::models::gguf_spm`]). Other tokenizer models
+//! (`t5`, `bert`, `rwkv`, ...) are refused with a clear error. Must not read tensor data.
 
 use crate::runtime::models::gguf::GgufModel;
+use crate::runtime::models::gguf_spm::{spm_tokenizer_json, SpmVocab};
 use crate::runtime::models::source::LoadError;
 use candle_core::quantized::gguf_file::Value;
 use serde_json::json;
@@ -26,6 +28,8 @@ pub struct GgufTokenizerConfig {
     pub unk_token: Option<String>,
     /// Whether the BOS token is prepended on encoding.
     pub add_bos_token: bool,
+    /// Whether the EOS token is appended on encoding.
+    pub add_eos_token: bool,
 }
 
 impl GgufTokenizerConfig {
@@ -38,6 +42,7 @@ impl GgufTokenizerConfig {
             "pad_token": self.pad_token,
             "unk_token": self.unk_token,
             "add_bos_token": self.add_bos_token,
+            "add_eos_token": self.add_eos_token,
         })
     }
 }
@@ -100,10 +105,14 @@ impl GgufModel {
             .metadata("tokenizer.ggml.model")
             .and_then(|v| v.to_string().ok().cloned())
             .unwrap_or_default();
-        if model != "gpt2" {
-            return Err(other(format!(
-                "tokenizer.ggml.model `{model}` is not supported (only byte-level BPE, `gpt2`)"
-            )));
+        match model.as_str() {
+            "gpt2" => {}
+            "llama" => return self.sentencepiece_json(),
+            _ => {
+                return Err(other(format!(
+                    "tokenizer.ggml.model `{model}` is not supported (byte-level BPE `gpt2` and SentencePiece `llama` are)"
+                )))
+            }
         }
         let tokens = self.strings("tokenizer.ggml.tokens")?;
         let merges = self.strings("tokenizer.ggml.merges")?;
@@ -172,6 +181,74 @@ impl GgufModel {
         }))
     }
 
+    /// The SentencePiece (`llama`) vocabulary as transformers builds it.
+    fn sentencepiece_json(&self) -> Result<serde_json::Value, LoadError> {
+        let tokens = self.strings("tokenizer.ggml.tokens")?;
+        let scores = self.scores(tokens.len())?;
+        let merges = match self.metadata("tokenizer.ggml.merges") {
+            Some(_) => Some(self.strings("tokenizer.ggml.merges")?),
+            None => None,
+        };
+        let types = self.token_types(tokens.len());
+        let cfg = self.tokenizer_config()?;
+        // Control tokens (type 3) and the named special tokens are special; user-defined ones
+        // (type 4) are added whole but not special. None is normalized.
+        let named: Vec<&String> = [
+            &cfg.bos_token,
+            &cfg.eos_token,
+            &cfg.unk_token,
+            &cfg.pad_token,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let added = tokens
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let ty = types.get(i).copied().unwrap_or(1);
+                let special = ty == 3 || named.contains(&t);
+                (special || ty == 4).then(|| {
+                    json!({"id": i, "content": t, "single_word": false, "lstrip": false,
+                           "rstrip": false, "normalized": false, "special": special})
+                })
+            })
+            .collect();
+        let named_id =
+            |text: &Option<String>, key: &str| Some((text.clone()?, self.token_id(key)?));
+        let bos =
+            named_id(&cfg.bos_token, "tokenizer.ggml.bos_token_id").filter(|_| cfg.add_bos_token);
+        let eos =
+            named_id(&cfg.eos_token, "tokenizer.ggml.eos_token_id").filter(|_| cfg.add_eos_token);
+        Ok(spm_tokenizer_json(&SpmVocab {
+            tokens: &tokens,
+            scores: &scores,
+            merges: merges.as_deref(),
+            added,
+            bos,
+            eos,
+        }))
+    }
+
+    /// `tokenizer.ggml.scores`; all zero when absent.
+    fn scores(&self, n: usize) -> Result<Vec<f32>, LoadError> {
+        let Some(v) = self.metadata("tokenizer.ggml.scores") else {
+            return Ok(vec![0.0; n]);
+        };
+        let items = v.to_vec().map_err(|e| LoadError::Other {
+            file: self.file(),
+            message: format!("`tokenizer.ggml.scores`: {e}"),
+        })?;
+        Ok(items
+            .iter()
+            .map(|x| match x {
+                Value::F32(f) => *f,
+                Value::F64(f) => *f as f32,
+                _ => 0.0,
+            })
+            .collect())
+    }
+
     /// The tokenizer rebuilt from the metadata.
     pub fn tokenizer(&self) -> Result<tokenizers::Tokenizer, LoadError> {
         let text = self.tokenizer_json()?.to_string();
@@ -197,8 +274,19 @@ impl GgufModel {
             eos_token: text("tokenizer.ggml.eos_token_id"),
             pad_token: text("tokenizer.ggml.padding_token_id"),
             unk_token: text("tokenizer.ggml.unknown_token_id"),
-            add_bos_token: self.flag("tokenizer.ggml.add_bos_token").unwrap_or(false),
+            // llama.cpp (and transformers) add BOS to a SentencePiece vocabulary that does not
+            // say otherwise.
+            add_bos_token: self
+                .flag("tokenizer.ggml.add_bos_token")
+                .unwrap_or(self.tokenizer_model().as_deref() == Some("llama")),
+            add_eos_token: self.flag("tokenizer.ggml.add_eos_token").unwrap_or(false),
         })
+    }
+
+    /// `tokenizer.ggml.model`.
+    fn tokenizer_model(&self) -> Option<String> {
+        self.metadata("tokenizer.ggml.model")
+            .and_then(|v| v.to_string().ok().cloned())
     }
 }
 
