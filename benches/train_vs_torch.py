@@ -242,7 +242,8 @@ def peftc_side(case, inputs, steps, threads, workdir, binary, perf=None):
     path = os.path.join(workdir, "bench.peft")
     with open(path, "w", encoding="utf-8") as f:
         f.write(pipeline_text(case, inputs, steps))
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    # `peftc=debug` makes the train stage's log carry each step's phase times (span closes).
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), PEFTC_LOG="warn,peftc=debug")
     cmd = [binary, "run", path]
     if perf:
         cmd = perf + ["--"] + cmd
@@ -267,7 +268,30 @@ def peftc_side(case, inputs, steps, threads, workdir, binary, perf=None):
                 if isinstance(doc, dict):
                     trainable = find_key(doc, "trainable_params")
     return {"step_s": [r["step_s"] for r in records], "tokens": records[-1]["tokens"],
-            "trainable": trainable, "peak_rss_mib": parse_rss(err)}
+            "trainable": trainable, "peak_rss_mib": parse_rss(err),
+            "phases": phase_times(workdir)}
+
+
+PHASES = ("collate", "forward", "backward", "optimizer")
+
+
+def phase_times(workdir):
+    """Per-step seconds of the trainer's spans, from the train stage's log: `{phase: [s, ..]}`."""
+    units = {"ns": 1e-9, "µs": 1e-6, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+    out = {p: [] for p in PHASES}
+    for root, _, files in os.walk(workdir):
+        for name in files:
+            if not (name.startswith("train.") and name.endswith(".log")):
+                continue
+            with open(os.path.join(root, name), encoding="utf-8") as f:
+                for line in f:
+                    for p in PHASES:
+                        tag = f":{p}: close time.busy="
+                        if tag in line:
+                            value = line.split(tag, 1)[1].split()[0]
+                            num = value.rstrip("nµums")
+                            out[p].append(float(num) * units[value[len(num):]])
+    return out
 
 
 def find_key(doc, key):
@@ -425,6 +449,7 @@ def main():
             continue
         spec = CASES[case]
         t_steps, p_steps, ratios, t_rss, p_rss, tr = [], [], [], [], [], (None, None)
+        phases = {}
         for k in range(args.rounds):
             order = ["torch", "peftc"] if k % 2 == 0 else ["peftc", "torch"]
             got = {}
@@ -443,6 +468,9 @@ def main():
             t_rss.append(got["torch"]["peak_rss_mib"])
             p_rss.append(got["peftc"]["peak_rss_mib"])
             tr = (got["peftc"]["trainable"], got["torch"]["trainable"])
+            for ph, xs in got["peftc"]["phases"].items():
+                if xs:
+                    phases.setdefault(ph, []).append(median_after(xs, args.warmup))
             if tr[0] != tr[1]:
                 sys.exit(f"{case}: peftc trains {tr[0]} parameters, PEFT {tr[1]}: not the same run")
             print(f"# {case} round {k + 1}: peftc {p:.3f} s, torch {t:.3f} s, ratio {p / t:.2f}; "
@@ -451,6 +479,13 @@ def main():
         rows.append((case, spec, tr, statistics.median(p_steps), statistics.median(t_steps),
                      statistics.median(ratios), statistics.median(p_rss), statistics.median(t_rss),
                      tokens))
+        if phases:
+            total = statistics.median(p_steps)
+            parts = ", ".join(f"{ph} {statistics.median(xs):.3f} s "
+                              f"({100 * statistics.median(xs) / total:.0f}%)"
+                              for ph, xs in phases.items())
+            print(f"# {case} peftc step phases (trainer spans, median): {parts}; "
+                  f"loss and the rest {total - sum(statistics.median(x) for x in phases.values()):.3f} s")
         if args.profile and perf_works():
             work = os.path.join(root, f"{case}-perf")
             data = os.path.join(root, f"{case}.perf.data")
