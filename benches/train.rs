@@ -4,9 +4,9 @@
 //! written once as a Hugging Face folder and loaded by `load_folder`, LoRA r 16 (alpha 32)
 //! attached by `attach_lora` on q,v or on every linear layer, batch 8 x 128 by default.
 //!
-//! `benches/train_vs_torch.py` times transformers' `LlamaForCausalLM` with PEFT's LoRA on the
-//! same config and prints the ratio. Method as `/work/shared/research/baseline`: 3 warm-up
-//! steps, median of 20. Prints one JSON line per case.
+//! The side-by-side comparison with transformers + PEFT is `benches/train_vs_torch.py`, which
+//! runs `peftc run` itself; this bench times the library's loop alone. Method: 3 warm-up steps,
+//! median of 20. Prints one JSON line per case.
 //!
 //! Env: `PEFTC_BENCH_STEPS` (20), `PEFTC_BENCH_WARMUP` (3), `PEFTC_BENCH_BATCH` (8),
 //! `PEFTC_BENCH_SEQ` (128), `PEFTC_BENCH_CASES` (`lora_qv,lora_all`). Threads: `RAYON_NUM_THREADS`.

@@ -97,6 +97,10 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
         config.force = args.force.clone();
         config.cancel = cancel.clone();
         config.reporter = stderr_reporter();
+        // An explicit PEFTC_LOG also filters what stages write to their logs (default `info`).
+        if let Ok(filter) = std::env::var("PEFTC_LOG") {
+            config.stage_log_filter = filter;
+        }
         // Before any stage runs: every export destination must be free or peftc's own.
         let refused = preflight(&plan, &args.only)?;
         if !refused.is_empty() {

@@ -279,8 +279,11 @@ fn stage_subscriber(
         .map_err(ExecError::io("open log", log_path))?;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Span closes carry their busy time: with `peftc=debug` a train stage's log shows each
+    // step's collate / forward / backward / optimizer time (benches/train_vs_torch.py reads it).
     Ok(tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(false)
         .with_target(false)
         .without_time()

@@ -24,6 +24,7 @@ use crate::runtime::ops::attention::{attention, Kernels};
 use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
 use crate::runtime::ops::norm::rms_norm;
 use crate::runtime::ops::rope::{apply_rotary, RopeTables, Rotary};
+use crate::runtime::ops::swiglu::swiglu;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::sync::Arc;
 
@@ -314,9 +315,9 @@ impl Llama {
                 .hook
                 .combine(i, Site::AfterAttention, &block, pass.train)?;
             let hs = self.norm(&x, &l.post_norm, pass.kernels)?;
-            let g = l.gate.forward(&hs, pass.train)?.silu()?;
+            let g = l.gate.forward(&hs, pass.train)?;
             let u = l.up.forward(&hs, pass.train)?;
-            let m = l.down.forward(&(g * u)?, pass.train)?;
+            let m = l.down.forward(&swiglu(&g, &u)?, pass.train)?;
             let block = SubBlock {
                 output: &m,
                 residual: &x,
