@@ -6,6 +6,7 @@ pub mod cache;
 pub mod check;
 pub mod explain;
 pub mod fmt;
+pub mod gpu_check;
 pub mod lsp;
 pub mod pipeline;
 pub mod plan;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Run one stage whose inputs are cached: the entry point of a batch job.
     #[command(hide = true)]
     StageRun(stage_run::StageRunArgs),
+    /// Compare a GPU with the CPU (parity) and time training on it: `scripts/gpu-check.sh`.
+    #[command(hide = true)]
+    GpuCheck(gpu_check::GpuCheckArgs),
 }
 
 /// Entry point of the binary.
@@ -69,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::run(&a),
         Command::Watch(args) => watch::run(args),
         Command::StageRun(a) => stage_run::run(&a),
+        Command::GpuCheck(a) => gpu_check::run(&a),
     }
 }
 

@@ -70,7 +70,10 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
             anyhow::bail!("--executor slurm: sbatch, squeue and scancel are not on PATH");
         }
     } else {
-        crate::stages::device()?;
+        let opened = crate::stages::device()?;
+        if let Some((free, total)) = crate::stages::free_memory(&opened) {
+            fits_free_memory(program, &device, free, total)?;
+        }
     }
     let cache_folder = cache_dir(&args.file, args.cache_dir.as_deref());
     let cache = Cache::open(&cache_folder)?;
@@ -145,6 +148,28 @@ fn run_program(args: &RunArgs, program: &Program) -> anyhow::Result<u8> {
         record_escalation(program, &report, &escalation);
         return Ok(report.exit_code());
     }
+}
+
+/// Refuses the run when a train's memory estimate (`peftc check --figures`, which counts fewer
+/// bytes than a run uses, never more) is above the device's free memory measured now.
+fn fits_free_memory(program: &Program, device: &str, free: u64, total: u64) -> anyhow::Result<()> {
+    use crate::check::figures::human_bytes;
+    for t in &program.trains {
+        let Some(need) = t.figures.as_ref().map(|f| f.memory.total) else {
+            continue;
+        };
+        if need > free {
+            anyhow::bail!(
+                "train `{}` needs about {} ({device} has {} free of {}, measured now); \
+                 lower batch_size or max_len, quantize the base (nf4), or free the GPU",
+                t.meta.name,
+                human_bytes(need),
+                human_bytes(free),
+                human_bytes(total)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// For every train stage that ran: its measured peak resident memory (`VmHWM` during the

@@ -54,11 +54,50 @@ pub fn device() -> anyhow::Result<Device> {
             let idx: usize = idx
                 .parse()
                 .with_context(|| format!("bad device `{s}`: expected cuda:N"))?;
-            Device::new_cuda(idx)
-                .with_context(|| format!("no CUDA device {idx} (build with --features cuda)"))
+            cuda_device(idx)
         }
         other => bail!("unknown device `{other}`: expected cpu, cuda:N or metal"),
     }
+}
+
+/// Free and total memory of `device` in bytes, measured now: a CUDA device's (`cuMemGetInfo`);
+/// `None` for the CPU and Metal, whose budget is the declared `memory` (checked by `peftc check`).
+pub fn free_memory(device: &Device) -> Option<(u64, u64)> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        return crate::runtime::quant::cuda::mem_info(d).ok();
+    }
+    let _ = device;
+    None
+}
+
+/// Opens CUDA device `idx`, or says clearly why not: a build without CUDA, no driver or GPU
+/// (the driver's own answer is quoted), or a panic inside the CUDA bindings (caught, so a machine
+/// without a GPU gets an error and exit status 2, never an abort).
+fn cuda_device(idx: usize) -> anyhow::Result<Device> {
+    if !cfg!(feature = "cuda") {
+        bail!(
+            "device cuda:{idx}: this peftc was built without CUDA; build it with \
+             `cargo build --release --features cuda` (README: \"GPU\") or use --device cpu"
+        );
+    }
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Device::new_cuda(idx));
+    std::panic::set_hook(hook);
+    let why = match opened {
+        Ok(Ok(device)) => return Ok(device),
+        Ok(Err(e)) => e.to_string(),
+        Err(panic) => panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the CUDA bindings panicked".into()),
+    };
+    bail!(
+        "no usable CUDA GPU cuda:{idx} on this machine (the CUDA driver answered: {why}); \
+         run on a machine with an NVIDIA GPU and its driver, or use --device cpu"
+    )
 }
 
 fn dtype(name: &str) -> DType {

@@ -22,7 +22,7 @@ mod tokenize;
 mod train;
 
 pub use eval::EvalOutput;
-pub use loaded::{device, load_local, quant_spec, Loaded};
+pub use loaded::{device, free_memory, load_local, quant_spec, Loaded};
 pub use outputs::{drift as export_drift, preflight, publish_all};
 
 use crate::exec::{StageContext, StageOutcome};

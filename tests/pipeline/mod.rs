@@ -4,6 +4,7 @@
 //! blocks the export, and that a corrupted cache entry is rebuilt.
 
 mod adapters;
+mod devices;
 mod inputs;
 mod outputs;
 mod plan;

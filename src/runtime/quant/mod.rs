@@ -19,11 +19,14 @@
 pub mod blockwise4;
 pub mod cache;
 pub mod codes;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod dynamic8;
 pub mod error;
 pub mod ggml;
 pub mod gguf;
 pub mod int8;
+pub mod kernels;
 pub mod merge;
 pub mod nf4;
 pub mod source;

@@ -128,6 +128,9 @@ pub struct Nf4Weight {
     inner: Arc<Packed4>,
     rows: Arc<dyn DequantRows>,
     tile_bytes: usize,
+    /// The packed data on the CUDA device, copied on the first CUDA forward.
+    #[cfg(feature = "cuda")]
+    gpu: super::cuda::DeviceCopy,
 }
 
 impl Nf4Weight {
@@ -138,6 +141,8 @@ impl Nf4Weight {
             rows: inner.clone(),
             inner,
             tile_bytes: DEFAULT_TILE_BYTES,
+            #[cfg(feature = "cuda")]
+            gpu: Default::default(),
         }
     }
 
@@ -160,8 +165,33 @@ impl Nf4Weight {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl Nf4Weight {
+    fn upload(
+        &self,
+        dev: &candle_core::cuda_backend::CudaDevice,
+    ) -> Result<Arc<dyn super::cuda::DeviceDequant>> {
+        Ok(Arc::new(super::cuda::Packed4Gpu::upload(&self.inner, dev)?))
+    }
+
+    /// The whole weight dequantized by the CUDA kernel on `dev` (f32 or bf16), for comparisons
+    /// with [`FrozenWeight::dequantize`].
+    pub fn dequantize_cuda(
+        &self,
+        dev: &candle_core::cuda_backend::CudaDevice,
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let w = self.gpu.get_or_make(dev, |d| self.upload(d))?;
+        super::cuda::dequant_tensor(w.as_ref(), dev, dtype)
+    }
+}
+
 impl FrozenWeight for Nf4Weight {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            return super::cuda::frozen_forward_cuda(&self.gpu, |d| self.upload(d), x);
+        }
         frozen_forward(&self.rows, x, self.tile_bytes)
     }
 

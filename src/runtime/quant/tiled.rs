@@ -43,8 +43,9 @@ pub fn dequant_all(w: &dyn DequantRows) -> Result<Tensor> {
 }
 
 /// `x @ W^T` differentiable with respect to `x` only. Accepts any float dtype (computes in f32,
-/// returns the input dtype) and any device (on CPU the tiled kernel; elsewhere the weight is
-/// dequantized to the device for the duration of the call).
+/// returns the input dtype) and any device (on CPU the tiled kernel; on Metal the weight is
+/// dequantized to the device for the duration of the call; CUDA inputs never get here: the
+/// weights dequantize on the GPU, [`super::cuda`]).
 pub fn frozen_forward(w: &Arc<dyn DequantRows>, x: &Tensor, tile_bytes: usize) -> Result<Tensor> {
     let dtype = x.dtype();
     if !x.device().is_cpu() {
