@@ -5,6 +5,7 @@
 
 mod adapters;
 mod inputs;
+mod memory_estimate;
 mod outputs;
 mod plan;
 mod quant_formats;
