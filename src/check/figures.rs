@@ -1,12 +1,32 @@
 //! Figures before compute, per train stage: trainable parameters, adapter bytes, a peak-memory
 //! estimate (base weights by dtype or quantization, adapter weights, gradients, optimizer
-//! state, activations, logits) and FLOPs per optimizer step. Estimates, documented as such.
+//! state, activations kept for backward (src/check/activations.rs), logits and their gradient,
+//! the process floor) and FLOPs per optimizer step. Estimates, documented as such; the memory
+//! estimate is checked against measured peaks by `bash benches/memory_estimate.sh`.
 
 use super::hir::*;
 
 /// Resident memory of a `peftc run` process around a stage, before any model: measured as the
-/// peak of a train stage on a 100K-parameter BERT (20.3 MiB, `peftc run` reports it).
+/// peak of a train stage on a 100K-parameter BERT (`peftc run` reports it; see
+/// `bash benches/memory_estimate.sh`).
 pub const PROCESS_FLOOR: u64 = 20 << 20;
+
+/// The figure inputs of train `t` as declared (`max_len` from its dataset). `seq` replaces the dataset's `max_len` (the run report uses the longest
+/// batch a run really had).
+pub fn train_config(prog: &Program, t: &Train, seq: Option<u64>) -> FigureConfig {
+    let declared = t.quantized_with.as_ref().and_then(|q| prog.quant(q));
+    let max_len = prog
+        .dataset(&t.data.dataset)
+        .map(|d| u64::from(d.max_len))
+        .unwrap_or(512);
+    FigureConfig {
+        batch: u64::from(t.batch),
+        accumulate: u64::from(t.accumulate),
+        max_len: seq.unwrap_or(max_len),
+        quant: declared.map(|q| (q.kind, q.block_size, q.double_quant)),
+        compute: declared.and_then(|q| q.compute),
+    }
+}
 
 /// Inputs that change the estimate (used to say "what would fit").
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,10 +120,8 @@ pub fn compute(train: &Train, model: &Model, shape: &ModelShape, cfg: FigureConf
     let base_bytes = base_bytes(model, shape, &cfg);
     let tokens = cfg.batch * cfg.max_len;
     let act_bytes = cfg.compute.unwrap_or(model.dtype).bytes();
-    // Per layer, per token: about 34 * hidden values kept for backward (Korthikanti et al.,
-    // 2022, without attention scores), plus attention scores heads * seq.
-    let per_layer = tokens * (34 * shape.hidden + 5 * shape.heads * cfg.max_len) / 2 * act_bytes;
-    let activations = per_layer * shape.layers;
+    let activations =
+        super::activations::activation_bytes(train, shape, cfg.batch, cfg.max_len, act_bytes);
     let out_width = match &model.task {
         Task::Causal => shape.vocab,
         Task::Classify { labels } => labels.len() as u64,

@@ -93,15 +93,7 @@ impl Cx<'_> {
             if let Some(q) = declared {
                 self.quant_fits(q, model, shape);
             }
-            let quant = declared.map(|q| (q.kind, q.block_size, q.double_quant));
-            let max_len = ds.map(|d| u64::from(d.max_len)).unwrap_or(512);
-            let cfg = FigureConfig {
-                batch: u64::from(t.batch),
-                accumulate: u64::from(t.accumulate),
-                max_len,
-                quant,
-                compute: declared.and_then(|q| q.compute),
-            };
+            let cfg = figures::train_config(prog, t, None);
             let fig = figures::compute(t, model, shape, cfg);
             if let Some(dev) = t.device.as_ref().and_then(|d| prog.device(d)) {
                 if let Some(budget) = dev.memory {

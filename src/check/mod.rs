@@ -15,6 +15,7 @@
 //! assert!(!checked.has_errors());
 //! ```
 
+mod activations;
 mod arch;
 mod args;
 mod config_json;

@@ -172,27 +172,54 @@ fn fits_free_memory(program: &Program, device: &str, free: u64, total: u64) -> a
     Ok(())
 }
 
-/// For every train stage that ran: its measured peak resident memory (`VmHWM` during the
-/// stage) next to the checker's estimate (`peftc check --figures`).
+/// For every train stage that ran: its measured peak resident memory (`VmHWM` while it
+/// trained) next to the checker's estimate (`peftc check --figures`, at the dataset's
+/// `max_len`) and, when the run's longest batch was shorter, the same estimate at that length.
 fn memory_summary(program: &Program) -> String {
-    use crate::check::figures::human_bytes;
+    use crate::check::figures::{compute, human_bytes, train_config};
     let mut out = String::new();
-    for (id, peak) in crate::runtime::process_memory::take_peaks() {
-        let estimate = program
+    for peak in crate::runtime::process_memory::take_peaks() {
+        let train = program
             .trains
             .iter()
-            .find(|t| id == format!("train.{}", t.meta.name))
+            .find(|t| peak.id == format!("train.{}", t.meta.name));
+        let estimate = train
             .and_then(|t| t.figures.as_ref())
             .map(|f| f.memory.total);
+        let measured = human_bytes(peak.bytes);
         let _ = match estimate {
-            Some(e) if e > 0 => writeln!(
-                out,
-                "memory {id}: peak resident {} measured, {} estimated (measured / estimated = {:.2})",
-                human_bytes(peak),
-                human_bytes(e),
-                peak as f64 / e as f64
-            ),
-            _ => writeln!(out, "memory {id}: peak resident {} measured", human_bytes(peak)),
+            Some(e) if e > 0 => {
+                let at_len = train.and_then(|t| {
+                    let model = program.model(&t.model)?;
+                    let shape = model.shape.as_ref()?;
+                    let declared = train_config(program, t, None);
+                    (peak.longest_batch > 0 && peak.longest_batch < declared.max_len).then(|| {
+                        let cfg = train_config(program, t, Some(peak.longest_batch));
+                        compute(t, model, shape, cfg).memory.total
+                    })
+                });
+                match at_len {
+                    Some(a) if a > 0 => writeln!(
+                        out,
+                        "memory {}: peak resident {measured} measured, {} estimated at max_len, \
+                         {} at the longest batch's {} tokens (measured / estimated = {:.2})",
+                        peak.id,
+                        human_bytes(e),
+                        human_bytes(a),
+                        peak.longest_batch,
+                        peak.bytes as f64 / a as f64
+                    ),
+                    _ => writeln!(
+                        out,
+                        "memory {}: peak resident {measured} measured, {} estimated \
+                         (measured / estimated = {:.2})",
+                        peak.id,
+                        human_bytes(e),
+                        peak.bytes as f64 / e as f64
+                    ),
+                }
+            }
+            _ => writeln!(out, "memory {}: peak resident {measured} measured", peak.id),
         };
     }
     out

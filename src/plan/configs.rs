@@ -90,11 +90,14 @@ impl StageKind {
             // classifier) and write every field of PEFT's `adapter_config.json`.
             // 4: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
             // 5: `max_steps` overrides `epochs` (as in HF Trainer) instead of being capped by them.
-            StageKind::Train => 5,
+            // 6: BERT's layer norm and attention softmax are the fused ops with a backward pass
+            // (rounding may differ); the summary records the longest batch.
+            StageKind::Train => 6,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
-            StageKind::Eval => 3,
+            // 4: BERT's layer norm and attention softmax are the fused ops (rounding may differ).
+            StageKind::Eval => 4,
             // 2: a trained classification head and its labels are written into the merged model;
             // a GGUF base is merged (it used to be refused).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.

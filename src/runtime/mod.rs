@@ -13,6 +13,7 @@ pub mod model_api;
 pub mod weight;
 
 pub mod adapters;
+pub mod allocator;
 pub mod data;
 pub mod eval;
 pub mod models;

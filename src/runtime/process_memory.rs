@@ -31,18 +31,33 @@ pub fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// Peaks measured by stages in this process (stage id, bytes), for `peftc run`'s summary.
-static PEAKS: std::sync::Mutex<Vec<(String, u64)>> = std::sync::Mutex::new(Vec::new());
+/// A train stage's measured peak, for `peftc run`'s summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagePeak {
+    /// The stage id (`train.tune`).
+    pub id: String,
+    /// Peak resident bytes while it trained.
+    pub bytes: u64,
+    /// The longest padded sequence of its micro-batches (0: unknown).
+    pub longest_batch: u64,
+}
+
+/// Peaks measured by stages in this process.
+static PEAKS: std::sync::Mutex<Vec<StagePeak>> = std::sync::Mutex::new(Vec::new());
 
 /// Records the measured peak of stage `id`.
-pub fn record_peak(id: &str, bytes: u64) {
+pub fn record_peak(id: &str, bytes: u64, longest_batch: u64) {
     if let Ok(mut p) = PEAKS.lock() {
-        p.push((id.to_string(), bytes));
+        p.push(StagePeak {
+            id: id.to_string(),
+            bytes,
+            longest_batch,
+        });
     }
 }
 
 /// The peaks recorded so far, emptying the record.
-pub fn take_peaks() -> Vec<(String, u64)> {
+pub fn take_peaks() -> Vec<StagePeak> {
     PEAKS
         .lock()
         .map(|mut p| std::mem::take(&mut *p))

@@ -20,6 +20,7 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
     let config: TrainStageConfig = serde_json::from_value(stage.config.clone())?;
     // The peak resident memory of this stage (what `peftc run` reports next to the estimate);
     // without a reset, the process's peak so far.
+    crate::runtime::allocator::trim();
     crate::runtime::process_memory::reset_peak();
     let data_dir = &ctx.input("data").context("no data input")?.dir;
     let data = load_data(data_dir)?;
@@ -45,7 +46,11 @@ pub fn run(stage: &Stage, ctx: &StageContext) -> anyhow::Result<StageOutcome> {
         },
     )?;
     if let Some(peak) = crate::runtime::process_memory::peak_resident_bytes() {
-        crate::runtime::process_memory::record_peak(stage.id.as_str(), peak);
+        crate::runtime::process_memory::record_peak(
+            stage.id.as_str(),
+            peak,
+            summary.longest_batch as u64,
+        );
     }
     save_all(&mut loaded, &attached, &ctx.out_dir)?;
     let log = ctx.checkpoint_dir.join("metrics.jsonl");

@@ -6,6 +6,7 @@
 mod adapters;
 mod devices;
 mod inputs;
+mod memory_estimate;
 mod outputs;
 mod plan;
 mod quant_formats;

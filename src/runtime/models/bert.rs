@@ -19,7 +19,7 @@ use crate::runtime::model_api::{AdaptableModel, AdaptedModel, TaskKind};
 use crate::runtime::models::bert_config::{BertConfig, HiddenAct};
 use crate::runtime::models::bert_layers::{dense, dropout, linear, LayerNorm};
 use crate::runtime::models::source::{LoadError, TensorSource};
-use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use std::sync::Arc;
 
 /// Which head to load on top of the encoder.
@@ -316,7 +316,7 @@ impl BertModel {
         let k = heads(l.key.forward(x, train)?)?;
         let v = heads(l.value.forward(x, train)?)?;
         let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = crate::runtime::ops::softmax::softmax(&scores)?;
         let probs = dropout(&probs, c.attention_probs_dropout_prob, train)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, d))?;
         let attn = dropout(

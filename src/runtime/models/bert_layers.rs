@@ -1,11 +1,12 @@
 //! Building blocks of the BERT encoder: a differentiable layer norm, checked tensor and linear
 //! loading from a [`TensorSource`], dropout.
 //!
-//! Only differentiable ops: never candle's fused `layer_norm`, which cuts the gradient graph.
+//! Only differentiable ops: never candle's fused `layer_norm`, which cuts the gradient graph
+//! (the layer norm is the runtime's own fused op with a backward pass).
 
 use crate::runtime::adapters::linear::AdaptableLinear;
 use crate::runtime::models::source::{LoadError, TensorSource};
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{DType, Result, Tensor};
 
 /// A differentiable layer norm over the last dim with learned scale and shift.
 #[derive(Debug, Clone)]
@@ -36,13 +37,11 @@ impl LayerNorm {
         })
     }
 
-    /// `(x - mean) / sqrt(var + eps) * w + b`, built from differentiable primitives.
+    /// `(x - mean) / sqrt(var + eps) * w + b`: the fused kernel with its own backward on the CPU
+    /// (one kept output instead of the six intermediates of the composite form), the composite
+    /// form elsewhere ([`crate::runtime::ops::norm::layer_norm`]).
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        crate::runtime::ops::norm::layer_norm(x, &self.weight, Some(&self.bias), self.eps)
     }
 }
 

@@ -64,6 +64,11 @@ pub fn restore(state: &RngState) -> std::result::Result<(), String> {
 
 /// Inverted dropout: zeroes each element with probability `p` and scales the rest by
 /// `1 / (1 - p)`. `p = 0` returns the input unchanged and draws nothing.
+///
+/// On the CPU for f32 the mask lives inside the op as one byte per element ([`DropoutOp`]), so
+/// the gradient graph holds neither an f32 mask tensor nor a gradient for it (candle's backward
+/// of `x * mask` computes and keeps a full-size gradient for the constant mask); elsewhere
+/// `x * mask`. Both draw the same stream and give the same values.
 pub fn dropout(xs: &Tensor, p: f32) -> Result<Tensor> {
     if p == 0.0 {
         return Ok(xs.clone());
@@ -73,12 +78,17 @@ pub fn dropout(xs: &Tensor, p: f32) -> Result<Tensor> {
     }
     let scale = 1.0 / (1.0 - p);
     let n = xs.elem_count();
-    let mask: Vec<f32> = RNG.with(|r| {
+    let keep: Vec<bool> = RNG.with(|r| {
         let mut r = r.borrow_mut();
-        (0..n)
-            .map(|_| if r.gen::<f32>() >= p { scale } else { 0.0 })
-            .collect()
+        (0..n).map(|_| r.gen::<f32>() >= p).collect()
     });
+    if xs.device().is_cpu() && xs.dtype() == DType::F32 {
+        return xs.contiguous()?.apply_op1(DropoutOp {
+            keep: std::sync::Arc::new(keep),
+            scale,
+        });
+    }
+    let mask: Vec<f32> = keep.iter().map(|&k| if k { scale } else { 0.0 }).collect();
     let mask = Tensor::from_vec(mask, xs.shape(), xs.device())?;
     let mask = if xs.dtype() == DType::F32 {
         mask
@@ -86,6 +96,57 @@ pub fn dropout(xs: &Tensor, p: f32) -> Result<Tensor> {
         mask.to_dtype(xs.dtype())?
     };
     xs * mask
+}
+
+/// `x * mask * scale` with the mask kept as bytes; its backward is `grad * mask * scale`.
+#[derive(Debug, Clone)]
+pub struct DropoutOp {
+    keep: std::sync::Arc<Vec<bool>>,
+    scale: f32,
+}
+
+impl DropoutOp {
+    fn apply(&self, x: &[f32]) -> Vec<f32> {
+        x.iter()
+            .zip(self.keep.iter())
+            .map(|(&v, &k)| if k { v * self.scale } else { 0.0 })
+            .collect()
+    }
+}
+
+impl candle_core::CustomOp1 for DropoutOp {
+    fn name(&self) -> &'static str {
+        "dropout"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let x = match s {
+            candle_core::CpuStorage::F32(v) => v,
+            _ => candle_core::bail!("dropout: f32 input expected"),
+        };
+        let x = match l.contiguous_offsets() {
+            Some((a, b)) if b - a == self.keep.len() => x.get(a..b).unwrap_or(&[]),
+            _ => candle_core::bail!("dropout: contiguous input of the mask's size expected"),
+        };
+        Ok((
+            candle_core::CpuStorage::F32(self.apply(x)),
+            l.shape().clone(),
+        ))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad.to_dtype(DType::F32)?.contiguous()?;
+        let v = g.flatten_all()?.to_vec1::<f32>()?;
+        if v.len() != self.keep.len() {
+            candle_core::bail!("dropout: gradient of the wrong size")
+        }
+        let out = Tensor::from_vec(self.apply(&v), grad.shape(), grad.device())?;
+        Ok(Some(out.to_dtype(grad.dtype())?))
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +175,33 @@ mod tests {
         assert!((mean - 1.0).abs() < 0.05, "{mean}");
         let zeros = flat.iter().filter(|v| **v == 0.0).count();
         assert!((2200..2800).contains(&zeros), "{zeros}");
+        Ok(())
+    }
+
+    #[test]
+    fn gradient_is_the_mask_and_equals_the_f64_path() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = candle_core::Var::from_tensor(&Tensor::randn(0f32, 1.0, (8, 16), &dev)?)?;
+        seed(3);
+        let y = dropout(x.as_tensor(), 0.5)?;
+        let g = y.sum_all()?.backward()?;
+        let grad = g
+            .get(x.as_tensor())
+            .expect("gradient of x")
+            .to_vec2::<f32>()?;
+        let (yv, xv) = (y.to_vec2::<f32>()?, x.as_tensor().to_vec2::<f32>()?);
+        for ((gr, yr), xr) in grad.iter().zip(&yv).zip(&xv) {
+            for ((g, y), x) in gr.iter().zip(yr).zip(xr) {
+                let expected = if *y == 0.0 { 0.0 } else { 2.0 };
+                assert_eq!(*g, expected, "x {x} y {y}");
+                assert!(*y == 0.0 || (*y - 2.0 * x).abs() < 1e-6);
+            }
+        }
+        // The tensor path (other dtypes and devices) draws the same mask.
+        seed(3);
+        let y64 = dropout(&x.as_tensor().to_dtype(DType::F64)?, 0.5)?;
+        let diff = (y64.to_dtype(DType::F32)? - y)?.abs()?.max_all()?;
+        assert!(diff.to_scalar::<f32>()? < 1e-6);
         Ok(())
     }
 }

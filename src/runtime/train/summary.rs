@@ -31,4 +31,8 @@ pub struct TrainSummary {
     pub metrics_log: Option<PathBuf>,
     /// Peak memory of the stage.
     pub memory: MemoryReport,
+    /// Length of the longest micro-batch this run trained on (padded sequence length): the
+    /// length at which the memory peak happened, for comparing with the estimate.
+    #[serde(default)]
+    pub longest_batch: usize,
 }

@@ -334,6 +334,7 @@ pub fn train(
     let mut loss_total = 0.0;
     let mut steps_here = 0u64;
     let mut tokens_here = 0u64;
+    let mut longest_batch = 0usize;
 
     while step < plan.total_steps {
         if run.cancel.load(Ordering::SeqCst) {
@@ -368,6 +369,7 @@ pub fn train(
                     .filter_map(|&i| examples.get(i))
                     .collect();
                 let batch = collator.collate(&exs, &device).phase("collate")?;
+                longest_batch = longest_batch.max(batch.input_ids.dim(1).phase("collate")?);
                 batches.push((r.clone(), batch));
             }
             batches
@@ -509,5 +511,6 @@ pub fn train(
         checkpoint,
         metrics_log: log_path,
         memory: probe.report(),
+        longest_batch,
     })
 }

@@ -1,0 +1,153 @@
+//! The activation memory of one micro-batch as the runtime holds it at its peak (the end of the
+//! backward pass): every tensor candle's gradient graph keeps from the forward pass, plus the
+//! gradients candle's backward computes and keeps for constant operands (bias broadcasts,
+//! attention masks), plus one layer's worth of gradients in flight. Counted op by op from the
+//! runtime's forward code (src/runtime/models/{bert,llama}.rs, adapters/linear.rs), in values per
+//! token, and checked against measured peaks by `bash benches/memory_estimate.sh`. When a model's
+//! forward code changes what it keeps, the counts here must follow. Must not read weights.
+
+use super::arch::linear_modules;
+use super::hir::*;
+
+/// Values per token that one linear layer keeps: its output (and the bias sum and the kept
+/// gradient of the broadcast bias, when it has one); with a LoRA adapter also the low-rank
+/// product and the sum, and with adapter dropout the dropped input (plus its one-byte mask).
+fn linear_values(in_f: u64, out_f: u64, bias: bool, adapted: bool, dropout: bool) -> f64 {
+    let (i, o) = (in_f as f64, out_f as f64);
+    let mut v = o;
+    if bias {
+        v += 2.0 * o;
+    }
+    if adapted {
+        v += 2.0 * o;
+        if dropout {
+            v += 1.25 * i;
+        }
+    }
+    v
+}
+
+/// LoRA targets (full module names) of the train's adapters, with whether any has dropout.
+fn lora_targets(train: &Train) -> Vec<(&str, bool)> {
+    let mut out = Vec::new();
+    for a in &train.adapters {
+        if let AdapterKind::Lora(l) = &a.kind {
+            for m in &l.targets.modules {
+                out.push((&*m.name, l.dropout > 0.0));
+            }
+        }
+    }
+    out
+}
+
+/// Values per token of one block: `adapted(name)` says whether a linear layer carries an adapter
+/// (and with dropout); `None` entries are frozen.
+fn block_values(shape: &ModelShape, seq: u64, layer: u64, targets: &[(&str, bool)]) -> f64 {
+    let h = shape.hidden as f64;
+    let i = shape.intermediate as f64;
+    let hd = shape.head_dim() as f64;
+    let qw = shape.heads as f64 * hd;
+    let kvw = shape.kv_heads.max(1) as f64 * hd;
+    // Attention scores per token: heads x keys.
+    let s = shape.heads as f64 * seq as f64;
+    let encoder = shape.arch.is_encoder();
+    let biased = |name: &str| match shape.arch {
+        Arch::Bert | Arch::Gpt2 => true,
+        Arch::Qwen2 => {
+            name.contains("q_proj") || name.contains("k_proj") || name.contains("v_proj")
+        }
+        Arch::Llama | Arch::Mistral => false,
+    };
+    let prefix_bert = format!("encoder.layer.{layer}.");
+    let prefix_dec = format!("model.layers.{layer}.");
+    let prefix_gpt = format!("transformer.h.{layer}.");
+    let mut v = 0.0;
+    for m in linear_modules(shape) {
+        let n = &*m.name;
+        if !(n.starts_with(&prefix_bert)
+            || n.starts_with(&prefix_dec)
+            || n.starts_with(&prefix_gpt))
+        {
+            continue;
+        }
+        let hit = targets.iter().find(|(t, _)| *t == n);
+        v += linear_values(
+            m.in_features,
+            m.out_features,
+            biased(n),
+            hit.is_some(),
+            hit.is_some_and(|(_, d)| *d),
+        );
+    }
+    v + if encoder {
+        // BERT: q, k, v made contiguous per head (3h), the context copied back (2h), two hidden
+        // dropouts (1.25h each), two residual sums with their layer norms (2h each), GELU (i);
+        // scores, scaled, masked, softmax, dropped (5.25 s) and the mask's kept gradient (s).
+        11.5 * h + i + 6.25 * s
+    } else {
+        // Decoders: two norms and two residual sums (4h); RoPE's copies and outputs of q and k
+        // (2qw + 2kvw); the context and its copy (2qw); keys transposed and values made
+        // contiguous (2kvw), or, with grouped heads, repeated (3qw); SiLU and the gated product
+        // (2i; GPT-2's tanh GELU keeps about 6i); scores, scaled, masked, softmax (4 s) and the
+        // mask's kept gradient (s).
+        let kv = if shape.kv_heads.max(1) < shape.heads {
+            3.0 * qw
+        } else {
+            2.0 * kvw
+        };
+        let mlp = if shape.arch == Arch::Gpt2 {
+            6.0 * i
+        } else {
+            2.0 * i
+        };
+        4.0 * h + 4.0 * qw + 2.0 * kvw + kv + mlp + 5.0 * s
+    }
+}
+
+/// Bytes of activations at the backward pass's peak for `tokens = batch * seq` tokens in
+/// `act_bytes`-byte values. Blocks from the first adapted one on keep their graph; one more
+/// block's worth is in flight during backward. A train with no adapter inside the blocks (a head
+/// alone) keeps no block graph: one frozen block's intermediates at a time.
+pub fn activation_bytes(
+    train: &Train,
+    shape: &ModelShape,
+    batch: u64,
+    seq: u64,
+    act_bytes: u64,
+) -> u64 {
+    let targets = lora_targets(train);
+    let bottleneck = train
+        .adapters
+        .iter()
+        .any(|a| matches!(a.kind, AdapterKind::Bottleneck(_)));
+    let first = if bottleneck {
+        Some(0)
+    } else {
+        (0..shape.layers).find(|l| {
+            let p = [
+                format!("encoder.layer.{l}."),
+                format!("model.layers.{l}."),
+                format!("transformer.h.{l}."),
+            ];
+            targets
+                .iter()
+                .any(|(t, _)| p.iter().any(|p| t.starts_with(p.as_str())))
+        })
+    };
+    let values: f64 = match first {
+        Some(f) => {
+            let kept: f64 = (f..shape.layers)
+                .map(|l| block_values(shape, seq, l, &targets))
+                .sum();
+            kept + block_values(shape, seq, shape.layers.saturating_sub(1), &targets)
+        }
+        None => block_values(shape, seq, 0, &[]),
+    };
+    let h = shape.hidden as f64;
+    let bottleneck_values = if bottleneck {
+        4.0 * h * shape.layers as f64
+    } else {
+        0.0
+    };
+    ((values + bottleneck_values) * (batch * seq) as f64 * act_bytes as f64) as u64
+}
