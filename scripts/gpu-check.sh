@@ -126,7 +126,8 @@ with lzma.open(sys.argv[1]) as src, open(sys.argv[2], "wb") as dst:
     # The CUDA libraries the binary links (cudart, cuBLAS, cuRAND, NVRTC): PyTorch's wheels
     # carry them on the GPU machine.
     for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
-      dir="$(find / -xdev -name "$lib" -print -quit 2>/dev/null | xargs -r dirname)"
+      dir="$(find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o -name "$lib" -print -quit \
+        2>/dev/null | xargs -r dirname)"
       [ -n "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     done
     out_file="benches/results/gpu-$(date -u +%Y-%m-%d).txt"
