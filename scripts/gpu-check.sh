@@ -4,7 +4,7 @@
 #   bash scripts/gpu-check.sh prepare   # here (no GPU needed): installs the CUDA toolkit wheels,
 #                                       # builds the release binary with --features cuda, and
 #                                       # collects what travels into target/gpu-carry/ (the
-#                                       # binary gzipped, the Python wheels for the PyTorch side)
+#                                       # binary xz-compressed, the Python wheels for the PyTorch side)
 #   bash scripts/gpu-check.sh run       # on the GPU machine, from a checkout with
 #                                       # target/gpu-carry/ beside it: the parity checks and the
 #                                       # bench, written to benches/results/gpu-YYYY-MM-DD.txt
@@ -40,7 +40,7 @@ prepare() {
   echo "== cuda build: $(($(date +%s) - start)) s"
   rm -rf "$carry"
   mkdir -p "$carry/wheels"
-  gzip -9 -c target/cuda/release/peftc > "$carry/peftc.gz"
+  xz -9 -c target/cuda/release/peftc > "$carry/peftc.xz"
   # The PyTorch side's packages without PyTorch's own (the GPU machine has PyTorch).
   local py pyver
   py="${PEFTC_CUDA_TOOLKIT_DIR:-target/cuda-toolkit}/venv/bin/python"
@@ -51,8 +51,10 @@ prepare() {
     transformers==5.25.0 peft==0.21.2 accelerate==1.16.0 bitsandbytes==0.50.2
   "$py" - "$carry/resolve.json" > "$carry/wheels.txt" <<'EOF'
 import json, re, sys
+# PyTorch and its own dependencies are on the GPU machine; so is numpy (16 MiB, beside PyTorch);
+# hf-xet only downloads from the Hub.
 skip = re.compile(r"^(torch|triton|nvidia-.*|cuda-.*|sympy|mpmath|networkx|jinja2|markupsafe|"
-                  r"setuptools|filelock|fsspec|typing-extensions)$", re.I)
+                  r"setuptools|filelock|fsspec|typing-extensions|numpy|hf-xet)$", re.I)
 for i in json.load(open(sys.argv[1]))["install"]:
     m = i["metadata"]
     if not skip.match(m["name"].replace("_", "-")):
@@ -60,26 +62,26 @@ for i in json.load(open(sys.argv[1]))["install"]:
 EOF
   "$py" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
     --python-version "$pyver" -d "$carry/wheels" -r "$carry/wheels.txt"
-  # bitsandbytes ships one library per CUDA version (130 MB unpacked): keep the CUDA 13 ones.
+  # bitsandbytes ships one library per CUDA / ROCm version: keep the CUDA 13.0 one (the GPU
+  # machines' driver) and the CPU one.
   "$py" - "$carry/wheels" <<'EOF'
 import glob, os, re, sys, zipfile
 for whl in glob.glob(os.path.join(sys.argv[1], "bitsandbytes-*.whl")):
     tmp = whl + ".tmp"
     with zipfile.ZipFile(whl) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
         for item in src.infolist():
-            lib = re.search(r"libbitsandbytes_cuda(\d+)", item.filename)
-            if lib and not lib.group(1).startswith("13"):
+            if re.search(r"libbitsandbytes_(?!cuda130\.|cpu\.)", item.filename):
                 continue
             data = src.read(item.filename)
             if item.filename.endswith("RECORD"):
                 data = b"\n".join(l for l in data.split(b"\n")
-                                  if not re.search(rb"libbitsandbytes_cuda(?!13)\d+", l))
+                                  if not re.search(rb"libbitsandbytes_(?!cuda130\.|cpu\.)", l))
             dst.writestr(item, data)
     os.replace(tmp, whl)
 EOF
   rm -f "$carry/resolve.json"
   echo "== what travels (limit 64 MiB):"
-  du -b "$carry/peftc.gz" "$carry"/wheels/*.whl | sort -n | awk '{printf "  %8.1f MiB  %s\n", $1/1048576, $2}'
+  du -b "$carry/peftc.xz" "$carry"/wheels/*.whl | sort -n | awk '{printf "  %8.1f MiB  %s\n", $1/1048576, $2}'
   du -sb "$carry" | awk '{printf "  %8.1f MiB  in all\n", $1/1048576}'
 }
 
@@ -115,11 +117,17 @@ case "$mode" in
     ;;
   run)
     bin="$PWD/$carry/peftc"
-    [ -x "$bin" ] || { gunzip -c "$carry/peftc.gz" > "$bin"; chmod +x "$bin"; }
+    if [ ! -x "$bin" ]; then
+      "${PEFTC_GPU_PYTHON:-python3}" -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)' "$carry/peftc.xz" "$bin"
+      chmod +x "$bin"
+    fi
     # The CUDA libraries the binary links (cudart, cuBLAS, cuRAND, NVRTC): PyTorch's wheels
     # carry them on the GPU machine.
     for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
-      dir="$(find / -xdev -name "$lib" -print -quit 2>/dev/null | xargs -r dirname)"
+      dir="$(find / \( -path /proc -o -path /sys -o -path /dev \) -prune -o -name "$lib" -print -quit \
+        2>/dev/null | xargs -r dirname)"
       [ -n "$dir" ] && export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     done
     out_file="benches/results/gpu-$(date -u +%Y-%m-%d).txt"

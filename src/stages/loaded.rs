@@ -87,7 +87,8 @@ fn cuda_device(idx: usize) -> anyhow::Result<Device> {
     std::panic::set_hook(hook);
     let why = match opened {
         Ok(Ok(device)) => return Ok(device),
-        Ok(Err(e)) => e.to_string(),
+        // The driver's answer, without the backtrace candle appends under RUST_BACKTRACE.
+        Ok(Err(e)) => e.to_string().lines().next().unwrap_or_default().to_string(),
         Err(panic) => panic
             .downcast_ref::<String>()
             .cloned()
