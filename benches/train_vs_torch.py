@@ -438,7 +438,8 @@ def main():
     import torch, transformers, peft  # noqa: E401  (versions for the header)
     print(f"# train_vs_torch: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} CPUs, {args.threads} threads per side; torch {torch.__version__}, "
-          f"transformers {transformers.__version__}, peft {peft.__version__}; peftc {binary}")
+          f"transformers {transformers.__version__}, peft {peft.__version__}; peftc {binary}; "
+          f"CANDLE_NUM_THREADS {os.environ.get('CANDLE_NUM_THREADS', 'unset (peftc sets 1)')}")
     print(f"# {args.rounds} interleaved rounds x {args.steps} steps, median of steps after "
           f"{args.warmup} warm-up; {uptime()} before")
     floor = torch_floor(args.threads)

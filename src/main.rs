@@ -1,5 +1,17 @@
 //! The `peftc` binary: parses the command line and hands over to [`peftc::cli`].
+//!
+//! Before anything else it sets candle's own CPU thread pool (elementwise ops) to one thread
+//! unless `CANDLE_NUM_THREADS` says otherwise. That pool's caller spins without a limit until
+//! its workers finish; with a second process on the cores the worker is descheduled and the
+//! spin burns the step (profiled: about 42% of a LoRA step's CPU samples; on the loaded 2-core
+//! machine a tiny-llama LoRA step took 3.2 s instead of 5.8 s, `benches/candle_threads.py`,
+//! benches/results/train_vs_torch-2026-12-05.txt). Matrix products keep rayon's threads
+//! (`RAYON_NUM_THREADS`). Must run before any candle op.
 
 fn main() -> std::process::ExitCode {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // Single-threaded here: nothing else reads the environment yet.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     peftc::cli::main()
 }
