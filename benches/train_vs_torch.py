@@ -308,16 +308,19 @@ def find_key(doc, key):
 # ---------------------------------------------------------------- profile
 
 CATEGORIES = [  # first match wins; matched against "dso symbol"
+    # candle's CPU barrier pool: the calling thread spins in `BarrierGuard::drop` until every
+    # worker finished; idle workers spin in their thread main loop before parking.
+    ("thread pool waiting (candle barrier pool / rayon / spin)",
+     ("barrierguard", "__rust_begin_short_backtrace", "rayon", "crossbeam", "sched_yield",
+      "futex", "spin", "std::thread", "finish_task_switch")),
     ("matmul (gemm)", ("gemm", "matmul", "sgemm", "dot")),
     ("optimizer (AdamW)", ("optim", "adamw")),
     ("allocation, copies, page zeroing", ("malloc", "free", "memcpy", "memset", "memmove",
                                           "realloc", "alloc::", "mmap", "munmap", "clear_page",
                                           "page_fault", "copy_strided", "copy2d", "to_vec")),
-    ("thread pool waiting (rayon / spin)", ("rayon", "crossbeam", "sched_yield", "futex",
-                                            "spin", "std::thread")),
     ("elementwise, reductions, fused ops", ("cpu_backend", "binary_map", "unary_map", "reduce",
                                             "softmax", "rms_norm", "layer_norm", "rope", "silu",
-                                            "exp", "ops::", "index_select", "where", "affine",
+                                            "exp", "runtime::ops", "index_select", "where", "affine",
                                             "log", "sqrt", "powf", "tanh")),
 ]
 
@@ -435,7 +438,8 @@ def main():
     import torch, transformers, peft  # noqa: E401  (versions for the header)
     print(f"# train_vs_torch: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{os.cpu_count()} CPUs, {args.threads} threads per side; torch {torch.__version__}, "
-          f"transformers {transformers.__version__}, peft {peft.__version__}; peftc {binary}")
+          f"transformers {transformers.__version__}, peft {peft.__version__}; peftc {binary}; "
+          f"CANDLE_NUM_THREADS {os.environ.get('CANDLE_NUM_THREADS', 'unset (peftc sets 1)')}")
     print(f"# {args.rounds} interleaved rounds x {args.steps} steps, median of steps after "
           f"{args.warmup} warm-up; {uptime()} before")
     floor = torch_floor(args.threads)
@@ -470,7 +474,7 @@ def main():
             tr = (got["peftc"]["trainable"], got["torch"]["trainable"])
             for ph, xs in got["peftc"]["phases"].items():
                 if xs:
-                    phases.setdefault(ph, []).append(median_after(xs, args.warmup))
+                    phases.setdefault(ph, []).append(median_after(xs, args.warmup) / p)
             if tr[0] != tr[1]:
                 sys.exit(f"{case}: peftc trains {tr[0]} parameters, PEFT {tr[1]}: not the same run")
             print(f"# {case} round {k + 1}: peftc {p:.3f} s, torch {t:.3f} s, ratio {p / t:.2f}; "
@@ -480,12 +484,11 @@ def main():
                      statistics.median(ratios), statistics.median(p_rss), statistics.median(t_rss),
                      tokens))
         if phases:
-            total = statistics.median(p_steps)
-            parts = ", ".join(f"{ph} {statistics.median(xs):.3f} s "
-                              f"({100 * statistics.median(xs) / total:.0f}%)"
-                              for ph, xs in phases.items())
-            print(f"# {case} peftc step phases (trainer spans, median): {parts}; "
-                  f"loss and the rest {total - sum(statistics.median(x) for x in phases.values()):.3f} s")
+            shares = {ph: statistics.median(xs) for ph, xs in phases.items()}
+            parts = ", ".join(f"{ph} {100 * x:.1f}%" for ph, x in shares.items())
+            print(f"# {case} peftc step phases (trainer spans, share of the same round's step, "
+                  f"median over rounds): {parts}; loss and the rest "
+                  f"{100 * (1 - sum(shares.values())):.1f}%")
         if args.profile and perf_works():
             work = os.path.join(root, f"{case}-perf")
             data = os.path.join(root, f"{case}.perf.data")

@@ -286,7 +286,8 @@ fn stage_subscriber(
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(false)
         .with_target(false)
-        .without_time()
+        // No timestamps, but span timings kept (`without_time` would drop both).
+        .with_timer(())
         .with_writer(std::sync::Mutex::new(file))
         .finish())
 }
