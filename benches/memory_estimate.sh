@@ -7,12 +7,14 @@
 #     benches/tiny_llama.py, standard-library Python), batch 8 x 128, LoRA r 16 on q,v and on
 #     every linear layer, 3 steps;
 #   - the sentiment example's two trains (MiniLM; needs scripts/fetch-assets.sh,
-#     scripts/fetch-data.sh and scripts/install-hf-cache.sh), as written;
+#     scripts/fetch-data.sh and scripts/install-hf-cache.sh), as written or, with
+#     PEFTC_BENCH_SENTIMENT_STEPS=n, n steps each;
 #   - the instruct example (SmolLM2-135M Q4_1 GGUF) cut to 3 steps, on the stored base and with
 #     `weights = dense`.
 # Each line is `case: memory train.x: ...` as `peftc run` prints it; when a run's longest batch
 # was shorter than `max_len`, the ratio is against the estimate at that length (printed too).
 # Usage: bash benches/memory_estimate.sh [fixtures|llama|sentiment|instruct]...  (default: all)
+# PEFTC_BIN=path uses a built binary instead of building the release one.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 if [ -z "${PEFTC_BIN:-}" ]; then
@@ -91,11 +93,11 @@ PEFT
 }
 
 llama() {
-  "$python" "$repo/benches/tiny_llama.py" "$work/llama"
+  "$python" "$repo/benches/tiny_llama.py" "$work/llama512"
   for t in qv all; do
     local targets="[q_proj, v_proj]"
     [ "$t" = all ] && targets="all_linear"
-    cat > "$work/llama/$t.peft" <<PEFT
+    cat > "$work/llama512/$t.peft" <<PEFT
 model m = local("model")
 dataset d = jsonl("data.jsonl") {
   text    = field("text")
@@ -111,7 +113,7 @@ train t {
   lr        = 1e-3
 }
 PEFT
-    measure "llama 512 x 8 layers, vocab 8000, LoRA r 16 $t, batch 8 x 128" "$work/llama" "$t.peft"
+    measure "llama 512 x 8 layers, vocab 8000, LoRA r 16 $t, batch 8 x 128" "$work/llama512" "$t.peft"
   done
 }
 
@@ -122,8 +124,13 @@ sentiment() {
   fi
   mkdir -p "$work/sentiment/data"
   cp "$repo/examples/data/rotten_tomatoes.jsonl" "$work/sentiment/data/"
-  grep -v '^export' "$repo/examples/sentiment.peft" > "$work/sentiment/sentiment.peft"
-  measure "sentiment example" "$work/sentiment" sentiment.peft --only train.tune --only train.probe
+  # PEFTC_BENCH_SENTIMENT_STEPS=n cuts each train to n steps (the whole run takes minutes).
+  if [ -n "${PEFTC_BENCH_SENTIMENT_STEPS:-}" ]; then
+    sed "s/epochs   = 2/max_steps = $PEFTC_BENCH_SENTIMENT_STEPS/" "$repo/examples/sentiment.peft"
+  else
+    cat "$repo/examples/sentiment.peft"
+  fi | grep -v '^export' > "$work/sentiment/sentiment.peft"
+  measure "sentiment example${PEFTC_BENCH_SENTIMENT_STEPS:+, $PEFTC_BENCH_SENTIMENT_STEPS steps}" "$work/sentiment" sentiment.peft --only train.tune --only train.probe
 }
 
 instruct() {
