@@ -107,7 +107,7 @@ fn block_values(shape: &ModelShape, seq: u64, layer: u64, targets: &[(&str, bool
 /// Bytes of activations at the backward pass's peak for `tokens = batch * seq` tokens in
 /// `act_bytes`-byte values. Blocks from the first adapted one on keep their graph; one more
 /// block's worth is in flight during backward. A train with no adapter inside the blocks (a head
-/// alone) keeps no block graph: one frozen block's intermediates at a time.
+/// alone) keeps no block graph: part of one frozen block's intermediates at a time.
 pub fn activation_bytes(
     train: &Train,
     shape: &ModelShape,
@@ -141,7 +141,8 @@ pub fn activation_bytes(
                 .sum();
             kept + block_values(shape, seq, shape.layers.saturating_sub(1), &targets)
         }
-        None => block_values(shape, seq, 0, &[]),
+        // Without a graph each intermediate is freed once used: about half a block is live.
+        None => 0.5 * block_values(shape, seq, 0, &[]),
     };
     let h = shape.hidden as f64;
     let bottleneck_values = if bottleneck {
