@@ -10,8 +10,12 @@
 /// (glibc's initial threshold, kept fixed).
 pub const MMAP_THRESHOLD: usize = 128 << 10;
 
-/// Call once at process start, before other threads allocate.
+/// Call once at process start, before other threads allocate. glibc's own
+/// `MALLOC_MMAP_THRESHOLD_` environment variable, when set, wins (nothing is changed).
 pub fn return_freed_memory() {
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only changes allocator parameters; no pointer is involved.
     unsafe {
