@@ -1,5 +1,5 @@
-//! The `peftc` binary: sets how the allocator returns memory and how many threads candle's own
-//! CPU pool runs, parses the command line and hands over to [`peftc::cli`].
+//! The `peftc` binary: sets how many threads candle's own CPU pool runs, parses the command
+//! line and hands over to [`peftc::cli`].
 //!
 //! candle's own CPU thread pool (elementwise ops) runs one thread unless `CANDLE_NUM_THREADS`
 //! says otherwise. That pool's caller spins without a limit until its workers finish; with a
@@ -10,7 +10,6 @@
 //! (`RAYON_NUM_THREADS`). Both must be set before any candle op.
 
 fn main() -> std::process::ExitCode {
-    peftc::runtime::allocator::return_freed_memory();
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // Single-threaded here: nothing else reads the environment yet.
         std::env::set_var("CANDLE_NUM_THREADS", "1");
