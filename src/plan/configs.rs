@@ -92,7 +92,9 @@ impl StageKind {
             // 5: `max_steps` overrides `epochs` (as in HF Trainer) instead of being capped by them.
             // 6: BERT's layer norm and attention softmax are the fused ops with a backward pass
             // (rounding may differ); the summary records the longest batch.
-            StageKind::Train => 6,
+            // 7: the exact GELU has its own backward pass (1/sqrt(2 pi) unrounded: gradients
+            // differ from candle's by up to 3e-7 relative).
+            StageKind::Train => 7,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.

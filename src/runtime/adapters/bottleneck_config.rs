@@ -82,7 +82,7 @@ impl Activation {
     pub(crate) fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::Relu => x.relu(),
-            Self::Gelu => x.gelu_erf(),
+            Self::Gelu => crate::runtime::ops::gelu::gelu_erf(x),
             Self::GeluTanh => x.gelu(),
             Self::Silu => x.silu(),
         }

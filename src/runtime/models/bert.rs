@@ -337,7 +337,7 @@ impl BertModel {
         )?;
         let inter = l.intermediate.forward(&x, train)?;
         let inter = match c.hidden_act {
-            HiddenAct::Gelu => inter.gelu_erf()?,
+            HiddenAct::Gelu => crate::runtime::ops::gelu::gelu_erf(&inter)?,
             HiddenAct::GeluTanh => inter.gelu()?,
             HiddenAct::Relu => inter.relu()?,
             HiddenAct::Silu => inter.silu()?,

@@ -249,7 +249,7 @@ impl Gpt2 {
             let f = l.c_fc.forward(&hs, pass.train)?;
             let f = match self.act {
                 Act::GeluTanh => f.gelu()?,
-                Act::GeluErf => f.gelu_erf()?,
+                Act::GeluErf => crate::runtime::ops::gelu::gelu_erf(&f)?,
                 Act::Relu => f.relu()?,
             };
             let m = l.mlp_proj.forward(&f, pass.train)?;

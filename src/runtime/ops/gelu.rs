@@ -1,0 +1,214 @@
+//! The exact (erf) GELU, `x Φ(x)`, as one op with a hand-written backward pass: BERT's and
+//! bottleneck adapters' `gelu`, and GPT-2 configurations that ask for `gelu`.
+//!
+//! candle's `gelu_erf` has a fused forward but differentiates through about a dozen elementwise
+//! ops (square, negate, scale, exp, erf again, sums and products), each a full
+//! `[tokens, intermediate]` tensor. This op makes one pass each way:
+//! - forward: `y = x Φ(x)`, `Φ(x) = (1 + erf(x / √2)) / 2`, the same expression and the same
+//!   `erf` (libm's) as candle's forward, so the same bits;
+//! - backward: `dx = grad (Φ(x) + x φ(x))`, `φ(x) = exp(-x² / 2) / √(2π)`.
+//!
+//! CPU, f32 and f64, contiguous input; [`gelu_erf`] falls back to candle's op for anything else.
+//! Must compute what candle's op computes (tests compare both, and the gradient with finite
+//! differences).
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Elements per parallel chunk.
+const CHUNK: usize = 1 << 14;
+
+/// The forward op; use it through [`gelu_erf`].
+#[derive(Debug, Clone, Copy)]
+struct GeluErf;
+
+/// The backward op: `(grad, x)` to `dx`.
+#[derive(Debug, Clone, Copy)]
+struct GeluErfBackward;
+
+trait Float: Copy + Send + Sync + candle_core::WithDType {
+    fn fwd(x: Self) -> Self;
+    fn bwd(grad: Self, x: Self) -> Self;
+}
+
+impl Float for f32 {
+    #[inline]
+    fn fwd(x: f32) -> f32 {
+        // candle's `GeluErf::f32`.
+        (libm::erff(x * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
+    }
+    #[inline]
+    fn bwd(grad: f32, x: f32) -> f32 {
+        let cdf = (libm::erff(x * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5;
+        let pdf = (-0.5 * x * x).exp()
+            * (0.5 * std::f32::consts::FRAC_2_SQRT_PI)
+            * std::f32::consts::FRAC_1_SQRT_2;
+        grad * (cdf + x * pdf)
+    }
+}
+
+impl Float for f64 {
+    #[inline]
+    fn fwd(x: f64) -> f64 {
+        // candle's `GeluErf::f64`.
+        (libm::erf(x * std::f64::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
+    }
+    #[inline]
+    fn bwd(grad: f64, x: f64) -> f64 {
+        let cdf = (libm::erf(x * std::f64::consts::FRAC_1_SQRT_2) + 1.) * 0.5;
+        let pdf = (-0.5 * x * x).exp()
+            * (0.5 * std::f64::consts::FRAC_2_SQRT_PI)
+            * std::f64::consts::FRAC_1_SQRT_2;
+        grad * (cdf + x * pdf)
+    }
+}
+
+/// The contiguous slice of `v` described by `l`.
+fn slice<'a, T: candle_core::WithDType>(v: &'a [T], l: &Layout) -> Result<&'a [T]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("gelu: input must be contiguous".into()))?;
+    v.get(a..b)
+        .ok_or_else(|| candle_core::Error::Msg("gelu: layout out of range".into()))
+}
+
+fn forward<T: Float>(x: &[T]) -> Vec<T> {
+    let mut out = vec![T::from_f64(0.0); x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(o, x)| {
+            for (o, &x) in o.iter_mut().zip(x) {
+                *o = T::fwd(x);
+            }
+        });
+    out
+}
+
+fn backward<T: Float>(grad: &[T], x: &[T]) -> Vec<T> {
+    let mut out = vec![T::from_f64(0.0); x.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(grad.par_chunks(CHUNK).zip(x.par_chunks(CHUNK)))
+        .for_each(|(o, (grad, x))| {
+            for ((o, &g), &x) in o.iter_mut().zip(grad).zip(x) {
+                *o = T::bwd(g, x);
+            }
+        });
+    out
+}
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "gelu-erf"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F32(x) => CpuStorage::F32(forward(slice(x, l)?)),
+            CpuStorage::F64(x) => CpuStorage::F64(forward(slice(x, l)?)),
+            _ => candle_core::bail!("gelu: f32 or f64 input only"),
+        };
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let dx = grad
+            .contiguous()?
+            .apply_op2_no_bwd(&x.contiguous()?, &GeluErfBackward)?;
+        Ok(Some(dx))
+    }
+}
+
+impl CustomOp2 for GeluErfBackward {
+    fn name(&self) -> &'static str {
+        "gelu-erf-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!(
+                "gelu backward: grad {:?} and x {:?} differ",
+                l1.dims(),
+                l2.dims()
+            )
+        }
+        let out = match (s1, s2) {
+            (CpuStorage::F32(g), CpuStorage::F32(x)) => {
+                CpuStorage::F32(backward(slice(g, l1)?, slice(x, l2)?))
+            }
+            (CpuStorage::F64(g), CpuStorage::F64(x)) => {
+                CpuStorage::F64(backward(slice(g, l1)?, slice(x, l2)?))
+            }
+            _ => candle_core::bail!("gelu backward: f32 or f64 inputs of one dtype only"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// `x Φ(x)`, differentiable: the fused op for f32/f64 CPU tensors, candle's `gelu_erf`
+/// otherwise.
+pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?.apply_op1(GeluErf)
+    } else {
+        x.gelu_erf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ops::gradcheck::check_grad;
+    use candle_core::{Device, Var};
+
+    /// Largest `|a - b| / (1 + |b|)`.
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+        let (a, b) = (a.to_dtype(DType::F64)?, b.to_dtype(DType::F64)?);
+        ((&a - &b)?.abs()? / (b.abs()? + 1.0)?)?
+            .flatten_all()?
+            .max(0)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() -> Result<()> {
+        check_grad(&[4, 6], |x| gelu_erf(&(x * 3.0)?))
+    }
+
+    #[test]
+    fn forward_equals_candle_bit_for_bit_and_backward_within_1e6() -> Result<()> {
+        let dev = Device::Cpu;
+        // More elements than one parallel chunk, values far into both tails.
+        let shape = (3, 7, 2000);
+        let x = Var::from_tensor(&(Tensor::randn(0f32, 1.0, shape, &dev)? * 5.0)?)?;
+        let probe = Tensor::randn(0f32, 1.0, shape, &dev)?;
+        let fused = gelu_erf(x.as_tensor())?;
+        let plain = x.as_tensor().gelu_erf()?;
+        assert_eq!(max_diff(&fused, &plain)?, 0.0);
+        let gf = (&fused * &probe)?.sum_all()?.backward()?;
+        let gp = (&plain * &probe)?.sum_all()?.backward()?;
+        let (a, b) = match (gf.get(x.as_tensor()), gp.get(x.as_tensor())) {
+            (Some(a), Some(b)) => (a, b),
+            _ => candle_core::bail!("a gradient is missing"),
+        };
+        // candle's backward rounds 1/sqrt(2 pi) to 0.398942 (2.8e-7 relative).
+        let d = max_diff(a, b)?;
+        assert!(d < 1e-6, "gradient differs by {d}");
+        Ok(())
+    }
+
+    #[test]
+    fn other_dtypes_take_candles_op() -> Result<()> {
+        let x = Tensor::randn(0f32, 1.0, (2, 4), &Device::Cpu)?.to_dtype(DType::BF16)?;
+        let a = gelu_erf(&x)?.to_dtype(DType::F32)?;
+        let b = x.gelu_erf()?.to_dtype(DType::F32)?;
+        assert_eq!(max_diff(&a, &b)?, 0.0);
+        Ok(())
+    }
+}
