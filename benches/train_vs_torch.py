@@ -28,6 +28,10 @@ does nothing else) is printed too. Reported: the median over rounds of each side
 of the per-round ratios. `uptime`'s load is printed before and after: other load on the machine
 distorts both sides, ratios less than absolute times.
 
+`--neighbour` runs a CPU-bound process (a Python busy loop pinned to the last core) beside each
+side's run, started before it and killed after it: the step time under contention, the same for
+both sides.
+
 `--profile` runs one extra peftc round of the case under `perf record` and prints where the
 time goes (matmul / elementwise / allocation / optimizer / other), when perf works here.
 
@@ -359,6 +363,28 @@ def perf_works():
 
 # ---------------------------------------------------------------- driver
 
+class Neighbour:
+    """A CPU-bound process pinned to the last core while the block runs (`--neighbour`)."""
+
+    def __init__(self, on):
+        self.on = on
+        self.proc = None
+
+    def __enter__(self):
+        if self.on:
+            core = os.cpu_count() - 1
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "while True: pass"],
+                preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        return False
+
+
 def uptime():
     try:
         with open("/proc/loadavg", encoding="utf-8") as f:
@@ -413,6 +439,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--smoke", action="store_true", help="llama_all, 1 round, 3 steps")
+    ap.add_argument("--neighbour", action="store_true",
+                    help="a CPU-bound busy loop on the last core beside each side's run")
     ap.add_argument("--profile", action="store_true",
                     help="after the rounds, one peftc run of each case under perf record")
     ap.add_argument("--workdir", help="keep inputs and runs here (default: a temporary folder)")
@@ -441,7 +469,8 @@ def main():
           f"transformers {transformers.__version__}, peft {peft.__version__}; peftc {binary}; "
           f"CANDLE_NUM_THREADS {os.environ.get('CANDLE_NUM_THREADS', 'unset (peftc sets 1)')}")
     print(f"# {args.rounds} interleaved rounds x {args.steps} steps, median of steps after "
-          f"{args.warmup} warm-up; {uptime()} before")
+          f"{args.warmup} warm-up; {uptime()} before"
+          + ("; a busy-loop neighbour on the last core during every run" if args.neighbour else ""))
     floor = torch_floor(args.threads)
     print(f"# PyTorch import floor (torch + transformers + peft imported, nothing else): "
           f"{floor:.0f} MiB RSS")
@@ -458,11 +487,12 @@ def main():
             order = ["torch", "peftc"] if k % 2 == 0 else ["peftc", "torch"]
             got = {}
             for side in order:
-                if side == "torch":
-                    got[side] = torch_round(case, inputs, args.steps, args.threads)
-                else:
-                    got[side] = peftc_side(case, inputs, args.steps, args.threads,
-                                           os.path.join(root, f"{case}-run{k}"), binary)
+                with Neighbour(args.neighbour):
+                    if side == "torch":
+                        got[side] = torch_round(case, inputs, args.steps, args.threads)
+                    else:
+                        got[side] = peftc_side(case, inputs, args.steps, args.threads,
+                                               os.path.join(root, f"{case}-run{k}"), binary)
                     shutil.rmtree(os.path.join(root, f"{case}-run{k}"), ignore_errors=True)
             t = median_after(got["torch"]["step_s"], args.warmup)
             p = median_after(got["peftc"]["step_s"], args.warmup)
