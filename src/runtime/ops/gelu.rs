@@ -12,6 +12,7 @@
 //! Must compute what candle's op computes (tests compare both, and the gradient with finite
 //! differences).
 
+use super::contiguous_slice;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -63,15 +64,6 @@ impl Float for f64 {
     }
 }
 
-/// The contiguous slice of `v` described by `l`.
-fn slice<'a, T: candle_core::WithDType>(v: &'a [T], l: &Layout) -> Result<&'a [T]> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("gelu: input must be contiguous".into()))?;
-    v.get(a..b)
-        .ok_or_else(|| candle_core::Error::Msg("gelu: layout out of range".into()))
-}
-
 fn forward<T: Float>(x: &[T]) -> Vec<T> {
     let mut out = vec![T::from_f64(0.0); x.len()];
     out.par_chunks_mut(CHUNK)
@@ -103,8 +95,8 @@ impl CustomOp1 for GeluErf {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let out = match s {
-            CpuStorage::F32(x) => CpuStorage::F32(forward(slice(x, l)?)),
-            CpuStorage::F64(x) => CpuStorage::F64(forward(slice(x, l)?)),
+            CpuStorage::F32(x) => CpuStorage::F32(forward(contiguous_slice(x, l, "gelu")?)),
+            CpuStorage::F64(x) => CpuStorage::F64(forward(contiguous_slice(x, l, "gelu")?)),
             _ => candle_core::bail!("gelu: f32 or f64 input only"),
         };
         Ok((out, l.shape().clone()))
@@ -138,12 +130,14 @@ impl CustomOp2 for GeluErfBackward {
             )
         }
         let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(x)) => {
-                CpuStorage::F32(backward(slice(g, l1)?, slice(x, l2)?))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(x)) => {
-                CpuStorage::F64(backward(slice(g, l1)?, slice(x, l2)?))
-            }
+            (CpuStorage::F32(g), CpuStorage::F32(x)) => CpuStorage::F32(backward(
+                contiguous_slice(g, l1, "gelu")?,
+                contiguous_slice(x, l2, "gelu")?,
+            )),
+            (CpuStorage::F64(g), CpuStorage::F64(x)) => CpuStorage::F64(backward(
+                contiguous_slice(g, l1, "gelu")?,
+                contiguous_slice(x, l2, "gelu")?,
+            )),
             _ => candle_core::bail!("gelu backward: f32 or f64 inputs of one dtype only"),
         };
         Ok((out, l1.shape().clone()))
@@ -163,18 +157,8 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::ops::gradcheck::check_grad;
+    use crate::runtime::ops::gradcheck::{check_grad, max_diff};
     use candle_core::{Device, Var};
-
-    /// Largest `|a - b| / (1 + |b|)`.
-    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
-        let (a, b) = (a.to_dtype(DType::F64)?, b.to_dtype(DType::F64)?);
-        ((&a - &b)?.abs()? / (b.abs()? + 1.0)?)?
-            .flatten_all()?
-            .max(0)?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()
-    }
 
     #[test]
     fn gradient_matches_finite_differences() -> Result<()> {

@@ -40,3 +40,13 @@ pub fn check_grad(shape: &[usize], f: impl Fn(&Tensor) -> Result<Tensor>) -> Res
     }
     Ok(())
 }
+
+/// Largest `|a - b| / (1 + |b|)` over the elements.
+pub fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let (a, b) = (a.to_dtype(DType::F64)?, b.to_dtype(DType::F64)?);
+    ((&a - &b)?.abs()? / (b.abs()? + 1.0)?)?
+        .flatten_all()?
+        .max(0)?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()
+}

@@ -22,3 +22,17 @@ pub mod swiglu;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;
+
+/// The contiguous slice of a CPU storage's values that `l` describes; `op` names the op in
+/// the error.
+pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(
+    v: &'a [T],
+    l: &candle_core::Layout,
+    op: &str,
+) -> candle_core::Result<&'a [T]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: inputs must be contiguous")))?;
+    v.get(a..b)
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: layout out of range")))
+}

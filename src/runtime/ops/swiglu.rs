@@ -11,6 +11,7 @@
 //! for anything else. Must compute exactly what the composite form computes (tests compare
 //! both, and the gradient with finite differences).
 
+use super::contiguous_slice;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -53,15 +54,6 @@ macro_rules! float {
 }
 float!(f32);
 float!(f64);
-
-/// The contiguous slice of `s` described by `l`.
-fn slice<'a, T: candle_core::WithDType>(v: &'a [T], l: &Layout) -> Result<&'a [T]> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("swiglu: inputs must be contiguous".into()))?;
-    v.get(a..b)
-        .ok_or_else(|| candle_core::Error::Msg("swiglu: layout out of range".into()))
-}
 
 fn same_shape(a: &Layout, b: &Layout) -> Result<()> {
     if a.shape() != b.shape() {
@@ -114,12 +106,14 @@ impl CustomOp2 for SwiGlu {
     ) -> Result<(CpuStorage, Shape)> {
         same_shape(l1, l2)?;
         let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(u)) => {
-                CpuStorage::F32(forward(slice(g, l1)?, slice(u, l2)?))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(u)) => {
-                CpuStorage::F64(forward(slice(g, l1)?, slice(u, l2)?))
-            }
+            (CpuStorage::F32(g), CpuStorage::F32(u)) => CpuStorage::F32(forward(
+                contiguous_slice(g, l1, "swiglu")?,
+                contiguous_slice(u, l2, "swiglu")?,
+            )),
+            (CpuStorage::F64(g), CpuStorage::F64(u)) => CpuStorage::F64(forward(
+                contiguous_slice(g, l1, "swiglu")?,
+                contiguous_slice(u, l2, "swiglu")?,
+            )),
             _ => candle_core::bail!("swiglu: f32 or f64 inputs of one dtype only"),
         };
         Ok((out, l1.shape().clone()))
@@ -159,10 +153,18 @@ impl CustomOp3 for SwiGluBackward {
         same_shape(l2, l3)?;
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(d), CpuStorage::F32(g), CpuStorage::F32(u)) => {
-                CpuStorage::F32(backward(slice(d, l1)?, slice(g, l2)?, slice(u, l3)?))
+                CpuStorage::F32(backward(
+                    contiguous_slice(d, l1, "swiglu")?,
+                    contiguous_slice(g, l2, "swiglu")?,
+                    contiguous_slice(u, l3, "swiglu")?,
+                ))
             }
             (CpuStorage::F64(d), CpuStorage::F64(g), CpuStorage::F64(u)) => {
-                CpuStorage::F64(backward(slice(d, l1)?, slice(g, l2)?, slice(u, l3)?))
+                CpuStorage::F64(backward(
+                    contiguous_slice(d, l1, "swiglu")?,
+                    contiguous_slice(g, l2, "swiglu")?,
+                    contiguous_slice(u, l3, "swiglu")?,
+                ))
             }
             _ => candle_core::bail!("swiglu backward: f32 or f64 inputs of one dtype only"),
         };
@@ -194,18 +196,8 @@ pub fn swiglu_composite(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::ops::gradcheck::check_grad;
+    use crate::runtime::ops::gradcheck::{check_grad, max_diff};
     use candle_core::{Device, Var};
-
-    /// Largest `|a - b| / (1 + |b|)`.
-    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
-        let (a, b) = (a.to_dtype(DType::F64)?, b.to_dtype(DType::F64)?);
-        ((&a - &b)?.abs()? / (b.abs()? + 1.0)?)?
-            .flatten_all()?
-            .max(0)?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()
-    }
 
     #[test]
     fn gradient_matches_finite_differences_for_gate_and_up() -> Result<()> {
