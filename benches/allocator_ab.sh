@@ -49,11 +49,15 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
 (cd "$work" && "$PEFTC_BIN" run --only tokenize.reviews ab.peft >/dev/null 2>&1 || true)
 for setting in "$@"; do
   # shellcheck disable=SC2086 # each setting is a list of ENV=VALUE words
-  out="$(cd "$work" && { TIMEFORMAT='wall %R s, user %U s, system %S s'; time env $setting \
-    "$PEFTC_BIN" run --force train.tune ab.peft 2>&1; } 2>&1)"
-  tok="$(grep -o '[0-9]* tok/s' <<<"$out" | tail -n1)"
-  mem="$(grep '^memory' <<<"$out" | sed 's/^memory train.tune: //')"
-  times="$(grep '^wall' <<<"$out")"
+  if ! out="$(cd "$work" && { TIMEFORMAT='wall %R s, user %U s, system %S s'; time env $setting \
+    "$PEFTC_BIN" run --force train.tune ab.peft 2>&1; } 2>&1)"; then
+    echo "${setting:-(defaults)}: the run failed:"
+    tail -n 5 <<<"$out"
+    continue
+  fi
+  tok="$(grep -o '[0-9]* tok/s' <<<"$out" | tail -n1 || true)"
+  mem="$(grep '^memory' <<<"$out" | sed 's/^memory train.tune: //' || true)"
+  times="$(grep '^wall' <<<"$out" || true)"
   echo "${setting:-(defaults)}: $tok; $times; $mem"
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

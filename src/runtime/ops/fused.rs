@@ -12,6 +12,7 @@
 //! CPU only (the callers fall back to the composite forms elsewhere). Each op has a
 //! finite-difference gradient test.
 
+use super::contiguous_slice;
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Result, Shape, Tensor, WithDType, D,
 };
@@ -19,13 +20,7 @@ use candle_core::{
 /// Copies a contiguous CPU storage region into a tensor (so candle's kernels can run on it).
 fn to_tensor(s: &CpuStorage, l: &Layout) -> Result<Tensor> {
     fn typed<T: WithDType>(v: &[T], l: &Layout) -> Result<Tensor> {
-        let (a, b) = l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("fused op: input must be contiguous".into()))?;
-        let slice = v
-            .get(a..b)
-            .ok_or_else(|| candle_core::Error::Msg("fused op: layout out of range".into()))?;
-        Tensor::from_slice(slice, l.shape(), &Device::Cpu)
+        Tensor::from_slice(contiguous_slice(v, l, "fused op")?, l.shape(), &Device::Cpu)
     }
     match s {
         CpuStorage::F32(v) => typed(v, l),

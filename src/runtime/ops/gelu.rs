@@ -32,37 +32,27 @@ trait Float: Copy + Send + Sync + candle_core::WithDType {
     fn bwd(grad: Self, x: Self) -> Self;
 }
 
-impl Float for f32 {
-    #[inline]
-    fn fwd(x: f32) -> f32 {
-        // candle's `GeluErf::f32`.
-        (libm::erff(x * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
-    }
-    #[inline]
-    fn bwd(grad: f32, x: f32) -> f32 {
-        let cdf = (libm::erff(x * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5;
-        let pdf = (-0.5 * x * x).exp()
-            * (0.5 * std::f32::consts::FRAC_2_SQRT_PI)
-            * std::f32::consts::FRAC_1_SQRT_2;
-        grad * (cdf + x * pdf)
-    }
+macro_rules! float {
+    ($t:ident, $erf:path) => {
+        impl Float for $t {
+            #[inline]
+            fn fwd(x: $t) -> $t {
+                // candle's `GeluErf::f32` / `GeluErf::f64`.
+                ($erf(x * std::$t::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
+            }
+            #[inline]
+            fn bwd(grad: $t, x: $t) -> $t {
+                let cdf = ($erf(x * std::$t::consts::FRAC_1_SQRT_2) + 1.) * 0.5;
+                let pdf = (-0.5 * x * x).exp()
+                    * (0.5 * std::$t::consts::FRAC_2_SQRT_PI)
+                    * std::$t::consts::FRAC_1_SQRT_2;
+                grad * (cdf + x * pdf)
+            }
+        }
+    };
 }
-
-impl Float for f64 {
-    #[inline]
-    fn fwd(x: f64) -> f64 {
-        // candle's `GeluErf::f64`.
-        (libm::erf(x * std::f64::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
-    }
-    #[inline]
-    fn bwd(grad: f64, x: f64) -> f64 {
-        let cdf = (libm::erf(x * std::f64::consts::FRAC_1_SQRT_2) + 1.) * 0.5;
-        let pdf = (-0.5 * x * x).exp()
-            * (0.5 * std::f64::consts::FRAC_2_SQRT_PI)
-            * std::f64::consts::FRAC_1_SQRT_2;
-        grad * (cdf + x * pdf)
-    }
-}
+float!(f32, libm::erff);
+float!(f64, libm::erf);
 
 fn forward<T: Float>(x: &[T]) -> Vec<T> {
     let mut out = vec![T::from_f64(0.0); x.len()];

@@ -3,8 +3,9 @@
 //! candle's fused kernels (`softmax_last_dim`, `rms_norm`, `layer_norm`, `rope`, `sdpa`) return
 //! tensors without a backward pass and silently cut the gradient graph, so the training path
 //! uses only the composite forms here. [`frozen_matmul::FrozenMatmul`] multiplies by a frozen
-//! weight and returns only the input gradient; [`swiglu::swiglu`] is llama's `silu(gate) * up` and
-//! [`gelu::gelu_erf`] the exact GELU, each in one pass each way. Every op has a finite-difference gradient test.
+//! weight and returns only the input gradient; [`swiglu::swiglu`] is llama's `silu(gate) * up`
+//! and [`gelu::gelu_erf`] the exact GELU, each in one pass each way. Every op has a
+//! finite-difference gradient test.
 //! Must not use candle's `*_no_bwd` ops on a forward path (a backward pass may: its results are
 //! gradients, never differentiated again).
 
