@@ -9,40 +9,79 @@
 use super::arch::linear_modules;
 use super::hir::*;
 
-/// Values per token that one linear layer keeps: its output (and the bias sum and the kept
-/// gradient of the broadcast bias, when it has one); with a LoRA adapter also the low-rank
-/// product and the sum, and with adapter dropout the dropped input (plus its one-byte mask).
-fn linear_values(in_f: u64, out_f: u64, bias: bool, adapted: bool, dropout: bool) -> f64 {
+/// How a linear layer runs in training, for what it keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearKind {
+    /// Frozen: the base product (and bias) only.
+    Frozen,
+    /// One LoRA adapter over a dense base on the CPU in f32: one fused op
+    /// (runtime/ops/lora_linear.rs) that keeps its output and, with dropout, the one-byte mask.
+    Fused { dropout: bool },
+    /// The composite form (quantized base, DoRA, several adapters on one layer, other dtypes and
+    /// devices): also the low-rank product and the sum, and with dropout the dropped input.
+    Composite { dropout: bool },
+}
+
+/// Values per token that one linear layer keeps: its output (and, outside the fused op, the
+/// bias sum and the kept gradient of the broadcast bias, when it has one) and what its adapter
+/// keeps ([`LinearKind`]).
+fn linear_values(in_f: u64, out_f: u64, bias: bool, kind: LinearKind) -> f64 {
     let (i, o) = (in_f as f64, out_f as f64);
     let mut v = o;
-    if bias {
+    if bias && !matches!(kind, LinearKind::Fused { .. }) {
         v += 2.0 * o;
     }
-    if adapted {
-        v += 2.0 * o;
-        if dropout {
-            v += 1.25 * i;
+    match kind {
+        LinearKind::Frozen | LinearKind::Fused { dropout: false } => {}
+        LinearKind::Fused { dropout: true } => v += 0.25 * i,
+        LinearKind::Composite { dropout } => {
+            v += 2.0 * o;
+            if dropout {
+                v += 1.25 * i;
+            }
         }
     }
     v
 }
 
-/// LoRA targets (full module names) of the train's adapters, with whether any has dropout.
-fn lora_targets(train: &Train) -> Vec<(&str, bool)> {
-    let mut out = Vec::new();
+/// LoRA targets (full module names) of the train's adapters, with how each runs. `fused` says
+/// whether a layer with one plain LoRA adapter runs as the fused op (dense base, CPU, f32);
+/// `dense(module)` whether that module's base weight is dense.
+fn lora_targets<'a>(
+    train: &'a Train,
+    fused: bool,
+    dense: &dyn Fn(&str) -> bool,
+) -> Vec<(&'a str, LinearKind)> {
+    let mut hits: Vec<(&str, bool, bool)> = Vec::new();
     for a in &train.adapters {
         if let AdapterKind::Lora(l) = &a.kind {
             for m in &l.targets.modules {
-                out.push((&*m.name, l.dropout > 0.0));
+                hits.push((&*m.name, l.dropout > 0.0, l.dora));
             }
         }
+    }
+    let mut out: Vec<(&str, LinearKind)> = Vec::new();
+    for &(name, dropout, dora) in &hits {
+        if out.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let count = hits.iter().filter(|(n, ..)| *n == name).count();
+        let any_dropout = hits.iter().any(|(n, d, _)| *n == name && *d);
+        let kind = if fused && count == 1 && !dora && dense(name) {
+            LinearKind::Fused { dropout }
+        } else {
+            LinearKind::Composite {
+                dropout: any_dropout,
+            }
+        };
+        out.push((name, kind));
     }
     out
 }
 
 /// Values per token of one block: `adapted(name)` says whether a linear layer carries an adapter
 /// (and with dropout); `None` entries are frozen.
-fn block_values(shape: &ModelShape, seq: u64, layer: u64, targets: &[(&str, bool)]) -> f64 {
+fn block_values(shape: &ModelShape, seq: u64, layer: u64, targets: &[(&str, LinearKind)]) -> f64 {
     let h = shape.hidden as f64;
     let i = shape.intermediate as f64;
     let hd = shape.head_dim() as f64;
@@ -70,14 +109,11 @@ fn block_values(shape: &ModelShape, seq: u64, layer: u64, targets: &[(&str, bool
         {
             continue;
         }
-        let hit = targets.iter().find(|(t, _)| *t == n);
-        v += linear_values(
-            m.in_features,
-            m.out_features,
-            biased(n),
-            hit.is_some(),
-            hit.is_some_and(|(_, d)| *d),
-        );
+        let kind = targets
+            .iter()
+            .find(|(t, _)| *t == n)
+            .map_or(LinearKind::Frozen, |(_, k)| *k);
+        v += linear_values(m.in_features, m.out_features, biased(n), kind);
     }
     v + if encoder {
         // BERT: q, k, v made contiguous per head (3h), the context copied back (2h), two hidden
@@ -107,15 +143,17 @@ fn block_values(shape: &ModelShape, seq: u64, layer: u64, targets: &[(&str, bool
 /// Bytes of activations at the backward pass's peak for `tokens = batch * seq` tokens in
 /// `act_bytes`-byte values. Blocks from the first adapted one on keep their graph; one more
 /// block's worth is in flight during backward. A train with no adapter inside the blocks (a head
-/// alone) keeps no block graph: part of one frozen block's intermediates at a time.
+/// alone) keeps no block graph: part of one frozen block's intermediates at a time. `fused`:
+/// the train runs on the CPU in f32, where a layer with one LoRA adapter over a dense base
+/// (`dense(module)`) is one op.
 pub fn activation_bytes(
     train: &Train,
     shape: &ModelShape,
-    batch: u64,
-    seq: u64,
+    (batch, seq): (u64, u64),
     act_bytes: u64,
+    (fused, dense): (bool, &dyn Fn(&str) -> bool),
 ) -> u64 {
-    let targets = lora_targets(train);
+    let targets = lora_targets(train, fused, dense);
     let bottleneck = train
         .adapters
         .iter()

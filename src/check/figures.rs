@@ -120,8 +120,31 @@ pub fn compute(train: &Train, model: &Model, shape: &ModelShape, cfg: FigureConf
     let base_bytes = base_bytes(model, shape, &cfg);
     let tokens = cfg.batch * cfg.max_len;
     let act_bytes = cfg.compute.unwrap_or(model.dtype).bytes();
-    let activations =
-        super::activations::activation_bytes(train, shape, cfg.batch, cfg.max_len, act_bytes);
+    // The fused LoRA op runs on the CPU in f32 over dense base weights: every linear layer of
+    // an unquantized model, the layers a GGML format keeps dense, all of a GGUF base loaded
+    // `weights = dense`.
+    let fused = act_bytes == 4 && train.device.is_none();
+    let widths: std::collections::HashMap<String, u64> = super::arch::linear_modules(shape)
+        .into_iter()
+        .map(|m| (m.name.to_string(), m.in_features))
+        .collect();
+    let dense = |name: &str| match cfg.quant {
+        Some((kind, ..)) => kind
+            .ggml_block()
+            .zip(widths.get(name))
+            .is_some_and(|(b, w)| w % b != 0),
+        None => !matches!(
+            (&shape.gguf, &model.source),
+            (Some(_), ModelSource::Gguf { .. }) if !model.dense_weights
+        ),
+    };
+    let activations = super::activations::activation_bytes(
+        train,
+        shape,
+        (cfg.batch, cfg.max_len),
+        act_bytes,
+        (fused, &dense),
+    );
     let out_width = match &model.task {
         Task::Causal => shape.vocab,
         Task::Classify { labels } => labels.len() as u64,

@@ -14,6 +14,23 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Runs `f` on a worker of a thread pool of its own (`RAYON_NUM_THREADS` threads, default one
+/// per core), or on this thread when no pool can be started. A stage's parallel loops then run
+/// partly on the stage's own thread, and the other workers take the rest: a stage calling them
+/// from outside a pool sleeps through every one and wakes for the next (measured on a 2-core
+/// machine: a tiny-llama LoRA step 1.5 s -> 1.15 s). A pool per stage keeps one stage's loops
+/// from running another stage's jobs nested on its thread (its thread-locals, e.g. the dropout
+/// generator, stay its own).
+fn on_own_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("peftc-stage-{i}"))
+        .build()
+    {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
+    }
+}
+
 /// Runs `stage`; engine errors (I/O on the cache, an unreadable input file) become a failure.
 pub(crate) fn run_stage(
     stage: &Stage,
@@ -180,8 +197,10 @@ impl OneStage<'_> {
     ) -> std::result::Result<StageOutcome, String> {
         let subscriber = stage_subscriber(&ctx.log_path, &self.config.stage_log_filter)
             .map_err(|e| e.to_string())?;
-        let result = tracing::subscriber::with_default(subscriber, || {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor(self.stage, ctx)))
+        let result = on_own_pool(|| {
+            tracing::subscriber::with_default(subscriber, || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| executor(self.stage, ctx)))
+            })
         });
         match result {
             Ok(Ok(outcome)) => Ok(outcome),

@@ -94,12 +94,15 @@ impl StageKind {
             // (rounding may differ); the summary records the longest batch.
             // 7: the exact GELU has its own backward pass (1/sqrt(2 pi) unrounded: gradients
             // differ from candle's by up to 3e-7 relative).
-            StageKind::Train => 7,
+            // 8: a layer with one LoRA adapter over a dense base is one fused op on the CPU
+            // (rounding may differ from the composite form by a few ulp).
+            StageKind::Train => 8,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
             // 4: BERT's layer norm and attention softmax are the fused ops (rounding may differ).
-            StageKind::Eval => 4,
+            // 5: a layer with one LoRA adapter over a dense base is one fused op on the CPU.
+            StageKind::Eval => 5,
             // 2: a trained classification head and its labels are written into the merged model;
             // a GGUF base is merged (it used to be refused).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.

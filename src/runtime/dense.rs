@@ -48,4 +48,8 @@ impl FrozenWeight for DenseWeight {
     fn format(&self) -> &str {
         self.weight.dtype().as_str()
     }
+
+    fn dense(&self) -> Option<&Tensor> {
+        Some(&self.weight)
+    }
 }

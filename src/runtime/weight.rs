@@ -20,4 +20,9 @@ pub trait FrozenWeight: Send + Sync + std::fmt::Debug {
     fn storage_bytes(&self) -> usize;
     /// Short name of the storage format: `f32`, `bf16`, `f16`, `nf4`, `int8`, `q8_0`, `q4k`...
     fn format(&self) -> &str;
+    /// The stored `[out, in]` tensor when the weight is dense (fused ops multiply by it
+    /// directly); `None` for quantized formats.
+    fn dense(&self) -> Option<&Tensor> {
+        None
+    }
 }

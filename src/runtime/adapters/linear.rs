@@ -20,6 +20,8 @@
 
 use crate::runtime::adapters::lora::{row_norms, LoraAdapter};
 use crate::runtime::dense::DenseWeight;
+use crate::runtime::ops::dropout::draw_keep;
+use crate::runtime::ops::lora_linear::{self, LoraDropout};
 use crate::runtime::ops::no_grad::param;
 use crate::runtime::weight::FrozenWeight;
 use candle_core::{DType, Result, Tensor, Var};
@@ -111,6 +113,9 @@ impl AdaptableLinear {
                 None => Ok(y),
             };
         }
+        if let Some(y) = self.fused_lora(x, train)? {
+            return Ok(y);
+        }
         let base_out = self.base.forward(x)?;
         let mut y = match &self.bias {
             Some(b) => base_out.broadcast_add(&b.to_dtype(base_out.dtype())?)?,
@@ -156,6 +161,41 @@ impl AdaptableLinear {
             y = (y + delta)?;
         }
         Ok(y)
+    }
+
+    /// The layer as one [`lora_linear`](lora_linear::lora_linear) op when it can be: one active,
+    /// unmerged LoRA adapter (no DoRA) over a dense base, no per-row adapters, the op's dtypes
+    /// and device ([`lora_linear::applies`]). `None`: take the composite form. The memory
+    /// estimate (src/check/activations.rs) counts what this op keeps.
+    fn fused_lora(&self, x: &Tensor, train: bool) -> Result<Option<Tensor>> {
+        if self.row_adapters.is_some() {
+            return Ok(None);
+        }
+        let mut live = self
+            .active
+            .iter()
+            .filter(|(name, _)| !self.merged.contains(name))
+            .filter_map(|(name, weight)| self.adapter(name).map(|ad| (ad, *weight)));
+        let (Some((ad, weight)), None, Some(w)) = (live.next(), live.next(), self.base.dense())
+        else {
+            return Ok(None);
+        };
+        let (a, b) = (param(&ad.a), param(&ad.b));
+        if ad.magnitude.is_some() || !lora_linear::applies(x, w, &a, &b) {
+            return Ok(None);
+        }
+        // A weight stored in another dtype is converted per call, as `frozen_matmul` does.
+        let w = &w.to_dtype(x.dtype())?;
+        let dropout = if train && ad.dropout > 0.0 && ad.dropout < 1.0 {
+            Some(LoraDropout {
+                keep: Arc::new(draw_keep(x.elem_count(), ad.dropout)),
+                scale: f64::from(1.0f32 / (1.0 - ad.dropout)),
+            })
+        } else {
+            None
+        };
+        let bias = self.bias.as_ref();
+        lora_linear::lora_linear(x, w, bias, (&a, &b), ad.scale * weight, dropout).map(Some)
     }
 
     /// Adds each row's own LoRA delta (gathered by adapter) to `y`.

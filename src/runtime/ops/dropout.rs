@@ -77,11 +77,7 @@ pub fn dropout(xs: &Tensor, p: f32) -> Result<Tensor> {
         candle_core::bail!("dropout probability has to be in [0, 1), got {p}")
     }
     let scale = 1.0 / (1.0 - p);
-    let n = xs.elem_count();
-    let keep: Vec<bool> = RNG.with(|r| {
-        let mut r = r.borrow_mut();
-        (0..n).map(|_| r.gen::<f32>() >= p).collect()
-    });
+    let keep = draw_keep(xs.elem_count(), p);
     if xs.device().is_cpu() && xs.dtype() == DType::F32 {
         return xs.contiguous()?.apply_op1(DropoutOp {
             keep: std::sync::Arc::new(keep),
@@ -96,6 +92,16 @@ pub fn dropout(xs: &Tensor, p: f32) -> Result<Tensor> {
         mask.to_dtype(xs.dtype())?
     };
     xs * mask
+}
+
+/// `n` keep flags from this thread's stream, each kept with probability `1 - p`: the draws
+/// [`dropout`] makes for a tensor of `n` elements (ops that apply dropout inside themselves use
+/// this, so they draw the same stream).
+pub fn draw_keep(n: usize, p: f32) -> Vec<bool> {
+    RNG.with(|r| {
+        let mut r = r.borrow_mut();
+        (0..n).map(|_| r.gen::<f32>() >= p).collect()
+    })
 }
 
 /// `x * mask * scale` with the mask kept as bytes; its backward is `grad * mask * scale`.

@@ -4,7 +4,8 @@
 //! tensors without a backward pass and silently cut the gradient graph, so the training path
 //! uses only the composite forms here. [`frozen_matmul::FrozenMatmul`] multiplies by a frozen
 //! weight and returns only the input gradient; [`swiglu::swiglu`] is llama's `silu(gate) * up`
-//! and [`gelu::gelu_erf`] the exact GELU, each in one pass each way. Every op has a
+//! and [`gelu::gelu_erf`] the exact GELU, each in one pass each way; [`lora_linear::lora_linear`]
+//! is a whole LoRA layer over a dense base (one graph node instead of about eight). Every op has a
 //! finite-difference gradient test.
 //! Must not use candle's `*_no_bwd` ops on a forward path (a backward pass may: its results are
 //! gradients, never differentiated again).
@@ -14,6 +15,7 @@ pub mod dropout;
 pub mod frozen_matmul;
 pub mod fused;
 pub mod gelu;
+pub mod lora_linear;
 pub mod mask;
 pub mod no_grad;
 pub mod norm;
