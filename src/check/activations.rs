@@ -79,9 +79,14 @@ fn lora_targets<'a>(
     out
 }
 
-/// Values per token of one block: `adapted(name)` says whether a linear layer carries an adapter
-/// (and with dropout); `None` entries are frozen.
-fn block_values(shape: &ModelShape, seq: u64, layer: u64, targets: &[(&str, LinearKind)]) -> f64 {
+/// Values per token of one block: `targets` says how each adapted linear layer runs (the others
+/// are frozen); `fused`: on the CPU in f32, where decoders' attention is one op.
+fn block_values(
+    shape: &ModelShape,
+    (seq, layer): (u64, u64),
+    targets: &[(&str, LinearKind)],
+    fused: bool,
+) -> f64 {
     let h = shape.hidden as f64;
     let i = shape.intermediate as f64;
     let hd = shape.head_dim() as f64;
@@ -136,7 +141,16 @@ fn block_values(shape: &ModelShape, seq: u64, layer: u64, targets: &[(&str, Line
         } else {
             2.0 * i
         };
-        4.0 * h + 4.0 * qw + 2.0 * kvw + kv + mlp + 5.0 * s
+        if fused && shape.arch != Arch::Gpt2 {
+            // Rotary embedding and attention as one op (runtime/ops/rope_attention.rs): it keeps
+            // only its output, the context (qw). The heap's high-water mark stays about 5h per
+            // token above the live set per block (the fused ops free their working buffers
+            // between kept outputs; measured on the 256 x 4 and 512 x 8 llamas of
+            // tests/pipeline/memory_estimate.rs and benches/memory_estimate.sh).
+            4.0 * h + qw + mlp + 5.0 * h
+        } else {
+            4.0 * h + 4.0 * qw + 2.0 * kvw + kv + mlp + 5.0 * s
+        }
     }
 }
 
@@ -175,12 +189,13 @@ pub fn activation_bytes(
     let values: f64 = match first {
         Some(f) => {
             let kept: f64 = (f..shape.layers)
-                .map(|l| block_values(shape, seq, l, &targets))
+                .map(|l| block_values(shape, (seq, l), &targets, fused))
                 .sum();
-            kept + block_values(shape, seq, shape.layers.saturating_sub(1), &targets)
+            let last = shape.layers.saturating_sub(1);
+            kept + block_values(shape, (seq, last), &targets, fused)
         }
         // Without a graph each intermediate is freed once used: about half a block is live.
-        None => 0.5 * block_values(shape, seq, 0, &[]),
+        None => 0.5 * block_values(shape, (seq, 0), &[], fused),
     };
     let h = shape.hidden as f64;
     let bottleneck_values = if bottleneck {

@@ -94,14 +94,14 @@ impl StageKind {
             // (rounding may differ); the summary records the longest batch.
             // 7: the exact GELU has its own backward pass (1/sqrt(2 pi) unrounded: gradients
             // differ from candle's by up to 3e-7 relative).
-            // 8: a layer with one LoRA adapter over a dense base is one fused op on the CPU
-            // (rounding may differ from the composite form by a few ulp).
+            // 8: on the CPU a layer with one LoRA adapter over a dense base is one fused op, and
+            // decoders' rotary embedding + attention is one op (rounding may differ by a few ulp).
             StageKind::Train => 8,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
             // 4: BERT's layer norm and attention softmax are the fused ops (rounding may differ).
-            // 5: a layer with one LoRA adapter over a dense base is one fused op on the CPU.
+            // 5: on the CPU a LoRA layer over a dense base and decoders' attention are fused ops.
             StageKind::Eval => 5,
             // 2: a trained classification head and its labels are written into the merged model;
             // a GGUF base is merged (it used to be refused).

@@ -24,6 +24,7 @@ use crate::runtime::ops::attention::{attention, Kernels};
 use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
 use crate::runtime::ops::norm::rms_norm;
 use crate::runtime::ops::rope::{apply_rotary, RopeTables, Rotary};
+use crate::runtime::ops::rope_attention::{self, Heads};
 use crate::runtime::ops::swiglu::swiglu;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::sync::Arc;
@@ -272,38 +273,55 @@ impl Llama {
         let scale = 1.0 / (hd as f64).sqrt();
         for (i, l) in self.layers.iter().enumerate() {
             let hs = self.norm(&x, &l.input_norm, pass.kernels)?;
-            let q =
-                l.q.forward(&hs, pass.train)?
-                    .reshape((b, s, nh, hd))?
-                    .transpose(1, 2)?;
-            let k =
-                l.k.forward(&hs, pass.train)?
-                    .reshape((b, s, nkv, hd))?
-                    .transpose(1, 2)?;
-            let v =
-                l.v.forward(&hs, pass.train)?
-                    .reshape((b, s, nkv, hd))?
-                    .transpose(1, 2)?;
-            let q = apply_rotary(&q, &rope)?;
-            let k = apply_rotary(&k, &rope)?;
-            let a = match &mut pass.cache {
-                Caches::PerRow(caches) => {
-                    self.attend_per_row(i, &q, &k, &v, caches, scale, pass.kernels)?
+            let q = l.q.forward(&hs, pass.train)?;
+            let k = l.k.forward(&hs, pass.train)?;
+            let v = l.v.forward(&hs, pass.train)?;
+            let layer_bias = match (&windowed, self.cfg.layer_window(i), &bias) {
+                (Some(w), Some(_), _) => Some(w),
+                (_, _, Some(b)) => Some(b),
+                _ => None,
+            };
+            let a = match (&mut pass.cache, layer_bias) {
+                // Without a cache: rotary embedding and attention as one op where it applies.
+                (Caches::None, Some(bias)) if rope_attention::applies(&q, &k, &v) => {
+                    rope_attention::rope_attention(
+                        (&q, &k, &v),
+                        (&rope.cos_half, &rope.sin_half),
+                        bias,
+                        Heads {
+                            q: nh,
+                            kv: nkv,
+                            dim: hd,
+                        },
+                        scale,
+                    )?
                 }
-                cache => {
-                    let (k, v) = match cache {
-                        Caches::Shared(c) => c.append(i, k.contiguous()?, v.contiguous()?)?,
-                        _ => (k, v),
+                (cache, layer_bias) => {
+                    let q = q.reshape((b, s, nh, hd))?.transpose(1, 2)?;
+                    let k = k.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
+                    let v = v.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
+                    let q = apply_rotary(&q, &rope)?;
+                    let k = apply_rotary(&k, &rope)?;
+                    let a = match cache {
+                        Caches::PerRow(caches) => {
+                            self.attend_per_row(i, &q, &k, &v, caches, scale, pass.kernels)?
+                        }
+                        cache => {
+                            let (k, v) = match cache {
+                                Caches::Shared(c) => {
+                                    c.append(i, k.contiguous()?, v.contiguous()?)?
+                                }
+                                _ => (k, v),
+                            };
+                            let Some(layer_bias) = layer_bias else {
+                                candle_core::bail!("attention bias missing")
+                            };
+                            attention(&q, &k, &v, layer_bias, scale, pass.kernels)?
+                        }
                     };
-                    let layer_bias = match (&windowed, self.cfg.layer_window(i), &bias) {
-                        (Some(w), Some(_), _) => w,
-                        (_, _, Some(b)) => b,
-                        _ => candle_core::bail!("attention bias missing"),
-                    };
-                    attention(&q, &k, &v, layer_bias, scale, pass.kernels)?
+                    a.transpose(1, 2)?.reshape((b, s, nh * hd))?
                 }
             };
-            let a = a.transpose(1, 2)?.reshape((b, s, nh * hd))?;
             let a = l.o.forward(&a, pass.train)?;
             // Pre-LN: the sum is the new residual stream (no norm after the add).
             let block = SubBlock {

@@ -18,6 +18,7 @@
 //! with finite differences). Must never return a gradient for `W` or the bias.
 
 use super::contiguous_slice;
+use super::gemm::{gemm_into, View};
 use candle_core::{
     CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
 };
@@ -42,98 +43,6 @@ struct LoraLinear {
     /// LoRA scale (`alpha / r`, times the adapter's weight).
     scale: f64,
     dropout: Option<LoraDropout>,
-}
-
-/// A row-major matrix view with arbitrary strides (transposes are views).
-#[derive(Clone, Copy)]
-struct View<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    rs: isize,
-    cs: isize,
-}
-
-impl<'a, T> View<'a, T> {
-    fn new(data: &'a [T], rows: usize, cols: usize) -> Result<Self> {
-        if data.len() < rows * cols {
-            candle_core::bail!(
-                "lora-linear: {} values cannot hold a {rows}x{cols} matrix",
-                data.len()
-            )
-        }
-        Ok(Self {
-            data,
-            rows,
-            cols,
-            rs: cols as isize,
-            cs: 1,
-        })
-    }
-
-    fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
-    }
-}
-
-/// `dst = (dst if accumulate else 0) + beta * a b` for a row-major `dst` of `a.rows x b.cols`.
-fn gemm_into<T: WithDType>(
-    dst: &mut [T],
-    a: View<'_, T>,
-    b: View<'_, T>,
-    accumulate: bool,
-    beta: f64,
-) -> Result<()> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    if b.rows != k || dst.len() != m * n {
-        candle_core::bail!(
-            "lora-linear: cannot multiply {m}x{k} by {}x{n} into {} values",
-            b.rows,
-            dst.len()
-        )
-    }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the views were checked to lie inside their slices (`View::new`, transposes keep
-    // the extent), `dst` holds exactly `m * n` values with row stride `n`, and gemm reads `dst`
-    // only when `accumulate` is set (it is initialised either way).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs,
-            a.rs,
-            b.data.as_ptr(),
-            b.cs,
-            b.rs,
-            T::from_f64(1.0),
-            T::from_f64(beta),
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-    Ok(())
 }
 
 /// The values of a contiguous CPU tensor of type `T`, with the storage guard kept alive by `f`.

@@ -15,11 +15,13 @@ pub mod dropout;
 pub mod frozen_matmul;
 pub mod fused;
 pub mod gelu;
+pub(crate) mod gemm;
 pub mod lora_linear;
 pub mod mask;
 pub mod no_grad;
 pub mod norm;
 pub mod rope;
+pub mod rope_attention;
 pub mod softmax;
 pub mod swiglu;
 

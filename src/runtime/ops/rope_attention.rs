@@ -1,0 +1,560 @@
+//! Rotary embedding plus scaled dot-product attention with an additive bias, for grouped-query
+//! (GQA) heads, as one op with a hand-written backward pass. Inputs are the projections as they
+//! come out of `q_proj`, `k_proj`, `v_proj` (`[b, s, heads * d]`), the output is the context in
+//! the layout `o_proj` takes (`[b, s, heads * d]`).
+//!
+//! The composite form (reshape, transpose, RoPE, copies, repeat of key/value heads, `q k^T`,
+//! scale, bias, softmax, `p v`, transpose, reshape) is about fifteen graph nodes a layer, each
+//! with its zero-filled gradient buffer and add in candle's backward, and it keeps the scores
+//! four times over plus a gradient for the constant bias. This op keeps nothing but its inputs
+//! and output: the backward recomputes the rotated heads and the probabilities (a few percent of
+//! the layer's products) and, per head `h` of a key/value group `g`, with `P = softmax(S)`,
+//! `S = scale q_h k_g^T + bias`:
+//! - `dv_g += P^T dO_h`, `dP = dO_h v_g^T`, `dS = P * (dP - rowsum(dP * P))`;
+//! - `dq_h = scale dS k_g`, `dk_g += scale dS^T q_h`, both rotated back (RoPE is a rotation:
+//!   its gradient is the rotation by `-sin`).
+//!
+//! Rows of the batch run in parallel on rayon's threads. CPU, f32 and f64 ([`applies`]); the
+//! caller takes the composite form elsewhere. Tests compare both forms and the gradients with
+//! finite differences. Must not give the bias or the rotary tables a gradient.
+
+use super::contiguous_slice;
+use super::gemm::{gemm_strided, View};
+use candle_core::{
+    CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
+};
+use rayon::prelude::*;
+
+/// Head counts and sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    /// Query heads.
+    pub q: usize,
+    /// Key/value heads (divides `q`).
+    pub kv: usize,
+    /// Size of one head.
+    pub dim: usize,
+}
+
+/// The op; use it through [`rope_attention`].
+#[derive(Debug, Clone)]
+struct RopeAttention {
+    /// `[b, s, dim / 2]` each, contiguous, the activations' dtype.
+    cos: Tensor,
+    sin: Tensor,
+    /// `[b or 1, 1, s, s]`, contiguous, the activations' dtype.
+    bias: Tensor,
+    heads: Heads,
+    scale: f64,
+}
+
+/// The slices one batch row works on.
+struct Row<'a, T> {
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    cos: &'a [T],
+    sin: &'a [T],
+    bias: &'a [T],
+}
+
+/// Head `h` of `x: [s, width]` rotated by RoPE (`inverse`: by `-sin`), as a `[s, d]` buffer.
+fn rotated<T: WithDType>(
+    x: &[T],
+    (s, width, d): (usize, usize, usize),
+    h: usize,
+    (cos, sin): (&[T], &[T]),
+    inverse: bool,
+) -> Vec<T> {
+    let half = d / 2;
+    let mut out = vec![T::from_f64(0.0); s * d];
+    for t in 0..s {
+        let src = &x[t * width + h * d..t * width + h * d + d];
+        let dst = &mut out[t * d..t * d + d];
+        let (c, sn) = (
+            &cos[t * half..t * half + half],
+            &sin[t * half..t * half + half],
+        );
+        for j in 0..half {
+            let (x1, x2) = (src[j], src[j + half]);
+            if inverse {
+                dst[j] = x1 * c[j] + x2 * sn[j];
+                dst[j + half] = x2 * c[j] - x1 * sn[j];
+            } else {
+                dst[j] = x1 * c[j] - x2 * sn[j];
+                dst[j + half] = x1 * sn[j] + x2 * c[j];
+            }
+        }
+        // An odd head size leaves its last value unrotated (as candle's kernel does not
+        // allow); head sizes are even in every supported model.
+        dst[2 * half..d].copy_from_slice(&src[2 * half..d]);
+    }
+    out
+}
+
+/// The element types of the op.
+trait Float: WithDType {
+    fn exp(self) -> Self;
+}
+
+impl Float for f32 {
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+}
+
+impl Float for f64 {
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+}
+
+/// Softmax of each row of `p: [s, s]` in place, as candle's `softmax_last_dim`.
+fn softmax_rows<T: Float>(p: &mut [T], s: usize) {
+    for row in p.chunks_mut(s.max(1)) {
+        let mut max = row[0];
+        for &v in row.iter() {
+            if v > max {
+                max = v;
+            }
+        }
+        let mut sum = T::from_f64(0.0);
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        for v in row.iter_mut() {
+            *v /= sum;
+        }
+    }
+}
+
+impl RopeAttention {
+    fn dims(&self, q: &[usize], k: &[usize], v: &[usize]) -> Result<(usize, usize)> {
+        let Heads { q: hq, kv, dim } = self.heads;
+        match (q, k, v) {
+            (&[b, s, wq], &[bk, sk, wk], &[bv, sv, wv])
+                if wq == hq * dim
+                    && wk == kv * dim
+                    && wv == kv * dim
+                    && (bk, sk) == (b, s)
+                    && (bv, sv) == (b, s)
+                    && kv > 0
+                    && hq % kv == 0 =>
+            {
+                Ok((b, s))
+            }
+            _ => candle_core::bail!(
+                "rope-attention: q {q:?}, k {k:?}, v {v:?} do not fit {hq} heads / {kv} kv heads of {dim}"
+            ),
+        }
+    }
+
+    /// Probabilities `[s, s]` of query head `h` against the rotated keys `k` of its group.
+    fn probs<T: Float>(&self, row: &Row<'_, T>, s: usize, qh: &[T], k: &[T]) -> Result<Vec<T>> {
+        let d = self.heads.dim;
+        let mut p = vec![T::from_f64(0.0); s * s];
+        gemm_strided(
+            &mut p,
+            s,
+            (View::new(qh, s, d)?, View::new(k, s, d)?.t()),
+            false,
+            self.scale,
+            false,
+        )?;
+        for (pv, &b) in p.iter_mut().zip(row.bias) {
+            *pv += b;
+        }
+        softmax_rows(&mut p, s);
+        Ok(p)
+    }
+
+    fn forward_row<T: Float>(&self, row: Row<'_, T>, s: usize, out: &mut [T]) -> Result<()> {
+        let Heads { q: hq, kv, dim: d } = self.heads;
+        let rep = hq / kv;
+        let tables = (row.cos, row.sin);
+        for g in 0..kv {
+            let k = rotated(row.k, (s, kv * d, d), g, tables, false);
+            let v = View::strided(&row.v[g * d..], s, d, kv * d)?;
+            for h in g * rep..(g + 1) * rep {
+                let qh = rotated(row.q, (s, hq * d, d), h, tables, false);
+                let p = self.probs(&row, s, &qh, &k)?;
+                gemm_strided(
+                    &mut out[h * d..],
+                    hq * d,
+                    (View::new(&p, s, s)?, v),
+                    false,
+                    1.0,
+                    false,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn backward_row<T: Float>(
+        &self,
+        row: Row<'_, T>,
+        s: usize,
+        grad: &[T],
+        (dq, dk, dv): (&mut [T], &mut [T], &mut [T]),
+    ) -> Result<()> {
+        let Heads { q: hq, kv, dim: d } = self.heads;
+        let rep = hq / kv;
+        let tables = (row.cos, row.sin);
+        let zero = T::from_f64(0.0);
+        for g in 0..kv {
+            let k = rotated(row.k, (s, kv * d, d), g, tables, false);
+            let v = View::strided(&row.v[g * d..], s, d, kv * d)?;
+            let mut dk_rot = vec![zero; s * d];
+            for h in g * rep..(g + 1) * rep {
+                let qh = rotated(row.q, (s, hq * d, d), h, tables, false);
+                let p = self.probs(&row, s, &qh, &k)?;
+                let pv = View::new(&p, s, s)?;
+                let go = View::strided(&grad[h * d..], s, d, hq * d)?;
+                gemm_strided(&mut dv[g * d..], kv * d, (pv.t(), go), true, 1.0, false)?;
+                let mut ds = vec![zero; s * s];
+                gemm_strided(&mut ds, s, (go, v.t()), false, 1.0, false)?;
+                for (dsr, pr) in ds.chunks_mut(s).zip(p.chunks(s)) {
+                    let mut dot = zero;
+                    for (&a, &b) in dsr.iter().zip(pr) {
+                        dot += a * b;
+                    }
+                    for (a, &b) in dsr.iter_mut().zip(pr) {
+                        *a = b * (*a - dot);
+                    }
+                }
+                let dsv = View::new(&ds, s, s)?;
+                let mut dq_rot = vec![zero; s * d];
+                gemm_strided(
+                    &mut dq_rot,
+                    d,
+                    (dsv, View::new(&k, s, d)?),
+                    false,
+                    self.scale,
+                    false,
+                )?;
+                gemm_strided(
+                    &mut dk_rot,
+                    d,
+                    (dsv.t(), View::new(&qh, s, d)?),
+                    true,
+                    self.scale,
+                    false,
+                )?;
+                let back = rotated(&dq_rot, (s, d, d), 0, tables, true);
+                for t in 0..s {
+                    dq[t * hq * d + h * d..t * hq * d + h * d + d]
+                        .copy_from_slice(&back[t * d..t * d + d]);
+                }
+            }
+            let back = rotated(&dk_rot, (s, d, d), 0, tables, true);
+            for t in 0..s {
+                dk[t * kv * d + g * d..t * kv * d + g * d + d]
+                    .copy_from_slice(&back[t * d..t * d + d]);
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch rows of `q`, `k`, `v` with their tables and bias.
+    fn rows<'a, T: WithDType>(
+        &self,
+        (q, k, v): (&'a [T], &'a [T], &'a [T]),
+        (cos, sin, bias): (&'a [T], &'a [T], &'a [T]),
+        (b, s): (usize, usize),
+    ) -> Result<Vec<Row<'a, T>>> {
+        let Heads { q: hq, kv, dim: d } = self.heads;
+        let half = d / 2;
+        let per_bias = s * s;
+        let bias_rows = bias.len() / per_bias.max(1);
+        if cos.len() != b * s * half
+            || sin.len() != cos.len()
+            || !(bias_rows == b || bias_rows == 1)
+            || bias.len() != bias_rows * per_bias
+        {
+            candle_core::bail!("rope-attention: tables or bias do not fit {b} rows of {s}")
+        }
+        Ok((0..b)
+            .map(|i| Row {
+                q: &q[i * s * hq * d..(i + 1) * s * hq * d],
+                k: &k[i * s * kv * d..(i + 1) * s * kv * d],
+                v: &v[i * s * kv * d..(i + 1) * s * kv * d],
+                cos: &cos[i * s * half..(i + 1) * s * half],
+                sin: &sin[i * s * half..(i + 1) * s * half],
+                bias: &bias[(i % bias_rows) * per_bias..(i % bias_rows + 1) * per_bias],
+            })
+            .collect())
+    }
+}
+
+/// The values of a contiguous CPU tensor of type `T`, with the storage guard kept alive by `f`.
+fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("rope-attention: CPU tensors only")
+    };
+    f(contiguous_slice(
+        T::cpu_storage_as_slice(cpu)?,
+        layout,
+        "rope-attention",
+    )?)
+}
+
+impl CustomOp3 for RopeAttention {
+    fn name(&self) -> &'static str {
+        "rope-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (b, s) = self.dims(l1.dims(), l2.dims(), l3.dims())?;
+        fn run<T: Float>(
+            op: &RopeAttention,
+            inputs: [(&CpuStorage, &Layout); 3],
+            (b, s): (usize, usize),
+        ) -> Result<CpuStorage> {
+            let [q, k, v] = inputs.map(|(st, l)| {
+                T::cpu_storage_as_slice(st).and_then(|v| contiguous_slice(v, l, "rope-attention"))
+            });
+            let (q, k, v) = (q?, k?, v?);
+            let width = op.heads.q * op.heads.dim;
+            let mut out = vec![T::from_f64(0.0); b * s * width];
+            with_slice::<T, _>(&op.cos, |cos| {
+                with_slice::<T, _>(&op.sin, |sin| {
+                    with_slice::<T, _>(&op.bias, |bias| {
+                        let rows = op.rows((q, k, v), (cos, sin, bias), (b, s))?;
+                        out.par_chunks_mut((s * width).max(1))
+                            .zip(rows)
+                            .try_for_each(|(o, row)| op.forward_row(row, s, o))
+                    })
+                })
+            })?;
+            Ok(T::to_cpu_storage_owned(out))
+        }
+        let inputs = [(s1, l1), (s2, l2), (s3, l3)];
+        let out = match s1 {
+            CpuStorage::F32(_) => run::<f32>(self, inputs, (b, s))?,
+            CpuStorage::F64(_) => run::<f64>(self, inputs, (b, s))?,
+            _ => candle_core::bail!("rope-attention: f32 or f64 only"),
+        };
+        Ok((out, Shape::from((b, s, self.heads.q * self.heads.dim))))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, s) = self.dims(q.dims(), k.dims(), v.dims())?;
+        let [q, k, v, grad] = [q, k, v, grad].map(|t| t.contiguous());
+        let (q, k, v, grad) = (q?, k?, v?, grad?);
+        fn run<T: Float>(
+            op: &RopeAttention,
+            [q, k, v, grad]: [&Tensor; 4],
+            (b, s): (usize, usize),
+        ) -> Result<(Tensor, Tensor, Tensor)> {
+            let Heads { q: hq, kv, dim: d } = op.heads;
+            let zero = T::from_f64(0.0);
+            let mut dq = vec![zero; b * s * hq * d];
+            let mut dk = vec![zero; b * s * kv * d];
+            let mut dv = vec![zero; b * s * kv * d];
+            let (wq, wk) = ((s * hq * d).max(1), (s * kv * d).max(1));
+            with_slice::<T, _>(q, |qs| {
+                with_slice::<T, _>(k, |ks| {
+                    with_slice::<T, _>(v, |vs| {
+                        with_slice::<T, _>(grad, |gs| {
+                            with_slice::<T, _>(&op.cos, |cos| {
+                                with_slice::<T, _>(&op.sin, |sin| {
+                                    with_slice::<T, _>(&op.bias, |bias| {
+                                        let rows =
+                                            op.rows((qs, ks, vs), (cos, sin, bias), (b, s))?;
+                                        dq.par_chunks_mut(wq)
+                                            .zip(dk.par_chunks_mut(wk))
+                                            .zip(dv.par_chunks_mut(wk))
+                                            .zip(gs.par_chunks(wq))
+                                            .zip(rows)
+                                            .try_for_each(|((((dq, dk), dv), g), row)| {
+                                                op.backward_row(row, s, g, (dq, dk, dv))
+                                            })
+                                    })
+                                })
+                            })
+                        })
+                    })
+                })
+            })?;
+            Ok((
+                Tensor::from_vec(dq, q.shape(), q.device())?,
+                Tensor::from_vec(dk, k.shape(), k.device())?,
+                Tensor::from_vec(dv, v.shape(), v.device())?,
+            ))
+        }
+        let (dq, dk, dv) = match q.dtype() {
+            DType::F32 => run::<f32>(self, [&q, &k, &v, &grad], (b, s))?,
+            DType::F64 => run::<f64>(self, [&q, &k, &v, &grad], (b, s))?,
+            d => candle_core::bail!("rope-attention: f32 or f64 only, not {d:?}"),
+        };
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+/// Whether [`rope_attention`] computes this attention: CPU tensors, f32 or f64, one dtype.
+pub fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
+    let dtype = q.dtype();
+    [q, k, v]
+        .iter()
+        .all(|t| t.device().is_cpu() && t.dtype() == dtype)
+        && matches!(dtype, DType::F32 | DType::F64)
+}
+
+/// `softmax(scale rope(q) rope(k)^T + bias) v` per head for `q: [b, s, heads.q * dim]`,
+/// `k`, `v`: `[b, s, heads.kv * dim]`, rotary tables `[b, s, dim / 2]` and `bias:
+/// [b or 1, 1, s, s]`; returns `[b, s, heads.q * dim]`. An error unless [`applies`].
+pub fn rope_attention(
+    (q, k, v): (&Tensor, &Tensor, &Tensor),
+    (cos, sin): (&Tensor, &Tensor),
+    bias: &Tensor,
+    heads: Heads,
+    scale: f64,
+) -> Result<Tensor> {
+    if !applies(q, k, v) {
+        candle_core::bail!("rope-attention: CPU tensors of one dtype, f32 or f64, only")
+    }
+    let dtype = q.dtype();
+    let op = RopeAttention {
+        cos: cos.to_dtype(dtype)?.contiguous()?,
+        sin: sin.to_dtype(dtype)?.contiguous()?,
+        bias: bias.to_dtype(dtype)?.contiguous()?,
+        heads,
+        scale,
+    };
+    q.contiguous()?
+        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ops::attention::{attention, Kernels};
+    use crate::runtime::ops::gradcheck::check_grad;
+    use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
+    use crate::runtime::ops::rope::{apply_rotary, RopeScaling, RopeTables, Rotary};
+    use candle_core::{Device, Var};
+
+    const B: usize = 2;
+    const S: usize = 5;
+
+    fn heads() -> Heads {
+        Heads {
+            q: 4,
+            kv: 2,
+            dim: 6,
+        }
+    }
+
+    fn setup(dtype: DType) -> Result<(RopeTables, Tensor)> {
+        let dev = Device::Cpu;
+        let rot = Rotary::new(heads().dim, 10000.0, &RopeScaling::None);
+        let pos = Rotary::positions(B, S, 0, &dev)?;
+        let tables = RopeTables::new(&rot, &pos, dtype)?;
+        // Right padding on the second row (a query that sees no key at all has a gradient that
+        // finite differences cannot see: its scores sit at -1e30).
+        let m = Tensor::new(&[[1u8, 1, 1, 1, 1], [1, 1, 1, 0, 0]], &dev)?;
+        let spec = MaskSpec {
+            batch: B,
+            q_len: S,
+            k_len: S,
+            offset: 0,
+            kind: MaskKind::Causal,
+            window: None,
+        };
+        Ok((tables, attention_bias(Some(&m), spec, dtype, &dev)?))
+    }
+
+    /// The model's composite path: reshape, transpose, RoPE, attention, back.
+    fn composite(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        t: &RopeTables,
+        bias: &Tensor,
+    ) -> Result<Tensor> {
+        let h = heads();
+        let split = |x: &Tensor, n: usize| x.reshape((B, S, n, h.dim))?.transpose(1, 2);
+        let q = apply_rotary(&split(q, h.q)?, t)?;
+        let k = apply_rotary(&split(k, h.kv)?, t)?;
+        let v = split(v, h.kv)?;
+        let scale = 1.0 / (h.dim as f64).sqrt();
+        attention(&q, &k, &v, bias, scale, Kernels::Differentiable)?
+            .transpose(1, 2)?
+            .reshape((B, S, h.q * h.dim))
+    }
+
+    fn fused(q: &Tensor, k: &Tensor, v: &Tensor, t: &RopeTables, bias: &Tensor) -> Result<Tensor> {
+        let scale = 1.0 / (heads().dim as f64).sqrt();
+        rope_attention((q, k, v), (&t.cos_half, &t.sin_half), bias, heads(), scale)
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_for_q_k_and_v() -> Result<()> {
+        let dev = Device::Cpu;
+        let (t, bias) = setup(DType::F64)?;
+        let h = heads();
+        let q = Tensor::randn(0f64, 1.0, (B, S, h.q * h.dim), &dev)?;
+        let k = Tensor::randn(0f64, 1.0, (B, S, h.kv * h.dim), &dev)?;
+        let v = Tensor::randn(0f64, 1.0, (B, S, h.kv * h.dim), &dev)?;
+        check_grad(&[B, S, h.q * h.dim], |q| fused(q, &k, &v, &t, &bias))?;
+        check_grad(&[B, S, h.kv * h.dim], |k| fused(&q, k, &v, &t, &bias))?;
+        check_grad(&[B, S, h.kv * h.dim], |v| fused(&q, &k, v, &t, &bias))
+    }
+
+    #[test]
+    fn forward_and_backward_equal_the_composite_form() -> Result<()> {
+        let dev = Device::Cpu;
+        let (t, bias) = setup(DType::F32)?;
+        let h = heads();
+        let q = Var::randn(0f32, 1.0, (B, S, h.q * h.dim), &dev)?;
+        let k = Var::randn(0f32, 1.0, (B, S, h.kv * h.dim), &dev)?;
+        let v = Var::randn(0f32, 1.0, (B, S, h.kv * h.dim), &dev)?;
+        let a = fused(&q, &k, &v, &t, &bias)?;
+        let c = composite(&q, &k, &v, &t, &bias)?;
+        let diff = |x: &Tensor, y: &Tensor| -> Result<f32> {
+            (x - y)?.abs()?.max_all()?.to_scalar::<f32>()
+        };
+        assert!(diff(&a, &c)? < 1e-5, "{}", diff(&a, &c)?);
+        let probe = Tensor::randn(0f32, 1.0, a.shape(), &dev)?;
+        let ga = (&a * &probe)?.sum_all()?.backward()?;
+        let gc = (&c * &probe)?.sum_all()?.backward()?;
+        for x in [&q, &k, &v] {
+            let (gx, cx) = (ga.get(x).expect("fused grad"), gc.get(x).expect("grad"));
+            assert!(diff(gx, cx)? < 1e-5, "{}", diff(gx, cx)?);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn no_gradient_reaches_the_bias_or_the_tables() -> Result<()> {
+        let dev = Device::Cpu;
+        let h = heads();
+        let (t, bias) = setup(DType::F32)?;
+        let bias = Var::from_tensor(&bias)?;
+        let q = Var::randn(0f32, 1.0, (B, S, h.q * h.dim), &dev)?;
+        let k = Tensor::randn(0f32, 1.0, (B, S, h.kv * h.dim), &dev)?;
+        let y = fused(&q, &k, &k, &t, &bias)?;
+        let grads = y.sum_all()?.backward()?;
+        assert!(grads.get(&bias).is_none() && grads.get(&q).is_some());
+        assert!(!applies(&q.to_dtype(DType::BF16)?, &k, &k));
+        Ok(())
+    }
+}
