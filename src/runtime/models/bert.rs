@@ -19,6 +19,8 @@ use crate::runtime::model_api::{AdaptableModel, AdaptedModel, TaskKind};
 use crate::runtime::models::bert_config::{BertConfig, HiddenAct};
 use crate::runtime::models::bert_layers::{dense, dropout, linear, LayerNorm};
 use crate::runtime::models::source::{LoadError, TensorSource};
+use crate::runtime::ops::dropout::draw_keep;
+use crate::runtime::ops::fused_attention::{self, AttentionDropout, Heads};
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::sync::Arc;
 
@@ -311,14 +313,31 @@ impl BertModel {
         let c = &self.config;
         let (b, s, d) = x.dims3()?;
         let (h, hd) = (c.num_attention_heads, c.head_dim());
-        let heads = |t: Tensor| t.reshape((b, s, h, hd))?.transpose(1, 2)?.contiguous();
-        let q = heads(l.query.forward(x, train)?)?;
-        let k = heads(l.key.forward(x, train)?)?;
-        let v = heads(l.value.forward(x, train)?)?;
-        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = crate::runtime::ops::softmax::softmax(&scores)?;
-        let probs = dropout(&probs, c.attention_probs_dropout_prob, train)?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, d))?;
+        let q = l.query.forward(x, train)?;
+        let k = l.key.forward(x, train)?;
+        let v = l.value.forward(x, train)?;
+        let ctx = if fused_attention::applies(&q, &k, &v) {
+            // One op on the CPU; the probabilities' dropout mask is drawn as `dropout` draws it.
+            let p = c.attention_probs_dropout_prob as f32;
+            let dropout = (train && p > 0.0).then(|| AttentionDropout {
+                keep: std::sync::Arc::new(draw_keep(b * h * s * s, p)),
+                scale: f64::from(1.0f32 / (1.0 - p)),
+            });
+            let heads = Heads {
+                q: h,
+                kv: h,
+                dim: hd,
+            };
+            let scale = 1.0 / (hd as f64).sqrt();
+            fused_attention::fused_attention((&q, &k, &v), None, mask, (heads, scale), dropout)?
+        } else {
+            let heads = |t: Tensor| t.reshape((b, s, h, hd))?.transpose(1, 2)?.contiguous();
+            let (q, k, v) = (heads(q)?, heads(k)?, heads(v)?);
+            let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+            let probs = crate::runtime::ops::softmax::softmax(&scores)?;
+            let probs = dropout(&probs, c.attention_probs_dropout_prob, train)?;
+            probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, d))?
+        };
         let attn = dropout(
             &l.attn_out.forward(&ctx, train)?,
             c.hidden_dropout_prob,

@@ -21,10 +21,10 @@ use crate::runtime::models::error::ModelError;
 use crate::runtime::models::reader::WeightReader;
 use crate::runtime::models::score_head::{load_score, pool_last};
 use crate::runtime::ops::attention::{attention, Kernels};
+use crate::runtime::ops::fused_attention::{self, Heads};
 use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
 use crate::runtime::ops::norm::rms_norm;
 use crate::runtime::ops::rope::{apply_rotary, RopeTables, Rotary};
-use crate::runtime::ops::rope_attention::{self, Heads};
 use crate::runtime::ops::swiglu::swiglu;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::sync::Arc;
@@ -283,17 +283,18 @@ impl Llama {
             };
             let a = match (&mut pass.cache, layer_bias) {
                 // Without a cache: rotary embedding and attention as one op where it applies.
-                (Caches::None, Some(bias)) if rope_attention::applies(&q, &k, &v) => {
-                    rope_attention::rope_attention(
+                (Caches::None, Some(bias)) if fused_attention::applies(&q, &k, &v) => {
+                    let heads = Heads {
+                        q: nh,
+                        kv: nkv,
+                        dim: hd,
+                    };
+                    fused_attention::fused_attention(
                         (&q, &k, &v),
-                        (&rope.cos_half, &rope.sin_half),
+                        Some((&rope.cos_half, &rope.sin_half)),
                         bias,
-                        Heads {
-                            q: nh,
-                            kv: nkv,
-                            dim: hd,
-                        },
-                        scale,
+                        (heads, scale),
+                        None,
                     )?
                 }
                 (cache, layer_bias) => {

@@ -14,6 +14,7 @@ pub mod attention;
 pub mod dropout;
 pub mod frozen_matmul;
 pub mod fused;
+pub mod fused_attention;
 pub mod gelu;
 pub(crate) mod gemm;
 pub mod lora_linear;
@@ -21,7 +22,6 @@ pub mod mask;
 pub mod no_grad;
 pub mod norm;
 pub mod rope;
-pub mod rope_attention;
 pub mod softmax;
 pub mod swiglu;
 

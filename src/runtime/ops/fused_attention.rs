@@ -1,22 +1,25 @@
-//! Rotary embedding plus scaled dot-product attention with an additive bias, for grouped-query
-//! (GQA) heads, as one op with a hand-written backward pass. Inputs are the projections as they
-//! come out of `q_proj`, `k_proj`, `v_proj` (`[b, s, heads * d]`), the output is the context in
-//! the layout `o_proj` takes (`[b, s, heads * d]`).
+//! Scaled dot-product attention with an additive bias, optional rotary embedding (decoders) and
+//! optional dropout of the probabilities (BERT in training), for grouped-query (GQA) heads, as
+//! one op with a hand-written backward pass. Inputs are the projections as they come out of the
+//! query, key and value layers (`[b, s, heads * d]`), the output is the context in the layout
+//! the output layer takes (`[b, s, heads * d]`).
 //!
 //! The composite form (reshape, transpose, RoPE, copies, repeat of key/value heads, `q k^T`,
-//! scale, bias, softmax, `p v`, transpose, reshape) is about fifteen graph nodes a layer, each
-//! with its zero-filled gradient buffer and add in candle's backward, and it keeps the scores
-//! four times over plus a gradient for the constant bias. This op keeps nothing but its inputs
-//! and output: the backward recomputes the rotated heads and the probabilities (a few percent of
-//! the layer's products) and, per head `h` of a key/value group `g`, with `P = softmax(S)`,
-//! `S = scale q_h k_g^T + bias`:
-//! - `dv_g += P^T dO_h`, `dP = dO_h v_g^T`, `dS = P * (dP - rowsum(dP * P))`;
+//! scale, bias, softmax, dropout, `p v`, transpose, reshape) is about fifteen graph nodes a
+//! layer, each with its zero-filled gradient buffer and add in candle's backward, and it keeps
+//! the scores four times over plus a gradient for the constant bias. This op keeps its inputs,
+//! its output and (with dropout) a one-byte mask per probability: the backward recomputes the
+//! rotated heads and the probabilities (a few percent of the layer's products) and, per head `h`
+//! of a key/value group `g`, with `P = softmax(S)`, `S = scale q_h k_g^T + bias`, `D` the
+//! dropout mask times `1 / (1 - p)` (all ones without dropout):
+//! - `dv_g += (P D)^T dO_h`, `dP = (dO_h v_g^T) D`, `dS = P * (dP - rowsum(dP * P))`;
 //! - `dq_h = scale dS k_g`, `dk_g += scale dS^T q_h`, both rotated back (RoPE is a rotation:
 //!   its gradient is the rotation by `-sin`).
 //!
 //! Rows of the batch run in parallel on rayon's threads. CPU, f32 and f64 ([`applies`]); the
 //! caller takes the composite form elsewhere. Tests compare both forms and the gradients with
-//! finite differences. Must not give the bias or the rotary tables a gradient.
+//! finite differences. Must not give the bias or the rotary tables a gradient, and must draw
+//! dropout masks as the composite form does (the caller draws them, [`AttentionDropout`]).
 
 use super::contiguous_slice;
 use super::gemm::{gemm_strided, View};
@@ -36,34 +39,47 @@ pub struct Heads {
     pub dim: usize,
 }
 
-/// The op; use it through [`rope_attention`].
+/// Dropout of the probabilities: one keep flag per element of `[b, heads, s, s]` (the order of
+/// the composite form's draws) and what kept values are multiplied by.
 #[derive(Debug, Clone)]
-struct RopeAttention {
-    /// `[b, s, dim / 2]` each, contiguous, the activations' dtype.
-    cos: Tensor,
-    sin: Tensor,
-    /// `[b or 1, 1, s, s]`, contiguous, the activations' dtype.
+pub struct AttentionDropout {
+    /// Keep flags.
+    pub keep: std::sync::Arc<Vec<bool>>,
+    /// `1 / (1 - p)`.
+    pub scale: f64,
+}
+
+/// The op; use it through [`fused_attention`].
+#[derive(Debug, Clone)]
+struct FusedAttention {
+    /// RoPE `cos` and `sin`, `[b, s, dim / 2]` each, contiguous, the activations' dtype.
+    rope: Option<(Tensor, Tensor)>,
+    /// `[b or 1, 1, s or 1, s]`, contiguous, the activations' dtype.
     bias: Tensor,
     heads: Heads,
     scale: f64,
+    dropout: Option<AttentionDropout>,
 }
 
 /// The slices one batch row works on.
 struct Row<'a, T> {
+    /// The row's index in the batch.
+    index: usize,
     q: &'a [T],
     k: &'a [T],
     v: &'a [T],
-    cos: &'a [T],
-    sin: &'a [T],
+    rope: Option<(&'a [T], &'a [T])>,
+    /// `[s, s]`, or `[1, s]` for a bias shared by every query.
     bias: &'a [T],
 }
 
-/// Head `h` of `x: [s, width]` rotated by RoPE (`inverse`: by `-sin`), as a `[s, d]` buffer.
+/// Head `h` of `x: [s, width]` as a `[s, d]` buffer, rotated by RoPE when there are tables
+/// (`inverse`: by `-sin`).
 fn rotated<T: WithDType>(
     x: &[T],
     (s, width, d): (usize, usize, usize),
     h: usize,
-    (cos, sin): (&[T], &[T]),
+    rope: Option<(&[T], &[T])>,
     inverse: bool,
 ) -> Vec<T> {
     let half = d / 2;
@@ -71,6 +87,10 @@ fn rotated<T: WithDType>(
     for t in 0..s {
         let src = &x[t * width + h * d..t * width + h * d + d];
         let dst = &mut out[t * d..t * d + d];
+        let Some((cos, sin)) = rope else {
+            dst.copy_from_slice(src);
+            continue;
+        };
         let (c, sn) = (
             &cos[t * half..t * half + half],
             &sin[t * half..t * half + half],
@@ -129,7 +149,7 @@ fn softmax_rows<T: Float>(p: &mut [T], s: usize) {
     }
 }
 
-impl RopeAttention {
+impl FusedAttention {
     fn dims(&self, q: &[usize], k: &[usize], v: &[usize]) -> Result<(usize, usize)> {
         let Heads { q: hq, kv, dim } = self.heads;
         match (q, k, v) {
@@ -145,13 +165,21 @@ impl RopeAttention {
                 Ok((b, s))
             }
             _ => candle_core::bail!(
-                "rope-attention: q {q:?}, k {k:?}, v {v:?} do not fit {hq} heads / {kv} kv heads of {dim}"
+                "fused-attention: q {q:?}, k {k:?}, v {v:?} do not fit {hq} heads / {kv} kv heads of {dim}"
             ),
         }
     }
 
-    /// Probabilities `[s, s]` of query head `h` against the rotated keys `k` of its group.
-    fn probs<T: Float>(&self, row: &Row<'_, T>, s: usize, qh: &[T], k: &[T]) -> Result<Vec<T>> {
+    /// Probabilities `[s, s]` of query head `h` against the (rotated) keys `k` of its group:
+    /// `(P, P D)` (the second `None` without dropout).
+    #[allow(clippy::type_complexity)]
+    fn probs<T: Float>(
+        &self,
+        row: &Row<'_, T>,
+        (s, h): (usize, usize),
+        qh: &[T],
+        k: &[T],
+    ) -> Result<(Vec<T>, Option<Vec<T>>)> {
         let d = self.heads.dim;
         let mut p = vec![T::from_f64(0.0); s * s];
         gemm_strided(
@@ -162,27 +190,43 @@ impl RopeAttention {
             self.scale,
             false,
         )?;
-        for (pv, &b) in p.iter_mut().zip(row.bias) {
-            *pv += b;
+        let shared = row.bias.len() == s;
+        for (t, pr) in p.chunks_mut(s.max(1)).enumerate() {
+            let bias = if shared {
+                row.bias
+            } else {
+                &row.bias[t * s..t * s + s]
+            };
+            for (pv, &b) in pr.iter_mut().zip(bias) {
+                *pv += b;
+            }
         }
         softmax_rows(&mut p, s);
-        Ok(p)
+        let dropped = self.dropout.as_ref().map(|dr| {
+            let start = (row.index * self.heads.q + h) * s * s;
+            let keep = &dr.keep[start..start + s * s];
+            let scale = T::from_f64(dr.scale);
+            p.iter()
+                .zip(keep)
+                .map(|(&v, &k)| if k { v * scale } else { T::from_f64(0.0) })
+                .collect()
+        });
+        Ok((p, dropped))
     }
 
     fn forward_row<T: Float>(&self, row: Row<'_, T>, s: usize, out: &mut [T]) -> Result<()> {
         let Heads { q: hq, kv, dim: d } = self.heads;
         let rep = hq / kv;
-        let tables = (row.cos, row.sin);
         for g in 0..kv {
-            let k = rotated(row.k, (s, kv * d, d), g, tables, false);
+            let k = rotated(row.k, (s, kv * d, d), g, row.rope, false);
             let v = View::strided(&row.v[g * d..], s, d, kv * d)?;
             for h in g * rep..(g + 1) * rep {
-                let qh = rotated(row.q, (s, hq * d, d), h, tables, false);
-                let p = self.probs(&row, s, &qh, &k)?;
+                let qh = rotated(row.q, (s, hq * d, d), h, row.rope, false);
+                let (p, dropped) = self.probs(&row, (s, h), &qh, &k)?;
                 gemm_strided(
                     &mut out[h * d..],
                     hq * d,
-                    (View::new(&p, s, s)?, v),
+                    (View::new(dropped.as_deref().unwrap_or(&p), s, s)?, v),
                     false,
                     1.0,
                     false,
@@ -201,20 +245,26 @@ impl RopeAttention {
     ) -> Result<()> {
         let Heads { q: hq, kv, dim: d } = self.heads;
         let rep = hq / kv;
-        let tables = (row.cos, row.sin);
         let zero = T::from_f64(0.0);
         for g in 0..kv {
-            let k = rotated(row.k, (s, kv * d, d), g, tables, false);
+            let k = rotated(row.k, (s, kv * d, d), g, row.rope, false);
             let v = View::strided(&row.v[g * d..], s, d, kv * d)?;
             let mut dk_rot = vec![zero; s * d];
             for h in g * rep..(g + 1) * rep {
-                let qh = rotated(row.q, (s, hq * d, d), h, tables, false);
-                let p = self.probs(&row, s, &qh, &k)?;
-                let pv = View::new(&p, s, s)?;
+                let qh = rotated(row.q, (s, hq * d, d), h, row.rope, false);
+                let (p, dropped) = self.probs(&row, (s, h), &qh, &k)?;
                 let go = View::strided(&grad[h * d..], s, d, hq * d)?;
-                gemm_strided(&mut dv[g * d..], kv * d, (pv.t(), go), true, 1.0, false)?;
+                let pd = View::new(dropped.as_deref().unwrap_or(&p), s, s)?;
+                gemm_strided(&mut dv[g * d..], kv * d, (pd.t(), go), true, 1.0, false)?;
                 let mut ds = vec![zero; s * s];
                 gemm_strided(&mut ds, s, (go, v.t()), false, 1.0, false)?;
+                if let Some(dr) = &self.dropout {
+                    let start = (row.index * hq + h) * s * s;
+                    let scale = T::from_f64(dr.scale);
+                    for (x, &keep) in ds.iter_mut().zip(&dr.keep[start..start + s * s]) {
+                        *x = if keep { *x * scale } else { zero };
+                    }
+                }
                 for (dsr, pr) in ds.chunks_mut(s).zip(p.chunks(s)) {
                     let mut dot = zero;
                     for (&a, &b) in dsr.iter().zip(pr) {
@@ -242,13 +292,13 @@ impl RopeAttention {
                     self.scale,
                     false,
                 )?;
-                let back = rotated(&dq_rot, (s, d, d), 0, tables, true);
+                let back = rotated(&dq_rot, (s, d, d), 0, row.rope, true);
                 for t in 0..s {
                     dq[t * hq * d + h * d..t * hq * d + h * d + d]
                         .copy_from_slice(&back[t * d..t * d + d]);
                 }
             }
-            let back = rotated(&dk_rot, (s, d, d), 0, tables, true);
+            let back = rotated(&dk_rot, (s, d, d), 0, row.rope, true);
             for t in 0..s {
                 dk[t * kv * d + g * d..t * kv * d + g * d + d]
                     .copy_from_slice(&back[t * d..t * d + d]);
@@ -258,33 +308,62 @@ impl RopeAttention {
     }
 
     /// The batch rows of `q`, `k`, `v` with their tables and bias.
+    #[allow(clippy::type_complexity)]
     fn rows<'a, T: WithDType>(
         &self,
         (q, k, v): (&'a [T], &'a [T], &'a [T]),
-        (cos, sin, bias): (&'a [T], &'a [T], &'a [T]),
+        (rope, bias): (Option<(&'a [T], &'a [T])>, &'a [T]),
         (b, s): (usize, usize),
     ) -> Result<Vec<Row<'a, T>>> {
         let Heads { q: hq, kv, dim: d } = self.heads;
         let half = d / 2;
-        let per_bias = s * s;
-        let bias_rows = bias.len() / per_bias.max(1);
-        if cos.len() != b * s * half
-            || sin.len() != cos.len()
-            || !(bias_rows == b || bias_rows == 1)
-            || bias.len() != bias_rows * per_bias
-        {
-            candle_core::bail!("rope-attention: tables or bias do not fit {b} rows of {s}")
+        let (bias_b, bias_q) = match *self.bias.dims() {
+            [bb, 1, bq, bk] if (bb == b || bb == 1) && (bq == s || bq == 1) && bk == s => (bb, bq),
+            ref other => {
+                candle_core::bail!("fused-attention: bias {other:?} does not fit {b} x {s}")
+            }
+        };
+        let per_bias = bias_q * s;
+        if let Some((cos, sin)) = rope {
+            if cos.len() != b * s * half || sin.len() != cos.len() {
+                candle_core::bail!("fused-attention: rotary tables do not fit {b} rows of {s}")
+            }
+        }
+        let mask_fits = self
+            .dropout
+            .as_ref()
+            .is_none_or(|dr| dr.keep.len() == b * hq * s * s);
+        if bias.len() != bias_b * per_bias || !mask_fits {
+            candle_core::bail!("fused-attention: bias or dropout mask do not fit {b} rows of {s}")
         }
         Ok((0..b)
             .map(|i| Row {
+                index: i,
                 q: &q[i * s * hq * d..(i + 1) * s * hq * d],
                 k: &k[i * s * kv * d..(i + 1) * s * kv * d],
                 v: &v[i * s * kv * d..(i + 1) * s * kv * d],
-                cos: &cos[i * s * half..(i + 1) * s * half],
-                sin: &sin[i * s * half..(i + 1) * s * half],
-                bias: &bias[(i % bias_rows) * per_bias..(i % bias_rows + 1) * per_bias],
+                rope: rope.map(|(cos, sin)| {
+                    (
+                        &cos[i * s * half..(i + 1) * s * half],
+                        &sin[i * s * half..(i + 1) * s * half],
+                    )
+                }),
+                bias: &bias[(i % bias_b) * per_bias..(i % bias_b + 1) * per_bias],
             })
             .collect())
+    }
+}
+
+/// Runs `f` on the rotary tables' values, when there are tables.
+fn with_tables<T: WithDType, R>(
+    rope: &Option<(Tensor, Tensor)>,
+    f: impl FnOnce(Option<(&[T], &[T])>) -> Result<R>,
+) -> Result<R> {
+    match rope {
+        None => f(None),
+        Some((cos, sin)) => with_slice::<T, _>(cos, |cos| {
+            with_slice::<T, _>(sin, |sin| f(Some((cos, sin))))
+        }),
     }
 }
 
@@ -292,18 +371,18 @@ impl RopeAttention {
 fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("rope-attention: CPU tensors only")
+        candle_core::bail!("fused-attention: CPU tensors only")
     };
     f(contiguous_slice(
         T::cpu_storage_as_slice(cpu)?,
         layout,
-        "rope-attention",
+        "fused-attention",
     )?)
 }
 
-impl CustomOp3 for RopeAttention {
+impl CustomOp3 for FusedAttention {
     fn name(&self) -> &'static str {
-        "rope-attention"
+        "fused-attention"
     }
 
     fn cpu_fwd(
@@ -317,24 +396,22 @@ impl CustomOp3 for RopeAttention {
     ) -> Result<(CpuStorage, Shape)> {
         let (b, s) = self.dims(l1.dims(), l2.dims(), l3.dims())?;
         fn run<T: Float>(
-            op: &RopeAttention,
+            op: &FusedAttention,
             inputs: [(&CpuStorage, &Layout); 3],
             (b, s): (usize, usize),
         ) -> Result<CpuStorage> {
             let [q, k, v] = inputs.map(|(st, l)| {
-                T::cpu_storage_as_slice(st).and_then(|v| contiguous_slice(v, l, "rope-attention"))
+                T::cpu_storage_as_slice(st).and_then(|v| contiguous_slice(v, l, "fused-attention"))
             });
             let (q, k, v) = (q?, k?, v?);
             let width = op.heads.q * op.heads.dim;
             let mut out = vec![T::from_f64(0.0); b * s * width];
-            with_slice::<T, _>(&op.cos, |cos| {
-                with_slice::<T, _>(&op.sin, |sin| {
-                    with_slice::<T, _>(&op.bias, |bias| {
-                        let rows = op.rows((q, k, v), (cos, sin, bias), (b, s))?;
-                        out.par_chunks_mut((s * width).max(1))
-                            .zip(rows)
-                            .try_for_each(|(o, row)| op.forward_row(row, s, o))
-                    })
+            with_tables::<T, _>(&op.rope, |rope| {
+                with_slice::<T, _>(&op.bias, |bias| {
+                    let rows = op.rows((q, k, v), (rope, bias), (b, s))?;
+                    out.par_chunks_mut((s * width).max(1))
+                        .zip(rows)
+                        .try_for_each(|(o, row)| op.forward_row(row, s, o))
                 })
             })?;
             Ok(T::to_cpu_storage_owned(out))
@@ -343,7 +420,7 @@ impl CustomOp3 for RopeAttention {
         let out = match s1 {
             CpuStorage::F32(_) => run::<f32>(self, inputs, (b, s))?,
             CpuStorage::F64(_) => run::<f64>(self, inputs, (b, s))?,
-            _ => candle_core::bail!("rope-attention: f32 or f64 only"),
+            _ => candle_core::bail!("fused-attention: f32 or f64 only"),
         };
         Ok((out, Shape::from((b, s, self.heads.q * self.heads.dim))))
     }
@@ -360,7 +437,7 @@ impl CustomOp3 for RopeAttention {
         let [q, k, v, grad] = [q, k, v, grad].map(|t| t.contiguous());
         let (q, k, v, grad) = (q?, k?, v?, grad?);
         fn run<T: Float>(
-            op: &RopeAttention,
+            op: &FusedAttention,
             [q, k, v, grad]: [&Tensor; 4],
             (b, s): (usize, usize),
         ) -> Result<(Tensor, Tensor, Tensor)> {
@@ -374,20 +451,17 @@ impl CustomOp3 for RopeAttention {
                 with_slice::<T, _>(k, |ks| {
                     with_slice::<T, _>(v, |vs| {
                         with_slice::<T, _>(grad, |gs| {
-                            with_slice::<T, _>(&op.cos, |cos| {
-                                with_slice::<T, _>(&op.sin, |sin| {
-                                    with_slice::<T, _>(&op.bias, |bias| {
-                                        let rows =
-                                            op.rows((qs, ks, vs), (cos, sin, bias), (b, s))?;
-                                        dq.par_chunks_mut(wq)
-                                            .zip(dk.par_chunks_mut(wk))
-                                            .zip(dv.par_chunks_mut(wk))
-                                            .zip(gs.par_chunks(wq))
-                                            .zip(rows)
-                                            .try_for_each(|((((dq, dk), dv), g), row)| {
-                                                op.backward_row(row, s, g, (dq, dk, dv))
-                                            })
-                                    })
+                            with_tables::<T, _>(&op.rope, |rope| {
+                                with_slice::<T, _>(&op.bias, |bias| {
+                                    let rows = op.rows((qs, ks, vs), (rope, bias), (b, s))?;
+                                    dq.par_chunks_mut(wq)
+                                        .zip(dk.par_chunks_mut(wk))
+                                        .zip(dv.par_chunks_mut(wk))
+                                        .zip(gs.par_chunks(wq))
+                                        .zip(rows)
+                                        .try_for_each(|((((dq, dk), dv), g), row)| {
+                                            op.backward_row(row, s, g, (dq, dk, dv))
+                                        })
                                 })
                             })
                         })
@@ -403,13 +477,13 @@ impl CustomOp3 for RopeAttention {
         let (dq, dk, dv) = match q.dtype() {
             DType::F32 => run::<f32>(self, [&q, &k, &v, &grad], (b, s))?,
             DType::F64 => run::<f64>(self, [&q, &k, &v, &grad], (b, s))?,
-            d => candle_core::bail!("rope-attention: f32 or f64 only, not {d:?}"),
+            d => candle_core::bail!("fused-attention: f32 or f64 only, not {d:?}"),
         };
         Ok((Some(dq), Some(dk), Some(dv)))
     }
 }
 
-/// Whether [`rope_attention`] computes this attention: CPU tensors, f32 or f64, one dtype.
+/// Whether [`fused_attention`] computes this attention: CPU tensors, f32 or f64, one dtype.
 pub fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
     let dtype = q.dtype();
     [q, k, v]
@@ -418,26 +492,31 @@ pub fn applies(q: &Tensor, k: &Tensor, v: &Tensor) -> bool {
         && matches!(dtype, DType::F32 | DType::F64)
 }
 
-/// `softmax(scale rope(q) rope(k)^T + bias) v` per head for `q: [b, s, heads.q * dim]`,
-/// `k`, `v`: `[b, s, heads.kv * dim]`, rotary tables `[b, s, dim / 2]` and `bias:
-/// [b or 1, 1, s, s]`; returns `[b, s, heads.q * dim]`. An error unless [`applies`].
-pub fn rope_attention(
+/// `dropout(softmax(scale rope(q) rope(k)^T + bias)) v` per head for `q: [b, s, heads.q * dim]`,
+/// `k`, `v`: `[b, s, heads.kv * dim]`, optional rotary tables `[b, s, dim / 2]` and `bias:
+/// [b or 1, 1, s or 1, s]`; returns `[b, s, heads.q * dim]`. An error unless [`applies`].
+pub fn fused_attention(
     (q, k, v): (&Tensor, &Tensor, &Tensor),
-    (cos, sin): (&Tensor, &Tensor),
+    rope: Option<(&Tensor, &Tensor)>,
     bias: &Tensor,
-    heads: Heads,
-    scale: f64,
+    (heads, scale): (Heads, f64),
+    dropout: Option<AttentionDropout>,
 ) -> Result<Tensor> {
     if !applies(q, k, v) {
-        candle_core::bail!("rope-attention: CPU tensors of one dtype, f32 or f64, only")
+        candle_core::bail!("fused-attention: CPU tensors of one dtype, f32 or f64, only")
     }
     let dtype = q.dtype();
-    let op = RopeAttention {
-        cos: cos.to_dtype(dtype)?.contiguous()?,
-        sin: sin.to_dtype(dtype)?.contiguous()?,
-        bias: bias.to_dtype(dtype)?.contiguous()?,
+    let table = |t: &Tensor| t.to_dtype(dtype)?.contiguous();
+    let rope = match rope {
+        Some((cos, sin)) => Some((table(cos)?, table(sin)?)),
+        None => None,
+    };
+    let op = FusedAttention {
+        rope,
+        bias: table(bias)?,
         heads,
         scale,
+        dropout,
     };
     q.contiguous()?
         .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
@@ -503,7 +582,8 @@ mod tests {
 
     fn fused(q: &Tensor, k: &Tensor, v: &Tensor, t: &RopeTables, bias: &Tensor) -> Result<Tensor> {
         let scale = 1.0 / (heads().dim as f64).sqrt();
-        rope_attention((q, k, v), (&t.cos_half, &t.sin_half), bias, heads(), scale)
+        let rope = Some((&t.cos_half, &t.sin_half));
+        fused_attention((q, k, v), rope, bias, (heads(), scale), None)
     }
 
     #[test]
@@ -541,6 +621,79 @@ mod tests {
             assert!(diff(gx, cx)? < 1e-5, "{}", diff(gx, cx)?);
         }
         Ok(())
+    }
+
+    /// BERT's form: no rotary embedding, a key-padding bias `[b, 1, 1, s]`, dropout of the
+    /// probabilities with the mask `keep` (`[b, h, s, s]`).
+    fn bert_composite(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: &Tensor,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let h = heads();
+        let split =
+            |x: &Tensor, n: usize| x.reshape((B, S, n, h.dim))?.transpose(1, 2)?.contiguous();
+        let (q, k, v) = (split(q, h.q)?, split(k, h.q)?, split(v, h.q)?);
+        let scores = (q.matmul(&k.t()?)? / (h.dim as f64).sqrt())?.broadcast_add(bias)?;
+        let probs = (crate::runtime::ops::softmax::softmax(&scores)? * mask)?;
+        probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((B, S, h.q * h.dim))
+    }
+
+    fn bert_inputs(dtype: DType) -> Result<(Tensor, AttentionDropout, Tensor)> {
+        let dev = Device::Cpu;
+        let m = Tensor::new(&[[1f32, 1., 1., 1., 1.], [1., 1., 1., 0., 0.]], &dev)?;
+        let bias = ((m - 1.0)? * 1e9)?.reshape((B, 1, 1, S))?.to_dtype(dtype)?;
+        let h = heads();
+        let keep: Vec<bool> = (0..B * h.q * S * S).map(|i| (i * 7) % 10 != 3).collect();
+        let scale = 1.0 / (1.0 - 0.1f32);
+        let mask: Vec<f32> = keep.iter().map(|&k| if k { scale } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(mask, (B, h.q, S, S), &dev)?.to_dtype(dtype)?;
+        let dropout = AttentionDropout {
+            keep: std::sync::Arc::new(keep),
+            scale: f64::from(scale),
+        };
+        Ok((bias, dropout, mask))
+    }
+
+    #[test]
+    fn bert_form_with_dropout_equals_the_composite_and_finite_differences() -> Result<()> {
+        let dev = Device::Cpu;
+        let h = heads();
+        let mha = Heads {
+            q: h.q,
+            kv: h.q,
+            dim: h.dim,
+        };
+        let scale = 1.0 / (h.dim as f64).sqrt();
+        let shape = (B, S, h.q * h.dim);
+        let (bias, dropout, mask) = bert_inputs(DType::F32)?;
+        let [q, k, v] = [0, 1, 2].map(|_| Var::randn(0f32, 1.0, shape, &dev));
+        let (q, k, v) = (q?, k?, v?);
+        let a = fused_attention((&q, &k, &v), None, &bias, (mha, scale), Some(dropout))?;
+        let c = bert_composite(&q, &k, &v, &bias, &mask)?;
+        let diff = |x: &Tensor, y: &Tensor| -> Result<f32> {
+            (x - y)?.abs()?.max_all()?.to_scalar::<f32>()
+        };
+        assert!(diff(&a, &c)? < 1e-5, "{}", diff(&a, &c)?);
+        let probe = Tensor::randn(0f32, 1.0, a.shape(), &dev)?;
+        let ga = (&a * &probe)?.sum_all()?.backward()?;
+        let gc = (&c * &probe)?.sum_all()?.backward()?;
+        for x in [&q, &k, &v] {
+            let (gx, cx) = (ga.get(x).expect("fused grad"), gc.get(x).expect("grad"));
+            assert!(diff(gx, cx)? < 1e-5, "{}", diff(gx, cx)?);
+        }
+        let (bias, dropout, _) = bert_inputs(DType::F64)?;
+        let q = Tensor::randn(0f64, 1.0, shape, &dev)?;
+        let f = |q: &Tensor, k: &Tensor| {
+            fused_attention((q, k, k), None, &bias, (mha, scale), Some(dropout.clone()))
+        };
+        check_grad(&[B, S, h.q * h.dim], |k| f(&q, k))?;
+        check_grad(&[B, S, h.q * h.dim], |q| f(q, &q.clone()))
     }
 
     #[test]
