@@ -123,11 +123,8 @@ fn block_values(
     v + if encoder && fused {
         // BERT with attention as one op (runtime/ops/fused_attention.rs): the context (h), two
         // hidden dropouts (1.25h each), two residual sums with their layer norms (2h each), GELU
-        // (i), the probabilities' one-byte dropout mask (0.25 s). The measured peak stays about
-        // 7h per token per block above these counts (about 1h of it heap fragmentation: with
-        // every block mapped on its own, MALLOC_MMAP_THRESHOLD_=131072, the sentiment LoRA
-        // train measured 368 instead of 392 MiB); counted as measured, not yet explained.
-        14.5 * h + i + 0.25 * s
+        // (i), the probabilities' one-byte dropout mask (0.25 s).
+        7.5 * h + i + 0.25 * s
     } else if encoder {
         // BERT: q, k, v made contiguous per head (3h), the context copied back (2h), two hidden
         // dropouts (1.25h each), two residual sums with their layer norms (2h each), GELU (i);
@@ -151,11 +148,8 @@ fn block_values(
         };
         if fused && shape.arch != Arch::Gpt2 {
             // Rotary embedding and attention as one op (runtime/ops/fused_attention.rs): it keeps
-            // only its output, the context (qw). The measured peak stays about 5h per token per
-            // block above these counts (about 1h of it heap fragmentation, as for BERT above;
-            // measured on the 256 x 4 and 512 x 8 llamas of tests/pipeline/memory_estimate.rs
-            // and benches/memory_estimate.sh); counted as measured, not yet explained.
-            4.0 * h + qw + mlp + 5.0 * h
+            // only its output, the context (qw).
+            4.0 * h + qw + mlp
         } else {
             4.0 * h + 4.0 * qw + 2.0 * kvw + kv + mlp + 5.0 * s
         }

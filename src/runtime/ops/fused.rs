@@ -98,6 +98,15 @@ impl CustomOp2 for RmsNormWithGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        if let (CpuStorage::F32(x), CpuStorage::F32(w)) = (s1, s2) {
+            let x = contiguous_slice(x, l1, "rms-norm")?;
+            let w = contiguous_slice(w, l2, "rms-norm")?;
+            if w.len() != *l1.dims().last().unwrap_or(&0) {
+                candle_core::bail!("rms-norm: weight {:?} for input {:?}", l2.dims(), l1.dims())
+            }
+            let y = super::rms_rows::forward(x, w, self.eps as f32);
+            return Ok((CpuStorage::F32(y), l1.shape().clone()));
+        }
         let x = to_tensor(s1, l1)?;
         let w = to_tensor(s2, l2)?;
         let y = match x.dtype() {
@@ -119,6 +128,39 @@ impl CustomOp2 for RmsNormWithGrad {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // A frozen weight (every norm of the runtime's models) gets no gradient computed.
+        let direct = x.device().is_cpu()
+            && !w.track_op()
+            && matches!(x.dtype(), DType::F32 | DType::F64)
+            && w.dtype() == x.dtype()
+            && g.dtype() == x.dtype();
+        if direct {
+            let (x, w, g) = (x.contiguous()?, w.contiguous()?, g.contiguous()?);
+            fn run<T: super::rms_rows::Real>(
+                x: &Tensor,
+                w: &Tensor,
+                g: &Tensor,
+                eps: f64,
+            ) -> Result<Tensor> {
+                use super::with_cpu_slice as slice;
+                let dx = slice::<T, _>(x, "rms-norm", |xs| {
+                    slice::<T, _>(w, "rms-norm", |ws| {
+                        slice::<T, _>(g, "rms-norm", |gs| {
+                            if gs.len() != xs.len() || ws.is_empty() || xs.len() % ws.len() != 0 {
+                                candle_core::bail!("rms-norm: gradient of the wrong size")
+                            }
+                            Ok(super::rms_rows::input_grad(xs, ws, gs, eps))
+                        })
+                    })
+                })?;
+                Tensor::from_vec(dx, x.shape(), x.device())
+            }
+            let dx = match x.dtype() {
+                DType::F32 => run::<f32>(&x, &w, &g, self.eps)?,
+                _ => run::<f64>(&x, &w, &g, self.eps)?,
+            };
+            return Ok((Some(dx), None));
+        }
         let (r, n) = rms_parts(x, self.eps)?;
         let gf = g.to_dtype(n.dtype())?;
         let gw = gf.broadcast_mul(&w.to_dtype(n.dtype())?)?;
@@ -202,13 +244,16 @@ impl candle_core::CustomOp3 for LayerNormWithGrad {
             .broadcast_sub(&n.broadcast_mul(&proj)?)?
             .broadcast_mul(&r)?;
         let d = n.dim(D::Minus1)?;
-        let dw = (&gf * n)?.reshape(((), d))?.sum(0)?;
-        let db = gf.reshape(((), d))?.sum(0)?;
-        Ok((
-            Some(dx.to_dtype(x.dtype())?),
-            Some(dw.to_dtype(w.dtype())?),
-            Some(db.to_dtype(b.dtype())?),
-        ))
+        // Frozen weights and biases (every layer norm of the runtime's models) get none.
+        let dw = match w.track_op() {
+            true => Some((&gf * n)?.reshape(((), d))?.sum(0)?.to_dtype(w.dtype())?),
+            false => None,
+        };
+        let db = match b.track_op() {
+            true => Some(gf.reshape(((), d))?.sum(0)?.to_dtype(b.dtype())?),
+            false => None,
+        };
+        Ok((Some(dx.to_dtype(x.dtype())?), dw, db))
     }
 }
 

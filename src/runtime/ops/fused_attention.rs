@@ -23,9 +23,7 @@
 
 use super::contiguous_slice;
 use super::gemm::{gemm_strided, View};
-use candle_core::{
-    CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
-};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// Head counts and sizes.
@@ -367,17 +365,9 @@ fn with_tables<T: WithDType, R>(
     }
 }
 
-/// The values of a contiguous CPU tensor of type `T`, with the storage guard kept alive by `f`.
+/// The values of a contiguous CPU tensor of type `T`, with the storage kept locked by `f`.
 fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("fused-attention: CPU tensors only")
-    };
-    f(contiguous_slice(
-        T::cpu_storage_as_slice(cpu)?,
-        layout,
-        "fused-attention",
-    )?)
+    super::with_cpu_slice(t, "fused-attention", f)
 }
 
 impl CustomOp3 for FusedAttention {

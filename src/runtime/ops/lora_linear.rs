@@ -19,9 +19,7 @@
 
 use super::contiguous_slice;
 use super::gemm::{gemm_into, View};
-use candle_core::{
-    CpuStorage, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType,
-};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use std::sync::Arc;
 
 /// Dropout of the LoRA input: which elements are kept and what they are multiplied by.
@@ -45,17 +43,9 @@ struct LoraLinear {
     dropout: Option<LoraDropout>,
 }
 
-/// The values of a contiguous CPU tensor of type `T`, with the storage guard kept alive by `f`.
+/// The values of a contiguous CPU tensor of type `T`, with the storage kept locked by `f`.
 fn with_slice<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("lora-linear: CPU tensors only")
-    };
-    f(contiguous_slice(
-        T::cpu_storage_as_slice(cpu)?,
-        layout,
-        "lora-linear",
-    )?)
+    super::with_cpu_slice(t, "lora-linear", f)
 }
 
 /// `x * keep * scale`, or `x` itself without dropout.
@@ -141,7 +131,8 @@ impl LoraLinear {
         Ok(y)
     }
 
-    /// `(dx, dA, dB)` as flat buffers.
+    /// `(dx, dA, dB)` as flat buffers; `dx` empty unless `need_dx` (an input that needs no
+    /// gradient, e.g. the first layer's, saves its two products).
     #[allow(clippy::type_complexity)]
     fn backward<T: WithDType>(
         &self,
@@ -149,7 +140,7 @@ impl LoraLinear {
         (a, r): (&[T], usize),
         b: &[T],
         g: &[T],
-        k: usize,
+        (k, need_dx): (usize, bool),
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
         let n = self.w.dim(0)?;
         let m = x.len().checked_div(k).unwrap_or(0);
@@ -160,11 +151,14 @@ impl LoraLinear {
         gemm_into(&mut t, xv, View::new(&sa, r, k)?.t(), false, 1.0)?;
         let mut u = vec![T::from_f64(0.0); m * r];
         gemm_into(&mut u, gv, View::new(b, n, r)?, false, 1.0)?;
-        let mut dx = vec![T::from_f64(0.0); m * k];
-        with_slice::<T, _>(&self.w, |w| {
-            gemm_into(&mut dx, gv, View::new(w, n, k)?, false, 1.0)
-        })?;
+        let mut dx = vec![T::from_f64(0.0); if need_dx { m * k } else { 0 }];
+        if need_dx {
+            with_slice::<T, _>(&self.w, |w| {
+                gemm_into(&mut dx, gv, View::new(w, n, k)?, false, 1.0)
+            })?;
+        }
         match &self.dropout {
+            _ if !need_dx => {}
             None => gemm_into(
                 &mut dx,
                 View::new(&u, m, r)?,
@@ -266,16 +260,21 @@ impl CustomOp3 for LoraLinear {
             op: &LoraLinear,
             [x, a, b, g]: [&Tensor; 4],
             (k, r): (usize, usize),
-        ) -> Result<(Tensor, Tensor, Tensor)> {
+        ) -> Result<(Option<Tensor>, Tensor, Tensor)> {
+            let need_dx = x.track_op();
             let (dx, da, db) = with_slice::<T, _>(x, |xs| {
                 with_slice::<T, _>(a, |as_| {
                     with_slice::<T, _>(b, |bs| {
-                        with_slice::<T, _>(g, |gs| op.backward(xs, (as_, r), bs, gs, k))
+                        with_slice::<T, _>(g, |gs| op.backward(xs, (as_, r), bs, gs, (k, need_dx)))
                     })
                 })
             })?;
+            let dx = match need_dx {
+                true => Some(Tensor::from_vec(dx, x.shape(), x.device())?),
+                false => None,
+            };
             Ok((
-                Tensor::from_vec(dx, x.shape(), x.device())?,
+                dx,
                 Tensor::from_vec(da, a.shape(), a.device())?,
                 Tensor::from_vec(db, b.shape(), b.device())?,
             ))
@@ -285,7 +284,7 @@ impl CustomOp3 for LoraLinear {
             DType::F64 => run::<f64>(self, [&x, &a, &b, &g], (k, r))?,
             d => candle_core::bail!("lora-linear: f32 or f64 only, not {d:?}"),
         };
-        Ok((Some(dx), Some(da), Some(db)))
+        Ok((dx, Some(da), Some(db)))
     }
 }
 

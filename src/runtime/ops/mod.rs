@@ -21,6 +21,7 @@ pub mod lora_linear;
 pub mod mask;
 pub mod no_grad;
 pub mod norm;
+mod rms_rows;
 pub mod rope;
 pub mod softmax;
 pub mod swiglu;
@@ -40,4 +41,18 @@ pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: inputs must be contiguous")))?;
     v.get(a..b)
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: layout out of range")))
+}
+
+/// Runs `f` on the values of a contiguous CPU tensor of type `T` (the storage stays locked while
+/// it runs); `op` names the op in errors.
+pub(crate) fn with_cpu_slice<T: candle_core::WithDType, R>(
+    t: &candle_core::Tensor,
+    op: &str,
+    f: impl FnOnce(&[T]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("{op}: CPU tensors only")
+    };
+    f(contiguous_slice(T::cpu_storage_as_slice(cpu)?, layout, op)?)
 }
