@@ -576,6 +576,23 @@ mod tests {
         fused_attention((q, k, v), rope, bias, (heads(), scale), None)
     }
 
+    /// `a` (fused) and `c` (composite) agree within 1e-5, and so do the gradients of
+    /// `sum(out * probe)` for each of `vars`.
+    fn assert_same_values_and_gradients(a: &Tensor, c: &Tensor, vars: [&Var; 3]) -> Result<()> {
+        let diff = |x: &Tensor, y: &Tensor| -> Result<f32> {
+            (x - y)?.abs()?.max_all()?.to_scalar::<f32>()
+        };
+        assert!(diff(a, c)? < 1e-5, "{}", diff(a, c)?);
+        let probe = Tensor::randn(0f32, 1.0, a.shape(), &Device::Cpu)?;
+        let ga = (a * &probe)?.sum_all()?.backward()?;
+        let gc = (c * &probe)?.sum_all()?.backward()?;
+        for x in vars {
+            let (gx, cx) = (ga.get(x).expect("fused grad"), gc.get(x).expect("grad"));
+            assert!(diff(gx, cx)? < 1e-5, "{}", diff(gx, cx)?);
+        }
+        Ok(())
+    }
+
     #[test]
     fn gradients_match_finite_differences_for_q_k_and_v() -> Result<()> {
         let dev = Device::Cpu;
@@ -599,18 +616,7 @@ mod tests {
         let v = Var::randn(0f32, 1.0, (B, S, h.kv * h.dim), &dev)?;
         let a = fused(&q, &k, &v, &t, &bias)?;
         let c = composite(&q, &k, &v, &t, &bias)?;
-        let diff = |x: &Tensor, y: &Tensor| -> Result<f32> {
-            (x - y)?.abs()?.max_all()?.to_scalar::<f32>()
-        };
-        assert!(diff(&a, &c)? < 1e-5, "{}", diff(&a, &c)?);
-        let probe = Tensor::randn(0f32, 1.0, a.shape(), &dev)?;
-        let ga = (&a * &probe)?.sum_all()?.backward()?;
-        let gc = (&c * &probe)?.sum_all()?.backward()?;
-        for x in [&q, &k, &v] {
-            let (gx, cx) = (ga.get(x).expect("fused grad"), gc.get(x).expect("grad"));
-            assert!(diff(gx, cx)? < 1e-5, "{}", diff(gx, cx)?);
-        }
-        Ok(())
+        assert_same_values_and_gradients(&a, &c, [&q, &k, &v])
     }
 
     /// BERT's form: no rotary embedding, a key-padding bias `[b, 1, 1, s]`, dropout of the
@@ -666,17 +672,7 @@ mod tests {
         let (q, k, v) = (q?, k?, v?);
         let a = fused_attention((&q, &k, &v), None, &bias, (mha, scale), Some(dropout))?;
         let c = bert_composite(&q, &k, &v, &bias, &mask)?;
-        let diff = |x: &Tensor, y: &Tensor| -> Result<f32> {
-            (x - y)?.abs()?.max_all()?.to_scalar::<f32>()
-        };
-        assert!(diff(&a, &c)? < 1e-5, "{}", diff(&a, &c)?);
-        let probe = Tensor::randn(0f32, 1.0, a.shape(), &dev)?;
-        let ga = (&a * &probe)?.sum_all()?.backward()?;
-        let gc = (&c * &probe)?.sum_all()?.backward()?;
-        for x in [&q, &k, &v] {
-            let (gx, cx) = (ga.get(x).expect("fused grad"), gc.get(x).expect("grad"));
-            assert!(diff(gx, cx)? < 1e-5, "{}", diff(gx, cx)?);
-        }
+        assert_same_values_and_gradients(&a, &c, [&q, &k, &v])?;
         let (bias, dropout, _) = bert_inputs(DType::F64)?;
         let q = Tensor::randn(0f64, 1.0, shape, &dev)?;
         let f = |q: &Tensor, k: &Tensor| {
