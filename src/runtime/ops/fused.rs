@@ -104,7 +104,7 @@ impl CustomOp2 for RmsNormWithGrad {
             if w.len() != *l1.dims().last().unwrap_or(&0) {
                 candle_core::bail!("rms-norm: weight {:?} for input {:?}", l2.dims(), l1.dims())
             }
-            let y = super::rms_rows::forward(x, w, self.eps as f32);
+            let y = super::norm_rows::forward(x, w, self.eps as f32);
             return Ok((CpuStorage::F32(y), l1.shape().clone()));
         }
         let x = to_tensor(s1, l1)?;
@@ -136,28 +136,9 @@ impl CustomOp2 for RmsNormWithGrad {
             && g.dtype() == x.dtype();
         if direct {
             let (x, w, g) = (x.contiguous()?, w.contiguous()?, g.contiguous()?);
-            fn run<T: super::rms_rows::Real>(
-                x: &Tensor,
-                w: &Tensor,
-                g: &Tensor,
-                eps: f64,
-            ) -> Result<Tensor> {
-                use super::with_cpu_slice as slice;
-                let dx = slice::<T, _>(x, "rms-norm", |xs| {
-                    slice::<T, _>(w, "rms-norm", |ws| {
-                        slice::<T, _>(g, "rms-norm", |gs| {
-                            if gs.len() != xs.len() || ws.is_empty() || xs.len() % ws.len() != 0 {
-                                candle_core::bail!("rms-norm: gradient of the wrong size")
-                            }
-                            Ok(super::rms_rows::input_grad(xs, ws, gs, eps))
-                        })
-                    })
-                })?;
-                Tensor::from_vec(dx, x.shape(), x.device())
-            }
             let dx = match x.dtype() {
-                DType::F32 => run::<f32>(&x, &w, &g, self.eps)?,
-                _ => run::<f64>(&x, &w, &g, self.eps)?,
+                DType::F32 => rows_grad::<f32>(&x, &w, &g, self.eps, Norm::Rms)?,
+                _ => rows_grad::<f64>(&x, &w, &g, self.eps, Norm::Rms)?,
             };
             return Ok((Some(dx), None));
         }
@@ -172,6 +153,38 @@ impl CustomOp2 for RmsNormWithGrad {
         let dw = (gf * n)?.reshape(((), d))?.sum(0)?;
         Ok((Some(dx.to_dtype(x.dtype())?), Some(dw.to_dtype(w.dtype())?)))
     }
+}
+
+/// Which norm [`rows_grad`] differentiates.
+#[derive(Clone, Copy)]
+enum Norm {
+    Rms,
+    Layer,
+}
+
+/// The input gradient of a norm with a frozen weight, on slices (`super::norm_rows`).
+fn rows_grad<T: super::norm_rows::Real>(
+    x: &Tensor,
+    w: &Tensor,
+    g: &Tensor,
+    eps: f64,
+    norm: Norm,
+) -> Result<Tensor> {
+    use super::with_cpu_slice as slice;
+    let dx = slice::<T, _>(x, "norm", |xs| {
+        slice::<T, _>(w, "norm", |ws| {
+            slice::<T, _>(g, "norm", |gs| {
+                if gs.len() != xs.len() || ws.is_empty() || xs.len() % ws.len() != 0 {
+                    candle_core::bail!("norm: gradient or weight of the wrong size")
+                }
+                Ok(match norm {
+                    Norm::Rms => super::norm_rows::input_grad(xs, ws, gs, eps),
+                    Norm::Layer => super::norm_rows::ln_input_grad(xs, ws, gs, eps),
+                })
+            })
+        })
+    })?;
+    Tensor::from_vec(dx, x.shape(), x.device())
 }
 
 /// LayerNorm over the last dimension with a backward pass (for `x`, weight and bias).
@@ -209,6 +222,21 @@ impl candle_core::CustomOp3 for LayerNormWithGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        if let (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) = (s1, s2, s3) {
+            let x = contiguous_slice(x, l1, "layer-norm")?;
+            let w = contiguous_slice(w, l2, "layer-norm")?;
+            let b = contiguous_slice(b, l3, "layer-norm")?;
+            let d = *l1.dims().last().unwrap_or(&0);
+            if w.len() != d || b.len() != d {
+                candle_core::bail!(
+                    "layer-norm: weight {:?} for input {:?}",
+                    l2.dims(),
+                    l1.dims()
+                )
+            }
+            let y = super::norm_rows::ln_forward(x, w, b, self.eps as f32);
+            return Ok((CpuStorage::F32(y), l1.shape().clone()));
+        }
         let x = to_tensor(s1, l1)?;
         let w = to_tensor(s2, l2)?;
         let b = to_tensor(s3, l3)?;
@@ -234,6 +262,21 @@ impl candle_core::CustomOp3 for LayerNormWithGrad {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Frozen weight and bias (every layer norm of the runtime's models): one direct pass.
+        let direct = x.device().is_cpu()
+            && !w.track_op()
+            && !b.track_op()
+            && matches!(x.dtype(), DType::F32 | DType::F64)
+            && w.dtype() == x.dtype()
+            && g.dtype() == x.dtype();
+        if direct {
+            let (x, w, g) = (x.contiguous()?, w.contiguous()?, g.contiguous()?);
+            let dx = match x.dtype() {
+                DType::F32 => rows_grad::<f32>(&x, &w, &g, self.eps, Norm::Layer)?,
+                _ => rows_grad::<f64>(&x, &w, &g, self.eps, Norm::Layer)?,
+            };
+            return Ok((Some(dx), None, None));
+        }
         let (r, n) = ln_parts(x, self.eps)?;
         let gf = g.to_dtype(n.dtype())?;
         let gw = gf.broadcast_mul(&w.to_dtype(n.dtype())?)?;

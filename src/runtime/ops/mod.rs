@@ -21,7 +21,7 @@ pub mod lora_linear;
 pub mod mask;
 pub mod no_grad;
 pub mod norm;
-mod rms_rows;
+mod norm_rows;
 pub mod rope;
 pub mod softmax;
 pub mod swiglu;
