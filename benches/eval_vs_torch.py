@@ -33,30 +33,11 @@ import train_vs_torch as tvt  # noqa: E402  (shared inputs and process helpers)
 def torch_eval(case, inputs, batches, threads):
     """Evaluates in this process; prints one JSON line."""
     import torch
-    from peft import LoraConfig, get_peft_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     spec = tvt.CASES[case]
-    if spec["model"] == "llama":
-        from transformers import AutoModelForCausalLM
-        model = AutoModelForCausalLM.from_pretrained(inputs["model"], attn_implementation="eager",
-                                                     dtype=torch.float32)
-        task = "CAUSAL_LM"
-    elif spec["model"] == "smollm2":
-        from transformers import AutoModelForCausalLM
-        model = AutoModelForCausalLM.from_pretrained(
-            os.path.dirname(inputs["model"]), gguf_file=os.path.basename(inputs["model"]),
-            attn_implementation="eager", dtype=torch.float32)
-        task = "CAUSAL_LM"
-    else:
-        from transformers import AutoModelForSequenceClassification
-        model = AutoModelForSequenceClassification.from_pretrained(
-            inputs["model"], num_labels=2, attn_implementation="eager", dtype=torch.float32)
-        task = "SEQ_CLS"
-    model = get_peft_model(model, LoraConfig(r=spec["r"], lora_alpha=spec["alpha"],
-                                             lora_dropout=0.0, target_modules="all-linear",
-                                             task_type=task))
+    model = tvt.peft_model(case, inputs)
     model.eval()
     batch, seq = spec["batch"], spec["seq"]
     g = torch.Generator().manual_seed(0)

@@ -118,13 +118,11 @@ def write_data(path, case, assets, n):
 
 # ---------------------------------------------------------------- the PyTorch side
 
-def torch_side(case, inputs, steps, threads):
-    """Trains in this process; prints one JSON line."""
+def peft_model(case, inputs):
+    """The case's transformers model (eager attention, f32) wrapped by PEFT with its LoRA."""
     import torch
     from peft import LoraConfig, get_peft_model
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
     spec = CASES[case]
     if spec["model"] == "llama":
         from transformers import AutoModelForCausalLM
@@ -143,8 +141,19 @@ def torch_side(case, inputs, steps, threads):
             inputs["model"], num_labels=2, attn_implementation="eager", dtype=torch.float32)
         task = "SEQ_CLS"
     targets = "all-linear" if spec["targets"] == "all" else ["q_proj", "v_proj"]
-    model = get_peft_model(model, LoraConfig(r=spec["r"], lora_alpha=spec["alpha"], lora_dropout=0.0,
-                                             target_modules=targets, task_type=task))
+    return get_peft_model(model, LoraConfig(r=spec["r"], lora_alpha=spec["alpha"],
+                                            lora_dropout=0.0, target_modules=targets,
+                                            task_type=task))
+
+
+def torch_side(case, inputs, steps, threads):
+    """Trains in this process; prints one JSON line."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    spec = CASES[case]
+    model = peft_model(case, inputs)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)

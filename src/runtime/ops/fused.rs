@@ -129,17 +129,7 @@ impl CustomOp2 for RmsNormWithGrad {
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         // A frozen weight (every norm of the runtime's models) gets no gradient computed.
-        let direct = x.device().is_cpu()
-            && !w.track_op()
-            && matches!(x.dtype(), DType::F32 | DType::F64)
-            && w.dtype() == x.dtype()
-            && g.dtype() == x.dtype();
-        if direct {
-            let (x, w, g) = (x.contiguous()?, w.contiguous()?, g.contiguous()?);
-            let dx = match x.dtype() {
-                DType::F32 => rows_grad::<f32>(&x, &w, &g, self.eps, Norm::Rms)?,
-                _ => rows_grad::<f64>(&x, &w, &g, self.eps, Norm::Rms)?,
-            };
+        if let Some(dx) = frozen_norm_grad(x, w, g, self.eps, Norm::Rms)? {
             return Ok((Some(dx), None));
         }
         let (r, n) = rms_parts(x, self.eps)?;
@@ -162,7 +152,32 @@ enum Norm {
     Layer,
 }
 
-/// The input gradient of a norm with a frozen weight, on slices (`super::norm_rows`).
+/// The input gradient of a norm whose weight is frozen, in one pass on slices
+/// (`super::norm_rows`): `None` when the weight tracks a gradient or the tensors are not CPU
+/// f32/f64 of one dtype (the caller takes the composite form).
+fn frozen_norm_grad(
+    x: &Tensor,
+    w: &Tensor,
+    g: &Tensor,
+    eps: f64,
+    norm: Norm,
+) -> Result<Option<Tensor>> {
+    let direct = x.device().is_cpu()
+        && !w.track_op()
+        && matches!(x.dtype(), DType::F32 | DType::F64)
+        && w.dtype() == x.dtype()
+        && g.dtype() == x.dtype();
+    if !direct {
+        return Ok(None);
+    }
+    let (x, w, g) = (x.contiguous()?, w.contiguous()?, g.contiguous()?);
+    Ok(Some(match x.dtype() {
+        DType::F32 => rows_grad::<f32>(&x, &w, &g, eps, norm)?,
+        _ => rows_grad::<f64>(&x, &w, &g, eps, norm)?,
+    }))
+}
+
+/// [`frozen_norm_grad`] for one element type.
 fn rows_grad<T: super::norm_rows::Real>(
     x: &Tensor,
     w: &Tensor,
@@ -263,19 +278,10 @@ impl candle_core::CustomOp3 for LayerNormWithGrad {
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // Frozen weight and bias (every layer norm of the runtime's models): one direct pass.
-        let direct = x.device().is_cpu()
-            && !w.track_op()
-            && !b.track_op()
-            && matches!(x.dtype(), DType::F32 | DType::F64)
-            && w.dtype() == x.dtype()
-            && g.dtype() == x.dtype();
-        if direct {
-            let (x, w, g) = (x.contiguous()?, w.contiguous()?, g.contiguous()?);
-            let dx = match x.dtype() {
-                DType::F32 => rows_grad::<f32>(&x, &w, &g, self.eps, Norm::Layer)?,
-                _ => rows_grad::<f64>(&x, &w, &g, self.eps, Norm::Layer)?,
-            };
-            return Ok((Some(dx), None, None));
+        if !b.track_op() {
+            if let Some(dx) = frozen_norm_grad(x, w, g, self.eps, Norm::Layer)? {
+                return Ok((Some(dx), None, None));
+            }
         }
         let (r, n) = ln_parts(x, self.eps)?;
         let gf = g.to_dtype(n.dtype())?;
