@@ -96,13 +96,17 @@ impl StageKind {
             // differ from candle's by up to 3e-7 relative).
             // 8: on the CPU a layer with one LoRA adapter over a dense base is one fused op, and
             // decoders' rotary embedding + attention is one op (rounding may differ by a few ulp).
-            StageKind::Train => 8,
+            // 9: on the CPU, f32 attention softmax, token cross-entropy and SwiGLU use a
+            // vectorised exp (within 2 ulp of libm's).
+            StageKind::Train => 9,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
             // 4: BERT's layer norm and attention softmax are the fused ops (rounding may differ).
             // 5: on the CPU a LoRA layer over a dense base and decoders' attention are fused ops.
-            StageKind::Eval => 5,
+            // 6: on the CPU, f32 attention softmax, token cross-entropy and SwiGLU use a
+            // vectorised exp (within 2 ulp of libm's).
+            StageKind::Eval => 6,
             // 2: a trained classification head and its labels are written into the merged model;
             // a GGUF base is merged (it used to be refused).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.

@@ -23,6 +23,7 @@
 
 use super::contiguous_slice;
 use super::gemm::{gemm_strided, View};
+use super::vexp;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
@@ -112,31 +113,26 @@ fn rotated<T: WithDType>(
 
 /// The element types of the op.
 trait Float: WithDType {
-    fn exp(self) -> Self;
+    /// Softmax of one row in place, shifted by the row's maximum as candle's
+    /// `softmax_last_dim` is.
+    fn softmax_row(row: &mut [Self]);
+    /// `ds = p * (ds - <ds, p>)`: the gradient of the scores from that of the probabilities.
+    fn softmax_backward_row(ds: &mut [Self], p: &[Self]);
 }
 
 impl Float for f32 {
-    fn exp(self) -> Self {
-        f32::exp(self)
+    fn softmax_row(row: &mut [f32]) {
+        vexp::softmax_in_place(row)
+    }
+    fn softmax_backward_row(ds: &mut [f32], p: &[f32]) {
+        vexp::softmax_backward_row(ds, p)
     }
 }
 
 impl Float for f64 {
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
-}
-
-/// Softmax of each row of `p: [s, s]` in place, as candle's `softmax_last_dim`.
-fn softmax_rows<T: Float>(p: &mut [T], s: usize) {
-    for row in p.chunks_mut(s.max(1)) {
-        let mut max = row[0];
-        for &v in row.iter() {
-            if v > max {
-                max = v;
-            }
-        }
-        let mut sum = T::from_f64(0.0);
+    fn softmax_row(row: &mut [f64]) {
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut sum = 0.0;
         for v in row.iter_mut() {
             *v = (*v - max).exp();
             sum += *v;
@@ -144,6 +140,19 @@ fn softmax_rows<T: Float>(p: &mut [T], s: usize) {
         for v in row.iter_mut() {
             *v /= sum;
         }
+    }
+    fn softmax_backward_row(ds: &mut [f64], p: &[f64]) {
+        let dot: f64 = ds.iter().zip(p).map(|(&a, &b)| a * b).sum();
+        for (a, &b) in ds.iter_mut().zip(p) {
+            *a = b * (*a - dot);
+        }
+    }
+}
+
+/// Softmax of each row of `p: [s, s]` in place.
+fn softmax_rows<T: Float>(p: &mut [T], s: usize) {
+    for row in p.chunks_mut(s.max(1)) {
+        T::softmax_row(row);
     }
 }
 
@@ -264,13 +273,7 @@ impl FusedAttention {
                     }
                 }
                 for (dsr, pr) in ds.chunks_mut(s).zip(p.chunks(s)) {
-                    let mut dot = zero;
-                    for (&a, &b) in dsr.iter().zip(pr) {
-                        dot += a * b;
-                    }
-                    for (a, &b) in dsr.iter_mut().zip(pr) {
-                        *a = b * (*a - dot);
-                    }
+                    T::softmax_backward_row(dsr, pr);
                 }
                 let dsv = View::new(&ds, s, s)?;
                 let mut dq_rot = vec![zero; s * d];

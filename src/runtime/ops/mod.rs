@@ -25,6 +25,7 @@ mod norm_rows;
 pub mod rope;
 pub mod softmax;
 pub mod swiglu;
+pub mod vexp;
 
 #[cfg(test)]
 pub(crate) mod gradcheck;

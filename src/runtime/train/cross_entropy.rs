@@ -9,6 +9,7 @@
 //! tensor.
 
 use crate::runtime::batch::IGNORE_INDEX;
+use crate::runtime::ops::vexp;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
@@ -33,12 +34,7 @@ impl TokenCrossEntropy {
 }
 
 fn lse(row: &[f32]) -> f32 {
-    let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if m == f32::NEG_INFINITY {
-        return m;
-    }
-    let s: f32 = row.iter().map(|&x| (x - m).exp()).sum();
-    m + s.ln()
+    vexp::log_sum_exp(row)
 }
 
 fn dims(layout: &Layout, targets: usize) -> Result<(usize, usize, usize)> {
@@ -111,9 +107,7 @@ impl CustomOp1 for TokenCrossEntropy {
                 if t == IGNORE_INDEX || gr == 0.0 {
                     return;
                 }
-                for (oj, &xj) in o.iter_mut().zip(row) {
-                    *oj = gr * (xj - l).exp();
-                }
+                vexp::scaled_exp_sub(o, row, l, gr);
                 if let Some(ot) = o.get_mut(t as usize) {
                     *ot -= gr;
                 }
