@@ -7,6 +7,11 @@ Cases (`--cases`, comma separated):
                        (hidden 512, 8 layers, 8 heads, MLP 1376, vocab 8000, untied head) and a
                        word-level tokenizer.json; causal LM, LoRA r 16 alpha 32 on q,v / on
                        every linear layer; batch 8 x 128.
+  llama_nf4            llama_all over an NF4 base (QLoRA: blocks of 64, double quantization,
+                       f32 compute): peftc's `quant q = nf4 { double_quant = true }` against
+                       transformers' BitsAndBytesConfig(load_in_4bit, nf4, double quant, f32
+                       compute) on bitsandbytes' CPU backend (no prepare_model_for_kbit_training:
+                       it would add gradient checkpointing).
   minilm_all           all-MiniLM-L6-v2 from the test assets (scripts/fetch-assets.sh) with a
                        2-label classification head; LoRA r 8 alpha 16 on every linear layer;
                        batch 16 x 64 (the sentiment example's shape).
@@ -59,6 +64,7 @@ LR = 1e-4
 CASES = {
     "llama_qv": dict(model="llama", batch=8, seq=128, r=16, alpha=32, targets="qv"),
     "llama_all": dict(model="llama", batch=8, seq=128, r=16, alpha=32, targets="all"),
+    "llama_nf4": dict(model="llama", batch=8, seq=128, r=16, alpha=32, targets="all", quant="nf4"),
     "minilm_all": dict(model="minilm", batch=16, seq=64, r=8, alpha=16, targets="all"),
     "smollm2_all": dict(model="smollm2", batch=4, seq=256, r=16, alpha=32, targets="all"),
 }
@@ -126,8 +132,14 @@ def peft_model(case, inputs):
     spec = CASES[case]
     if spec["model"] == "llama":
         from transformers import AutoModelForCausalLM
+        extra = {}
+        if spec.get("quant") == "nf4":
+            from transformers import BitsAndBytesConfig
+            extra = dict(device_map="cpu", quantization_config=BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch.float32))
         model = AutoModelForCausalLM.from_pretrained(inputs["model"], attn_implementation="eager",
-                                                     dtype=torch.float32)
+                                                     dtype=torch.float32, **extra)
         task = "CAUSAL_LM"
     elif spec["model"] == "smollm2":
         from transformers import AutoModelForCausalLM
@@ -189,6 +201,10 @@ def pipeline_text(case, inputs, steps):
     else:
         model = f'model m = local("{inputs["model"]}") {{\n  task = classify(labels = ["negative", "positive"])\n}}'
     label = '\n  label = field("label")' if spec["model"] == "minilm" else ""
+    quantized = ""
+    if spec.get("quant") == "nf4":
+        model = "quant q = nf4 { double_quant = true }\n" + model
+        quantized = " quantized q"
     targets = "all_linear" if spec["targets"] == "all" else "[q_proj, v_proj]"
     return f"""{model}
 
@@ -206,7 +222,7 @@ adapter a = lora {{
 }}
 
 train t {{
-  model = m
+  model = m{quantized}
   adapters = [a]
   data = d.train
   max_steps = {steps}
@@ -442,7 +458,7 @@ def prepare(case, root, assets):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default="llama_qv,llama_all,minilm_all")
+    ap.add_argument("--cases", default="llama_qv,llama_all,llama_nf4,minilm_all,smollm2_all")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)

@@ -14,11 +14,11 @@ use super::hir::*;
 pub enum LinearKind {
     /// Frozen: the base product (and bias) only.
     Frozen,
-    /// One LoRA adapter over a dense base on the CPU in f32: one fused op
+    /// One LoRA adapter over a dense, NF4, FP4 or int8 base on the CPU in f32: one fused op
     /// (runtime/ops/lora_linear.rs) that keeps its output and, with dropout, the one-byte mask.
     Fused { dropout: bool },
-    /// The composite form (quantized base, DoRA, several adapters on one layer, other dtypes and
-    /// devices): also the low-rank product and the sum, and with dropout the dropped input.
+    /// The composite form (GGML-quantized base, DoRA, several adapters on one layer, other dtypes
+    /// and devices): also the low-rank product and the sum, and with dropout the dropped input.
     Composite { dropout: bool },
 }
 
@@ -46,7 +46,7 @@ fn linear_values(in_f: u64, out_f: u64, bias: bool, kind: LinearKind) -> f64 {
 
 /// LoRA targets (full module names) of the train's adapters, with how each runs. `fused` says
 /// whether a layer with one plain LoRA adapter runs as the fused op (dense base, CPU, f32);
-/// `dense(module)` whether that module's base weight is dense.
+/// `dense(module)` whether the fused op takes that module's base weight (dense, NF4, FP4, int8).
 fn lora_targets<'a>(
     train: &'a Train,
     fused: bool,
@@ -161,7 +161,7 @@ fn block_values(
 /// block's worth is in flight during backward. A train with no adapter inside the blocks (a head
 /// alone) keeps no block graph: part of one frozen block's intermediates at a time. `fused`:
 /// the train runs on the CPU in f32, where a layer with one LoRA adapter over a dense base
-/// (`dense(module)`) is one op.
+/// (`dense(module)`: a dense, NF4, FP4 or int8 base) is one op.
 pub fn activation_bytes(
     train: &Train,
     shape: &ModelShape,

@@ -120,19 +120,19 @@ pub fn compute(train: &Train, model: &Model, shape: &ModelShape, cfg: FigureConf
     let base_bytes = base_bytes(model, shape, &cfg);
     let tokens = cfg.batch * cfg.max_len;
     let act_bytes = cfg.compute.unwrap_or(model.dtype).bytes();
-    // The fused LoRA op runs on the CPU in f32 over dense base weights: every linear layer of
+    // The fused LoRA op runs on the CPU in f32 over dense base weights (every linear layer of
     // an unquantized model, the layers a GGML format keeps dense, all of a GGUF base loaded
-    // `weights = dense`.
+    // `weights = dense`) and over NF4 / FP4 / int8 ones (dequantized tile by tile in the op).
     let fused = act_bytes == 4 && train.device.is_none();
     let widths: std::collections::HashMap<String, u64> = super::arch::linear_modules(shape)
         .into_iter()
         .map(|m| (m.name.to_string(), m.in_features))
         .collect();
     let dense = |name: &str| match cfg.quant {
-        Some((kind, ..)) => kind
-            .ggml_block()
-            .zip(widths.get(name))
-            .is_some_and(|(b, w)| w % b != 0),
+        Some((kind, ..)) => match kind.ggml_block() {
+            None => true,
+            Some(b) => widths.get(name).is_some_and(|w| w % b != 0),
+        },
         None => !matches!(
             (&shape.gguf, &model.source),
             (Some(_), ModelSource::Gguf { .. }) if !model.dense_weights

@@ -98,7 +98,9 @@ impl StageKind {
             // decoders' rotary embedding + attention is one op (rounding may differ by a few ulp).
             // 9: on the CPU, f32 attention softmax, token cross-entropy and SwiGLU use a
             // vectorised exp (within 2 ulp of libm's).
-            StageKind::Train => 9,
+            // 10: a layer with one LoRA adapter over an NF4 / FP4 / int8 base is the fused op
+            // too (the base dequantized tile by tile inside it; rounding may differ).
+            StageKind::Train => 10,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
@@ -106,7 +108,8 @@ impl StageKind {
             // 5: on the CPU a LoRA layer over a dense base and decoders' attention are fused ops.
             // 6: on the CPU, f32 attention softmax, token cross-entropy and SwiGLU use a
             // vectorised exp (within 2 ulp of libm's).
-            StageKind::Eval => 6,
+            // 7: LoRA layers over NF4 / FP4 / int8 bases are the fused op too.
+            StageKind::Eval => 7,
             // 2: a trained classification head and its labels are written into the merged model;
             // a GGUF base is merged (it used to be refused).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.

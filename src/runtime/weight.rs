@@ -5,7 +5,9 @@
 //! holds no gradient and no optimizer state. It must give the gradient with respect to the input,
 //! so that adapters in earlier layers learn.
 
+use crate::runtime::quant::tiled::DequantRows;
 use candle_core::{DType, Result, Tensor};
+use std::sync::Arc;
 
 /// A frozen `[out, in]` weight used as `y = x W^T`.
 pub trait FrozenWeight: Send + Sync + std::fmt::Debug {
@@ -23,6 +25,12 @@ pub trait FrozenWeight: Send + Sync + std::fmt::Debug {
     /// The stored `[out, in]` tensor when the weight is dense (fused ops multiply by it
     /// directly); `None` for quantized formats.
     fn dense(&self) -> Option<&Tensor> {
+        None
+    }
+    /// The packed rows and the tile bound when the weight dequantizes row tiles on the CPU
+    /// (NF4, FP4, int8): the fused LoRA op multiplies by the tiles as they come. `None` for
+    /// dense weights and GGML formats.
+    fn tiles(&self) -> Option<(&Arc<dyn DequantRows>, usize)> {
         None
     }
 }

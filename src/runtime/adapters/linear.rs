@@ -21,7 +21,7 @@
 use crate::runtime::adapters::lora::{row_norms, LoraAdapter};
 use crate::runtime::dense::DenseWeight;
 use crate::runtime::ops::dropout::draw_keep;
-use crate::runtime::ops::lora_linear::{self, LoraDropout};
+use crate::runtime::ops::lora_linear::{self, Base, LoraDropout};
 use crate::runtime::ops::no_grad::param;
 use crate::runtime::weight::FrozenWeight;
 use candle_core::{DType, Result, Tensor, Var};
@@ -164,11 +164,11 @@ impl AdaptableLinear {
     }
 
     /// The layer as one [`lora_linear`](lora_linear::lora_linear) op when it can be: one active,
-    /// unmerged LoRA adapter (no DoRA) over a dense base, no per-row adapters, the op's dtypes
-    /// and device ([`lora_linear::applies`]). `None`: take the composite form. The memory
-    /// estimate (src/check/activations.rs) counts what this op keeps.
+    /// unmerged LoRA adapter (no DoRA) over a dense or tiled (NF4, FP4, int8) base, no per-row
+    /// adapters, the op's dtypes and device ([`lora_linear::applies`]). `None`: take the
+    /// composite form. The memory estimate (src/check/activations.rs) counts what this op keeps.
     fn fused_lora(&self, x: &Tensor, train: bool) -> Result<Option<Tensor>> {
-        if self.row_adapters.is_some() {
+        if self.row_adapters.is_some() || !x.device().is_cpu() {
             return Ok(None);
         }
         let mut live = self
@@ -176,16 +176,20 @@ impl AdaptableLinear {
             .iter()
             .filter(|(name, _)| !self.merged.contains(name))
             .filter_map(|(name, weight)| self.adapter(name).map(|ad| (ad, *weight)));
-        let (Some((ad, weight)), None, Some(w)) = (live.next(), live.next(), self.base.dense())
-        else {
+        let (Some((ad, weight)), None) = (live.next(), live.next()) else {
             return Ok(None);
         };
+        // A dense weight stored in another dtype is converted per call, as `frozen_matmul`
+        // does; a packed one (NF4, FP4, int8) is dequantized tile by tile inside the op.
+        let base = match (self.base.dense(), self.base.tiles()) {
+            (Some(w), _) => Base::Dense(w.to_dtype(x.dtype())?),
+            (None, Some((rows, tile_bytes))) => Base::Tiled(rows.clone(), tile_bytes),
+            (None, None) => return Ok(None),
+        };
         let (a, b) = (param(&ad.a), param(&ad.b));
-        if ad.magnitude.is_some() || !lora_linear::applies(x, w, &a, &b) {
+        if ad.magnitude.is_some() || !lora_linear::applies(x, &base, &a, &b) {
             return Ok(None);
         }
-        // A weight stored in another dtype is converted per call, as `frozen_matmul` does.
-        let w = &w.to_dtype(x.dtype())?;
         let dropout = if train && ad.dropout > 0.0 && ad.dropout < 1.0 {
             Some(LoraDropout {
                 keep: Arc::new(draw_keep(x.elem_count(), ad.dropout)),
@@ -195,7 +199,7 @@ impl AdaptableLinear {
             None
         };
         let bias = self.bias.as_ref();
-        lora_linear::lora_linear(x, w, bias, (&a, &b), ad.scale * weight, dropout).map(Some)
+        lora_linear::lora_linear(x, base, bias, (&a, &b), ad.scale * weight, dropout).map(Some)
     }
 
     /// Adds each row's own LoRA delta (gathered by adapter) to `y`.
@@ -504,6 +508,50 @@ mod tests {
                 .to_scalar::<f32>()?
                 < 1e-5
         );
+        Ok(())
+    }
+
+    /// A QLoRA layer (NF4 base with double quantization, three row tiles) runs as the fused op
+    /// and computes what the composite form computes: the tiled frozen product plus the
+    /// low-rank delta; values within 1e-5, gradients of the input, `A` and `B` within 1e-4.
+    #[test]
+    fn a_lora_layer_over_nf4_is_one_op_equal_to_the_composite_form() -> Result<()> {
+        use crate::runtime::quant::nf4::{Nf4Weight, Packed4Config};
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (48, 64), &dev)?;
+        let cfg = Packed4Config {
+            double_quant_block: Some(256),
+            ..Packed4Config::default()
+        };
+        let nf4 = Nf4Weight::quantize(&w, cfg)?.with_tile_bytes(16 * 64 * 4);
+        let base: Arc<dyn FrozenWeight> = Arc::new(nf4);
+        let mut layer = AdaptableLinear::new("l", base.clone(), None);
+        let spec = LoraSpec {
+            r: 4,
+            alpha: 8.0,
+            init: LoraInit::RandomBoth { std: 0.3 },
+            ..LoraSpec::default()
+        };
+        layer.add_adapter("a", LoraAdapter::init(&spec, 48, 64, &dev)?);
+        layer.set_active(&[("a".into(), 1.0)]);
+        let x = candle_core::Var::randn(0f32, 1.0, (2, 5, 64), &dev)?;
+        assert!(layer.fused_lora(x.as_tensor(), true)?.is_some());
+        let fused = layer.forward(x.as_tensor(), true)?;
+        let ad = layer.adapter("a").expect("the adapter");
+        let sa = (ad.a.as_tensor() * ad.scale)?;
+        let delta = matmul_2d(&matmul_2d(x.as_tensor(), &sa.t()?)?, &ad.b.as_tensor().t()?)?;
+        let composite = (base.forward(x.as_tensor())? + delta)?;
+        let diff = |a: &Tensor, b: &Tensor| -> Result<f32> {
+            (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
+        };
+        assert!(diff(&fused, &composite)? < 1e-5);
+        let probe = Tensor::randn(0f32, 1.0, fused.shape(), &dev)?;
+        let gf = (&fused * &probe)?.sum_all()?.backward()?;
+        let gc = (&composite * &probe)?.sum_all()?.backward()?;
+        for v in [x.as_tensor(), ad.a.as_tensor(), ad.b.as_tensor()] {
+            let (f, c) = (gf.get(v).expect("fused grad"), gc.get(v).expect("grad"));
+            assert!(diff(f, c)? < 1e-4, "{}", diff(f, c)?);
+        }
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! A LoRA linear layer over a dense frozen weight as one op with a hand-written backward pass:
+//! A LoRA linear layer over a frozen weight as one op with a hand-written backward pass:
 //! `y = x W^T + b + (x_d (s A)^T) B^T`, `x_d = dropout(x)` (mask drawn by the caller).
 //!
 //! The composite form makes about eight graph nodes per layer (scaling `A`, transposes, two
@@ -12,15 +12,78 @@
 //! - `dx = g W + m * (u (s A))` (`m` the dropout mask, the product accumulated into `dx` when
 //!   there is none); `dA = s u^T x_d`; `dB = g^T t`.
 //!
-//! CPU, f32 and f64, `W` dense in the activation's dtype ([`applies`]); the caller takes the
+//! The base `W` is dense in the activation's dtype (f32 or f64), or packed (NF4, FP4, int8: a
+//! QLoRA layer, f32 only) and dequantized row tile by row tile into a per-thread scratch buffer
+//! for each of its two products, so no dense copy of a quantized layer outlives the call (as in
+//! the composite form's tiled frozen matmul). CPU only ([`applies`]); the caller takes the
 //! composite form for anything else. The products are the same GEMMs, in
 //! the same order of operands, as the composite form's (tests compare both, and the gradients
 //! with finite differences). Must never return a gradient for `W` or the bias.
 
 use super::contiguous_slice;
-use super::gemm::{gemm_into, View};
+use super::gemm::{gemm_into, gemm_strided, View};
+use crate::runtime::quant::tiled::{for_each_tile, DequantRows};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use std::sync::Arc;
+
+/// The frozen `[out, in]` weight of a LoRA layer as the op multiplies by it.
+#[derive(Debug, Clone)]
+pub enum Base {
+    /// Dense, contiguous, in the activation's dtype.
+    Dense(Tensor),
+    /// Packed rows dequantized to f32 tile by tile (at most the given bytes at a time).
+    Tiled(Arc<dyn DequantRows>, usize),
+}
+
+impl Base {
+    /// `(out, in)`.
+    fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            Base::Dense(w) => w.dims2(),
+            Base::Tiled(w, _) => Ok(w.dims()),
+        }
+    }
+
+    /// `y = x W^T` for `x: [m, k]` into the row-major `y: [m, n]` (overwritten).
+    fn times_transposed<T: WithDType>(
+        &self,
+        y: &mut [T],
+        x: &[T],
+        (m, k): (usize, usize),
+    ) -> Result<()> {
+        let (n, _) = self.dims()?;
+        match self {
+            Base::Dense(w) => with_slice::<T, _>(w, |w| {
+                gemm_into(y, View::new(x, m, k)?, View::new(w, n, k)?.t(), false, 1.0)
+            }),
+            Base::Tiled(w, tile_bytes) => {
+                for_each_tile(w.as_ref(), *tile_bytes, |r0, rows, tile| {
+                    let tile = T::cpu_storage_as_slice(tile)?;
+                    let dst = y.get_mut(r0..).unwrap_or_default();
+                    let (xv, tv) = (View::new(x, m, k)?, View::new(tile, rows, k)?.t());
+                    gemm_strided(dst, n, (xv, tv), false, 1.0, true)
+                })
+            }
+        }
+    }
+
+    /// `dx = g W` for `g: [m, n]` into `dx: [m, k]` (overwritten).
+    fn times<T: WithDType>(&self, dx: &mut [T], g: &[T], (m, k): (usize, usize)) -> Result<()> {
+        let (n, _) = self.dims()?;
+        match self {
+            Base::Dense(w) => with_slice::<T, _>(w, |w| {
+                gemm_into(dx, View::new(g, m, n)?, View::new(w, n, k)?, false, 1.0)
+            }),
+            Base::Tiled(w, tile_bytes) => {
+                for_each_tile(w.as_ref(), *tile_bytes, |r0, rows, tile| {
+                    let tile = T::cpu_storage_as_slice(tile)?;
+                    let gv = View::strided(g.get(r0..).unwrap_or_default(), m, rows, n)?;
+                    gemm_into(dx, gv, View::new(tile, rows, k)?, r0 > 0, 1.0)
+                })
+            }
+        }
+    }
+}
 
 /// Dropout of the LoRA input: which elements are kept and what they are multiplied by.
 #[derive(Debug, Clone)]
@@ -34,8 +97,8 @@ pub struct LoraDropout {
 /// The op; use it through [`lora_linear`].
 #[derive(Debug, Clone)]
 struct LoraLinear {
-    /// `[out, in]`, contiguous, the activation's dtype.
-    w: Tensor,
+    /// `[out, in]`.
+    w: Base,
     /// `[out]`.
     bias: Option<Tensor>,
     /// LoRA scale (`alpha / r`, times the adapter's weight).
@@ -78,7 +141,7 @@ impl LoraLinear {
         b: &[T],
         k: usize,
     ) -> Result<Vec<T>> {
-        let n = self.w.dim(0)?;
+        let (n, _) = self.w.dims()?;
         let m = x.len().checked_div(k).unwrap_or(0);
         if self
             .dropout
@@ -92,15 +155,7 @@ impl LoraLinear {
             Some(bias) => Some(bias.to_dtype(T::DTYPE)?.contiguous()?),
             None => None,
         };
-        with_slice::<T, _>(&self.w, |w| {
-            gemm_into(
-                &mut y,
-                View::new(x, m, k)?,
-                View::new(w, n, k)?.t(),
-                false,
-                1.0,
-            )
-        })?;
+        self.w.times_transposed(&mut y, x, (m, k))?;
         if let Some(bias) = &bias {
             with_slice::<T, _>(bias, |bias| {
                 for row in y.chunks_mut(n.max(1)) {
@@ -142,7 +197,7 @@ impl LoraLinear {
         g: &[T],
         (k, need_dx): (usize, bool),
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
-        let n = self.w.dim(0)?;
+        let (n, _) = self.w.dims()?;
         let m = x.len().checked_div(k).unwrap_or(0);
         let xd = dropped(x, self.dropout.as_ref());
         let sa = scaled(a, self.scale);
@@ -153,9 +208,7 @@ impl LoraLinear {
         gemm_into(&mut u, gv, View::new(b, n, r)?, false, 1.0)?;
         let mut dx = vec![T::from_f64(0.0); if need_dx { m * k } else { 0 }];
         if need_dx {
-            with_slice::<T, _>(&self.w, |w| {
-                gemm_into(&mut dx, gv, View::new(w, n, k)?, false, 1.0)
-            })?;
+            self.w.times(&mut dx, g, (m, k))?;
         }
         match &self.dropout {
             _ if !need_dx => {}
@@ -192,8 +245,8 @@ impl LoraLinear {
 }
 
 /// `(k, r)` from the shapes of `x: [.., k]`, `A: [r, k]`, `B: [n, r]` and `W: [n, k]`.
-fn dims(x: &[usize], a: &[usize], b: &[usize], w: &[usize]) -> Result<(usize, usize)> {
-    match (x.last(), a, b, w) {
+fn dims(x: &[usize], a: &[usize], b: &[usize], w: (usize, usize)) -> Result<(usize, usize)> {
+    match (x.last(), a, b, &[w.0, w.1]) {
         (Some(&k), &[r, ka], &[n, rb], &[nw, kw]) if ka == k && kw == k && rb == r && nw == n => {
             Ok((k, r))
         }
@@ -215,7 +268,7 @@ impl CustomOp3 for LoraLinear {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (k, r) = dims(l1.dims(), l2.dims(), l3.dims(), self.w.dims())?;
+        let (k, r) = dims(l1.dims(), l2.dims(), l3.dims(), self.w.dims()?)?;
         fn run<T: WithDType>(
             op: &LoraLinear,
             (s1, l1): (&CpuStorage, &Layout),
@@ -236,7 +289,7 @@ impl CustomOp3 for LoraLinear {
         };
         let mut shape = l1.dims().to_vec();
         if let Some(last) = shape.last_mut() {
-            *last = self.w.dim(0)?;
+            *last = self.w.dims()?.0;
         }
         Ok((out, Shape::from(shape)))
     }
@@ -249,7 +302,7 @@ impl CustomOp3 for LoraLinear {
         _y: &Tensor,
         g: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (k, r) = dims(x.dims(), a.dims(), b.dims(), self.w.dims())?;
+        let (k, r) = dims(x.dims(), a.dims(), b.dims(), self.w.dims()?)?;
         let (x, a, b, g) = (
             x.contiguous()?,
             a.contiguous()?,
@@ -289,25 +342,34 @@ impl CustomOp3 for LoraLinear {
 }
 
 /// Whether [`lora_linear`] computes this layer: `x`, `a` and `b` on the CPU in f32 or f64, one
-/// dtype; `w` on the CPU (converted to `x`'s dtype by the caller when it differs).
-pub fn applies(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor) -> bool {
+/// dtype; a dense `w` on the CPU (converted to `x`'s dtype by the caller when it differs), a
+/// tiled one with f32 activations only.
+pub fn applies(x: &Tensor, w: &Base, a: &Tensor, b: &Tensor) -> bool {
     let dtype = x.dtype();
-    [x, w, a, b].iter().all(|t| t.device().is_cpu())
+    let base = match w {
+        Base::Dense(w) => w.device().is_cpu(),
+        Base::Tiled(..) => dtype == DType::F32,
+    };
+    base && [x, a, b].iter().all(|t| t.device().is_cpu())
         && matches!(dtype, DType::F32 | DType::F64)
         && [a, b].iter().all(|t| t.dtype() == dtype)
 }
 
 /// `x W^T + bias + (dropout(x) (scale A)^T) B^T` as one op, for `x: [.., in]`, `w: [out, in]`,
-/// `a: [r, in]`, `b: [out, r]`; an error unless [`applies`].
+/// `a: [r, in]`, `b: [out, r]`; an error unless [`applies`] (and a dense `w` in `x`'s dtype).
 pub fn lora_linear(
     x: &Tensor,
-    w: &Tensor,
+    w: Base,
     bias: Option<&Tensor>,
     (a, b): (&Tensor, &Tensor),
     scale: f64,
     dropout: Option<LoraDropout>,
 ) -> Result<Tensor> {
-    if !applies(x, w, a, b) || w.dtype() != x.dtype() {
+    let dense_dtype = match &w {
+        Base::Dense(w) => w.dtype() == x.dtype(),
+        Base::Tiled(..) => true,
+    };
+    if !applies(x, &w, a, b) || !dense_dtype {
         candle_core::bail!("lora-linear: CPU tensors of one dtype, f32 or f64, only")
     }
     if dropout
@@ -316,8 +378,12 @@ pub fn lora_linear(
     {
         candle_core::bail!("lora-linear: dropout mask of the wrong size")
     }
+    let w = match w {
+        Base::Dense(w) => Base::Dense(w.contiguous()?),
+        tiled => tiled,
+    };
     let op = LoraLinear {
-        w: w.contiguous()?,
+        w,
         bias: bias.cloned(),
         scale,
         dropout,
@@ -385,7 +451,14 @@ mod tests {
             }),
         ] {
             let f = |x: &Tensor, a: &Tensor, b: &Tensor| -> Result<Tensor> {
-                lora_linear(x, &w, Some(&bias), (a, b), 0.7, dropout.clone())
+                lora_linear(
+                    x,
+                    Base::Dense(w.clone()),
+                    Some(&bias),
+                    (a, b),
+                    0.7,
+                    dropout.clone(),
+                )
             };
             check_grad(&[2, 3, 4], |x| f(x, &a, &b))?;
             check_grad(&[3, 4], |a| f(&x, a, &b))?;
@@ -416,7 +489,14 @@ mod tests {
             let x = Var::randn(0f32, 1.0, (m, k), &dev)?;
             let a = Var::randn(0f32, 1.0, (r, k), &dev)?;
             let b = Var::randn(0f32, 1.0, (n, r), &dev)?;
-            let fused = lora_linear(x.as_tensor(), &w, bias, (&a, &b), 0.5, dropout)?;
+            let fused = lora_linear(
+                x.as_tensor(),
+                Base::Dense(w.clone()),
+                bias,
+                (&a, &b),
+                0.5,
+                dropout,
+            )?;
             let comp = composite(x.as_tensor(), &w, bias, &a, &b, 0.5, mask)?;
             assert!(max_diff(&fused, &comp)? < 1e-5);
             let probe = Tensor::randn(0f32, 1.0, (m, n), &dev)?;
@@ -439,7 +519,14 @@ mod tests {
         let a = Var::randn(0f32, 1.0, (2, 4), &dev)?;
         let b = Var::randn(0f32, 1.0, (5, 2), &dev)?;
         let x = Tensor::randn(0f32, 1.0, (3, 4), &dev)?;
-        let y = lora_linear(&x, &w, Some(&bias), (&a, &b), 2.0, None)?;
+        let y = lora_linear(
+            &x,
+            Base::Dense(w.as_tensor().clone()),
+            Some(&bias),
+            (&a, &b),
+            2.0,
+            None,
+        )?;
         let grads = y.sum_all()?.backward()?;
         assert!(grads.get(&w).is_none() && grads.get(&bias).is_none());
         assert!(grads.get(&a).is_some() && grads.get(&b).is_some());
@@ -453,13 +540,86 @@ mod tests {
         let a = Tensor::zeros((2, 4), DType::BF16, &dev)?;
         let b = Tensor::zeros((5, 2), DType::BF16, &dev)?;
         let x = Tensor::zeros((3, 4), DType::BF16, &dev)?;
+        let w = Base::Dense(w);
         assert!(!applies(&x, &w, &a, &b));
-        assert!(lora_linear(&x, &w, None, (&a, &b), 1.0, None).is_err());
+        assert!(lora_linear(&x, w.clone(), None, (&a, &b), 1.0, None).is_err());
         let x32 = Tensor::zeros((3, 4), DType::F32, &dev)?;
         assert!(!applies(&x32, &w, &a, &b));
         let (a32, b32) = (a.to_dtype(DType::F32)?, b.to_dtype(DType::F32)?);
         assert!(applies(&x32, &w, &a32, &b32));
-        assert!(lora_linear(&x32, &w, None, (&a32, &b32), 1.0, None).is_err());
+        assert!(lora_linear(&x32, w, None, (&a32, &b32), 1.0, None).is_err());
+        // A tiled base takes f32 activations only.
+        let tiled = Base::Tiled(
+            Arc::new(Rows::new(Tensor::zeros((5, 4), DType::F32, &dev)?)?),
+            64,
+        );
+        assert!(applies(&x32, &tiled, &a32, &b32));
+        let x64 = x32.to_dtype(DType::F64)?;
+        let (a64, b64) = (a32.to_dtype(DType::F64)?, b32.to_dtype(DType::F64)?);
+        assert!(!applies(&x64, &tiled, &a64, &b64));
+        Ok(())
+    }
+
+    /// A packed weight stand-in: rows copied out of a dense f32 matrix.
+    #[derive(Debug)]
+    struct Rows {
+        w: Vec<f32>,
+        dims: (usize, usize),
+    }
+
+    impl Rows {
+        fn new(w: Tensor) -> Result<Self> {
+            let dims = w.dims2()?;
+            Ok(Self {
+                w: w.flatten_all()?.to_vec1()?,
+                dims,
+            })
+        }
+    }
+
+    impl DequantRows for Rows {
+        fn dims(&self) -> (usize, usize) {
+            self.dims
+        }
+        fn dequant_rows(&self, row0: usize, out: &mut [f32]) {
+            let k = self.dims.1;
+            out.copy_from_slice(&self.w[row0 * k..row0 * k + out.len()]);
+        }
+    }
+
+    #[test]
+    fn a_tiled_base_equals_the_dense_base_with_one_tile_or_many() -> Result<()> {
+        let dev = Device::Cpu;
+        let (m, k, n, r) = (29, 24, 19, 4);
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+        let bias = Tensor::randn(0f32, 1.0, n, &dev)?;
+        let probe = Tensor::randn(0f32, 1.0, (m, n), &dev)?;
+        let x = Var::randn(0f32, 1.0, (m, k), &dev)?;
+        let a = Var::randn(0f32, 1.0, (r, k), &dev)?;
+        let b = Var::randn(0f32, 1.0, (n, r), &dev)?;
+        let run = |base: Base| -> Result<(Tensor, candle_core::backprop::GradStore)> {
+            let y = lora_linear(x.as_tensor(), base, Some(&bias), (&a, &b), 0.5, None)?;
+            let g = (&y * &probe)?.sum_all()?.backward()?;
+            Ok((y, g))
+        };
+        let (yd, gd) = run(Base::Dense(w.clone()))?;
+        // 19 rows of 24 f32: one tile of all rows, tiles of 5 rows (the last of 4), one row each.
+        for tile_bytes in [1 << 20, 5 * 24 * 4, 1] {
+            let (yt, gt) = run(Base::Tiled(Arc::new(Rows::new(w.clone())?), tile_bytes))?;
+            assert!(
+                max_diff(&yt, &yd)? < 1e-5,
+                "tile {tile_bytes}: {}",
+                max_diff(&yt, &yd)?
+            );
+            for v in [&x, &a, &b] {
+                let (t, d) = (gt.get(v).expect("tiled grad"), gd.get(v).expect("grad"));
+                assert!(
+                    max_diff(t, d)? < 1e-4,
+                    "tile {tile_bytes}: {}",
+                    max_diff(t, d)?
+                );
+            }
+        }
         Ok(())
     }
 }

@@ -133,6 +133,10 @@ impl FrozenWeight for Int8Weight {
         dequant_all(self.inner.as_ref())?.to_dtype(dtype)
     }
 
+    fn tiles(&self) -> Option<(&Arc<dyn DequantRows>, usize)> {
+        Some((&self.rows, self.tile_bytes))
+    }
+
     fn dims(&self) -> (usize, usize) {
         self.inner.dims
     }

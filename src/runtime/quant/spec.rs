@@ -8,8 +8,10 @@ use super::error::QuantError;
 use super::ggml::{GgmlConfig, GgmlFormat, GgmlWeight};
 use super::int8::Int8Weight;
 use super::nf4::{Nf4Weight, Packed4Config};
+use super::tiled::DequantRows;
 use crate::runtime::weight::FrozenWeight;
 use candle_core::{DType, Result, Tensor};
+use std::sync::Arc;
 
 /// The storage format of a quantized base weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -259,5 +261,13 @@ impl FrozenWeight for QuantizedWeight {
 
     fn format(&self) -> &str {
         self.inner().format()
+    }
+
+    fn dense(&self) -> Option<&Tensor> {
+        self.inner().dense()
+    }
+
+    fn tiles(&self) -> Option<(&Arc<dyn DequantRows>, usize)> {
+        self.inner().tiles()
     }
 }

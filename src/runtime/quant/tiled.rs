@@ -96,6 +96,23 @@ fn with_tile<R>(
     result
 }
 
+/// Calls `f(r0, rows, tile)` for each row tile of `w` in order, `tile` the rows `r0 .. r0 + rows`
+/// dequantized into the thread's scratch buffer as f32 storage of `[rows, in]` (at most
+/// `tile_bytes`). Fused ops multiply by the tiles as they come; nothing dense outlives the call.
+pub fn for_each_tile(
+    w: &dyn DequantRows,
+    tile_bytes: usize,
+    mut f: impl FnMut(usize, usize, &CpuStorage) -> Result<()>,
+) -> Result<()> {
+    let (out, inp) = w.dims();
+    let rows = tile_rows(out, inp, tile_bytes);
+    for r0 in (0..out).step_by(rows) {
+        let n = rows.min(out - r0);
+        with_tile(w, r0, n, tile_bytes, |tile, _| f(r0, n, tile))?;
+    }
+    Ok(())
+}
+
 fn f32_vec(s: CpuStorage) -> Result<Vec<f32>> {
     match s {
         CpuStorage::F32(v) => Ok(v),
