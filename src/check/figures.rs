@@ -149,7 +149,29 @@ pub fn compute(train: &Train, model: &Model, shape: &ModelShape, cfg: FigureConf
         Task::Causal => shape.vocab,
         Task::Classify { labels } => labels.len() as u64,
     };
-    let logits = tokens * out_width * 4 * 2;
+    // A llama-family causal LM on the CPU in f32 whose output layer is frozen and dense takes
+    // its loss from the hidden states a chunk of 32 MiB of logits at a time, keeping a
+    // `[tokens, hidden]` gradient (runtime/train/linear_cross_entropy.rs); otherwise the logits
+    // and their gradient.
+    let lm_head_adapted = train.adapters.iter().any(|a| match &a.kind {
+        AdapterKind::Lora(l) => l.targets.modules.iter().any(|m| &*m.name == "lm_head"),
+        _ => false,
+    });
+    let stored_quantized = matches!(
+        (&shape.gguf, &model.source),
+        (Some(_), ModelSource::Gguf { .. }) if !model.dense_weights
+    );
+    let fused_loss = fused
+        && matches!(model.task, Task::Causal)
+        && matches!(shape.arch, Arch::Llama | Arch::Mistral | Arch::Qwen2)
+        && !lm_head_adapted
+        && !stored_quantized;
+    let logits = if fused_loss {
+        let chunk = ((8u64 << 20) / out_width.max(1)).clamp(1, tokens.max(1));
+        chunk * out_width * 4 + tokens * shape.hidden * 4 * 2
+    } else {
+        tokens * out_width * 4 * 2
+    };
     let optimizer_state = match train.optimizer.kind {
         OptimizerKind::AdamW => trainable * 8,
         OptimizerKind::Sgd if train.optimizer.momentum > 0.0 => trainable * 4,

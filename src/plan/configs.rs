@@ -99,7 +99,9 @@ impl StageKind {
             // 9: on the CPU, f32 attention softmax, token cross-entropy and SwiGLU use a
             // vectorised exp (within 2 ulp of libm's).
             // 10: a layer with one LoRA adapter over an NF4 / FP4 / int8 base is the fused op
-            // too (the base dequantized tile by tile inside it; rounding may differ).
+            // too (the base dequantized tile by tile inside it; rounding may differ), and a
+            // llama-family causal LM's loss over a frozen dense output layer is taken from the
+            // hidden states a chunk of logits at a time (runtime/train/linear_cross_entropy.rs).
             StageKind::Train => 10,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).

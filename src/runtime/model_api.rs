@@ -21,6 +21,18 @@ pub trait AdaptedModel {
     /// Logits for a batch. `input_ids`: `[b, s]` u32; `attention_mask`: `[b, s]` u8.
     /// `train` switches dropout on.
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor>;
+    /// For a causal LM whose output layer is a plain frozen dense weight: the final hidden
+    /// states `[b, s, h]` and that weight `[vocab, h]`, so that the loss is taken without whole
+    /// logits (runtime/train/linear_cross_entropy.rs); `forward` is `hidden W^T`. `None` (the
+    /// default): use `forward`.
+    fn hidden_and_output(
+        &self,
+        _input_ids: &Tensor,
+        _attention_mask: &Tensor,
+        _train: bool,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
+    }
     /// Every trainable parameter (active adapters' weights and `modules_to_save`) with its PEFT
     /// key name (e.g. `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`), in a
     /// stable order. The frozen base is never in this list.

@@ -163,6 +163,24 @@ impl AdaptableLinear {
         Ok(y)
     }
 
+    /// The base weight when the layer is a plain frozen dense product: no active unmerged
+    /// adapter, no trainable full copy, no bias, no per-row adapters. The fused linear
+    /// cross-entropy multiplies by it directly.
+    pub fn frozen_dense(&self) -> Option<&Tensor> {
+        let live = self
+            .active
+            .iter()
+            .any(|(name, _)| !self.merged.contains(name) && self.adapter(name).is_some());
+        if live
+            || self.active_full_copy().is_some()
+            || self.bias.is_some()
+            || self.row_adapters.is_some()
+        {
+            return None;
+        }
+        self.base.dense()
+    }
+
     /// The layer as one [`lora_linear`](lora_linear::lora_linear) op when it can be: one active,
     /// unmerged LoRA adapter (no DoRA) over a dense or tiled (NF4, FP4, int8) base, no per-row
     /// adapters, the op's dtypes and device ([`lora_linear::applies`]). `None`: take the

@@ -356,17 +356,10 @@ impl Llama {
     }
 }
 
-impl AdaptedModel for Llama {
-    fn task(&self) -> TaskKind {
-        match &self.score {
-            Some(score) => TaskKind::Classify {
-                num_labels: score.dims().0,
-            },
-            None => TaskKind::CausalLm,
-        }
-    }
-
-    fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+impl Llama {
+    /// The final hidden states `[b, s, h]` (after the last norm) of a training or evaluation
+    /// pass without a cache.
+    fn hidden(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         let (b, s) = input_ids.dims2()?;
         // Packed sequences restart positions at every example.
         let positions = match crate::runtime::ops::mask::packed_positions(attention_mask)? {
@@ -378,11 +371,39 @@ impl AdaptedModel for Llama {
             kernels: Kernels::Differentiable,
             cache: Caches::None,
         };
-        let x = self.run(input_ids, Some(attention_mask), &positions, pass)?;
+        self.run(input_ids, Some(attention_mask), &positions, pass)
+    }
+}
+
+impl AdaptedModel for Llama {
+    fn task(&self) -> TaskKind {
+        match &self.score {
+            Some(score) => TaskKind::Classify {
+                num_labels: score.dims().0,
+            },
+            None => TaskKind::CausalLm,
+        }
+    }
+
+    fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        let x = self.hidden(input_ids, attention_mask, train)?;
         match &self.score {
             Some(score) => score.forward(&pool_last(&x, attention_mask)?, train),
             None => self.lm_head.forward(&x, train),
         }
+    }
+
+    fn hidden_and_output(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        let w = match (&self.score, self.lm_head.frozen_dense()) {
+            (None, Some(w)) => w.clone(),
+            _ => return Ok(None),
+        };
+        Ok(Some((self.hidden(input_ids, attention_mask, train)?, w)))
     }
 
     fn trainable(&self) -> Vec<(String, Var)> {

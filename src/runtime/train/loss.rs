@@ -28,26 +28,7 @@ impl LossSum {
 /// the fused [`TokenCrossEntropy`]; elsewhere `log_softmax` + `gather`.
 pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Result<LossSum> {
     let (b, s, v) = logits.dims3()?;
-    let rows: Vec<Vec<i64>> = labels.to_dtype(DType::I64)?.to_vec2()?;
-    // Row r of position p predicts label p + 1; the last position of each row predicts nothing.
-    let mut targets = Vec::with_capacity(b * s);
-    for row in &rows {
-        targets.extend(row.iter().skip(1).copied());
-        targets.push(IGNORE_INDEX);
-    }
-    if targets.len() != b * s {
-        candle_core::bail!(
-            "labels {:?} do not match logits {:?}",
-            labels.dims(),
-            logits.dims()
-        )
-    }
-    if let Some(bad) = targets
-        .iter()
-        .find(|&&t| t != IGNORE_INDEX && (t < 0 || t as usize >= v))
-    {
-        candle_core::bail!("label {bad} outside the vocabulary of {v}")
-    }
+    let targets = shifted_targets(labels, (b, s), v)?;
     let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
     let n = b * s;
     let flat = logits.reshape((n, v))?;
@@ -71,6 +52,35 @@ pub fn causal_lm_loss(logits: &Tensor, labels: &Tensor) -> Result<LossSum> {
     let picked = logp.gather(&idx, 1)?.reshape(n)?;
     let sum = (picked * mask)?.sum_all()?.neg()?;
     Ok(LossSum { sum, count })
+}
+
+/// One target per position of `[b, s]` labels: position `p` predicts label `p + 1`, each row's
+/// last position predicts nothing (`-100`). An error for labels of another shape or outside a
+/// vocabulary of `v`.
+pub(crate) fn shifted_targets(
+    labels: &Tensor,
+    (b, s): (usize, usize),
+    v: usize,
+) -> Result<Vec<i64>> {
+    let rows: Vec<Vec<i64>> = labels.to_dtype(DType::I64)?.to_vec2()?;
+    let mut targets = Vec::with_capacity(b * s);
+    for row in &rows {
+        targets.extend(row.iter().skip(1).copied());
+        targets.push(IGNORE_INDEX);
+    }
+    if targets.len() != b * s || rows.len() != b {
+        candle_core::bail!(
+            "labels {:?} do not match {b} x {s} positions",
+            labels.dims()
+        )
+    }
+    if let Some(bad) = targets
+        .iter()
+        .find(|&&t| t != IGNORE_INDEX && (t < 0 || t as usize >= v))
+    {
+        candle_core::bail!("label {bad} outside the vocabulary of {v}")
+    }
+    Ok(targets)
 }
 
 /// Classification cross-entropy: `logits`: `[b, c]`; `labels`: `[b]` u32.

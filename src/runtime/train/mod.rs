@@ -16,6 +16,7 @@ pub mod collate;
 pub mod config;
 pub mod cross_entropy;
 pub mod error;
+pub mod linear_cross_entropy;
 pub mod log;
 pub mod loss;
 pub mod memory;

@@ -15,6 +15,7 @@ use crate::runtime::train::clip::clip_grad_norm;
 use crate::runtime::train::collate::{Collate, PadCollator};
 use crate::runtime::train::config::{TrainConfig, TrainLength, Warmup};
 use crate::runtime::train::error::{TensorContext, TrainError};
+use crate::runtime::train::linear_cross_entropy;
 use crate::runtime::train::log::{MetricsLog, StepRecord};
 use crate::runtime::train::loss::{causal_lm_loss, classification_loss};
 use crate::runtime::train::memory::MemoryProbe;
@@ -27,6 +28,14 @@ use candle_core::{Tensor, Var};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What a micro-batch's forward pass gives the loss.
+enum Output {
+    /// The model's logits.
+    Logits(Tensor),
+    /// Final hidden states and the frozen output layer's weight (causal LMs on the CPU).
+    Hidden(Tensor, Tensor),
+}
 use std::time::Instant;
 
 /// Whether to continue from a checkpoint in the output folder.
@@ -391,11 +400,25 @@ pub fn train(
         let mut step_tokens = 0u64;
         for (range, batch) in &batches {
             step_tokens += batch.tokens as u64;
-            let logits = {
+            // A causal LM with a plain frozen output layer on the CPU in f32 takes its loss from
+            // the hidden states (no whole logits); anything else from the logits.
+            let out = {
                 let _s = tracing::debug_span!("forward").entered();
-                model
-                    .forward(&batch.input_ids, &batch.attention_mask, true)
-                    .phase("forward")?
+                let hidden = match task {
+                    TaskKind::CausalLm => model
+                        .hidden_and_output(&batch.input_ids, &batch.attention_mask, true)
+                        .phase("forward")?
+                        .filter(|(h, w)| linear_cross_entropy::applies(h, w)),
+                    TaskKind::Classify { .. } => None,
+                };
+                match hidden {
+                    Some((h, w)) => Output::Hidden(h, w),
+                    None => Output::Logits(
+                        model
+                            .forward(&batch.input_ids, &batch.attention_mask, true)
+                            .phase("forward")?,
+                    ),
+                }
             };
             let missing = |what| TrainError::MissingLabels {
                 what,
@@ -405,7 +428,13 @@ pub fn train(
             let scaled = match task {
                 TaskKind::CausalLm => {
                     let labels = batch.labels.as_ref().ok_or_else(|| missing("causal"))?;
-                    let ls = causal_lm_loss(&logits, labels).phase("loss")?;
+                    let ls = match &out {
+                        Output::Logits(logits) => causal_lm_loss(logits, labels),
+                        Output::Hidden(hidden, w) => {
+                            linear_cross_entropy::causal_lm_loss_from_hidden(hidden, w, labels)
+                        }
+                    }
+                    .phase("loss")?;
                     ls.sum
                         .affine(1.0 / window_tokens.max(1) as f64, 0.0)
                         .phase("loss")?
@@ -415,6 +444,13 @@ pub fn train(
                         .class_labels
                         .as_ref()
                         .ok_or_else(|| missing("class"))?;
+                    let logits = match &out {
+                        Output::Logits(logits) => logits.clone(),
+                        Output::Hidden(hidden, w) => w
+                            .t()
+                            .and_then(|wt| hidden.broadcast_matmul(&wt))
+                            .phase("loss")?,
+                    };
                     let ls = classification_loss(&logits, labels).phase("loss")?;
                     ls.mean()
                         .and_then(|m| m.affine(1.0 / micro as f64, 0.0))
