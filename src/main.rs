@@ -7,11 +7,9 @@
 //! about 42% of a LoRA step's CPU samples; on the loaded 2-core machine a tiny-llama LoRA step
 //! took 3.2 s instead of 5.8 s, `benches/candle_threads.py`,
 //! benches/results/train_vs_torch-2026-12-05.txt). Matrix products keep rayon's threads
-//! (`RAYON_NUM_THREADS`). Both must be set before any candle op. The heap is tuned for training
-//! first ([`peftc::runtime::allocator::tune`]).
+//! (`RAYON_NUM_THREADS`). Both must be set before any candle op.
 
 fn main() -> std::process::ExitCode {
-    peftc::runtime::allocator::tune();
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // Single-threaded here: nothing else reads the environment yet.
         std::env::set_var("CANDLE_NUM_THREADS", "1");
