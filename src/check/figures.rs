@@ -167,6 +167,7 @@ pub fn compute(train: &Train, model: &Model, shape: &ModelShape, cfg: FigureConf
         && !lm_head_adapted
         && !stored_quantized;
     let logits = if fused_loss {
+        // CHUNK_VALUES of runtime/train/linear_cross_entropy.rs (the front end has no candle).
         let chunk = ((8u64 << 20) / out_width.max(1)).clamp(1, tokens.max(1));
         chunk * out_width * 4 + tokens * shape.hidden * 4 * 2
     } else {

@@ -21,10 +21,11 @@ pub trait AdaptedModel {
     /// Logits for a batch. `input_ids`: `[b, s]` u32; `attention_mask`: `[b, s]` u8.
     /// `train` switches dropout on.
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor>;
-    /// For a causal LM whose output layer is a plain frozen dense weight: the final hidden
-    /// states `[b, s, h]` and that weight `[vocab, h]`, so that the loss is taken without whole
-    /// logits (runtime/train/linear_cross_entropy.rs); `forward` is `hidden W^T`. `None` (the
-    /// default): use `forward`.
+    /// For a causal LM whose output layer is a plain frozen dense weight, where
+    /// [`linear_cross_entropy::applies`](crate::runtime::train::linear_cross_entropy::applies):
+    /// the final hidden states `[b, s, h]` and that weight `[vocab, h]`, so that the loss is
+    /// taken without whole logits; `forward` is `hidden W^T`. `None` (the default), decided
+    /// before running anything: use `forward`.
     fn hidden_and_output(
         &self,
         _input_ids: &Tensor,

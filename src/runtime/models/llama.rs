@@ -26,6 +26,7 @@ use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
 use crate::runtime::ops::norm::rms_norm;
 use crate::runtime::ops::rope::{apply_rotary, RopeTables, Rotary};
 use crate::runtime::ops::swiglu::swiglu;
+use crate::runtime::train::linear_cross_entropy;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::sync::Arc;
 
@@ -400,7 +401,9 @@ impl AdaptedModel for Llama {
         train: bool,
     ) -> Result<Option<(Tensor, Tensor)>> {
         let w = match (&self.score, self.lm_head.frozen_dense()) {
-            (None, Some(w)) => w.clone(),
+            (None, Some(w)) if linear_cross_entropy::applies(&self.device, self.dtype, w) => {
+                w.clone()
+            }
             _ => return Ok(None),
         };
         Ok(Some((self.hidden(input_ids, attention_mask, train)?, w)))

@@ -19,7 +19,7 @@
 use crate::runtime::batch::IGNORE_INDEX;
 use crate::runtime::ops::gemm::{gemm_into, View};
 use crate::runtime::ops::vexp;
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::{Arc, Mutex};
 
@@ -77,7 +77,7 @@ impl LinearCrossEntropy {
         let mut xc = vec![0f32; chunk * h];
         let mut logits = vec![0f32; chunk * v];
         let mut dxc = vec![0f32; if self.needs_grad { chunk * h } else { 0 }];
-        super::super::ops::with_cpu_slice::<f32, _>(&self.w, "linear cross-entropy", |w| {
+        crate::runtime::ops::with_cpu_slice::<f32, _>(&self.w, "linear cross-entropy", |w| {
             for part in rows.chunks(chunk) {
                 let c = part.len();
                 for (dst, &r) in xc.chunks_mut(h).zip(part) {
@@ -143,14 +143,14 @@ impl CustomOp1 for LinearCrossEntropy {
             candle_core::bail!("linear cross-entropy: hidden states must be f32")
         };
         let (n, h) = layout.shape().dims2()?;
-        let x = super::super::ops::contiguous_slice(data, layout, "linear cross-entropy")?;
+        let x = crate::runtime::ops::contiguous_slice(data, layout, "linear cross-entropy")?;
         let loss = self.run(x, (n, h))?;
         Ok((CpuStorage::F32(loss), Shape::from(n)))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let (n, h) = arg.dims2()?;
-        let g: Vec<f32> = grad_res.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+        let g: Vec<f32> = grad_res.to_dtype(DType::F32)?.to_vec1()?;
         let pre = match self.grad.lock() {
             Ok(mut p) => std::mem::take(&mut *p),
             Err(_) => Vec::new(),
@@ -176,6 +176,11 @@ pub fn causal_lm_loss_from_hidden(
     w: &Tensor,
     labels: &Tensor,
 ) -> Result<super::loss::LossSum> {
+    if !applies(hidden.device(), hidden.dtype(), w) {
+        candle_core::bail!(
+            "linear cross-entropy: f32 hidden states and output layer on the CPU only"
+        )
+    }
     let (b, s, h) = hidden.dims3()?;
     let targets = super::loss::shifted_targets(labels, (b, s), w.dim(0)?)?;
     let count = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
@@ -188,13 +193,11 @@ pub fn causal_lm_loss_from_hidden(
     Ok(super::loss::LossSum { sum, count })
 }
 
-/// Whether [`causal_lm_loss_from_hidden`] computes this loss: f32 hidden states and a dense f32
-/// output layer, both on the CPU.
-pub fn applies(hidden: &Tensor, w: &Tensor) -> bool {
-    hidden.device().is_cpu()
-        && w.device().is_cpu()
-        && hidden.dtype() == candle_core::DType::F32
-        && w.dtype() == candle_core::DType::F32
+/// Whether [`causal_lm_loss_from_hidden`] takes the loss of hidden states of `dtype` on `device`
+/// over `w`: f32 hidden states and a dense f32 output layer, both on the CPU. A model asks
+/// before its forward pass, so that it never runs twice.
+pub fn applies(device: &Device, dtype: DType, w: &Tensor) -> bool {
+    device.is_cpu() && w.device().is_cpu() && dtype == DType::F32 && w.dtype() == DType::F32
 }
 
 #[cfg(test)]
@@ -202,7 +205,7 @@ mod tests {
     use super::*;
     use crate::runtime::ops::frozen_matmul::frozen_matmul;
     use crate::runtime::train::loss::causal_lm_loss;
-    use candle_core::{DType, Device, Var};
+    use candle_core::Var;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
         (a - b)?.abs()?.max_all()?.to_scalar::<f32>()
@@ -256,7 +259,9 @@ mod tests {
         assert!((f - p).abs() < 1e-5 * p.abs());
         let bad = Tensor::new(&[[1i64, 2, 11]], &dev)?;
         assert!(causal_lm_loss_from_hidden(&hidden, &w, &bad).is_err());
-        assert!(!applies(&hidden.to_dtype(DType::F64)?, &w));
+        let h64 = hidden.to_dtype(DType::F64)?;
+        assert!(!applies(h64.device(), h64.dtype(), &w));
+        assert!(causal_lm_loss_from_hidden(&h64, &w, &labels).is_err());
         Ok(())
     }
 }

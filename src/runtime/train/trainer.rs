@@ -407,8 +407,7 @@ pub fn train(
                 let hidden = match task {
                     TaskKind::CausalLm => model
                         .hidden_and_output(&batch.input_ids, &batch.attention_mask, true)
-                        .phase("forward")?
-                        .filter(|(h, w)| linear_cross_entropy::applies(h, w)),
+                        .phase("forward")?,
                     TaskKind::Classify { .. } => None,
                 };
                 match hidden {
