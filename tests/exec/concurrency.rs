@@ -209,7 +209,9 @@ fn two_processes_on_one_cache_build_each_stage_once() {
                 .append(true)
                 .create(true)
                 .open(&log)?;
-            writeln!(f, "{} {}", std::process::id(), stage.id)?;
+            // One write per line: with O_APPEND a single write is never interleaved with the
+            // other process's (`writeln!` may split a line into several writes).
+            f.write_all(format!("{} {}\n", std::process::id(), stage.id).as_bytes())?;
             executor(Counter::default())(stage, ctx)
         };
         let cache = Cache::open(root.join(".peft")).expect("cache");
