@@ -21,7 +21,7 @@
 use crate::runtime::adapters::lora::{row_norms, LoraAdapter};
 use crate::runtime::dense::DenseWeight;
 use crate::runtime::ops::dropout::draw_keep;
-use crate::runtime::ops::lora_linear::{self, Base, LoraDropout};
+use crate::runtime::ops::lora_linear::{self, Base, LoraDropout, LoraLinear};
 use crate::runtime::ops::no_grad::param;
 use crate::runtime::weight::FrozenWeight;
 use candle_core::{DType, Result, Tensor, Var};
@@ -186,7 +186,34 @@ impl AdaptableLinear {
     /// adapters, the op's dtypes and device ([`lora_linear::applies`]). `None`: take the
     /// composite form. The memory estimate (src/check/activations.rs) counts what this op keeps.
     fn fused_lora(&self, x: &Tensor, train: bool) -> Result<Option<Tensor>> {
-        if self.row_adapters.is_some() || !x.device().is_cpu() {
+        let Some(plan) = self.fused_plan(x)? else {
+            return Ok(None);
+        };
+        if plan.lora.is_none() {
+            return Ok(None);
+        }
+        let (layer, ab) = plan.layer(x.elem_count(), train);
+        let Some((a, b)) = ab else {
+            return Ok(None);
+        };
+        let dropout = layer.dropout.clone();
+        lora_linear::lora_linear(
+            x,
+            layer.w,
+            layer.bias.as_ref(),
+            (&a, &b),
+            layer.scale,
+            dropout,
+        )
+        .map(Some)
+    }
+
+    /// How a fused op computes this layer for input `x` (its dtype and device), when it can:
+    /// no trainable full copy, no per-row adapters, a dense or tiled base, and at most one
+    /// active unmerged adapter, a plain LoRA one ([`lora_linear::applies`]). Draws nothing.
+    pub(crate) fn fused_plan(&self, x: &Tensor) -> Result<Option<FusedPlan<'_>>> {
+        if self.row_adapters.is_some() || self.active_full_copy().is_some() || !x.device().is_cpu()
+        {
             return Ok(None);
         }
         let mut live = self
@@ -194,30 +221,31 @@ impl AdaptableLinear {
             .iter()
             .filter(|(name, _)| !self.merged.contains(name))
             .filter_map(|(name, weight)| self.adapter(name).map(|ad| (ad, *weight)));
-        let (Some((ad, weight)), None) = (live.next(), live.next()) else {
+        let (lora, None) = (live.next(), live.next()) else {
             return Ok(None);
         };
         // A dense weight stored in another dtype is converted per call, as `frozen_matmul`
         // does; a packed one (NF4, FP4, int8) is dequantized tile by tile inside the op.
         let base = match (self.base.dense(), self.base.tiles()) {
-            (Some(w), _) => Base::Dense(w.to_dtype(x.dtype())?),
+            (Some(w), _) => Base::Dense(w.to_dtype(x.dtype())?.contiguous()?),
             (None, Some((rows, tile_bytes))) => Base::Tiled(rows.clone(), tile_bytes),
             (None, None) => return Ok(None),
         };
-        let (a, b) = (param(&ad.a), param(&ad.b));
-        if ad.magnitude.is_some() || !lora_linear::applies(x, &base, &a, &b) {
+        let applies = match lora {
+            Some((ad, _)) => {
+                let (a, b) = (param(&ad.a), param(&ad.b));
+                ad.magnitude.is_none() && lora_linear::applies(x, &base, &a, &b)
+            }
+            None => lora_linear::applies(x, &base, x, x),
+        };
+        if !applies {
             return Ok(None);
         }
-        let dropout = if train && ad.dropout > 0.0 && ad.dropout < 1.0 {
-            Some(LoraDropout {
-                keep: Arc::new(draw_keep(x.elem_count(), ad.dropout)),
-                scale: f64::from(1.0f32 / (1.0 - ad.dropout)),
-            })
-        } else {
-            None
-        };
-        let bias = self.bias.as_ref();
-        lora_linear::lora_linear(x, base, bias, (&a, &b), ad.scale * weight, dropout).map(Some)
+        Ok(Some(FusedPlan {
+            base,
+            bias: self.bias.clone(),
+            lora,
+        }))
     }
 
     /// Adds each row's own LoRA delta (gathered by adapter) to `y`.
@@ -455,6 +483,43 @@ impl AdaptableLinear {
             }
         }
         out
+    }
+}
+
+/// A layer that a fused op can compute ([`AdaptableLinear::fused_plan`]).
+pub(crate) struct FusedPlan<'a> {
+    base: Base,
+    bias: Option<Tensor>,
+    /// The one active LoRA adapter and its weight; `None`: the layer is frozen.
+    lora: Option<(&'a LoraAdapter, f64)>,
+}
+
+impl FusedPlan<'_> {
+    /// The layer for an input of `elems` values, with its `(A, B)` when it has a LoRA adapter;
+    /// in training, draws the adapter's dropout mask (the same stream as the composite form).
+    pub(crate) fn layer(self, elems: usize, train: bool) -> (LoraLinear, Option<(Tensor, Tensor)>) {
+        let (scale, dropout, ab) = match self.lora {
+            None => (0.0, None, None),
+            Some((ad, weight)) => {
+                let dropout = if train && ad.dropout > 0.0 && ad.dropout < 1.0 {
+                    Some(LoraDropout {
+                        keep: Arc::new(draw_keep(elems, ad.dropout)),
+                        scale: f64::from(1.0f32 / (1.0 - ad.dropout)),
+                    })
+                } else {
+                    None
+                };
+                let ab = (param(&ad.a), param(&ad.b));
+                (ad.scale * weight, dropout, Some(ab))
+            }
+        };
+        let layer = LoraLinear {
+            w: self.base,
+            bias: self.bias,
+            scale,
+            dropout,
+        };
+        (layer, ab)
     }
 }
 

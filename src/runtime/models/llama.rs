@@ -11,6 +11,7 @@
 //! [`TensorSource`].
 
 use crate::runtime::adapters::attach::trainable_vars;
+use crate::runtime::adapters::fused_mlp;
 use crate::runtime::adapters::linear::AdaptableLinear;
 use crate::runtime::adapters::residual::{NoHook, ResidualHook, Site, SubBlock};
 use crate::runtime::dense::DenseWeight;
@@ -335,9 +336,15 @@ impl Llama {
                 .hook
                 .combine(i, Site::AfterAttention, &block, pass.train)?;
             let hs = self.norm(&x, &l.post_norm, pass.kernels)?;
-            let g = l.gate.forward(&hs, pass.train)?;
-            let u = l.up.forward(&hs, pass.train)?;
-            let m = l.down.forward(&swiglu(&g, &u)?, pass.train)?;
+            let mlp = [&l.gate, &l.up, &l.down];
+            let m = match fused_mlp::swiglu_mlp(&hs, mlp, pass.train)? {
+                Some(m) => m,
+                None => {
+                    let g = l.gate.forward(&hs, pass.train)?;
+                    let u = l.up.forward(&hs, pass.train)?;
+                    l.down.forward(&swiglu(&g, &u)?, pass.train)?
+                }
+            };
             let block = SubBlock {
                 output: &m,
                 residual: &x,

@@ -24,6 +24,7 @@ use super::contiguous_slice;
 use super::gemm::{gemm_into, gemm_strided, View};
 use crate::runtime::quant::tiled::{for_each_tile, DequantRows};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
 use std::sync::Arc;
 
 /// The frozen `[out, in]` weight of a LoRA layer as the op multiplies by it.
@@ -67,18 +68,32 @@ impl Base {
         }
     }
 
-    /// `dx = g W` for `g: [m, n]` into `dx: [m, k]` (overwritten).
-    fn times<T: WithDType>(&self, dx: &mut [T], g: &[T], (m, k): (usize, usize)) -> Result<()> {
+    /// `dx = g W` for `g: [m, n]` into `dx: [m, k]` (added to it when `accumulate`, else
+    /// overwritten).
+    fn times<T: WithDType>(
+        &self,
+        dx: &mut [T],
+        g: &[T],
+        (m, k): (usize, usize),
+        accumulate: bool,
+    ) -> Result<()> {
         let (n, _) = self.dims()?;
         match self {
             Base::Dense(w) => with_slice::<T, _>(w, |w| {
-                gemm_into(dx, View::new(g, m, n)?, View::new(w, n, k)?, false, 1.0)
+                gemm_into(
+                    dx,
+                    View::new(g, m, n)?,
+                    View::new(w, n, k)?,
+                    accumulate,
+                    1.0,
+                )
             }),
             Base::Tiled(w, tile_bytes) => {
                 for_each_tile(w.as_ref(), *tile_bytes, |r0, rows, tile| {
                     let tile = T::cpu_storage_as_slice(tile)?;
                     let gv = View::strided(g.get(r0..).unwrap_or_default(), m, rows, n)?;
-                    gemm_into(dx, gv, View::new(tile, rows, k)?, r0 > 0, 1.0)
+                    let acc = accumulate || r0 > 0;
+                    gemm_into(dx, gv, View::new(tile, rows, k)?, acc, 1.0)
                 })
             }
         }
@@ -94,16 +109,18 @@ pub struct LoraDropout {
     pub scale: f64,
 }
 
-/// The op; use it through [`lora_linear`].
+/// One linear layer as the fused ops compute it: the frozen base, its bias, and the LoRA
+/// scale and dropout (the `A`, `B` values come with each call; `r = 0`: no LoRA part). Use it
+/// as an op through [`lora_linear`]; [`super::lora_mlp`] runs three of them in one op.
 #[derive(Debug, Clone)]
-struct LoraLinear {
+pub(crate) struct LoraLinear {
     /// `[out, in]`.
-    w: Base,
+    pub(crate) w: Base,
     /// `[out]`.
-    bias: Option<Tensor>,
+    pub(crate) bias: Option<Tensor>,
     /// LoRA scale (`alpha / r`, times the adapter's weight).
-    scale: f64,
-    dropout: Option<LoraDropout>,
+    pub(crate) scale: f64,
+    pub(crate) dropout: Option<LoraDropout>,
 }
 
 /// The values of a contiguous CPU tensor of type `T`, with the storage kept locked by `f`.
@@ -134,6 +151,11 @@ fn scaled<T: WithDType>(a: &[T], s: f64) -> Vec<T> {
 }
 
 impl LoraLinear {
+    /// `(out, in)` of the base.
+    pub(crate) fn dims(&self) -> Result<(usize, usize)> {
+        self.w.dims()
+    }
+
     fn forward<T: WithDType>(
         &self,
         x: &[T],
@@ -143,6 +165,23 @@ impl LoraLinear {
     ) -> Result<Vec<T>> {
         let (n, _) = self.w.dims()?;
         let m = x.len().checked_div(k).unwrap_or(0);
+        let mut y = vec![T::from_f64(0.0); m * n];
+        self.forward_into(&mut y, x, (a, r), b, k)?;
+        Ok(y)
+    }
+
+    /// `y = x W^T + bias + (x_d (s A)^T) B^T` into `y: [m, out]` (overwritten) for
+    /// `x: [m, k]`; no LoRA part when `r` is 0.
+    pub(crate) fn forward_into<T: WithDType>(
+        &self,
+        y: &mut [T],
+        x: &[T],
+        (a, r): (&[T], usize),
+        b: &[T],
+        k: usize,
+    ) -> Result<()> {
+        let (n, _) = self.w.dims()?;
+        let m = x.len().checked_div(k).unwrap_or(0);
         if self
             .dropout
             .as_ref()
@@ -150,21 +189,26 @@ impl LoraLinear {
         {
             candle_core::bail!("lora-linear: dropout mask of the wrong size")
         }
-        let mut y = vec![T::from_f64(0.0); m * n];
+        if y.len() != m * n {
+            candle_core::bail!("lora-linear: output of {} values for {m}x{n}", y.len())
+        }
         let bias = match &self.bias {
             Some(bias) => Some(bias.to_dtype(T::DTYPE)?.contiguous()?),
             None => None,
         };
-        self.w.times_transposed(&mut y, x, (m, k))?;
+        self.w.times_transposed(y, x, (m, k))?;
         if let Some(bias) = &bias {
             with_slice::<T, _>(bias, |bias| {
-                for row in y.chunks_mut(n.max(1)) {
+                y.par_chunks_mut(n.max(1)).for_each(|row| {
                     for (v, &b) in row.iter_mut().zip(bias) {
                         *v += b;
                     }
-                }
+                });
                 Ok(())
             })?;
+        }
+        if r == 0 {
+            return Ok(());
         }
         let xd = dropped(x, self.dropout.as_ref());
         let sa = scaled(a, self.scale);
@@ -176,14 +220,7 @@ impl LoraLinear {
             false,
             1.0,
         )?;
-        gemm_into(
-            &mut y,
-            View::new(&t, m, r)?,
-            View::new(b, n, r)?.t(),
-            true,
-            1.0,
-        )?;
-        Ok(y)
+        gemm_into(y, View::new(&t, m, r)?, View::new(b, n, r)?.t(), true, 1.0)
     }
 
     /// `(dx, dA, dB)` as flat buffers; `dx` empty unless `need_dx` (an input that needs no
@@ -197,8 +234,37 @@ impl LoraLinear {
         g: &[T],
         (k, need_dx): (usize, bool),
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let mut dx = vec![T::from_f64(0.0); if need_dx { x.len() } else { 0 }];
+        let into = need_dx.then_some((dx.as_mut_slice(), false));
+        let (da, db) = self.backward_into(into, x, (a, r), b, g, k)?;
+        Ok((dx, da, db))
+    }
+
+    /// `(dA, dB)` (empty when `r` is 0) for the output gradient `g: [m, out]`, and
+    /// `dx = g W + m * (u (s A))` into `dx` when given: `(buffer, accumulate)`, added to the
+    /// buffer when `accumulate`, else overwriting it.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn backward_into<T: WithDType>(
+        &self,
+        dx: Option<(&mut [T], bool)>,
+        x: &[T],
+        (a, r): (&[T], usize),
+        b: &[T],
+        g: &[T],
+        k: usize,
+    ) -> Result<(Vec<T>, Vec<T>)> {
         let (n, _) = self.w.dims()?;
         let m = x.len().checked_div(k).unwrap_or(0);
+        if g.len() != m * n || dx.as_ref().is_some_and(|(dx, _)| dx.len() != m * k) {
+            candle_core::bail!("lora-linear: gradient buffers do not match {m}x{k} -> {n}")
+        }
+        let mut dx = dx;
+        if let Some((dx, accumulate)) = dx.as_mut() {
+            self.w.times(dx, g, (m, k), *accumulate)?;
+        }
+        if r == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let xd = dropped(x, self.dropout.as_ref());
         let sa = scaled(a, self.scale);
         let (xv, gv) = (View::new(&xd, m, k)?, View::new(g, m, n)?);
@@ -206,20 +272,12 @@ impl LoraLinear {
         gemm_into(&mut t, xv, View::new(&sa, r, k)?.t(), false, 1.0)?;
         let mut u = vec![T::from_f64(0.0); m * r];
         gemm_into(&mut u, gv, View::new(b, n, r)?, false, 1.0)?;
-        let mut dx = vec![T::from_f64(0.0); if need_dx { m * k } else { 0 }];
-        if need_dx {
-            self.w.times(&mut dx, g, (m, k))?;
-        }
-        match &self.dropout {
-            _ if !need_dx => {}
-            None => gemm_into(
-                &mut dx,
-                View::new(&u, m, r)?,
-                View::new(&sa, r, k)?,
-                true,
-                1.0,
-            )?,
-            Some(d) => {
+        match (dx, &self.dropout) {
+            (None, _) => {}
+            (Some((dx, _)), None) => {
+                gemm_into(dx, View::new(&u, m, r)?, View::new(&sa, r, k)?, true, 1.0)?
+            }
+            (Some((dx, _)), Some(d)) => {
                 let mut v = vec![T::from_f64(0.0); m * k];
                 gemm_into(
                     &mut v,
@@ -240,7 +298,7 @@ impl LoraLinear {
         gemm_into(&mut da, View::new(&u, m, r)?.t(), xv, false, self.scale)?;
         let mut db = vec![T::from_f64(0.0); n * r];
         gemm_into(&mut db, gv.t(), View::new(&t, m, r)?, false, 1.0)?;
-        Ok((dx, da, db))
+        Ok((da, db))
     }
 }
 

@@ -18,6 +18,7 @@ pub mod fused_attention;
 pub mod gelu;
 pub(crate) mod gemm;
 pub mod lora_linear;
+pub(crate) mod lora_mlp;
 pub mod mask;
 pub mod no_grad;
 pub mod norm;

@@ -27,7 +27,8 @@ struct SwiGlu;
 #[derive(Debug, Clone, Copy)]
 struct SwiGluBackward;
 
-trait Float: Copy + Send + Sync + candle_core::WithDType {
+/// The element types the op computes in (f32 on the vectorised kernels, f64 on libm).
+pub(super) trait Float: Copy + Send + Sync + candle_core::WithDType {
     /// `out[i] = silu(g[i]) * u[i]`.
     fn fwd(out: &mut [Self], g: &[Self], u: &[Self]);
     /// `dg`, `du` from `grad`, `g`, `u`.
@@ -66,7 +67,8 @@ fn same_shape(a: &Layout, b: &Layout) -> Result<()> {
     Ok(())
 }
 
-fn forward<T: Float>(g: &[T], u: &[T]) -> Vec<T> {
+/// `silu(g) * u`, in parallel chunks.
+pub(super) fn forward<T: Float>(g: &[T], u: &[T]) -> Vec<T> {
     let mut out = vec![T::from_f64(0.0); g.len()];
     out.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
@@ -74,7 +76,8 @@ fn forward<T: Float>(g: &[T], u: &[T]) -> Vec<T> {
     out
 }
 
-fn backward<T: Float>(grad: &[T], g: &[T], u: &[T]) -> Vec<T> {
+/// `dg` then `du` in one buffer of twice `g`'s length, in parallel chunks.
+pub(super) fn backward<T: Float>(grad: &[T], g: &[T], u: &[T]) -> Vec<T> {
     let n = g.len();
     let mut out = vec![T::from_f64(0.0); 2 * n];
     let (dg, du) = out.split_at_mut(n);
