@@ -8,7 +8,7 @@ pub mod combine;
 pub mod combine_rules;
 pub mod convert;
 pub mod error;
-pub mod fused_mlp;
+pub mod fused_block;
 pub mod linear;
 pub mod lora;
 pub mod olora;

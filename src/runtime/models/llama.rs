@@ -11,7 +11,7 @@
 //! [`TensorSource`].
 
 use crate::runtime::adapters::attach::trainable_vars;
-use crate::runtime::adapters::fused_mlp;
+use crate::runtime::adapters::fused_block;
 use crate::runtime::adapters::linear::AdaptableLinear;
 use crate::runtime::adapters::residual::{NoHook, ResidualHook, Site, SubBlock};
 use crate::runtime::dense::DenseWeight;
@@ -22,7 +22,7 @@ use crate::runtime::models::error::ModelError;
 use crate::runtime::models::reader::WeightReader;
 use crate::runtime::models::score_head::{load_score, pool_last};
 use crate::runtime::ops::attention::{attention, Kernels};
-use crate::runtime::ops::fused_attention::{self, Heads};
+use crate::runtime::ops::fused_attention::{self, FusedAttention, Heads};
 use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
 use crate::runtime::ops::norm::rms_norm;
 use crate::runtime::ops::rope::{apply_rotary, RopeTables, Rotary};
@@ -173,6 +173,69 @@ impl Llama {
         }
     }
 
+    /// The attention part of layer `i` as separate ops: q, k, v, rotary embedding and
+    /// attention (with the pass's caches), o.
+    fn attention_part(
+        &self,
+        l: &Block,
+        hs: &Tensor,
+        (i, layer_bias): (usize, Option<&Tensor>),
+        rope: &RopeTables,
+        pass: &mut Pass,
+    ) -> Result<Tensor> {
+        let (b, s, _) = hs.dims3()?;
+        let (nh, nkv, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.kv_heads(),
+            self.cfg.head_dim(),
+        );
+        let scale = 1.0 / (hd as f64).sqrt();
+        let q = l.q.forward(hs, pass.train)?;
+        let k = l.k.forward(hs, pass.train)?;
+        let v = l.v.forward(hs, pass.train)?;
+        let a = match (&mut pass.cache, layer_bias) {
+            // Without a cache: rotary embedding and attention as one op where it applies.
+            (Caches::None, Some(bias)) if fused_attention::applies(&q, &k, &v) => {
+                let heads = Heads {
+                    q: nh,
+                    kv: nkv,
+                    dim: hd,
+                };
+                fused_attention::fused_attention(
+                    (&q, &k, &v),
+                    Some((&rope.cos_half, &rope.sin_half)),
+                    bias,
+                    (heads, scale),
+                    None,
+                )?
+            }
+            (cache, layer_bias) => {
+                let q = q.reshape((b, s, nh, hd))?.transpose(1, 2)?;
+                let k = k.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
+                let v = v.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
+                let q = apply_rotary(&q, rope)?;
+                let k = apply_rotary(&k, rope)?;
+                let a = match cache {
+                    Caches::PerRow(caches) => {
+                        self.attend_per_row(i, &q, &k, &v, caches, scale, pass.kernels)?
+                    }
+                    cache => {
+                        let (k, v) = match cache {
+                            Caches::Shared(c) => c.append(i, k.contiguous()?, v.contiguous()?)?,
+                            _ => (k, v),
+                        };
+                        let Some(layer_bias) = layer_bias else {
+                            candle_core::bail!("attention bias missing")
+                        };
+                        attention(&q, &k, &v, layer_bias, scale, pass.kernels)?
+                    }
+                };
+                a.transpose(1, 2)?.reshape((b, s, nh * hd))?
+            }
+        };
+        l.o.forward(&a, pass.train)
+    }
+
     /// Attention of layer `layer` row by row, each row over its own cache: `q: [b, h, s, d]`,
     /// `k`, `v`: `[b, h_kv, s, d]` of the new tokens. Row `r`'s queries sit at positions
     /// `caches[r].len ..`; the bias is causal (and windowed on sliding-window layers).
@@ -275,57 +338,30 @@ impl Llama {
         let scale = 1.0 / (hd as f64).sqrt();
         for (i, l) in self.layers.iter().enumerate() {
             let hs = self.norm(&x, &l.input_norm, pass.kernels)?;
-            let q = l.q.forward(&hs, pass.train)?;
-            let k = l.k.forward(&hs, pass.train)?;
-            let v = l.v.forward(&hs, pass.train)?;
             let layer_bias = match (&windowed, self.cfg.layer_window(i), &bias) {
                 (Some(w), Some(_), _) => Some(w),
                 (_, _, Some(b)) => Some(b),
                 _ => None,
             };
-            let a = match (&mut pass.cache, layer_bias) {
-                // Without a cache: rotary embedding and attention as one op where it applies.
-                (Caches::None, Some(bias)) if fused_attention::applies(&q, &k, &v) => {
-                    let heads = Heads {
-                        q: nh,
-                        kv: nkv,
-                        dim: hd,
-                    };
-                    fused_attention::fused_attention(
-                        (&q, &k, &v),
-                        Some((&rope.cos_half, &rope.sin_half)),
-                        bias,
-                        (heads, scale),
-                        None,
-                    )?
-                }
-                (cache, layer_bias) => {
-                    let q = q.reshape((b, s, nh, hd))?.transpose(1, 2)?;
-                    let k = k.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
-                    let v = v.reshape((b, s, nkv, hd))?.transpose(1, 2)?;
-                    let q = apply_rotary(&q, &rope)?;
-                    let k = apply_rotary(&k, &rope)?;
-                    let a = match cache {
-                        Caches::PerRow(caches) => {
-                            self.attend_per_row(i, &q, &k, &v, caches, scale, pass.kernels)?
-                        }
-                        cache => {
-                            let (k, v) = match cache {
-                                Caches::Shared(c) => {
-                                    c.append(i, k.contiguous()?, v.contiguous()?)?
-                                }
-                                _ => (k, v),
-                            };
-                            let Some(layer_bias) = layer_bias else {
-                                candle_core::bail!("attention bias missing")
-                            };
-                            attention(&q, &k, &v, layer_bias, scale, pass.kernels)?
-                        }
-                    };
-                    a.transpose(1, 2)?.reshape((b, s, nh * hd))?
-                }
+            let heads = Heads {
+                q: nh,
+                kv: nkv,
+                dim: hd,
             };
-            let a = l.o.forward(&a, pass.train)?;
+            // Without a cache: the whole attention part as one op where it applies.
+            let block = match (&pass.cache, layer_bias) {
+                (Caches::None, Some(bias)) if hs.device().is_cpu() => {
+                    let tables = Some((&rope.cos_half, &rope.sin_half));
+                    let op = FusedAttention::new(tables, bias, (heads, scale), None, hs.dtype())?;
+                    let layers = [&l.q, &l.k, &l.v, &l.o];
+                    fused_block::attention(&hs, layers, op, pass.train)?
+                }
+                _ => None,
+            };
+            let a = match block {
+                Some(a) => a,
+                None => self.attention_part(l, &hs, (i, layer_bias), &rope, &mut pass)?,
+            };
             // Pre-LN: the sum is the new residual stream (no norm after the add).
             let block = SubBlock {
                 output: &a,
@@ -337,7 +373,7 @@ impl Llama {
                 .combine(i, Site::AfterAttention, &block, pass.train)?;
             let hs = self.norm(&x, &l.post_norm, pass.kernels)?;
             let mlp = [&l.gate, &l.up, &l.down];
-            let m = match fused_mlp::swiglu_mlp(&hs, mlp, pass.train)? {
+            let m = match fused_block::swiglu_mlp(&hs, mlp, pass.train)? {
                 Some(m) => m,
                 None => {
                     let g = l.gate.forward(&hs, pass.train)?;

@@ -48,9 +48,10 @@ pub struct AttentionDropout {
     pub scale: f64,
 }
 
-/// The op; use it through [`fused_attention`].
+/// The op; use it through [`fused_attention`] (or on slices inside another op,
+/// [`super::lora_attention`]).
 #[derive(Debug, Clone)]
-struct FusedAttention {
+pub(crate) struct FusedAttention {
     /// RoPE `cos` and `sin`, `[b, s, dim / 2]` each, contiguous, the activations' dtype.
     rope: Option<(Tensor, Tensor)>,
     /// `[b or 1, 1, s or 1, s]`, contiguous, the activations' dtype.
@@ -112,7 +113,7 @@ fn rotated<T: WithDType>(
 }
 
 /// The element types of the op.
-trait Float: WithDType {
+pub(crate) trait Float: WithDType + Send + Sync {
     /// Softmax of one row in place, shifted by the row's maximum as candle's
     /// `softmax_last_dim` is.
     fn softmax_row(row: &mut [Self]);
@@ -355,6 +356,95 @@ impl FusedAttention {
     }
 }
 
+impl FusedAttention {
+    /// The op for activations of `dtype` (tables and bias converted to it); see
+    /// [`fused_attention`] for the shapes.
+    pub(crate) fn new(
+        rope: Option<(&Tensor, &Tensor)>,
+        bias: &Tensor,
+        (heads, scale): (Heads, f64),
+        dropout: Option<AttentionDropout>,
+        dtype: DType,
+    ) -> Result<Self> {
+        let table = |t: &Tensor| t.to_dtype(dtype)?.contiguous();
+        let rope = match rope {
+            Some((cos, sin)) => Some((table(cos)?, table(sin)?)),
+            None => None,
+        };
+        Ok(Self {
+            rope,
+            bias: table(bias)?,
+            heads,
+            scale,
+            dropout,
+        })
+    }
+
+    /// `(query width, key/value width)`: `heads * dim` of each.
+    pub(crate) fn widths(&self) -> (usize, usize) {
+        let Heads { q, kv, dim } = self.heads;
+        (q * dim, kv * dim)
+    }
+
+    /// The context `[b, s, q width]` from contiguous `q`, `k`, `v` of `b` rows of `s`.
+    pub(crate) fn forward_slices<T: Float>(
+        &self,
+        (q, k, v): (&[T], &[T], &[T]),
+        (b, s): (usize, usize),
+    ) -> Result<Vec<T>> {
+        let (wq, wk) = self.widths();
+        if q.len() != b * s * wq || k.len() != b * s * wk || v.len() != k.len() {
+            candle_core::bail!("fused-attention: q, k, v do not hold {b} rows of {s}")
+        }
+        let mut out = super::zeroed::<T>(b * s * wq);
+        with_tables::<T, _>(&self.rope, |rope| {
+            with_slice::<T, _>(&self.bias, |bias| {
+                let rows = self.rows((q, k, v), (rope, bias), (b, s))?;
+                out.par_chunks_mut((s * wq).max(1))
+                    .zip(rows)
+                    .try_for_each(|(o, row)| self.forward_row(row, s, o))
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// `(dq, dk, dv)` from the context's gradient `grad`.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn backward_slices<T: Float>(
+        &self,
+        (q, k, v): (&[T], &[T], &[T]),
+        grad: &[T],
+        (b, s): (usize, usize),
+    ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
+        let (wq, wk) = self.widths();
+        if q.len() != b * s * wq
+            || k.len() != b * s * wk
+            || v.len() != k.len()
+            || grad.len() != q.len()
+        {
+            candle_core::bail!("fused-attention: q, k, v, grad do not hold {b} rows of {s}")
+        }
+        let mut dq = super::zeroed::<T>(b * s * wq);
+        let mut dk = super::zeroed::<T>(b * s * wk);
+        let mut dv = super::zeroed::<T>(b * s * wk);
+        let (rq, rk) = ((s * wq).max(1), (s * wk).max(1));
+        with_tables::<T, _>(&self.rope, |rope| {
+            with_slice::<T, _>(&self.bias, |bias| {
+                let rows = self.rows((q, k, v), (rope, bias), (b, s))?;
+                dq.par_chunks_mut(rq)
+                    .zip(dk.par_chunks_mut(rk))
+                    .zip(dv.par_chunks_mut(rk))
+                    .zip(grad.par_chunks(rq))
+                    .zip(rows)
+                    .try_for_each(|((((dq, dk), dv), g), row)| {
+                        self.backward_row(row, s, g, (dq, dk, dv))
+                    })
+            })
+        })?;
+        Ok((dq, dk, dv))
+    }
+}
+
 /// Runs `f` on the rotary tables' values, when there are tables.
 fn with_tables<T: WithDType, R>(
     rope: &Option<(Tensor, Tensor)>,
@@ -396,17 +486,7 @@ impl CustomOp3 for FusedAttention {
             let [q, k, v] = inputs.map(|(st, l)| {
                 T::cpu_storage_as_slice(st).and_then(|v| contiguous_slice(v, l, "fused-attention"))
             });
-            let (q, k, v) = (q?, k?, v?);
-            let width = op.heads.q * op.heads.dim;
-            let mut out = vec![T::from_f64(0.0); b * s * width];
-            with_tables::<T, _>(&op.rope, |rope| {
-                with_slice::<T, _>(&op.bias, |bias| {
-                    let rows = op.rows((q, k, v), (rope, bias), (b, s))?;
-                    out.par_chunks_mut((s * width).max(1))
-                        .zip(rows)
-                        .try_for_each(|(o, row)| op.forward_row(row, s, o))
-                })
-            })?;
+            let out = op.forward_slices((q?, k?, v?), (b, s))?;
             Ok(T::to_cpu_storage_owned(out))
         }
         let inputs = [(s1, l1), (s2, l2), (s3, l3)];
@@ -434,30 +514,10 @@ impl CustomOp3 for FusedAttention {
             [q, k, v, grad]: [&Tensor; 4],
             (b, s): (usize, usize),
         ) -> Result<(Tensor, Tensor, Tensor)> {
-            let Heads { q: hq, kv, dim: d } = op.heads;
-            let zero = T::from_f64(0.0);
-            let mut dq = vec![zero; b * s * hq * d];
-            let mut dk = vec![zero; b * s * kv * d];
-            let mut dv = vec![zero; b * s * kv * d];
-            let (wq, wk) = ((s * hq * d).max(1), (s * kv * d).max(1));
-            with_slice::<T, _>(q, |qs| {
+            let (dq, dk, dv) = with_slice::<T, _>(q, |qs| {
                 with_slice::<T, _>(k, |ks| {
                     with_slice::<T, _>(v, |vs| {
-                        with_slice::<T, _>(grad, |gs| {
-                            with_tables::<T, _>(&op.rope, |rope| {
-                                with_slice::<T, _>(&op.bias, |bias| {
-                                    let rows = op.rows((qs, ks, vs), (rope, bias), (b, s))?;
-                                    dq.par_chunks_mut(wq)
-                                        .zip(dk.par_chunks_mut(wk))
-                                        .zip(dv.par_chunks_mut(wk))
-                                        .zip(gs.par_chunks(wq))
-                                        .zip(rows)
-                                        .try_for_each(|((((dq, dk), dv), g), row)| {
-                                            op.backward_row(row, s, g, (dq, dk, dv))
-                                        })
-                                })
-                            })
-                        })
+                        with_slice::<T, _>(grad, |gs| op.backward_slices((qs, ks, vs), gs, (b, s)))
                     })
                 })
             })?;
@@ -498,19 +558,7 @@ pub fn fused_attention(
     if !applies(q, k, v) {
         candle_core::bail!("fused-attention: CPU tensors of one dtype, f32 or f64, only")
     }
-    let dtype = q.dtype();
-    let table = |t: &Tensor| t.to_dtype(dtype)?.contiguous();
-    let rope = match rope {
-        Some((cos, sin)) => Some((table(cos)?, table(sin)?)),
-        None => None,
-    };
-    let op = FusedAttention {
-        rope,
-        bias: table(bias)?,
-        heads,
-        scale,
-        dropout,
-    };
+    let op = FusedAttention::new(rope, bias, (heads, scale), dropout, q.dtype())?;
     q.contiguous()?
         .apply_op3(&k.contiguous()?, &v.contiguous()?, op)
 }

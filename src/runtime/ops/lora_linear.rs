@@ -165,7 +165,7 @@ impl LoraLinear {
     ) -> Result<Vec<T>> {
         let (n, _) = self.w.dims()?;
         let m = x.len().checked_div(k).unwrap_or(0);
-        let mut y = vec![T::from_f64(0.0); m * n];
+        let mut y = super::zeroed::<T>(m * n);
         self.forward_into(&mut y, x, (a, r), b, k)?;
         Ok(y)
     }
@@ -212,7 +212,7 @@ impl LoraLinear {
         }
         let xd = dropped(x, self.dropout.as_ref());
         let sa = scaled(a, self.scale);
-        let mut t = vec![T::from_f64(0.0); m * r];
+        let mut t = super::zeroed::<T>(m * r);
         gemm_into(
             &mut t,
             View::new(&xd, m, k)?,
@@ -234,7 +234,7 @@ impl LoraLinear {
         g: &[T],
         (k, need_dx): (usize, bool),
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
-        let mut dx = vec![T::from_f64(0.0); if need_dx { x.len() } else { 0 }];
+        let mut dx = super::zeroed::<T>(if need_dx { x.len() } else { 0 });
         let into = need_dx.then_some((dx.as_mut_slice(), false));
         let (da, db) = self.backward_into(into, x, (a, r), b, g, k)?;
         Ok((dx, da, db))
@@ -268,9 +268,9 @@ impl LoraLinear {
         let xd = dropped(x, self.dropout.as_ref());
         let sa = scaled(a, self.scale);
         let (xv, gv) = (View::new(&xd, m, k)?, View::new(g, m, n)?);
-        let mut t = vec![T::from_f64(0.0); m * r];
+        let mut t = super::zeroed::<T>(m * r);
         gemm_into(&mut t, xv, View::new(&sa, r, k)?.t(), false, 1.0)?;
-        let mut u = vec![T::from_f64(0.0); m * r];
+        let mut u = super::zeroed::<T>(m * r);
         gemm_into(&mut u, gv, View::new(b, n, r)?, false, 1.0)?;
         match (dx, &self.dropout) {
             (None, _) => {}
@@ -278,7 +278,7 @@ impl LoraLinear {
                 gemm_into(dx, View::new(&u, m, r)?, View::new(&sa, r, k)?, true, 1.0)?
             }
             (Some((dx, _)), Some(d)) => {
-                let mut v = vec![T::from_f64(0.0); m * k];
+                let mut v = super::zeroed::<T>(m * k);
                 gemm_into(
                     &mut v,
                     View::new(&u, m, r)?,
@@ -294,9 +294,9 @@ impl LoraLinear {
                 }
             }
         }
-        let mut da = vec![T::from_f64(0.0); r * k];
+        let mut da = super::zeroed::<T>(r * k);
         gemm_into(&mut da, View::new(&u, m, r)?.t(), xv, false, self.scale)?;
-        let mut db = vec![T::from_f64(0.0); n * r];
+        let mut db = super::zeroed::<T>(n * r);
         gemm_into(&mut db, gv.t(), View::new(&t, m, r)?, false, 1.0)?;
         Ok((da, db))
     }

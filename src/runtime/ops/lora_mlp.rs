@@ -12,77 +12,32 @@
 //! - backward: `dH` from `down`'s backward, `dG`, `dU` from SwiGLU's, then `dx` from gate's
 //!   and up's backward into one buffer, and every adapter's `dA`, `dB`.
 //!
-//! The LoRA matrices come packed in one 1-D tensor (`A` then `B` of each adapted layer, in the
-//! order gate, up, down), so the op has two inputs. The layers' arithmetic is
+//! The LoRA matrices come packed in one 1-D tensor ([`super::lora_group`]; gate, up, down), so
+//! the op has two inputs. The layers' arithmetic is
 //! [`LoraLinear`]'s, in the same order of operations as the separate ops (tests compare both
 //! forms and the gradients with finite differences). CPU, f32 and f64 ([`lora_mlp`] refuses
 //! anything else; the caller takes the separate ops). Must never return a gradient for a
 //! frozen weight or bias.
 
 use super::contiguous_slice;
+use super::lora_group::{packed_grad, Elem, Group, Kept};
 use super::lora_linear::LoraLinear;
 use super::swiglu::{self, Float};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use std::sync::Mutex;
-
-/// What the forward pass keeps for the backward pass: `G`, `U`, `H`.
-#[derive(Debug)]
-enum Kept {
-    F32([Vec<f32>; 3]),
-    F64([Vec<f64>; 3]),
-}
-
-/// The element types of the op, with how their kept buffers are stored.
-trait Elem: Float {
-    fn keep(v: [Vec<Self>; 3]) -> Kept;
-    fn take(k: Kept) -> Option<[Vec<Self>; 3]>;
-}
-
-impl Elem for f32 {
-    fn keep(v: [Vec<f32>; 3]) -> Kept {
-        Kept::F32(v)
-    }
-    fn take(k: Kept) -> Option<[Vec<f32>; 3]> {
-        match k {
-            Kept::F32(v) => Some(v),
-            Kept::F64(_) => None,
-        }
-    }
-}
-
-impl Elem for f64 {
-    fn keep(v: [Vec<f64>; 3]) -> Kept {
-        Kept::F64(v)
-    }
-    fn take(k: Kept) -> Option<[Vec<f64>; 3]> {
-        match k {
-            Kept::F64(v) => Some(v),
-            Kept::F32(_) => None,
-        }
-    }
-}
 
 /// The op; use it through [`lora_mlp`].
 #[derive(Debug)]
 struct LoraMlp {
     /// gate, up, down.
-    layers: [LoraLinear; 3],
-    /// Each layer's LoRA rank (0: frozen).
-    ranks: [usize; 3],
-    /// Whether the forward pass keeps `G`, `U`, `H` (only when a backward pass can follow).
-    keep: bool,
-    kept: Mutex<Option<Kept>>,
-}
-
-/// Where each layer's `A` and `B` lie in the packed parameters.
-struct Packed<'a, T> {
-    ab: [(&'a [T], &'a [T]); 3],
+    group: Group,
+    /// `G`, `U`, `H`.
+    kept: Kept,
 }
 
 impl LoraMlp {
     /// `(hidden, intermediate)`, checking that the three layers chain.
     fn dims(&self) -> Result<(usize, usize)> {
-        let [gate, up, down] = &self.layers;
+        let [gate, up, down] = self.layers()?;
         let (i, h) = gate.dims()?;
         if up.dims()? != (i, h) || down.dims()? != (h, i) {
             candle_core::bail!(
@@ -95,56 +50,37 @@ impl LoraMlp {
         Ok((h, i))
     }
 
-    /// The number of packed parameter values.
-    fn packed_len(&self) -> Result<usize> {
-        let mut len = 0;
-        for (l, &r) in self.layers.iter().zip(&self.ranks) {
-            let (n, k) = l.dims()?;
-            len += r * (k + n);
+    fn layers(&self) -> Result<[&LoraLinear; 3]> {
+        match self.group.layers.as_slice() {
+            [g, u, d] => Ok([g, u, d]),
+            _ => candle_core::bail!("lora-mlp: three layers expected"),
         }
-        Ok(len)
-    }
-
-    fn unpack<'a, T>(&self, p: &'a [T]) -> Result<Packed<'a, T>> {
-        if p.len() != self.packed_len()? {
-            candle_core::bail!(
-                "lora-mlp: {} packed values, {} expected",
-                p.len(),
-                self.packed_len()?
-            )
-        }
-        let mut rest = p;
-        let mut ab: [(&[T], &[T]); 3] = [(&[], &[]); 3];
-        for (i, (l, &r)) in self.layers.iter().zip(&self.ranks).enumerate() {
-            let (n, k) = l.dims()?;
-            let (a, tail) = rest.split_at(r * k);
-            let (b, tail) = tail.split_at(n * r);
-            ab[i] = (a, b);
-            rest = tail;
-        }
-        Ok(Packed { ab })
     }
 
     /// `(y, [G, U, H])` for `x: [m, hidden]`.
-    #[allow(clippy::type_complexity)]
-    fn forward<T: Elem>(&self, x: &[T], p: &[T]) -> Result<(Vec<T>, [Vec<T>; 3])> {
+    fn forward<T: Elem + Float>(&self, x: &[T], p: &[T]) -> Result<(Vec<T>, Vec<Vec<T>>)> {
         let (h, i) = self.dims()?;
         let m = x.len().checked_div(h).unwrap_or(0);
-        let Packed { ab } = self.unpack(p)?;
-        let [gate, up, down] = &self.layers;
-        let mut g = vec![T::from_f64(0.0); m * i];
-        gate.forward_into(&mut g, x, (ab[0].0, self.ranks[0]), ab[0].1, h)?;
-        let mut u = vec![T::from_f64(0.0); m * i];
-        up.forward_into(&mut u, x, (ab[1].0, self.ranks[1]), ab[1].1, h)?;
+        let ab = self.group.unpack(p)?;
+        let [gate, up, down] = self.layers()?;
+        // The two products are independent: each one's serial stretches (gemm's packing of
+        // `x`) overlap the other's work.
+        let product = |layer: &LoraLinear, (a, b): ((&[T], usize), &[T])| -> Result<Vec<T>> {
+            let mut y = super::zeroed::<T>(m * i);
+            layer.forward_into(&mut y, x, a, b, h)?;
+            Ok(y)
+        };
+        let (g, u) = rayon::join(|| product(gate, ab[0]), || product(up, ab[1]));
+        let (g, u) = (g?, u?);
         let act = swiglu::forward(&g, &u);
-        let mut y = vec![T::from_f64(0.0); m * h];
-        down.forward_into(&mut y, &act, (ab[2].0, self.ranks[2]), ab[2].1, i)?;
-        Ok((y, [g, u, act]))
+        let mut y = super::zeroed::<T>(m * h);
+        down.forward_into(&mut y, &act, ab[2].0, ab[2].1, i)?;
+        Ok((y, vec![g, u, act]))
     }
 
     /// `(dx, dP)` for the output gradient `dy`; `dx` empty unless `need_dx`. Uses what the
     /// forward pass kept, or recomputes it.
-    fn backward<T: Elem>(
+    fn backward<T: Elem + Float>(
         &self,
         x: &[T],
         p: &[T],
@@ -153,36 +89,28 @@ impl LoraMlp {
     ) -> Result<(Vec<T>, Vec<T>)> {
         let (h, i) = self.dims()?;
         let m = x.len().checked_div(h).unwrap_or(0);
-        let kept = self.kept.lock().ok().and_then(|mut k| k.take());
-        let [g, u, act] = match kept.and_then(T::take) {
+        let kept = match self.kept.take::<T>(3) {
             Some(k) => k,
             None => self.forward(x, p)?.1,
         };
-        let Packed { ab } = self.unpack(p)?;
-        let [gate, up, down] = &self.layers;
-        let mut d_act = vec![T::from_f64(0.0); m * i];
-        let (da_d, db_d) = down.backward_into(
-            Some((&mut d_act, false)),
-            &act,
-            (ab[2].0, self.ranks[2]),
-            ab[2].1,
-            dy,
-            i,
-        )?;
+        let [g, u, act]: [Vec<T>; 3] = kept
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("lora-mlp: kept buffers".into()))?;
+        let ab = self.group.unpack(p)?;
+        let [gate, up, down] = self.layers()?;
+        let mut d_act = super::zeroed::<T>(m * i);
+        let grads_down =
+            down.backward_into(Some((&mut d_act, false)), &act, ab[2].0, ab[2].1, dy, i)?;
         drop(act);
         let dgu = swiglu::backward(&d_act, &g, &u);
         drop((d_act, g, u));
         let (dg, du) = dgu.split_at(m * i);
-        let mut dx = vec![T::from_f64(0.0); if need_dx { m * h } else { 0 }];
+        let mut dx = super::zeroed::<T>(if need_dx { m * h } else { 0 });
         let into = need_dx.then_some((dx.as_mut_slice(), false));
-        let (da_g, db_g) = gate.backward_into(into, x, (ab[0].0, self.ranks[0]), ab[0].1, dg, h)?;
+        let grads_gate = gate.backward_into(into, x, ab[0].0, ab[0].1, dg, h)?;
         let into = need_dx.then_some((dx.as_mut_slice(), true));
-        let (da_u, db_u) = up.backward_into(into, x, (ab[1].0, self.ranks[1]), ab[1].1, du, h)?;
-        let mut dp = Vec::with_capacity(p.len());
-        for part in [da_g, db_g, da_u, db_u, da_d, db_d] {
-            dp.extend_from_slice(&part);
-        }
-        Ok((dx, dp))
+        let grads_up = up.backward_into(into, x, ab[1].0, ab[1].1, du, h)?;
+        Ok((dx, packed_grad(vec![grads_gate, grads_up, grads_down])))
     }
 }
 
@@ -198,7 +126,7 @@ impl CustomOp2 for LoraMlp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Elem>(
+        fn run<T: Elem + Float>(
             op: &LoraMlp,
             (s1, l1): (&CpuStorage, &Layout),
             (s2, l2): (&CpuStorage, &Layout),
@@ -206,11 +134,7 @@ impl CustomOp2 for LoraMlp {
             let x = contiguous_slice(T::cpu_storage_as_slice(s1)?, l1, "lora-mlp")?;
             let p = contiguous_slice(T::cpu_storage_as_slice(s2)?, l2, "lora-mlp")?;
             let (y, kept) = op.forward(x, p)?;
-            if op.keep {
-                if let Ok(mut k) = op.kept.lock() {
-                    *k = Some(T::keep(kept));
-                }
-            }
+            op.kept.put(kept);
             Ok(T::to_cpu_storage_owned(y))
         }
         let (h, _) = self.dims()?;
@@ -232,7 +156,7 @@ impl CustomOp2 for LoraMlp {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        fn run<T: Elem>(
+        fn run<T: Elem + Float>(
             op: &LoraMlp,
             [x, p, dy]: [&Tensor; 3],
         ) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -276,48 +200,13 @@ pub(crate) fn lora_mlp(
     x: &Tensor,
     layers: [(LoraLinear, Option<(Tensor, Tensor)>); 3],
 ) -> Result<Tensor> {
-    let (dtype, device) = (x.dtype(), x.device());
-    if !device.is_cpu() || !matches!(dtype, DType::F32 | DType::F64) {
-        candle_core::bail!("lora-mlp: CPU tensors in f32 or f64 only")
+    if !x.device().is_cpu() {
+        candle_core::bail!("lora-mlp: CPU tensors only")
     }
-    let mut ranks = [0; 3];
-    let mut parts = Vec::new();
-    let mut linears = Vec::with_capacity(3);
-    for (slot, (layer, ab)) in layers.into_iter().enumerate() {
-        if let Some((a, b)) = ab {
-            let (n, k) = layer.dims()?;
-            let (r, ka) = a.dims2()?;
-            if ka != k || b.dims2()? != (n, r) {
-                candle_core::bail!(
-                    "lora-mlp: A {:?} and B {:?} do not fit a {n}x{k} layer",
-                    a.dims(),
-                    b.dims()
-                )
-            }
-            if [&a, &b]
-                .iter()
-                .any(|t| t.dtype() != dtype || !t.device().is_cpu())
-            {
-                candle_core::bail!("lora-mlp: LoRA matrices must be CPU tensors of x's dtype")
-            }
-            ranks[slot] = r;
-            parts.push(a.flatten_all()?);
-            parts.push(b.flatten_all()?);
-        }
-        linears.push(layer);
-    }
-    let Ok(layers) = <[LoraLinear; 3]>::try_from(linears) else {
-        candle_core::bail!("lora-mlp: three layers expected")
-    };
-    let packed = match parts.is_empty() {
-        true => Tensor::zeros(0, dtype, device)?,
-        false => Tensor::cat(&parts, 0)?,
-    };
+    let (group, packed) = Group::pack(layers.into(), x.dtype())?;
     let op = LoraMlp {
-        layers,
-        ranks,
-        keep: x.track_op() || packed.track_op(),
-        kept: Mutex::new(None),
+        group,
+        kept: Kept::new(x.track_op() || packed.track_op()),
     };
     op.dims()?;
     x.contiguous()?.apply_op2(&packed, op)
@@ -326,55 +215,10 @@ pub(crate) fn lora_mlp(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::ops::frozen_matmul::frozen_matmul;
     use crate::runtime::ops::gradcheck::{check_grad, max_diff};
-    use crate::runtime::ops::lora_linear::{lora_linear, Base, LoraDropout};
+    use crate::runtime::ops::lora_group::testing::{keep, vars, Spec};
     use crate::runtime::ops::swiglu::swiglu;
     use candle_core::{Device, Var};
-    use std::sync::Arc;
-
-    /// One layer of a test block: weight, bias, `(A, B)`, scale, dropout.
-    #[derive(Clone)]
-    struct Spec {
-        w: Tensor,
-        bias: Option<Tensor>,
-        ab: Option<(Tensor, Tensor)>,
-        scale: f64,
-        dropout: Option<LoraDropout>,
-    }
-
-    impl Spec {
-        fn layer(&self) -> (LoraLinear, Option<(Tensor, Tensor)>) {
-            let layer = LoraLinear {
-                w: Base::Dense(self.w.clone()),
-                bias: self.bias.clone(),
-                scale: self.scale,
-                dropout: self.dropout.clone(),
-            };
-            (layer, self.ab.clone())
-        }
-
-        /// The layer as the separate ops compute it.
-        fn separate(&self, x: &Tensor) -> Result<Tensor> {
-            match &self.ab {
-                Some((a, b)) => lora_linear(
-                    x,
-                    Base::Dense(self.w.clone()),
-                    self.bias.as_ref(),
-                    (a, b),
-                    self.scale,
-                    self.dropout.clone(),
-                ),
-                None => {
-                    let y = frozen_matmul(x, &self.w)?;
-                    match &self.bias {
-                        Some(b) => y.broadcast_add(b),
-                        None => Ok(y),
-                    }
-                }
-            }
-        }
-    }
 
     fn separate(x: &Tensor, [g, u, d]: &[Spec; 3]) -> Result<Tensor> {
         d.separate(&swiglu(&g.separate(x)?, &u.separate(x)?)?)
@@ -382,13 +226,6 @@ mod tests {
 
     fn fused(x: &Tensor, [g, u, d]: &[Spec; 3]) -> Result<Tensor> {
         lora_mlp(x, [g.layer(), u.layer(), d.layer()])
-    }
-
-    fn keep(n: usize, salt: usize) -> LoraDropout {
-        LoraDropout {
-            keep: Arc::new((0..n).map(|i| !(i * 7 + salt).is_multiple_of(5)).collect()),
-            scale: 1.25,
-        }
     }
 
     /// gate with LoRA, bias and dropout; up frozen with a bias; down with LoRA and dropout.
@@ -425,14 +262,6 @@ mod tests {
                 dropout: Some(keep(m * i, 3)),
             },
         ])
-    }
-
-    fn vars(specs: &[Spec; 3]) -> Vec<Tensor> {
-        specs
-            .iter()
-            .filter_map(|s| s.ab.clone())
-            .flat_map(|(a, b)| [a, b])
-            .collect()
     }
 
     #[test]

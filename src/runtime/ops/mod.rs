@@ -17,6 +17,8 @@ pub mod fused;
 pub mod fused_attention;
 pub mod gelu;
 pub(crate) mod gemm;
+pub(crate) mod lora_attention;
+pub(crate) mod lora_group;
 pub mod lora_linear;
 pub(crate) mod lora_mlp;
 pub mod mask;
@@ -57,4 +59,18 @@ pub(crate) fn with_cpu_slice<T: candle_core::WithDType, R>(
         candle_core::bail!("{op}: CPU tensors only")
     };
     f(contiguous_slice(T::cpu_storage_as_slice(cpu)?, layout, op)?)
+}
+
+/// `n` zeros, written by rayon's threads when `n` is large. A freed heap block that is reused
+/// for a buffer must be cleared; on one thread that clearing (and the page faults of fresh
+/// pages) was a serial stretch of every fused op's forward and backward pass.
+pub(crate) fn zeroed<T: candle_core::WithDType>(n: usize) -> Vec<T> {
+    use rayon::iter::ParallelExtend;
+    const SERIAL_BELOW: usize = 1 << 16;
+    if n < SERIAL_BELOW {
+        return vec![T::from_f64(0.0); n];
+    }
+    let mut v = Vec::with_capacity(n);
+    v.par_extend(rayon::iter::repeat_n(T::from_f64(0.0), n));
+    v
 }

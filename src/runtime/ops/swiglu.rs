@@ -69,7 +69,7 @@ fn same_shape(a: &Layout, b: &Layout) -> Result<()> {
 
 /// `silu(g) * u`, in parallel chunks.
 pub(super) fn forward<T: Float>(g: &[T], u: &[T]) -> Vec<T> {
-    let mut out = vec![T::from_f64(0.0); g.len()];
+    let mut out = super::zeroed::<T>(g.len());
     out.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
         .for_each(|(o, (g, u))| T::fwd(o, g, u));
@@ -79,7 +79,7 @@ pub(super) fn forward<T: Float>(g: &[T], u: &[T]) -> Vec<T> {
 /// `dg` then `du` in one buffer of twice `g`'s length, in parallel chunks.
 pub(super) fn backward<T: Float>(grad: &[T], g: &[T], u: &[T]) -> Vec<T> {
     let n = g.len();
-    let mut out = vec![T::from_f64(0.0); 2 * n];
+    let mut out = super::zeroed::<T>(2 * n);
     let (dg, du) = out.split_at_mut(n);
     dg.par_chunks_mut(CHUNK)
         .zip(du.par_chunks_mut(CHUNK))

@@ -1,0 +1,402 @@
+//! A llama-family attention block, `o(attention(q(x), k(x), v(x)))` with rotary embedding and
+//! grouped-query heads, as one op with a hand-written backward pass, each of its four linear
+//! layers frozen or with one LoRA adapter.
+//!
+//! As separate ops the block is five graph nodes (four [`super::lora_linear`] layers and
+//! [`super::fused_attention`]) with the input read three times, and candle's backward gives
+//! every node's output and input a zero-filled gradient buffer and an add, on one thread. Here
+//! the block is one node whose only gradients are the input's and the packed LoRA matrices'
+//! ([`super::lora_group`]; q, k, v, o):
+//! - forward: `Q`, `K`, `V` from their layers, the context `C` from the attention's rows,
+//!   `y = o(C)`; `Q`, `K`, `V` and `C` are kept (the separate ops keep the same four tensors);
+//! - backward: `dC` from o's backward, `dQ`, `dK`, `dV` from the attention's, then `dx` from
+//!   q's, k's and v's backward into one buffer, and every adapter's `dA`, `dB`.
+//!
+//! Each layer is [`LoraLinear`]'s arithmetic and the attention is [`FusedAttention`]'s, in the
+//! same order as the separate ops (tests compare both forms, and the gradients with finite
+//! differences). CPU, f32 and f64, `x: [b, s, hidden]`; [`lora_attention`] refuses anything
+//! else and the caller takes the separate ops. Must never return a gradient for a frozen
+//! weight, a bias, the rotary tables or the attention bias.
+
+use super::contiguous_slice;
+use super::fused_attention::{Float, FusedAttention};
+use super::lora_group::{packed_grad, Elem, Group, Kept};
+use super::lora_linear::LoraLinear;
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
+/// The op; use it through [`lora_attention`].
+#[derive(Debug)]
+struct LoraAttention {
+    /// q, k, v, o.
+    group: Group,
+    attention: FusedAttention,
+    /// `Q`, `K`, `V`, `C`.
+    kept: Kept,
+}
+
+impl LoraAttention {
+    fn layers(&self) -> Result<[&LoraLinear; 4]> {
+        match self.group.layers.as_slice() {
+            [q, k, v, o] => Ok([q, k, v, o]),
+            _ => candle_core::bail!("lora-attention: four layers expected"),
+        }
+    }
+
+    /// `hidden`, checking that the layers and the attention's heads fit together.
+    fn hidden(&self) -> Result<usize> {
+        let [q, k, v, o] = self.layers()?;
+        let (wq, wk) = self.attention.widths();
+        let (_, h) = q.dims()?;
+        let fits = q.dims()? == (wq, h)
+            && k.dims()? == (wk, h)
+            && v.dims()? == (wk, h)
+            && o.dims()? == (h, wq);
+        if !fits {
+            candle_core::bail!(
+                "lora-attention: q {:?}, k {:?}, v {:?}, o {:?} do not fit heads of {wq} / {wk}",
+                q.dims()?,
+                k.dims()?,
+                v.dims()?,
+                o.dims()?
+            )
+        }
+        Ok(h)
+    }
+
+    /// `(y, [Q, K, V, C])` for `x` of `b` rows of `s` tokens.
+    fn forward<T: Elem + Float>(
+        &self,
+        x: &[T],
+        p: &[T],
+        (b, s): (usize, usize),
+    ) -> Result<(Vec<T>, Vec<Vec<T>>)> {
+        let h = self.hidden()?;
+        let m = b * s;
+        if x.len() != m * h {
+            candle_core::bail!("lora-attention: input does not hold {b} rows of {s} x {h}")
+        }
+        let (wq, wk) = self.attention.widths();
+        let ab = self.group.unpack(p)?;
+        let [lq, lk, lv, lo] = self.layers()?;
+        // The three products are independent: each one's serial stretches (gemm's packing of
+        // `x`) overlap the others' work.
+        let product = |layer: &LoraLinear, (a, b): ((&[T], usize), &[T]), n: usize| {
+            let mut y = super::zeroed::<T>(m * n);
+            layer.forward_into(&mut y, x, a, b, h).map(|()| y)
+        };
+        let (q, (k, v)) = rayon::join(
+            || product(lq, ab[0], wq),
+            || rayon::join(|| product(lk, ab[1], wk), || product(lv, ab[2], wk)),
+        );
+        let (q, k, v) = (q?, k?, v?);
+        let c = self.attention.forward_slices((&q, &k, &v), (b, s))?;
+        let mut y = super::zeroed::<T>(m * h);
+        lo.forward_into(&mut y, &c, ab[3].0, ab[3].1, wq)?;
+        Ok((y, vec![q, k, v, c]))
+    }
+
+    /// `(dx, dP)` for the output gradient `dy`; `dx` empty unless `need_dx`. Uses what the
+    /// forward pass kept, or recomputes it.
+    fn backward<T: Elem + Float>(
+        &self,
+        (x, p, dy): (&[T], &[T], &[T]),
+        (b, s): (usize, usize),
+        need_dx: bool,
+    ) -> Result<(Vec<T>, Vec<T>)> {
+        let h = self.hidden()?;
+        let m = b * s;
+        let (wq, _) = self.attention.widths();
+        let kept = match self.kept.take::<T>(4) {
+            Some(k) => k,
+            None => self.forward(x, p, (b, s))?.1,
+        };
+        let [q, k, v, c]: [Vec<T>; 4] = kept
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("lora-attention: kept buffers".into()))?;
+        let ab = self.group.unpack(p)?;
+        let [lq, lk, lv, lo] = self.layers()?;
+        let mut dc = super::zeroed::<T>(m * wq);
+        let grads_o = lo.backward_into(Some((&mut dc, false)), &c, ab[3].0, ab[3].1, dy, wq)?;
+        drop(c);
+        let (dq, dk, dv) = self.attention.backward_slices((&q, &k, &v), &dc, (b, s))?;
+        drop((dc, q, k, v));
+        let mut dx = super::zeroed::<T>(if need_dx { m * h } else { 0 });
+        let mut grads = Vec::with_capacity(4);
+        for (i, (layer, g)) in [(lq, &dq), (lk, &dk), (lv, &dv)].into_iter().enumerate() {
+            let into = need_dx.then_some((dx.as_mut_slice(), i > 0));
+            grads.push(layer.backward_into(into, x, ab[i].0, ab[i].1, g, h)?);
+        }
+        grads.push(grads_o);
+        Ok((dx, packed_grad(grads)))
+    }
+}
+
+/// `(b, s)` of an activation `[b, s, hidden]`.
+fn rows(dims: &[usize], h: usize) -> Result<(usize, usize)> {
+    match *dims {
+        [b, s, hh] if hh == h => Ok((b, s)),
+        _ => candle_core::bail!("lora-attention: input {dims:?} is not [b, s, {h}]"),
+    }
+}
+
+impl CustomOp2 for LoraAttention {
+    fn name(&self) -> &'static str {
+        "lora-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        fn run<T: Elem + Float>(
+            op: &LoraAttention,
+            (s1, l1): (&CpuStorage, &Layout),
+            (s2, l2): (&CpuStorage, &Layout),
+            bs: (usize, usize),
+        ) -> Result<CpuStorage> {
+            let x = contiguous_slice(T::cpu_storage_as_slice(s1)?, l1, "lora-attention")?;
+            let p = contiguous_slice(T::cpu_storage_as_slice(s2)?, l2, "lora-attention")?;
+            let (y, kept) = op.forward(x, p, bs)?;
+            op.kept.put(kept);
+            Ok(T::to_cpu_storage_owned(y))
+        }
+        let bs = rows(l1.dims(), self.hidden()?)?;
+        let out = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => run::<f32>(self, (s1, l1), (s2, l2), bs)?,
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => run::<f64>(self, (s1, l1), (s2, l2), bs)?,
+            _ => candle_core::bail!("lora-attention: f32 or f64 inputs of one dtype only"),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        p: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        fn run<T: Elem + Float>(
+            op: &LoraAttention,
+            [x, p, dy]: [&Tensor; 3],
+            bs: (usize, usize),
+        ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+            let need_dx = x.track_op();
+            let (dx, dp) = with_slice::<T, _>(x, |xs| {
+                with_slice::<T, _>(p, |ps| {
+                    with_slice::<T, _>(dy, |ds| op.backward((xs, ps, ds), bs, need_dx))
+                })
+            })?;
+            let dx = match need_dx {
+                true => Some(Tensor::from_vec(dx, x.shape(), x.device())?),
+                false => None,
+            };
+            let dp = match p.track_op() {
+                true => Some(Tensor::from_vec(dp, p.shape(), p.device())?),
+                false => None,
+            };
+            Ok((dx, dp))
+        }
+        let bs = rows(x.dims(), self.hidden()?)?;
+        let (x, p, dy) = (x.contiguous()?, p.contiguous()?, dy.contiguous()?);
+        match x.dtype() {
+            DType::F32 => run::<f32>(self, [&x, &p, &dy], bs),
+            DType::F64 => run::<f64>(self, [&x, &p, &dy], bs),
+            d => candle_core::bail!("lora-attention: f32 or f64 only, not {d:?}"),
+        }
+    }
+}
+
+/// The values of a contiguous CPU tensor of type `T`, with the storage kept locked by `f`.
+fn with_slice<T: candle_core::WithDType, R>(
+    t: &Tensor,
+    f: impl FnOnce(&[T]) -> Result<R>,
+) -> Result<R> {
+    super::with_cpu_slice(t, "lora-attention", f)
+}
+
+/// `o(attention(q(x), k(x), v(x)))` as one op for `x: [b, s, hidden]`: each layer with its
+/// `(A, B)` when it has a LoRA adapter (its scale and dropout mask in the [`LoraLinear`]), the
+/// attention built for `x`'s dtype ([`FusedAttention::new`]). An error unless every tensor is
+/// on the CPU in `x`'s dtype, f32 or f64, and the shapes fit.
+pub(crate) fn lora_attention(
+    x: &Tensor,
+    layers: [(LoraLinear, Option<(Tensor, Tensor)>); 4],
+    attention: FusedAttention,
+) -> Result<Tensor> {
+    if !x.device().is_cpu() {
+        candle_core::bail!("lora-attention: CPU tensors only")
+    }
+    let (group, packed) = Group::pack(layers.into(), x.dtype())?;
+    let op = LoraAttention {
+        group,
+        attention,
+        kept: Kept::new(x.track_op() || packed.track_op()),
+    };
+    rows(x.dims(), op.hidden()?)?;
+    x.contiguous()?.apply_op2(&packed, op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ops::fused_attention::{fused_attention, Heads};
+    use crate::runtime::ops::gradcheck::{check_grad, max_diff};
+    use crate::runtime::ops::lora_group::testing::{keep, vars, Spec};
+    use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
+    use crate::runtime::ops::rope::{RopeScaling, RopeTables, Rotary};
+    use candle_core::{Device, Var};
+
+    const B: usize = 2;
+    const S: usize = 5;
+    const H: usize = 12;
+    const HEADS: Heads = Heads {
+        q: 4,
+        kv: 2,
+        dim: 4,
+    };
+
+    /// Rotary tables and a causal bias with right padding on the second row.
+    fn setup(dtype: DType) -> Result<(RopeTables, Tensor)> {
+        let dev = Device::Cpu;
+        let rot = Rotary::new(HEADS.dim, 10000.0, &RopeScaling::None);
+        let tables = RopeTables::new(&rot, &Rotary::positions(B, S, 0, &dev)?, dtype)?;
+        let m = Tensor::new(&[[1u8, 1, 1, 1, 1], [1, 1, 1, 0, 0]], &dev)?;
+        let spec = MaskSpec {
+            batch: B,
+            q_len: S,
+            k_len: S,
+            offset: 0,
+            kind: MaskKind::Causal,
+            window: None,
+        };
+        Ok((tables, attention_bias(Some(&m), spec, dtype, &dev)?))
+    }
+
+    /// q with LoRA, a bias and dropout; k frozen; v with LoRA; o with LoRA and dropout.
+    fn block(dtype: DType) -> Result<[Spec; 4]> {
+        let dev = Device::Cpu;
+        let (wq, wk, r, m) = (HEADS.q * HEADS.dim, HEADS.kv * HEADS.dim, 3, B * S);
+        let t = |shape: (usize, usize)| -> Result<Tensor> {
+            Tensor::randn(0f64, 0.5, shape, &dev)?.to_dtype(dtype)
+        };
+        let v = |shape: (usize, usize)| -> Result<Tensor> {
+            Ok(Var::from_tensor(&t(shape)?)?.as_tensor().clone())
+        };
+        let spec = |out: usize, inp: usize, lora: bool| -> Result<Spec> {
+            Ok(Spec {
+                w: t((out, inp))?,
+                bias: None,
+                ab: match lora {
+                    true => Some((v((r, inp))?, v((out, r))?)),
+                    false => None,
+                },
+                scale: 0.5,
+                dropout: None,
+            })
+        };
+        let mut q = spec(wq, H, true)?;
+        q.bias = Some(Tensor::randn(0f64, 0.5, wq, &dev)?.to_dtype(dtype)?);
+        q.dropout = Some(keep(m * H, 2));
+        let mut o = spec(H, wq, true)?;
+        o.dropout = Some(keep(m * wq, 4));
+        Ok([q, spec(wk, H, false)?, spec(wk, H, true)?, o])
+    }
+
+    fn separate(x: &Tensor, specs: &[Spec; 4], (t, bias): &(RopeTables, Tensor)) -> Result<Tensor> {
+        let [q, k, v, o] = specs;
+        let scale = 1.0 / (HEADS.dim as f64).sqrt();
+        let c = fused_attention(
+            (&q.separate(x)?, &k.separate(x)?, &v.separate(x)?),
+            Some((&t.cos_half, &t.sin_half)),
+            bias,
+            (HEADS, scale),
+            None,
+        )?;
+        o.separate(&c)
+    }
+
+    fn fused(x: &Tensor, specs: &[Spec; 4], (t, bias): &(RopeTables, Tensor)) -> Result<Tensor> {
+        let scale = 1.0 / (HEADS.dim as f64).sqrt();
+        let rope = Some((&t.cos_half, &t.sin_half));
+        let op = FusedAttention::new(rope, bias, (HEADS, scale), None, x.dtype())?;
+        let [q, k, v, o] = specs;
+        lora_attention(x, [q.layer(), k.layer(), v.layer(), o.layer()], op)
+    }
+
+    #[test]
+    fn forward_and_backward_equal_the_separate_ops() -> Result<()> {
+        let dev = Device::Cpu;
+        let tables = setup(DType::F32)?;
+        let specs = block(DType::F32)?;
+        let x = Var::randn(0f32, 1.0, (B, S, H), &dev)?;
+        let f = fused(x.as_tensor(), &specs, &tables)?;
+        let s = separate(x.as_tensor(), &specs, &tables)?;
+        assert!(max_diff(&f, &s)? < 1e-5, "{}", max_diff(&f, &s)?);
+        let probe = Tensor::randn(0f32, 1.0, (B, S, H), &dev)?;
+        let gf = (&f * &probe)?.sum_all()?.backward()?;
+        let gs = (&s * &probe)?.sum_all()?.backward()?;
+        let all = std::iter::once(x.as_tensor().clone()).chain(vars(&specs));
+        let mut checked = 0;
+        for t in all {
+            let (a, b) = (gf.get(&t).expect("fused grad"), gs.get(&t).expect("grad"));
+            let d = max_diff(a, b)?;
+            assert!(d < 1e-5, "gradient differs by {d}");
+            checked += 1;
+        }
+        assert_eq!(checked, 7);
+        for s in &specs {
+            assert!(gf.get(&s.w).is_none());
+            assert!(s.bias.as_ref().is_none_or(|b| gf.get(b).is_none()));
+        }
+        assert!(gf.get(&tables.1).is_none() && gf.get(&tables.0.cos_half).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() -> Result<()> {
+        let tables = setup(DType::F64)?;
+        let specs = block(DType::F64)?;
+        check_grad(&[B, S, H], |x| fused(x, &specs, &tables))?;
+        let x = Tensor::randn(0f64, 1.0, (B, S, H), &Device::Cpu)?;
+        // Through v's A and q's B.
+        check_grad(&[3, H], |a| {
+            let mut s = specs.clone();
+            s[2].ab = s[2].ab.take().map(|(_, b)| (a.clone(), b));
+            fused(&x, &s, &tables)
+        })?;
+        check_grad(&[HEADS.q * HEADS.dim, 3], |b| {
+            let mut s = specs.clone();
+            s[0].ab = s[0].ab.take().map(|(a, _)| (a, b.clone()));
+            fused(&x, &s, &tables)
+        })
+    }
+
+    #[test]
+    fn a_second_backward_pass_recomputes_what_the_first_took() -> Result<()> {
+        let tables = setup(DType::F32)?;
+        let specs = block(DType::F32)?;
+        let x = Var::randn(0f32, 1.0, (B, S, H), &Device::Cpu)?;
+        let loss = fused(x.as_tensor(), &specs, &tables)?.sqr()?.sum_all()?;
+        let (first, second) = (loss.backward()?, loss.backward()?);
+        for t in std::iter::once(x.as_tensor().clone()).chain(vars(&specs)) {
+            let (a, b) = (first.get(&t).expect("grad"), second.get(&t).expect("grad"));
+            assert_eq!(max_diff(a, b)?, 0.0);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn layers_that_do_not_fit_the_heads_or_inputs_that_are_not_3d_are_refused() -> Result<()> {
+        let tables = setup(DType::F32)?;
+        let mut specs = block(DType::F32)?;
+        let x = Tensor::zeros((B, S, H), DType::F32, &Device::Cpu)?;
+        assert!(fused(&x.reshape((B * S, H))?, &specs, &tables).is_err());
+        specs[1].w = Tensor::zeros((5, H), DType::F32, &Device::Cpu)?;
+        assert!(fused(&x, &specs, &tables).is_err());
+        Ok(())
+    }
+}
