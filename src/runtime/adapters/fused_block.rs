@@ -1,55 +1,66 @@
-//! A llama-family block's attention (q, k, v, o around the attention) or feed-forward part
-//! (`down(silu(gate(x)) * up(x))`) as one fused op ([`lora_attention`], [`lora_mlp`]) when all
+//! A transformer block's attention part (q, k, v, o around the attention) or feed-forward part
+//! (llama's `down(silu(gate(x)) * up(x))`, BERT's `output(gelu(intermediate(x)))`) as one fused op ([`lora_attention`], [`lora_mlp`]) when all
 //! its layers allow it: each frozen or with one plain LoRA adapter over a dense or packed base,
 //! on the CPU in f32/f64 ([`AdaptableLinear::fused_plan`]). Dropout masks are drawn in the order
 //! the separate layers draw them, so a seed gives the same training either way. Must not draw
 //! anything unless the fused op runs: the caller then takes the separate layers.
 
 use crate::runtime::adapters::linear::AdaptableLinear;
-use crate::runtime::ops::fused_attention::FusedAttention;
+use crate::runtime::ops::fused_attention::{FusedAttention, Heads};
 use crate::runtime::ops::lora_attention::lora_attention;
-use crate::runtime::ops::lora_mlp::lora_mlp;
+use crate::runtime::ops::lora_mlp::{lora_mlp, Activation};
 use candle_core::{Result, Tensor};
 
-/// The feed-forward part's output for `x: [.., hidden]`, or `None` when a layer cannot be fused.
-pub fn swiglu_mlp(
+/// The feed-forward part's output `last(act(first(x)))` for `x: [.., hidden]` (layers gate,
+/// up, down for SwiGLU; intermediate, output for GELU), or `None` when a layer cannot be fused.
+pub(crate) fn mlp(
     x: &Tensor,
-    [gate, up, down]: [&AdaptableLinear; 3],
+    activation: Activation,
+    layers: &[&AdaptableLinear],
     train: bool,
 ) -> Result<Option<Tensor>> {
-    let (Some(g), Some(u), Some(d)) = (gate.fused_plan(x)?, up.fused_plan(x)?, down.fused_plan(x)?)
-    else {
+    let Some((last, first)) = layers.split_last() else {
         return Ok(None);
     };
-    let (inter, hidden) = gate.dims();
-    if hidden == 0 || up.dims() != (inter, hidden) || down.dims() != (hidden, inter) {
+    let (hidden, inter) = last.dims();
+    let chains = first.len() == activation.inputs()
+        && hidden > 0
+        && x.dims().last() == Some(&hidden)
+        && first.iter().all(|l| l.dims() == (inter, hidden));
+    if !chains {
         return Ok(None);
     }
+    let mut plans = Vec::with_capacity(layers.len());
+    for l in layers {
+        match l.fused_plan(x)? {
+            Some(p) => plans.push(p),
+            None => return Ok(None),
+        }
+    }
     let rows = x.elem_count() / hidden;
-    let g = g.layer(x.elem_count(), train);
-    let u = u.layer(x.elem_count(), train);
-    let d = d.layer(rows * inter, train);
-    lora_mlp(x, [g, u, d]).map(Some)
+    let n = first.len();
+    let layers = plans
+        .into_iter()
+        .enumerate()
+        .map(|(j, p)| match j < n {
+            true => p.layer(x.elem_count(), train),
+            false => p.layer(rows * inter, train),
+        })
+        .collect();
+    lora_mlp(x, activation, layers).map(Some)
 }
 
 /// The attention part's output `o(attention(q(x), k(x), v(x)))` for `x: [b, s, hidden]`, or
-/// `None` when a layer cannot be fused or the attention's heads do not fit the layers.
+/// `None` when a layer cannot be fused or the attention's heads do not fit the layers. The
+/// attention is made by `attention` after q's, k's and v's dropout masks are drawn and before
+/// o's (the order of the separate ops), so it may draw its own.
 pub(crate) fn attention(
     x: &Tensor,
     [q, k, v, o]: [&AdaptableLinear; 4],
-    attention: FusedAttention,
+    (heads, attention): (Heads, impl FnOnce() -> Result<FusedAttention>),
     train: bool,
 ) -> Result<Option<Tensor>> {
-    let plans = (
-        q.fused_plan(x)?,
-        k.fused_plan(x)?,
-        v.fused_plan(x)?,
-        o.fused_plan(x)?,
-    );
-    let (Some(pq), Some(pk), Some(pv), Some(po)) = plans else {
-        return Ok(None);
-    };
-    let (wq, wk) = attention.widths();
+    let (wq, wk) = (heads.q * heads.dim, heads.kv * heads.dim);
     let hidden = q.dims().1;
     let fits = x.rank() == 3
         && x.dim(2)? == hidden
@@ -60,13 +71,22 @@ pub(crate) fn attention(
     if !fits {
         return Ok(None);
     }
+    let plans = (
+        q.fused_plan(x)?,
+        k.fused_plan(x)?,
+        v.fused_plan(x)?,
+        o.fused_plan(x)?,
+    );
+    let (Some(pq), Some(pk), Some(pv), Some(po)) = plans else {
+        return Ok(None);
+    };
     let n = x.elem_count();
     let rows = n / hidden.max(1);
-    let layers = [
-        pq.layer(n, train),
-        pk.layer(n, train),
-        pv.layer(n, train),
-        po.layer(rows * wq, train),
-    ];
-    lora_attention(x, layers, attention).map(Some)
+    let (lq, lk, lv) = (pq.layer(n, train), pk.layer(n, train), pv.layer(n, train));
+    let attention = attention()?;
+    if attention.widths() != (wq, wk) {
+        candle_core::bail!("fused attention: heads do not match the layers")
+    }
+    let lo = po.layer(rows * wq, train);
+    lora_attention(x, [lq, lk, lv, lo], attention).map(Some)
 }

@@ -13,6 +13,7 @@
 //! dim); never candle's fused `layer_norm` / `softmax_last_dim`, which cut the gradient graph.
 //! Must not open files: weights come from a [`TensorSource`].
 
+use crate::runtime::adapters::fused_block;
 use crate::runtime::adapters::linear::AdaptableLinear;
 use crate::runtime::adapters::residual::{NoHook, ResidualHook, Site, SubBlock};
 use crate::runtime::model_api::{AdaptableModel, AdaptedModel, TaskKind};
@@ -20,7 +21,8 @@ use crate::runtime::models::bert_config::{BertConfig, HiddenAct};
 use crate::runtime::models::bert_layers::{dense, dropout, linear, LayerNorm};
 use crate::runtime::models::source::{LoadError, TensorSource};
 use crate::runtime::ops::dropout::draw_keep;
-use crate::runtime::ops::fused_attention::{self, AttentionDropout, Heads};
+use crate::runtime::ops::fused_attention::{self, AttentionDropout, FusedAttention, Heads};
+use crate::runtime::ops::lora_mlp::Activation;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use std::sync::Arc;
 
@@ -313,36 +315,57 @@ impl BertModel {
         let c = &self.config;
         let (b, s, d) = x.dims3()?;
         let (h, hd) = (c.num_attention_heads, c.head_dim());
-        let q = l.query.forward(x, train)?;
-        let k = l.key.forward(x, train)?;
-        let v = l.value.forward(x, train)?;
-        let ctx = if fused_attention::applies(&q, &k, &v) {
-            // One op on the CPU; the probabilities' dropout mask is drawn as `dropout` draws it.
-            let p = c.attention_probs_dropout_prob as f32;
-            let dropout = (train && p > 0.0).then(|| AttentionDropout {
+        let heads = Heads {
+            q: h,
+            kv: h,
+            dim: hd,
+        };
+        let scale = 1.0 / (hd as f64).sqrt();
+        let p = c.attention_probs_dropout_prob as f32;
+        // The probabilities' dropout mask, drawn as `dropout` draws it.
+        let probs_dropout = || {
+            (train && p > 0.0).then(|| AttentionDropout {
                 keep: std::sync::Arc::new(draw_keep(b * h * s * s, p)),
                 scale: f64::from(1.0f32 / (1.0 - p)),
-            });
-            let heads = Heads {
-                q: h,
-                kv: h,
-                dim: hd,
-            };
-            let scale = 1.0 / (hd as f64).sqrt();
-            fused_attention::fused_attention((&q, &k, &v), None, mask, (heads, scale), dropout)?
-        } else {
-            let heads = |t: Tensor| t.reshape((b, s, h, hd))?.transpose(1, 2)?.contiguous();
-            let (q, k, v) = (heads(q)?, heads(k)?, heads(v)?);
-            let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-            let probs = crate::runtime::ops::softmax::softmax(&scores)?;
-            let probs = dropout(&probs, c.attention_probs_dropout_prob, train)?;
-            probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, d))?
+            })
         };
-        let attn = dropout(
-            &l.attn_out.forward(&ctx, train)?,
-            c.hidden_dropout_prob,
-            train,
-        )?;
+        // On the CPU the whole attention part is one op where its layers allow it.
+        let block = match x.device().is_cpu() {
+            true => {
+                let make =
+                    || FusedAttention::new(None, mask, (heads, scale), probs_dropout(), x.dtype());
+                let layers = [&l.query, &l.key, &l.value, &l.attn_out];
+                fused_block::attention(x, layers, (heads, make), train)?
+            }
+            false => None,
+        };
+        let attn = match block {
+            Some(a) => a,
+            None => {
+                let q = l.query.forward(x, train)?;
+                let k = l.key.forward(x, train)?;
+                let v = l.value.forward(x, train)?;
+                let ctx = if fused_attention::applies(&q, &k, &v) {
+                    let dropout = probs_dropout();
+                    fused_attention::fused_attention(
+                        (&q, &k, &v),
+                        None,
+                        mask,
+                        (heads, scale),
+                        dropout,
+                    )?
+                } else {
+                    let heads = |t: Tensor| t.reshape((b, s, h, hd))?.transpose(1, 2)?.contiguous();
+                    let (q, k, v) = (heads(q)?, heads(k)?, heads(v)?);
+                    let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+                    let probs = crate::runtime::ops::softmax::softmax(&scores)?;
+                    let probs = dropout(&probs, c.attention_probs_dropout_prob, train)?;
+                    probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, d))?
+                };
+                l.attn_out.forward(&ctx, train)?
+            }
+        };
+        let attn = dropout(&attn, c.hidden_dropout_prob, train)?;
         let attn_norm = |t: &Tensor| l.attn_norm.forward(t);
         let x = self.hook.combine(
             i,
@@ -354,18 +377,25 @@ impl BertModel {
             },
             train,
         )?;
-        let inter = l.intermediate.forward(&x, train)?;
-        let inter = match c.hidden_act {
-            HiddenAct::Gelu => crate::runtime::ops::gelu::gelu_erf(&inter)?,
-            HiddenAct::GeluTanh => inter.gelu()?,
-            HiddenAct::Relu => inter.relu()?,
-            HiddenAct::Silu => inter.silu()?,
+        let layers = [&l.intermediate, &l.output];
+        let fused = match c.hidden_act {
+            HiddenAct::Gelu => fused_block::mlp(&x, Activation::GeluErf, &layers, train)?,
+            _ => None,
         };
-        let out = dropout(
-            &l.output.forward(&inter, train)?,
-            c.hidden_dropout_prob,
-            train,
-        )?;
+        let out = match fused {
+            Some(out) => out,
+            None => {
+                let inter = l.intermediate.forward(&x, train)?;
+                let inter = match c.hidden_act {
+                    HiddenAct::Gelu => crate::runtime::ops::gelu::gelu_erf(&inter)?,
+                    HiddenAct::GeluTanh => inter.gelu()?,
+                    HiddenAct::Relu => inter.relu()?,
+                    HiddenAct::Silu => inter.silu()?,
+                };
+                l.output.forward(&inter, train)?
+            }
+        };
+        let out = dropout(&out, c.hidden_dropout_prob, train)?;
         let out_norm = |t: &Tensor| l.out_norm.forward(t);
         self.hook.combine(
             i,

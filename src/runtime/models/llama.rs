@@ -23,6 +23,7 @@ use crate::runtime::models::reader::WeightReader;
 use crate::runtime::models::score_head::{load_score, pool_last};
 use crate::runtime::ops::attention::{attention, Kernels};
 use crate::runtime::ops::fused_attention::{self, FusedAttention, Heads};
+use crate::runtime::ops::lora_mlp::Activation;
 use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
 use crate::runtime::ops::norm::rms_norm;
 use crate::runtime::ops::rope::{apply_rotary, RopeTables, Rotary};
@@ -352,9 +353,9 @@ impl Llama {
             let block = match (&pass.cache, layer_bias) {
                 (Caches::None, Some(bias)) if hs.device().is_cpu() => {
                     let tables = Some((&rope.cos_half, &rope.sin_half));
-                    let op = FusedAttention::new(tables, bias, (heads, scale), None, hs.dtype())?;
+                    let op = || FusedAttention::new(tables, bias, (heads, scale), None, hs.dtype());
                     let layers = [&l.q, &l.k, &l.v, &l.o];
-                    fused_block::attention(&hs, layers, op, pass.train)?
+                    fused_block::attention(&hs, layers, (heads, op), pass.train)?
                 }
                 _ => None,
             };
@@ -373,7 +374,7 @@ impl Llama {
                 .combine(i, Site::AfterAttention, &block, pass.train)?;
             let hs = self.norm(&x, &l.post_norm, pass.kernels)?;
             let mlp = [&l.gate, &l.up, &l.down];
-            let m = match fused_block::swiglu_mlp(&hs, mlp, pass.train)? {
+            let m = match fused_block::mlp(&hs, Activation::SwiGlu, &mlp, pass.train)? {
                 Some(m) => m,
                 None => {
                     let g = l.gate.forward(&hs, pass.train)?;

@@ -27,7 +27,8 @@ struct GeluErf;
 #[derive(Debug, Clone, Copy)]
 struct GeluErfBackward;
 
-trait Float: Copy + Send + Sync + candle_core::WithDType {
+/// The element types of the op.
+pub(super) trait Float: Copy + Send + Sync + candle_core::WithDType {
     fn fwd(x: Self) -> Self;
     fn bwd(grad: Self, x: Self) -> Self;
 }
@@ -54,8 +55,9 @@ macro_rules! float {
 float!(f32, libm::erff);
 float!(f64, libm::erf);
 
-fn forward<T: Float>(x: &[T]) -> Vec<T> {
-    let mut out = vec![T::from_f64(0.0); x.len()];
+/// `x Φ(x)`, in parallel chunks.
+pub(super) fn forward<T: Float>(x: &[T]) -> Vec<T> {
+    let mut out = super::zeroed::<T>(x.len());
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, x)| {
@@ -66,8 +68,9 @@ fn forward<T: Float>(x: &[T]) -> Vec<T> {
     out
 }
 
-fn backward<T: Float>(grad: &[T], x: &[T]) -> Vec<T> {
-    let mut out = vec![T::from_f64(0.0); x.len()];
+/// `grad (Φ(x) + x φ(x))`, in parallel chunks.
+pub(super) fn backward<T: Float>(grad: &[T], x: &[T]) -> Vec<T> {
+    let mut out = super::zeroed::<T>(x.len());
     out.par_chunks_mut(CHUNK)
         .zip(grad.par_chunks(CHUNK).zip(x.par_chunks(CHUNK)))
         .for_each(|(o, (grad, x))| {

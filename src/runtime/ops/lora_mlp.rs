@@ -1,5 +1,6 @@
-//! A llama-family feed-forward block, `down(silu(gate(x)) * up(x))`, as one op with a
-//! hand-written backward pass, each of its three linear layers frozen or with one LoRA adapter.
+//! A feed-forward block as one op with a hand-written backward pass: the llama family's
+//! `down(silu(gate(x)) * up(x))` or BERT's `output(gelu(intermediate(x)))`, each linear layer
+//! frozen or with one LoRA adapter.
 //!
 //! As separate ops the block makes five graph nodes (three [`super::lora_linear`] layers, the
 //! SwiGLU product, and the input read twice), and candle's backward gives each of their outputs
@@ -7,10 +8,12 @@
 //! LoRA step the `[tokens, intermediate]` gradients of gate, up and the product were most of
 //! that serial time (`benches/train_vs_torch.py --profile`). Here the block is one node whose
 //! only gradients are the input's and the packed LoRA matrices':
-//! - forward: `G = gate(x)`, `U = up(x)`, `H = silu(G) U`, `y = down(H)`; `G`, `U` and `H` are
-//!   kept for the backward pass (the separate ops keep the same three tensors);
-//! - backward: `dH` from `down`'s backward, `dG`, `dU` from SwiGLU's, then `dx` from gate's
-//!   and up's backward into one buffer, and every adapter's `dA`, `dB`.
+//! - forward: `G = gate(x)`, `U = up(x)`, `H = silu(G) U` (or `U = up(x)`, `H = gelu(U)`),
+//!   `y = down(H)`; the pre-activations and `H` are kept for the backward pass (the separate
+//!   ops keep the same tensors);
+//! - backward: `dH` from `down`'s backward, the pre-activations' gradients from SwiGLU's (or
+//!   GELU's), then `dx` from the first layers' backward into one buffer, and every adapter's
+//!   `dA`, `dB`.
 //!
 //! The LoRA matrices come packed in one 1-D tensor ([`super::lora_group`]; gate, up, down), so
 //! the op has two inputs. The layers' arithmetic is
@@ -20,67 +23,110 @@
 //! frozen weight or bias.
 
 use super::contiguous_slice;
+use super::gelu;
 use super::lora_group::{packed_grad, Elem, Group, Kept};
 use super::lora_linear::LoraLinear;
-use super::swiglu::{self, Float};
+use super::swiglu;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
+
+/// The activation between the first layer(s) and the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `silu(gate) * up` of two first layers, gate then up (the llama family).
+    SwiGlu,
+    /// The exact (erf) GELU of one first layer (BERT's `gelu`).
+    GeluErf,
+}
+
+impl Activation {
+    /// How many layers feed the activation.
+    pub fn inputs(self) -> usize {
+        match self {
+            Activation::SwiGlu => 2,
+            Activation::GeluErf => 1,
+        }
+    }
+}
+
+/// The element types the op computes in.
+trait Real: Elem + swiglu::Float + gelu::Float {}
+impl<T: Elem + swiglu::Float + gelu::Float> Real for T {}
 
 /// The op; use it through [`lora_mlp`].
 #[derive(Debug)]
 struct LoraMlp {
-    /// gate, up, down.
+    activation: Activation,
+    /// The first layer(s), then the last.
     group: Group,
-    /// `G`, `U`, `H`.
+    /// The first layers' outputs, then the activation's.
     kept: Kept,
 }
 
 impl LoraMlp {
-    /// `(hidden, intermediate)`, checking that the three layers chain.
+    /// The first layer(s) and the last.
+    fn layers(&self) -> Result<(&[LoraLinear], &LoraLinear)> {
+        match self.group.layers.split_last() {
+            Some((last, first)) if first.len() == self.activation.inputs() => Ok((first, last)),
+            _ => candle_core::bail!(
+                "lora-mlp: {} layers for {:?}",
+                self.group.layers.len(),
+                self.activation
+            ),
+        }
+    }
+
+    /// `(hidden, intermediate)`, checking that the layers chain.
     fn dims(&self) -> Result<(usize, usize)> {
-        let [gate, up, down] = self.layers()?;
-        let (i, h) = gate.dims()?;
-        if up.dims()? != (i, h) || down.dims()? != (h, i) {
-            candle_core::bail!(
-                "lora-mlp: gate {:?}, up {:?} and down {:?} do not chain",
-                gate.dims()?,
-                up.dims()?,
-                down.dims()?
-            )
+        let (first, last) = self.layers()?;
+        let (h, i) = last.dims()?;
+        for l in first {
+            if l.dims()? != (i, h) {
+                candle_core::bail!(
+                    "lora-mlp: a {:?} layer does not feed a {:?} one",
+                    l.dims()?,
+                    last.dims()?
+                )
+            }
         }
         Ok((h, i))
     }
 
-    fn layers(&self) -> Result<[&LoraLinear; 3]> {
-        match self.group.layers.as_slice() {
-            [g, u, d] => Ok([g, u, d]),
-            _ => candle_core::bail!("lora-mlp: three layers expected"),
-        }
-    }
-
-    /// `(y, [G, U, H])` for `x: [m, hidden]`.
-    fn forward<T: Elem + Float>(&self, x: &[T], p: &[T]) -> Result<(Vec<T>, Vec<Vec<T>>)> {
+    /// `(y, kept)` for `x: [m, hidden]`: the first layers' outputs and the activation's.
+    fn forward<T: Real>(&self, x: &[T], p: &[T]) -> Result<(Vec<T>, Vec<Vec<T>>)> {
         let (h, i) = self.dims()?;
         let m = x.len().checked_div(h).unwrap_or(0);
         let ab = self.group.unpack(p)?;
-        let [gate, up, down] = self.layers()?;
-        // The two products are independent: each one's serial stretches (gemm's packing of
-        // `x`) overlap the other's work.
+        let (first, last) = self.layers()?;
         let product = |layer: &LoraLinear, (a, b): ((&[T], usize), &[T])| -> Result<Vec<T>> {
             let mut y = super::zeroed::<T>(m * i);
             layer.forward_into(&mut y, x, a, b, h)?;
             Ok(y)
         };
-        let (g, u) = rayon::join(|| product(gate, ab[0]), || product(up, ab[1]));
-        let (g, u) = (g?, u?);
-        let act = swiglu::forward(&g, &u);
+        let mut kept = match first {
+            // Independent products: each one's serial stretches (gemm's packing of `x`)
+            // overlap the other's work.
+            [g, u] => {
+                let (g, u) = rayon::join(|| product(g, ab[0]), || product(u, ab[1]));
+                vec![g?, u?]
+            }
+            [u] => vec![product(u, ab[0])?],
+            _ => candle_core::bail!("lora-mlp: one or two first layers"),
+        };
+        let act = match (self.activation, kept.as_slice()) {
+            (Activation::SwiGlu, [g, u]) => swiglu::forward(g, u),
+            (Activation::GeluErf, [u]) => gelu::forward(u),
+            _ => candle_core::bail!("lora-mlp: layers do not fit {:?}", self.activation),
+        };
         let mut y = super::zeroed::<T>(m * h);
-        down.forward_into(&mut y, &act, ab[2].0, ab[2].1, i)?;
-        Ok((y, vec![g, u, act]))
+        let n = first.len();
+        last.forward_into(&mut y, &act, ab[n].0, ab[n].1, i)?;
+        kept.push(act);
+        Ok((y, kept))
     }
 
     /// `(dx, dP)` for the output gradient `dy`; `dx` empty unless `need_dx`. Uses what the
     /// forward pass kept, or recomputes it.
-    fn backward<T: Elem + Float>(
+    fn backward<T: Real>(
         &self,
         x: &[T],
         p: &[T],
@@ -89,28 +135,34 @@ impl LoraMlp {
     ) -> Result<(Vec<T>, Vec<T>)> {
         let (h, i) = self.dims()?;
         let m = x.len().checked_div(h).unwrap_or(0);
-        let kept = match self.kept.take::<T>(3) {
+        let (first, last) = self.layers()?;
+        let n = first.len();
+        let mut kept = match self.kept.take::<T>(n + 1) {
             Some(k) => k,
             None => self.forward(x, p)?.1,
         };
-        let [g, u, act]: [Vec<T>; 3] = kept
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("lora-mlp: kept buffers".into()))?;
+        let act = kept
+            .pop()
+            .ok_or_else(|| candle_core::Error::Msg("lora-mlp: kept buffers".into()))?;
         let ab = self.group.unpack(p)?;
-        let [gate, up, down] = self.layers()?;
         let mut d_act = super::zeroed::<T>(m * i);
-        let grads_down =
-            down.backward_into(Some((&mut d_act, false)), &act, ab[2].0, ab[2].1, dy, i)?;
+        let grads_last =
+            last.backward_into(Some((&mut d_act, false)), &act, ab[n].0, ab[n].1, dy, i)?;
         drop(act);
-        let dgu = swiglu::backward(&d_act, &g, &u);
-        drop((d_act, g, u));
-        let (dg, du) = dgu.split_at(m * i);
+        let d_pre = match (self.activation, kept.as_slice()) {
+            (Activation::SwiGlu, [g, u]) => swiglu::backward(&d_act, g, u),
+            (Activation::GeluErf, [u]) => gelu::backward(&d_act, u),
+            _ => candle_core::bail!("lora-mlp: kept buffers do not fit {:?}", self.activation),
+        };
+        drop((d_act, kept));
         let mut dx = super::zeroed::<T>(if need_dx { m * h } else { 0 });
-        let into = need_dx.then_some((dx.as_mut_slice(), false));
-        let grads_gate = gate.backward_into(into, x, ab[0].0, ab[0].1, dg, h)?;
-        let into = need_dx.then_some((dx.as_mut_slice(), true));
-        let grads_up = up.backward_into(into, x, ab[1].0, ab[1].1, du, h)?;
-        Ok((dx, packed_grad(vec![grads_gate, grads_up, grads_down])))
+        let mut grads = Vec::with_capacity(n + 1);
+        for (j, (layer, d)) in first.iter().zip(d_pre.chunks(m * i)).enumerate() {
+            let into = need_dx.then_some((dx.as_mut_slice(), j > 0));
+            grads.push(layer.backward_into(into, x, ab[j].0, ab[j].1, d, h)?);
+        }
+        grads.push(grads_last);
+        Ok((dx, packed_grad(grads)))
     }
 }
 
@@ -126,7 +178,7 @@ impl CustomOp2 for LoraMlp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Elem + Float>(
+        fn run<T: Real>(
             op: &LoraMlp,
             (s1, l1): (&CpuStorage, &Layout),
             (s2, l2): (&CpuStorage, &Layout),
@@ -156,7 +208,7 @@ impl CustomOp2 for LoraMlp {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        fn run<T: Elem + Float>(
+        fn run<T: Real>(
             op: &LoraMlp,
             [x, p, dy]: [&Tensor; 3],
         ) -> Result<(Option<Tensor>, Option<Tensor>)> {
@@ -193,18 +245,21 @@ fn with_slice<T: candle_core::WithDType, R>(
     super::with_cpu_slice(t, "lora-mlp", f)
 }
 
-/// `down(silu(gate(x)) * up(x))` as one op for `x: [.., hidden]`: each layer with its `(A, B)`
+/// `last(act(first(x)))` as one op for `x: [.., hidden]`: the layers in order (gate, up, down
+/// for [`Activation::SwiGlu`]; up, down for [`Activation::GeluErf`]), each with its `(A, B)`
 /// when it has a LoRA adapter (its scale and dropout mask in the [`LoraLinear`]). An error
 /// unless every tensor is on the CPU in `x`'s dtype, f32 or f64, and the shapes chain.
 pub(crate) fn lora_mlp(
     x: &Tensor,
-    layers: [(LoraLinear, Option<(Tensor, Tensor)>); 3],
+    activation: Activation,
+    layers: Vec<(LoraLinear, Option<(Tensor, Tensor)>)>,
 ) -> Result<Tensor> {
     if !x.device().is_cpu() {
         candle_core::bail!("lora-mlp: CPU tensors only")
     }
-    let (group, packed) = Group::pack(layers.into(), x.dtype())?;
+    let (group, packed) = Group::pack(layers, x.dtype())?;
     let op = LoraMlp {
+        activation,
         group,
         kept: Kept::new(x.track_op() || packed.track_op()),
     };
@@ -215,6 +270,7 @@ pub(crate) fn lora_mlp(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::ops::gelu::gelu_erf;
     use crate::runtime::ops::gradcheck::{check_grad, max_diff};
     use crate::runtime::ops::lora_group::testing::{keep, vars, Spec};
     use crate::runtime::ops::swiglu::swiglu;
@@ -225,7 +281,7 @@ mod tests {
     }
 
     fn fused(x: &Tensor, [g, u, d]: &[Spec; 3]) -> Result<Tensor> {
-        lora_mlp(x, [g.layer(), u.layer(), d.layer()])
+        lora_mlp(x, Activation::SwiGlu, vec![g.layer(), u.layer(), d.layer()])
     }
 
     /// gate with LoRA, bias and dropout; up frozen with a bias; down with LoRA and dropout.
@@ -342,6 +398,41 @@ mod tests {
         let (gf, gs) = (f.sum_all()?.backward()?, s.sum_all()?.backward()?);
         let (a, b) = (gf.get(&x).expect("grad"), gs.get(&x).expect("grad"));
         assert!(max_diff(a, b)? < 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn a_gelu_block_equals_the_separate_ops_and_finite_differences() -> Result<()> {
+        let dev = Device::Cpu;
+        let (m, h, i, r) = (19, 12, 20, 3);
+        let [_, up, down] = block(DType::F32, (m, h, i, r))?;
+        let specs = [up, down];
+        let fused = |x: &Tensor, [u, d]: &[Spec; 2]| {
+            lora_mlp(x, Activation::GeluErf, vec![u.layer(), d.layer()])
+        };
+        let separate = |x: &Tensor, [u, d]: &[Spec; 2]| d.separate(&gelu_erf(&u.separate(x)?)?);
+        let x = Var::randn(0f32, 1.0, (m, h), &dev)?;
+        let (f, s) = (
+            fused(x.as_tensor(), &specs)?,
+            separate(x.as_tensor(), &specs)?,
+        );
+        assert!(max_diff(&f, &s)? < 1e-5, "{}", max_diff(&f, &s)?);
+        let probe = Tensor::randn(0f32, 1.0, (m, h), &dev)?;
+        let gf = (&f * &probe)?.sum_all()?.backward()?;
+        let gs = (&s * &probe)?.sum_all()?.backward()?;
+        for t in std::iter::once(x.as_tensor().clone()).chain(vars(&specs)) {
+            let (a, b) = (gf.get(&t).expect("fused grad"), gs.get(&t).expect("grad"));
+            assert!(
+                max_diff(a, b)? < 1e-5,
+                "gradient differs by {}",
+                max_diff(a, b)?
+            );
+        }
+        let [_, up, down] = block(DType::F64, (5, 4, 6, 2))?;
+        let specs = [up, down];
+        check_grad(&[5, 4], |x| fused(x, &specs))?;
+        // Two layers do not make a SwiGLU block, three not a GELU one.
+        assert!(lora_mlp(x.as_tensor(), Activation::SwiGlu, vec![specs[0].layer()]).is_err());
         Ok(())
     }
 
