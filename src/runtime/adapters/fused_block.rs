@@ -3,11 +3,14 @@
 //! its layers allow it: each frozen or with one plain LoRA adapter over a dense or packed base,
 //! on the CPU in f32/f64 ([`AdaptableLinear::fused_plan`]). Dropout masks are drawn in the order
 //! the separate layers draw them, so a seed gives the same training either way. Must not draw
-//! anything unless the fused op runs: the caller then takes the separate layers.
+//! anything unless the fused op runs: the caller then takes the separate layers. Given a
+//! pre-norm (`(weight, eps)` of an RMSNorm), a part takes the residual stream `h` and returns
+//! `h + part(rms_norm(h))`, the norm and the residual add inside the op.
 
 use crate::runtime::adapters::linear::AdaptableLinear;
 use crate::runtime::ops::fused_attention::{FusedAttention, Heads};
 use crate::runtime::ops::lora_attention::lora_attention;
+use crate::runtime::ops::lora_group::PreNorm;
 use crate::runtime::ops::lora_mlp::{lora_mlp, Activation};
 use candle_core::{Result, Tensor};
 
@@ -17,7 +20,7 @@ pub(crate) fn mlp(
     x: &Tensor,
     activation: Activation,
     layers: &[&AdaptableLinear],
-    train: bool,
+    (train, pre): (bool, Option<(&Tensor, f64)>),
 ) -> Result<Option<Tensor>> {
     let Some((last, first)) = layers.split_last() else {
         return Ok(None);
@@ -47,7 +50,10 @@ pub(crate) fn mlp(
             false => p.layer(rows * inter, train),
         })
         .collect();
-    lora_mlp(x, activation, layers).map(Some)
+    let Some(pre) = pre_norm(x, pre, hidden)? else {
+        return Ok(None);
+    };
+    lora_mlp(x, activation, layers, pre).map(Some)
 }
 
 /// The attention part's output `o(attention(q(x), k(x), v(x)))` for `x: [b, s, hidden]`, or
@@ -58,7 +64,7 @@ pub(crate) fn attention(
     x: &Tensor,
     [q, k, v, o]: [&AdaptableLinear; 4],
     (heads, attention): (Heads, impl FnOnce() -> Result<FusedAttention>),
-    train: bool,
+    (train, pre): (bool, Option<(&Tensor, f64)>),
 ) -> Result<Option<Tensor>> {
     let (wq, wk) = (heads.q * heads.dim, heads.kv * heads.dim);
     let hidden = q.dims().1;
@@ -71,6 +77,9 @@ pub(crate) fn attention(
     if !fits {
         return Ok(None);
     }
+    let Some(pre) = pre_norm(x, pre, hidden)? else {
+        return Ok(None);
+    };
     let plans = (
         q.fused_plan(x)?,
         k.fused_plan(x)?,
@@ -88,5 +97,22 @@ pub(crate) fn attention(
         candle_core::bail!("fused attention: heads do not match the layers")
     }
     let lo = po.layer(rows * wq, train);
-    lora_attention(x, [lq, lk, lv, lo], attention).map(Some)
+    lora_attention(x, [lq, lk, lv, lo], attention, pre).map(Some)
+}
+
+/// The pre-norm of a block that takes the residual stream: `Some(None)` without one,
+/// `None` when its weight does not fit (the caller takes the separate ops).
+fn pre_norm(
+    x: &Tensor,
+    pre: Option<(&Tensor, f64)>,
+    hidden: usize,
+) -> Result<Option<Option<PreNorm>>> {
+    let Some((w, eps)) = pre else {
+        return Ok(Some(None));
+    };
+    if w.dims() != [hidden] || !w.device().is_cpu() {
+        return Ok(None);
+    }
+    let weight = w.to_dtype(x.dtype())?.contiguous()?;
+    Ok(Some(Some(PreNorm { weight, eps })))
 }

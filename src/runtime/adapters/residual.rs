@@ -63,6 +63,12 @@ pub trait ResidualHook: Send + Sync + std::fmt::Debug {
         block.normed(&(h + block.residual)?)
     }
 
+    /// Whether the hook changes nothing (`combine` is `residual + output`), so a model may
+    /// fuse the residual add into the sub-block.
+    fn is_identity(&self) -> bool {
+        false
+    }
+
     /// The hook's trainable parameters with their checkpoint key names, in a stable order.
     fn trainable(&self) -> Vec<(String, Var)> {
         Vec::new()
@@ -76,5 +82,9 @@ pub struct NoHook;
 impl ResidualHook for NoHook {
     fn apply(&self, _layer: usize, _site: Site, hidden: &Tensor, _train: bool) -> Result<Tensor> {
         Ok(hidden.clone())
+    }
+
+    fn is_identity(&self) -> bool {
+        true
     }
 }

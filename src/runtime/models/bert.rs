@@ -335,7 +335,7 @@ impl BertModel {
                 let make =
                     || FusedAttention::new(None, mask, (heads, scale), probs_dropout(), x.dtype());
                 let layers = [&l.query, &l.key, &l.value, &l.attn_out];
-                fused_block::attention(x, layers, (heads, make), train)?
+                fused_block::attention(x, layers, (heads, make), (train, None))?
             }
             false => None,
         };
@@ -379,7 +379,7 @@ impl BertModel {
         )?;
         let layers = [&l.intermediate, &l.output];
         let fused = match c.hidden_act {
-            HiddenAct::Gelu => fused_block::mlp(&x, Activation::GeluErf, &layers, train)?,
+            HiddenAct::Gelu => fused_block::mlp(&x, Activation::GeluErf, &layers, (train, None))?,
             _ => None,
         };
         let out = match fused {

@@ -174,6 +174,89 @@ impl Llama {
         }
     }
 
+    /// The residual stream after layer `i`'s attention part (norm, attention, residual add
+    /// through the hook). On the CPU without a cache the part is one op where its layers allow
+    /// it ([`fused_block::attention`]), with the norm and the residual add inside when no
+    /// residual adapter sits between.
+    fn attention_sub_block(
+        &self,
+        (i, l): (usize, &Block),
+        x: &Tensor,
+        (layer_bias, rope): (Option<&Tensor>, &RopeTables),
+        pass: &mut Pass,
+    ) -> Result<Tensor> {
+        let hd = self.cfg.head_dim();
+        let heads = Heads {
+            q: self.cfg.num_attention_heads,
+            kv: self.cfg.kv_heads(),
+            dim: hd,
+        };
+        let scale = 1.0 / (hd as f64).sqrt();
+        let layers = [&l.q, &l.k, &l.v, &l.o];
+        let fused_bias = match &pass.cache {
+            Caches::None if x.device().is_cpu() => layer_bias,
+            _ => None,
+        };
+        let tables = Some((&rope.cos_half, &rope.sin_half));
+        let dtype = x.dtype();
+        if let (Some(bias), true) = (fused_bias, self.hook.is_identity()) {
+            let pre = Some((&l.input_norm, self.cfg.rms_norm_eps));
+            let op = || FusedAttention::new(tables, bias, (heads, scale), None, dtype);
+            let whole = fused_block::attention(x, layers, (heads, op), (pass.train, pre))?;
+            if let Some(x) = whole {
+                return Ok(x);
+            }
+        }
+        let hs = self.norm(x, &l.input_norm, pass.kernels)?;
+        let block = match fused_bias {
+            Some(bias) => {
+                let op = || FusedAttention::new(tables, bias, (heads, scale), None, dtype);
+                fused_block::attention(&hs, layers, (heads, op), (pass.train, None))?
+            }
+            None => None,
+        };
+        let a = match block {
+            Some(a) => a,
+            None => self.attention_part(l, &hs, (i, layer_bias), rope, pass)?,
+        };
+        // Pre-LN: the sum is the new residual stream (no norm after the add).
+        let block = SubBlock {
+            output: &a,
+            residual: x,
+            norm: None,
+        };
+        self.hook
+            .combine(i, Site::AfterAttention, &block, pass.train)
+    }
+
+    /// The residual stream after layer `i`'s feed-forward part (norm, SwiGLU MLP, residual add
+    /// through the hook), fused as [`Llama::attention_sub_block`] is.
+    fn mlp_sub_block(&self, (i, l): (usize, &Block), x: &Tensor, pass: &Pass) -> Result<Tensor> {
+        let mlp = [&l.gate, &l.up, &l.down];
+        if self.hook.is_identity() {
+            let pre = Some((&l.post_norm, self.cfg.rms_norm_eps));
+            if let Some(x) = fused_block::mlp(x, Activation::SwiGlu, &mlp, (pass.train, pre))? {
+                return Ok(x);
+            }
+        }
+        let hs = self.norm(x, &l.post_norm, pass.kernels)?;
+        let m = match fused_block::mlp(&hs, Activation::SwiGlu, &mlp, (pass.train, None))? {
+            Some(m) => m,
+            None => {
+                let g = l.gate.forward(&hs, pass.train)?;
+                let u = l.up.forward(&hs, pass.train)?;
+                l.down.forward(&swiglu(&g, &u)?, pass.train)?
+            }
+        };
+        let block = SubBlock {
+            output: &m,
+            residual: x,
+            norm: None,
+        };
+        self.hook
+            .combine(i, Site::AfterFeedForward, &block, pass.train)
+    }
+
     /// The attention part of layer `i` as separate ops: q, k, v, rotary embedding and
     /// attention (with the pass's caches), o.
     fn attention_part(
@@ -294,11 +377,6 @@ impl Llama {
     ) -> Result<Tensor> {
         let (b, s) = ids.dims2()?;
         let h = self.cfg.hidden_size;
-        let (nh, nkv, hd) = (
-            self.cfg.num_attention_heads,
-            self.cfg.kv_heads(),
-            self.cfg.head_dim(),
-        );
         let offset = match &pass.cache {
             Caches::Shared(c) => c.len,
             _ => 0,
@@ -336,60 +414,14 @@ impl Llama {
             _ => None,
         };
         let rope = RopeTables::new(&self.rotary, positions, self.dtype)?;
-        let scale = 1.0 / (hd as f64).sqrt();
         for (i, l) in self.layers.iter().enumerate() {
-            let hs = self.norm(&x, &l.input_norm, pass.kernels)?;
             let layer_bias = match (&windowed, self.cfg.layer_window(i), &bias) {
                 (Some(w), Some(_), _) => Some(w),
                 (_, _, Some(b)) => Some(b),
                 _ => None,
             };
-            let heads = Heads {
-                q: nh,
-                kv: nkv,
-                dim: hd,
-            };
-            // Without a cache: the whole attention part as one op where it applies.
-            let block = match (&pass.cache, layer_bias) {
-                (Caches::None, Some(bias)) if hs.device().is_cpu() => {
-                    let tables = Some((&rope.cos_half, &rope.sin_half));
-                    let op = || FusedAttention::new(tables, bias, (heads, scale), None, hs.dtype());
-                    let layers = [&l.q, &l.k, &l.v, &l.o];
-                    fused_block::attention(&hs, layers, (heads, op), pass.train)?
-                }
-                _ => None,
-            };
-            let a = match block {
-                Some(a) => a,
-                None => self.attention_part(l, &hs, (i, layer_bias), &rope, &mut pass)?,
-            };
-            // Pre-LN: the sum is the new residual stream (no norm after the add).
-            let block = SubBlock {
-                output: &a,
-                residual: &x,
-                norm: None,
-            };
-            x = self
-                .hook
-                .combine(i, Site::AfterAttention, &block, pass.train)?;
-            let hs = self.norm(&x, &l.post_norm, pass.kernels)?;
-            let mlp = [&l.gate, &l.up, &l.down];
-            let m = match fused_block::mlp(&hs, Activation::SwiGlu, &mlp, pass.train)? {
-                Some(m) => m,
-                None => {
-                    let g = l.gate.forward(&hs, pass.train)?;
-                    let u = l.up.forward(&hs, pass.train)?;
-                    l.down.forward(&swiglu(&g, &u)?, pass.train)?
-                }
-            };
-            let block = SubBlock {
-                output: &m,
-                residual: &x,
-                norm: None,
-            };
-            x = self
-                .hook
-                .combine(i, Site::AfterFeedForward, &block, pass.train)?;
+            x = self.attention_sub_block((i, l), &x, (layer_bias, &rope), &mut pass)?;
+            x = self.mlp_sub_block((i, l), &x, &pass)?;
         }
         match pass.cache {
             Caches::Shared(c) => c.len += s,

@@ -20,7 +20,7 @@
 
 use super::contiguous_slice;
 use super::fused_attention::{Float, FusedAttention};
-use super::lora_group::{packed_grad, Elem, Group, Kept};
+use super::lora_group::{backward_with, forward_with, packed_grad, Group, Kept, NormElem, PreNorm};
 use super::lora_linear::LoraLinear;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
@@ -32,6 +32,8 @@ struct LoraAttention {
     attention: FusedAttention,
     /// `Q`, `K`, `V`, `C`.
     kept: Kept,
+    /// RMSNorm before and the residual add after, when the op takes the residual stream.
+    pre: Option<PreNorm>,
 }
 
 impl LoraAttention {
@@ -64,7 +66,7 @@ impl LoraAttention {
     }
 
     /// `(y, [Q, K, V, C])` for `x` of `b` rows of `s` tokens.
-    fn forward<T: Elem + Float>(
+    fn forward<T: NormElem + Float>(
         &self,
         x: &[T],
         p: &[T],
@@ -97,7 +99,7 @@ impl LoraAttention {
 
     /// `(dx, dP)` for the output gradient `dy`; `dx` empty unless `need_dx`. Uses what the
     /// forward pass kept, or recomputes it.
-    fn backward<T: Elem + Float>(
+    fn backward<T: NormElem + Float>(
         &self,
         (x, p, dy): (&[T], &[T], &[T]),
         (b, s): (usize, usize),
@@ -151,7 +153,7 @@ impl CustomOp2 for LoraAttention {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Elem + Float>(
+        fn run<T: NormElem + Float>(
             op: &LoraAttention,
             (s1, l1): (&CpuStorage, &Layout),
             (s2, l2): (&CpuStorage, &Layout),
@@ -159,8 +161,7 @@ impl CustomOp2 for LoraAttention {
         ) -> Result<CpuStorage> {
             let x = contiguous_slice(T::cpu_storage_as_slice(s1)?, l1, "lora-attention")?;
             let p = contiguous_slice(T::cpu_storage_as_slice(s2)?, l2, "lora-attention")?;
-            let (y, kept) = op.forward(x, p, bs)?;
-            op.kept.put(kept);
+            let y = forward_with(op.pre.as_ref(), &op.kept, x, |x1| op.forward(x1, p, bs))?;
             Ok(T::to_cpu_storage_owned(y))
         }
         let bs = rows(l1.dims(), self.hidden()?)?;
@@ -179,7 +180,7 @@ impl CustomOp2 for LoraAttention {
         _y: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        fn run<T: Elem + Float>(
+        fn run<T: NormElem + Float>(
             op: &LoraAttention,
             [x, p, dy]: [&Tensor; 3],
             bs: (usize, usize),
@@ -187,7 +188,12 @@ impl CustomOp2 for LoraAttention {
             let need_dx = x.track_op();
             let (dx, dp) = with_slice::<T, _>(x, |xs| {
                 with_slice::<T, _>(p, |ps| {
-                    with_slice::<T, _>(dy, |ds| op.backward((xs, ps, ds), bs, need_dx))
+                    with_slice::<T, _>(dy, |ds| {
+                        let kept = (&op.kept, 4);
+                        backward_with(op.pre.as_ref(), kept, (xs, ds), need_dx, |x1, need| {
+                            op.backward((x1, ps, ds), bs, need)
+                        })
+                    })
                 })
             })?;
             let dx = match need_dx {
@@ -226,6 +232,7 @@ pub(crate) fn lora_attention(
     x: &Tensor,
     layers: [(LoraLinear, Option<(Tensor, Tensor)>); 4],
     attention: FusedAttention,
+    pre: Option<PreNorm>,
 ) -> Result<Tensor> {
     if !x.device().is_cpu() {
         candle_core::bail!("lora-attention: CPU tensors only")
@@ -235,6 +242,7 @@ pub(crate) fn lora_attention(
         group,
         attention,
         kept: Kept::new(x.track_op() || packed.track_op()),
+        pre,
     };
     rows(x.dims(), op.hidden()?)?;
     x.contiguous()?.apply_op2(&packed, op)
@@ -246,6 +254,7 @@ mod tests {
     use crate::runtime::ops::fused_attention::{fused_attention, Heads};
     use crate::runtime::ops::gradcheck::{check_grad, max_diff};
     use crate::runtime::ops::lora_group::testing::{keep, vars, Spec};
+    use crate::runtime::ops::lora_group::PreNorm;
     use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
     use crate::runtime::ops::rope::{RopeScaling, RopeTables, Rotary};
     use candle_core::{Device, Var};
@@ -324,7 +333,7 @@ mod tests {
         let rope = Some((&t.cos_half, &t.sin_half));
         let op = FusedAttention::new(rope, bias, (HEADS, scale), None, x.dtype())?;
         let [q, k, v, o] = specs;
-        lora_attention(x, [q.layer(), k.layer(), v.layer(), o.layer()], op)
+        lora_attention(x, [q.layer(), k.layer(), v.layer(), o.layer()], op, None)
     }
 
     #[test]
@@ -385,6 +394,48 @@ mod tests {
         for t in std::iter::once(x.as_tensor().clone()).chain(vars(&specs)) {
             let (a, b) = (first.get(&t).expect("grad"), second.get(&t).expect("grad"));
             assert_eq!(max_diff(a, b)?, 0.0);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn with_the_pre_norm_it_is_the_residual_stream_plus_the_block_of_the_normed_stream(
+    ) -> Result<()> {
+        let dev = Device::Cpu;
+        let tables = setup(DType::F32)?;
+        let specs = block(DType::F32)?;
+        let w = (Tensor::randn(0f32, 0.3, H, &dev)? + 1.0)?;
+        let pre = PreNorm {
+            weight: w.clone(),
+            eps: 1e-5,
+        };
+        let scale = 1.0 / (HEADS.dim as f64).sqrt();
+        let fused = |x: &Tensor, pre: PreNorm, (t, bias): &(RopeTables, Tensor)| {
+            let rope = Some((&t.cos_half, &t.sin_half));
+            let op = FusedAttention::new(rope, bias, (HEADS, scale), None, x.dtype())?;
+            let [q, k, v, o] = &specs;
+            lora_attention(
+                x,
+                [q.layer(), k.layer(), v.layer(), o.layer()],
+                op,
+                Some(pre),
+            )
+        };
+        let x = Var::randn(0f32, 1.0, (B, S, H), &dev)?;
+        let f = fused(x.as_tensor(), pre.clone(), &tables)?;
+        let normed = crate::runtime::ops::norm::rms_norm(x.as_tensor(), &w, 1e-5)?;
+        let s = (x.as_tensor() + separate(&normed, &specs, &tables)?)?;
+        assert!(max_diff(&f, &s)? < 1e-5, "{}", max_diff(&f, &s)?);
+        let probe = Tensor::randn(0f32, 1.0, (B, S, H), &dev)?;
+        let gf = (&f * &probe)?.sum_all()?.backward()?;
+        let gs = (&s * &probe)?.sum_all()?.backward()?;
+        for t in std::iter::once(x.as_tensor().clone()).chain(vars(&specs)) {
+            let (a, b) = (gf.get(&t).expect("fused grad"), gs.get(&t).expect("grad"));
+            assert!(
+                max_diff(a, b)? < 1e-5,
+                "gradient differs by {}",
+                max_diff(a, b)?
+            );
         }
         Ok(())
     }

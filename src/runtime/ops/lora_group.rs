@@ -165,6 +165,125 @@ impl Kept {
     }
 }
 
+/// RMSNorm before a block and the residual add after it: the op computes
+/// `h + block(rms_norm(h) w)` from the residual stream `h`, so the stream is the block's only
+/// input with a gradient (pre-norm decoders, when no residual adapter sits between).
+#[derive(Debug, Clone)]
+pub(crate) struct PreNorm {
+    /// `[hidden]`, contiguous, the activations' dtype; frozen.
+    pub(crate) weight: Tensor,
+    pub(crate) eps: f64,
+}
+
+/// The element types a [`PreNorm`] computes in.
+pub(crate) trait NormElem: Elem + super::norm_rows::Real {
+    /// RMSNorm's forward pass as the separate op computes it.
+    fn rms_forward(x: &[Self], w: &[Self], eps: f64) -> Vec<Self>;
+}
+
+impl NormElem for f32 {
+    fn rms_forward(x: &[f32], w: &[f32], eps: f64) -> Vec<f32> {
+        super::norm_rows::forward(x, w, eps as f32)
+    }
+}
+
+impl NormElem for f64 {
+    fn rms_forward(x: &[f64], w: &[f64], eps: f64) -> Vec<f64> {
+        super::norm_rows::forward_f64(x, w, eps)
+    }
+}
+
+impl PreNorm {
+    fn with_weight<T: NormElem, R>(&self, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+        super::with_cpu_slice(&self.weight, "pre-norm", f)
+    }
+
+    /// `rms_norm(h) w`.
+    fn normed<T: NormElem>(&self, h: &[T]) -> Result<Vec<T>> {
+        self.with_weight(|w: &[T]| {
+            if w.is_empty() || !h.len().is_multiple_of(w.len()) {
+                candle_core::bail!("pre-norm: a weight of {} for {} values", w.len(), h.len())
+            }
+            Ok(T::rms_forward(h, w, self.eps))
+        })
+    }
+
+    /// `dh = dy + d(rms_norm)/dh^T dx1`.
+    fn input_grad<T: NormElem>(&self, h: &[T], dx1: &[T], dy: &[T]) -> Result<Vec<T>> {
+        let mut dh =
+            self.with_weight(|w: &[T]| Ok(super::norm_rows::input_grad(h, w, dx1, self.eps)))?;
+        add_into(&mut dh, dy);
+        Ok(dh)
+    }
+}
+
+/// `y += h`, in parallel chunks.
+fn add_into<T: WithDType>(y: &mut [T], h: &[T]) {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 14;
+    y.par_chunks_mut(CHUNK)
+        .zip(h.par_chunks(CHUNK))
+        .for_each(|(y, h)| {
+            for (y, &h) in y.iter_mut().zip(h) {
+                *y += h;
+            }
+        });
+}
+
+/// A block op's forward pass on its input `h`, keeping what `core` keeps: `core(h)` as it is,
+/// or with `pre`, `h + core(rms_norm(h))` (the normed input kept after `core`'s buffers).
+pub(crate) fn forward_with<T: NormElem>(
+    pre: Option<&PreNorm>,
+    kept: &Kept,
+    h: &[T],
+    core: impl FnOnce(&[T]) -> Result<(Vec<T>, Vec<Vec<T>>)>,
+) -> Result<Vec<T>> {
+    let Some(pre) = pre else {
+        let (y, k) = core(h)?;
+        kept.put(k);
+        return Ok(y);
+    };
+    let x1 = pre.normed(h)?;
+    let (mut y, mut k) = core(&x1)?;
+    if y.len() != h.len() {
+        candle_core::bail!("pre-norm: the block's output does not match its input")
+    }
+    add_into(&mut y, h);
+    k.push(x1);
+    kept.put(k);
+    Ok(y)
+}
+
+/// The backward pass matching [`forward_with`]: `core(x1, need_dx)` returns the gradient of
+/// the block's own input and the packed one; `(dh, dP)`, `dh` empty unless `need_dx`. `n` is
+/// how many buffers `core`'s forward keeps.
+pub(crate) fn backward_with<T: NormElem>(
+    pre: Option<&PreNorm>,
+    (kept, n): (&Kept, usize),
+    (h, dy): (&[T], &[T]),
+    need_dx: bool,
+    core: impl FnOnce(&[T], bool) -> Result<(Vec<T>, Vec<T>)>,
+) -> Result<(Vec<T>, Vec<T>)> {
+    let Some(pre) = pre else {
+        return core(h, need_dx);
+    };
+    let x1 = match kept.take::<T>(n + 1) {
+        Some(mut k) => {
+            let x1 = k.pop().unwrap_or_default();
+            kept.put(k);
+            x1
+        }
+        None => pre.normed(h)?,
+    };
+    let (dx1, dp) = core(&x1, need_dx)?;
+    drop(x1);
+    let dh = match need_dx {
+        true => pre.input_grad(h, &dx1, dy)?,
+        false => Vec::new(),
+    };
+    Ok((dh, dp))
+}
+
 /// Test layers for the block ops: one layer as the block op takes it and as the separate ops
 /// compute it.
 #[cfg(test)]

@@ -24,7 +24,7 @@
 
 use super::contiguous_slice;
 use super::gelu;
-use super::lora_group::{packed_grad, Elem, Group, Kept};
+use super::lora_group::{backward_with, forward_with, packed_grad, Group, Kept, NormElem, PreNorm};
 use super::lora_linear::LoraLinear;
 use super::swiglu;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
@@ -49,8 +49,8 @@ impl Activation {
 }
 
 /// The element types the op computes in.
-trait Real: Elem + swiglu::Float + gelu::Float {}
-impl<T: Elem + swiglu::Float + gelu::Float> Real for T {}
+trait Real: NormElem + swiglu::Float + gelu::Float {}
+impl<T: NormElem + swiglu::Float + gelu::Float> Real for T {}
 
 /// The op; use it through [`lora_mlp`].
 #[derive(Debug)]
@@ -60,6 +60,8 @@ struct LoraMlp {
     group: Group,
     /// The first layers' outputs, then the activation's.
     kept: Kept,
+    /// RMSNorm before and the residual add after, when the op takes the residual stream.
+    pre: Option<PreNorm>,
 }
 
 impl LoraMlp {
@@ -185,8 +187,7 @@ impl CustomOp2 for LoraMlp {
         ) -> Result<CpuStorage> {
             let x = contiguous_slice(T::cpu_storage_as_slice(s1)?, l1, "lora-mlp")?;
             let p = contiguous_slice(T::cpu_storage_as_slice(s2)?, l2, "lora-mlp")?;
-            let (y, kept) = op.forward(x, p)?;
-            op.kept.put(kept);
+            let y = forward_with(op.pre.as_ref(), &op.kept, x, |x1| op.forward(x1, p))?;
             Ok(T::to_cpu_storage_owned(y))
         }
         let (h, _) = self.dims()?;
@@ -215,7 +216,12 @@ impl CustomOp2 for LoraMlp {
             let need_dx = x.track_op();
             let (dx, dp) = with_slice::<T, _>(x, |xs| {
                 with_slice::<T, _>(p, |ps| {
-                    with_slice::<T, _>(dy, |ds| op.backward(xs, ps, ds, need_dx))
+                    with_slice::<T, _>(dy, |ds| {
+                        let kept = (&op.kept, op.activation.inputs() + 1);
+                        backward_with(op.pre.as_ref(), kept, (xs, ds), need_dx, |x1, need| {
+                            op.backward(x1, ps, ds, need)
+                        })
+                    })
                 })
             })?;
             let dx = match need_dx {
@@ -253,6 +259,7 @@ pub(crate) fn lora_mlp(
     x: &Tensor,
     activation: Activation,
     layers: Vec<(LoraLinear, Option<(Tensor, Tensor)>)>,
+    pre: Option<PreNorm>,
 ) -> Result<Tensor> {
     if !x.device().is_cpu() {
         candle_core::bail!("lora-mlp: CPU tensors only")
@@ -262,6 +269,7 @@ pub(crate) fn lora_mlp(
         activation,
         group,
         kept: Kept::new(x.track_op() || packed.track_op()),
+        pre,
     };
     op.dims()?;
     x.contiguous()?.apply_op2(&packed, op)
@@ -273,6 +281,7 @@ mod tests {
     use crate::runtime::ops::gelu::gelu_erf;
     use crate::runtime::ops::gradcheck::{check_grad, max_diff};
     use crate::runtime::ops::lora_group::testing::{keep, vars, Spec};
+    use crate::runtime::ops::lora_group::PreNorm;
     use crate::runtime::ops::swiglu::swiglu;
     use candle_core::{Device, Var};
 
@@ -281,7 +290,12 @@ mod tests {
     }
 
     fn fused(x: &Tensor, [g, u, d]: &[Spec; 3]) -> Result<Tensor> {
-        lora_mlp(x, Activation::SwiGlu, vec![g.layer(), u.layer(), d.layer()])
+        lora_mlp(
+            x,
+            Activation::SwiGlu,
+            vec![g.layer(), u.layer(), d.layer()],
+            None,
+        )
     }
 
     /// gate with LoRA, bias and dropout; up frozen with a bias; down with LoRA and dropout.
@@ -408,7 +422,7 @@ mod tests {
         let [_, up, down] = block(DType::F32, (m, h, i, r))?;
         let specs = [up, down];
         let fused = |x: &Tensor, [u, d]: &[Spec; 2]| {
-            lora_mlp(x, Activation::GeluErf, vec![u.layer(), d.layer()])
+            lora_mlp(x, Activation::GeluErf, vec![u.layer(), d.layer()], None)
         };
         let separate = |x: &Tensor, [u, d]: &[Spec; 2]| d.separate(&gelu_erf(&u.separate(x)?)?);
         let x = Var::randn(0f32, 1.0, (m, h), &dev)?;
@@ -432,7 +446,68 @@ mod tests {
         let specs = [up, down];
         check_grad(&[5, 4], |x| fused(x, &specs))?;
         // Two layers do not make a SwiGLU block, three not a GELU one.
-        assert!(lora_mlp(x.as_tensor(), Activation::SwiGlu, vec![specs[0].layer()]).is_err());
+        assert!(lora_mlp(
+            x.as_tensor(),
+            Activation::SwiGlu,
+            vec![specs[0].layer()],
+            None
+        )
+        .is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn with_the_pre_norm_it_is_the_residual_stream_plus_the_block_of_the_normed_stream(
+    ) -> Result<()> {
+        let dev = Device::Cpu;
+        let (m, h, i, r) = (21, 16, 24, 2);
+        let specs = block(DType::F32, (m, h, i, r))?;
+        let w = (Tensor::randn(0f32, 0.3, h, &dev)? + 1.0)?;
+        let pre = PreNorm {
+            weight: w.clone(),
+            eps: 1e-5,
+        };
+        let [g, u, d] = &specs;
+        let layers = || vec![g.layer(), u.layer(), d.layer()];
+        let x = Var::randn(0f32, 1.0, (3, 7, h), &dev)?;
+        let f = lora_mlp(
+            x.as_tensor(),
+            Activation::SwiGlu,
+            layers(),
+            Some(pre.clone()),
+        )?;
+        let normed = crate::runtime::ops::norm::rms_norm(x.as_tensor(), &w, 1e-5)?;
+        let s = (x.as_tensor() + separate(&normed, &specs)?)?;
+        assert!(max_diff(&f, &s)? < 1e-5, "{}", max_diff(&f, &s)?);
+        let probe = Tensor::randn(0f32, 1.0, (3, 7, h), &dev)?;
+        let gf = (&f * &probe)?.sum_all()?.backward()?;
+        let gs = (&s * &probe)?.sum_all()?.backward()?;
+        for t in std::iter::once(x.as_tensor().clone()).chain(vars(&specs)) {
+            let (a, b) = (gf.get(&t).expect("fused grad"), gs.get(&t).expect("grad"));
+            assert!(
+                max_diff(a, b)? < 1e-5,
+                "gradient differs by {}",
+                max_diff(a, b)?
+            );
+        }
+        assert!(gf.get(&w).is_none());
+        // f64, through the stream and a second backward pass (the normed input recomputed).
+        let specs = block(DType::F64, (5, 4, 6, 2))?;
+        let pre = PreNorm {
+            weight: (Tensor::randn(0f64, 0.3, 4, &dev)? + 1.0)?,
+            eps: 1e-6,
+        };
+        let [g, u, d] = &specs;
+        let fused = |x: &Tensor| {
+            let layers = vec![g.layer(), u.layer(), d.layer()];
+            lora_mlp(x, Activation::SwiGlu, layers, Some(pre.clone()))
+        };
+        check_grad(&[5, 4], fused)?;
+        let x = Var::randn(0f64, 1.0, (5, 4), &dev)?;
+        let loss = fused(x.as_tensor())?.sqr()?.sum_all()?;
+        let (first, second) = (loss.backward()?, loss.backward()?);
+        let (a, b) = (first.get(&x).expect("grad"), second.get(&x).expect("grad"));
+        assert_eq!(max_diff(a, b)?, 0.0);
         Ok(())
     }
 

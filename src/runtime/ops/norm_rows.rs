@@ -53,6 +53,25 @@ pub(crate) fn forward(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
     out
 }
 
+/// `x r w`, `r = 1 / sqrt(mean(x^2) + eps)`, per row of width `w.len()` (f64, the composite
+/// form's order: [`super::fused::RmsNormWithGrad`] computes f64 that way).
+pub(crate) fn forward_f64(x: &[f64], w: &[f64], eps: f64) -> Vec<f64> {
+    let d = w.len().max(1);
+    let mut out = vec![0f64; x.len()];
+    out.par_chunks_mut(d * ROWS)
+        .zip(x.par_chunks(d * ROWS))
+        .for_each(|(o, x)| {
+            for (o, x) in o.chunks_mut(d).zip(x.chunks(d)) {
+                let sum2 = x.iter().map(|&v| v * v).sum::<f64>();
+                let r = 1.0 / (sum2 / d as f64 + eps).sqrt();
+                for ((o, &v), &a) in o.iter_mut().zip(x).zip(w) {
+                    *o = v * r * a;
+                }
+            }
+        });
+    out
+}
+
 /// `dx` for the upstream gradient `g`, per row of width `w.len()`.
 pub(crate) fn input_grad<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec<T> {
     let d = w.len().max(1);
