@@ -80,12 +80,14 @@ fn lora_targets<'a>(
 }
 
 /// Values per token of one block: `targets` says how each adapted linear layer runs (the others
-/// are frozen); `fused`: on the CPU in f32, where decoders' attention is one op.
+/// are frozen); `fused`: on the CPU in f32, where decoders' attention is one op; `stream`: also
+/// no residual adapter, where a decoder's sub-blocks take the residual stream (their norm and
+/// residual add inside the block ops, runtime/ops/lora_group.rs `PreNorm`).
 fn block_values(
     shape: &ModelShape,
     (seq, layer): (u64, u64),
     targets: &[(&str, LinearKind)],
-    fused: bool,
+    (fused, stream): (bool, bool),
 ) -> f64 {
     let h = shape.hidden as f64;
     let i = shape.intermediate as f64;
@@ -148,8 +150,10 @@ fn block_values(
         };
         if fused && shape.arch != Arch::Gpt2 {
             // Rotary embedding and attention as one op (runtime/ops/fused_attention.rs): it keeps
-            // only its output, the context (qw).
-            4.0 * h + qw + mlp
+            // only its output, the context (qw). Taking the residual stream, the block ops'
+            // outputs are the sums: o's and down's outputs (counted above) are not kept apart.
+            let sums = if stream { 2.0 * h } else { 4.0 * h };
+            sums + qw + mlp
         } else {
             4.0 * h + 4.0 * qw + 2.0 * kvw + kv + mlp + 5.0 * s
         }
@@ -174,6 +178,7 @@ pub fn activation_bytes(
         .adapters
         .iter()
         .any(|a| matches!(a.kind, AdapterKind::Bottleneck(_)));
+    let stream = fused && !bottleneck;
     let first = if bottleneck {
         Some(0)
     } else {
@@ -191,13 +196,13 @@ pub fn activation_bytes(
     let values: f64 = match first {
         Some(f) => {
             let kept: f64 = (f..shape.layers)
-                .map(|l| block_values(shape, (seq, l), &targets, fused))
+                .map(|l| block_values(shape, (seq, l), &targets, (fused, stream)))
                 .sum();
             let last = shape.layers.saturating_sub(1);
-            kept + block_values(shape, (seq, last), &targets, fused)
+            kept + block_values(shape, (seq, last), &targets, (fused, stream))
         }
         // Without a graph each intermediate is freed once used: about half a block is live.
-        None => 0.5 * block_values(shape, (seq, 0), &[], fused),
+        None => 0.5 * block_values(shape, (seq, 0), &[], (fused, stream)),
     };
     let h = shape.hidden as f64;
     let bottleneck_values = if bottleneck {
