@@ -102,7 +102,10 @@ impl StageKind {
             // too (the base dequantized tile by tile inside it; rounding may differ), and a
             // llama-family causal LM's loss over a frozen dense output layer is taken from the
             // hidden states a chunk of logits at a time (runtime/train/linear_cross_entropy.rs).
-            StageKind::Train => 10,
+            // 11: on the CPU a transformer block's attention part and feed-forward part are one
+            // op each (runtime/ops/lora_attention.rs, lora_mlp.rs), a llama-family one with its
+            // RMSNorm and residual add inside (rounding may differ by a few ulp).
+            StageKind::Train => 11,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
@@ -111,7 +114,8 @@ impl StageKind {
             // 6: on the CPU, f32 attention softmax, token cross-entropy and SwiGLU use a
             // vectorised exp (within 2 ulp of libm's).
             // 7: LoRA layers over NF4 / FP4 / int8 bases are the fused op too.
-            StageKind::Eval => 7,
+            // 8: on the CPU a block's attention and feed-forward parts are one op each.
+            StageKind::Eval => 8,
             // 2: a trained classification head and its labels are written into the merged model;
             // a GGUF base is merged (it used to be refused).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.

@@ -5,7 +5,8 @@
 //! uses only the composite forms here. [`frozen_matmul::FrozenMatmul`] multiplies by a frozen
 //! weight and returns only the input gradient; [`swiglu::swiglu`] is llama's `silu(gate) * up`
 //! and [`gelu::gelu_erf`] the exact GELU, each in one pass each way; [`lora_linear::lora_linear`]
-//! is a whole LoRA layer over a dense base (one graph node instead of about eight). Every op has a
+//! is a whole LoRA layer over a dense base (one graph node instead of about eight), and
+//! `lora_attention` / `lora_mlp` a block's whole attention and feed-forward parts. Every op has a
 //! finite-difference gradient test.
 //! Must not use candle's `*_no_bwd` ops on a forward path (a backward pass may: its results are
 //! gradients, never differentiated again).
