@@ -81,16 +81,23 @@ impl LoraAttention {
         let ab = self.group.unpack(p)?;
         let [lq, lk, lv, lo] = self.layers()?;
         // The three products are independent: each one's serial stretches (gemm's packing of
-        // `x`) overlap the others' work.
-        let product = |layer: &LoraLinear, (a, b): ((&[T], usize), &[T]), n: usize| {
-            let mut y = super::zeroed::<T>(m * n);
-            layer.forward_into(&mut y, x, a, b, h).map(|()| y)
-        };
-        let (q, (k, v)) = rayon::join(
-            || product(lq, ab[0], wq),
-            || rayon::join(|| product(lk, ab[1], wk), || product(lv, ab[2], wk)),
+        // `x`) overlap the others' work. Their outputs are allocated here, on the op's thread,
+        // so the heap they come from does not depend on which worker runs a product.
+        let (mut q, mut k, mut v) = (
+            super::zeroed::<T>(m * wq),
+            super::zeroed::<T>(m * wk),
+            super::zeroed::<T>(m * wk),
         );
-        let (q, k, v) = (q?, k?, v?);
+        let product = |layer: &LoraLinear, (a, b): ((&[T], usize), &[T]), y: &mut [T]| {
+            layer.forward_into(y, x, a, b, h)
+        };
+        let (rq, (rk, rv)) = rayon::join(
+            || product(lq, ab[0], &mut q),
+            || rayon::join(|| product(lk, ab[1], &mut k), || product(lv, ab[2], &mut v)),
+        );
+        rq?;
+        rk?;
+        rv?;
         let c = self.attention.forward_slices((&q, &k, &v), (b, s))?;
         let mut y = super::zeroed::<T>(m * h);
         lo.forward_into(&mut y, &c, ab[3].0, ab[3].1, wq)?;

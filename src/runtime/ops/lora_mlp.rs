@@ -99,21 +99,23 @@ impl LoraMlp {
         let m = x.len().checked_div(h).unwrap_or(0);
         let ab = self.group.unpack(p)?;
         let (first, last) = self.layers()?;
-        let product = |layer: &LoraLinear, (a, b): ((&[T], usize), &[T])| -> Result<Vec<T>> {
-            let mut y = super::zeroed::<T>(m * i);
-            layer.forward_into(&mut y, x, a, b, h)?;
-            Ok(y)
-        };
-        let mut kept = match first {
+        // The outputs are allocated here, on the op's thread, so the heap they come from does
+        // not depend on which worker runs a product (peaks stay as predictable as without).
+        let mut kept: Vec<Vec<T>> = first.iter().map(|_| super::zeroed::<T>(m * i)).collect();
+        match (first, kept.as_mut_slice()) {
             // Independent products: each one's serial stretches (gemm's packing of `x`)
             // overlap the other's work.
-            [g, u] => {
-                let (g, u) = rayon::join(|| product(g, ab[0]), || product(u, ab[1]));
-                vec![g?, u?]
+            ([g, u], [yg, yu]) => {
+                let (rg, ru) = rayon::join(
+                    || g.forward_into(yg, x, ab[0].0, ab[0].1, h),
+                    || u.forward_into(yu, x, ab[1].0, ab[1].1, h),
+                );
+                rg?;
+                ru?;
             }
-            [u] => vec![product(u, ab[0])?],
+            ([u], [yu]) => u.forward_into(yu, x, ab[0].0, ab[0].1, h)?,
             _ => candle_core::bail!("lora-mlp: one or two first layers"),
-        };
+        }
         let act = match (self.activation, kept.as_slice()) {
             (Activation::SwiGlu, [g, u]) => swiglu::forward(g, u),
             (Activation::GeluErf, [u]) => gelu::forward(u),
