@@ -18,9 +18,10 @@
 //! else and the caller takes the separate ops. Must never return a gradient for a frozen
 //! weight, a bias, the rotary tables or the attention bias.
 
-use super::contiguous_slice;
 use super::fused_attention::{Float, FusedAttention};
-use super::lora_group::{backward_with, forward_with, packed_grad, Group, Kept, NormElem, PreNorm};
+use super::lora_group::{
+    backward_tensors, forward_storage, packed_grad, Group, Kept, NormElem, PreNorm,
+};
 use super::lora_linear::LoraLinear;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
@@ -162,19 +163,18 @@ impl CustomOp2 for LoraAttention {
     ) -> Result<(CpuStorage, Shape)> {
         fn run<T: NormElem + Float>(
             op: &LoraAttention,
-            (s1, l1): (&CpuStorage, &Layout),
-            (s2, l2): (&CpuStorage, &Layout),
+            inputs: [(&CpuStorage, &Layout); 2],
             bs: (usize, usize),
         ) -> Result<CpuStorage> {
-            let x = contiguous_slice(T::cpu_storage_as_slice(s1)?, l1, "lora-attention")?;
-            let p = contiguous_slice(T::cpu_storage_as_slice(s2)?, l2, "lora-attention")?;
-            let y = forward_with(op.pre.as_ref(), &op.kept, x, |x1| op.forward(x1, p, bs))?;
-            Ok(T::to_cpu_storage_owned(y))
+            let (pre, kept) = (op.pre.as_ref(), &op.kept);
+            forward_storage::<T>("lora-attention", (pre, kept), inputs, |x, p| {
+                op.forward(x, p, bs)
+            })
         }
         let bs = rows(l1.dims(), self.hidden()?)?;
         let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => run::<f32>(self, (s1, l1), (s2, l2), bs)?,
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => run::<f64>(self, (s1, l1), (s2, l2), bs)?,
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => run::<f32>(self, [(s1, l1), (s2, l2)], bs)?,
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => run::<f64>(self, [(s1, l1), (s2, l2)], bs)?,
             _ => candle_core::bail!("lora-attention: f32 or f64 inputs of one dtype only"),
         };
         Ok((out, l1.shape().clone()))
@@ -189,46 +189,21 @@ impl CustomOp2 for LoraAttention {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         fn run<T: NormElem + Float>(
             op: &LoraAttention,
-            [x, p, dy]: [&Tensor; 3],
+            tensors: [&Tensor; 3],
             bs: (usize, usize),
         ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-            let need_dx = x.track_op();
-            let (dx, dp) = with_slice::<T, _>(x, |xs| {
-                with_slice::<T, _>(p, |ps| {
-                    with_slice::<T, _>(dy, |ds| {
-                        let kept = (&op.kept, 4);
-                        backward_with(op.pre.as_ref(), kept, (xs, ds), need_dx, |x1, need| {
-                            op.backward((x1, ps, ds), bs, need)
-                        })
-                    })
-                })
-            })?;
-            let dx = match need_dx {
-                true => Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-                false => None,
-            };
-            let dp = match p.track_op() {
-                true => Some(Tensor::from_vec(dp, p.shape(), p.device())?),
-                false => None,
-            };
-            Ok((dx, dp))
+            let kept = (op.pre.as_ref(), &op.kept, 4);
+            backward_tensors::<T>("lora-attention", kept, tensors, |x, p, dy, need_dx| {
+                op.backward((x, p, dy), bs, need_dx)
+            })
         }
         let bs = rows(x.dims(), self.hidden()?)?;
-        let (x, p, dy) = (x.contiguous()?, p.contiguous()?, dy.contiguous()?);
         match x.dtype() {
-            DType::F32 => run::<f32>(self, [&x, &p, &dy], bs),
-            DType::F64 => run::<f64>(self, [&x, &p, &dy], bs),
+            DType::F32 => run::<f32>(self, [x, p, dy], bs),
+            DType::F64 => run::<f64>(self, [x, p, dy], bs),
             d => candle_core::bail!("lora-attention: f32 or f64 only, not {d:?}"),
         }
     }
-}
-
-/// The values of a contiguous CPU tensor of type `T`, with the storage kept locked by `f`.
-fn with_slice<T: candle_core::WithDType, R>(
-    t: &Tensor,
-    f: impl FnOnce(&[T]) -> Result<R>,
-) -> Result<R> {
-    super::with_cpu_slice(t, "lora-attention", f)
 }
 
 /// `o(attention(q(x), k(x), v(x)))` as one op for `x: [b, s, hidden]`: each layer with its
@@ -260,7 +235,9 @@ mod tests {
     use super::*;
     use crate::runtime::ops::fused_attention::{fused_attention, Heads};
     use crate::runtime::ops::gradcheck::{check_grad, max_diff};
-    use crate::runtime::ops::lora_group::testing::{keep, vars, Spec};
+    use crate::runtime::ops::lora_group::testing::{
+        assert_same_values_and_gradients, keep, vars, Spec,
+    };
     use crate::runtime::ops::lora_group::PreNorm;
     use crate::runtime::ops::mask::{attention_bias, MaskKind, MaskSpec};
     use crate::runtime::ops::rope::{RopeScaling, RopeTables, Rotary};
@@ -351,18 +328,7 @@ mod tests {
         let x = Var::randn(0f32, 1.0, (B, S, H), &dev)?;
         let f = fused(x.as_tensor(), &specs, &tables)?;
         let s = separate(x.as_tensor(), &specs, &tables)?;
-        assert!(max_diff(&f, &s)? < 1e-5, "{}", max_diff(&f, &s)?);
-        let probe = Tensor::randn(0f32, 1.0, (B, S, H), &dev)?;
-        let gf = (&f * &probe)?.sum_all()?.backward()?;
-        let gs = (&s * &probe)?.sum_all()?.backward()?;
-        let all = std::iter::once(x.as_tensor().clone()).chain(vars(&specs));
-        let mut checked = 0;
-        for t in all {
-            let (a, b) = (gf.get(&t).expect("fused grad"), gs.get(&t).expect("grad"));
-            let d = max_diff(a, b)?;
-            assert!(d < 1e-5, "gradient differs by {d}");
-            checked += 1;
-        }
+        let (gf, checked) = assert_same_values_and_gradients(&f, &s, x.as_tensor(), &specs)?;
         assert_eq!(checked, 7);
         for s in &specs {
             assert!(gf.get(&s.w).is_none());
@@ -432,18 +398,7 @@ mod tests {
         let f = fused(x.as_tensor(), pre.clone(), &tables)?;
         let normed = crate::runtime::ops::norm::rms_norm(x.as_tensor(), &w, 1e-5)?;
         let s = (x.as_tensor() + separate(&normed, &specs, &tables)?)?;
-        assert!(max_diff(&f, &s)? < 1e-5, "{}", max_diff(&f, &s)?);
-        let probe = Tensor::randn(0f32, 1.0, (B, S, H), &dev)?;
-        let gf = (&f * &probe)?.sum_all()?.backward()?;
-        let gs = (&s * &probe)?.sum_all()?.backward()?;
-        for t in std::iter::once(x.as_tensor().clone()).chain(vars(&specs)) {
-            let (a, b) = (gf.get(&t).expect("fused grad"), gs.get(&t).expect("grad"));
-            assert!(
-                max_diff(a, b)? < 1e-5,
-                "gradient differs by {}",
-                max_diff(a, b)?
-            );
-        }
+        assert_same_values_and_gradients(&f, &s, x.as_tensor(), &specs)?;
         Ok(())
     }
 

@@ -5,7 +5,8 @@
 //! place it is defined: the packed gradient is split back onto the adapters by candle's `cat`.
 
 use super::lora_linear::LoraLinear;
-use candle_core::{DType, Result, Tensor, WithDType};
+use super::{contiguous_slice, with_cpu_slice};
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor, WithDType};
 use std::sync::Mutex;
 
 /// The layers of a block with their LoRA ranks (0: frozen).
@@ -232,7 +233,7 @@ fn add_into<T: WithDType>(y: &mut [T], h: &[T]) {
 
 /// A block op's forward pass on its input `h`, keeping what `core` keeps: `core(h)` as it is,
 /// or with `pre`, `h + core(rms_norm(h))` (the normed input kept after `core`'s buffers).
-pub(crate) fn forward_with<T: NormElem>(
+fn forward_with<T: NormElem>(
     pre: Option<&PreNorm>,
     kept: &Kept,
     h: &[T],
@@ -257,7 +258,7 @@ pub(crate) fn forward_with<T: NormElem>(
 /// The backward pass matching [`forward_with`]: `core(x1, need_dx)` returns the gradient of
 /// the block's own input and the packed one; `(dh, dP)`, `dh` empty unless `need_dx`. `n` is
 /// how many buffers `core`'s forward keeps.
-pub(crate) fn backward_with<T: NormElem>(
+fn backward_with<T: NormElem>(
     pre: Option<&PreNorm>,
     (kept, n): (&Kept, usize),
     (h, dy): (&[T], &[T]),
@@ -284,12 +285,60 @@ pub(crate) fn backward_with<T: NormElem>(
     Ok((dh, dp))
 }
 
+/// A block op's `cpu_fwd` for one element type: `core(x, p)` on the contiguous values of the
+/// input and the packed LoRA matrices ([`forward_with`] around it); `op` names it in errors.
+pub(crate) fn forward_storage<T: NormElem>(
+    op: &str,
+    (pre, kept): (Option<&PreNorm>, &Kept),
+    [(s1, l1), (s2, l2)]: [(&CpuStorage, &Layout); 2],
+    core: impl FnOnce(&[T], &[T]) -> Result<(Vec<T>, Vec<Vec<T>>)>,
+) -> Result<CpuStorage> {
+    let x = contiguous_slice(T::cpu_storage_as_slice(s1)?, l1, op)?;
+    let p = contiguous_slice(T::cpu_storage_as_slice(s2)?, l2, op)?;
+    let y = forward_with(pre, kept, x, |x1| core(x1, p))?;
+    Ok(T::to_cpu_storage_owned(y))
+}
+
+/// A block op's `bwd` for one element type: `core(x1, p, dy, need_dx)` on contiguous values
+/// gives the gradients of the block's own input and of the packed matrices ([`backward_with`]
+/// around it; `n` buffers kept by `core`'s forward). The input's gradient is returned only when
+/// `x` needs one, the packed one only when `p` does.
+pub(crate) fn backward_tensors<T: NormElem>(
+    op: &str,
+    (pre, kept, n): (Option<&PreNorm>, &Kept, usize),
+    [x, p, dy]: [&Tensor; 3],
+    core: impl FnOnce(&[T], &[T], &[T], bool) -> Result<(Vec<T>, Vec<T>)>,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let need_dx = x.track_op();
+    let (x, p, dy) = (x.contiguous()?, p.contiguous()?, dy.contiguous()?);
+    let (dx, dp) = with_cpu_slice::<T, _>(&x, op, |xs| {
+        with_cpu_slice::<T, _>(&p, op, |ps| {
+            with_cpu_slice::<T, _>(&dy, op, |ds| {
+                backward_with(pre, (kept, n), (xs, ds), need_dx, |x1, need| {
+                    core(x1, ps, ds, need)
+                })
+            })
+        })
+    })?;
+    let dx = match need_dx {
+        true => Some(Tensor::from_vec(dx, x.shape(), x.device())?),
+        false => None,
+    };
+    let dp = match p.track_op() {
+        true => Some(Tensor::from_vec(dp, p.shape(), p.device())?),
+        false => None,
+    };
+    Ok((dx, dp))
+}
+
 /// Test layers for the block ops: one layer as the block op takes it and as the separate ops
 /// compute it.
 #[cfg(test)]
 pub(crate) mod testing {
     use crate::runtime::ops::frozen_matmul::frozen_matmul;
+    use crate::runtime::ops::gradcheck::max_diff;
     use crate::runtime::ops::lora_linear::{lora_linear, Base, LoraDropout, LoraLinear};
+    use candle_core::backprop::GradStore;
     use candle_core::{Result, Tensor};
     use std::sync::Arc;
 
@@ -340,6 +389,31 @@ pub(crate) mod testing {
             keep: Arc::new((0..n).map(|i| !(i * 7 + salt).is_multiple_of(5)).collect()),
             scale: 1.25,
         }
+    }
+
+    /// Asserts that `fused` and `separate` agree within 1e-5 (relative) and so do the
+    /// gradients of `sum(out * probe)`, for a random probe, with respect to `x` and every LoRA
+    /// matrix of `specs`; returns the fused form's gradients and how many tensors were compared.
+    pub(crate) fn assert_same_values_and_gradients(
+        fused: &Tensor,
+        separate: &Tensor,
+        x: &Tensor,
+        specs: &[Spec],
+    ) -> Result<(GradStore, usize)> {
+        let d = max_diff(fused, separate)?;
+        assert!(d < 1e-5, "values differ by {d}");
+        let probe =
+            Tensor::randn(0f64, 1.0, fused.shape(), fused.device())?.to_dtype(fused.dtype())?;
+        let gf = (fused * &probe)?.sum_all()?.backward()?;
+        let gs = (separate * &probe)?.sum_all()?.backward()?;
+        let mut checked = 0;
+        for t in std::iter::once(x.clone()).chain(vars(specs)) {
+            let (a, b) = (gf.get(&t).expect("fused grad"), gs.get(&t).expect("grad"));
+            let d = max_diff(a, b)?;
+            assert!(d < 1e-5, "gradient differs by {d}");
+            checked += 1;
+        }
+        Ok((gf, checked))
     }
 
     /// The LoRA matrices of the layers that have them, in packing order.

@@ -22,9 +22,10 @@
 //! anything else; the caller takes the separate ops). Must never return a gradient for a
 //! frozen weight or bias.
 
-use super::contiguous_slice;
 use super::gelu;
-use super::lora_group::{backward_with, forward_with, packed_grad, Group, Kept, NormElem, PreNorm};
+use super::lora_group::{
+    backward_tensors, forward_storage, packed_grad, Group, Kept, NormElem, PreNorm,
+};
 use super::lora_linear::LoraLinear;
 use super::swiglu;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
@@ -182,23 +183,17 @@ impl CustomOp2 for LoraMlp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        fn run<T: Real>(
-            op: &LoraMlp,
-            (s1, l1): (&CpuStorage, &Layout),
-            (s2, l2): (&CpuStorage, &Layout),
-        ) -> Result<CpuStorage> {
-            let x = contiguous_slice(T::cpu_storage_as_slice(s1)?, l1, "lora-mlp")?;
-            let p = contiguous_slice(T::cpu_storage_as_slice(s2)?, l2, "lora-mlp")?;
-            let y = forward_with(op.pre.as_ref(), &op.kept, x, |x1| op.forward(x1, p))?;
-            Ok(T::to_cpu_storage_owned(y))
+        fn run<T: Real>(op: &LoraMlp, inputs: [(&CpuStorage, &Layout); 2]) -> Result<CpuStorage> {
+            let (pre, kept) = (op.pre.as_ref(), &op.kept);
+            forward_storage::<T>("lora-mlp", (pre, kept), inputs, |x, p| op.forward(x, p))
         }
         let (h, _) = self.dims()?;
         if l1.dims().last() != Some(&h) {
             candle_core::bail!("lora-mlp: input {:?} is not [.., {h}]", l1.dims())
         }
         let out = match (s1, s2) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => run::<f32>(self, (s1, l1), (s2, l2))?,
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => run::<f64>(self, (s1, l1), (s2, l2))?,
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => run::<f32>(self, [(s1, l1), (s2, l2)])?,
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => run::<f64>(self, [(s1, l1), (s2, l2)])?,
             _ => candle_core::bail!("lora-mlp: f32 or f64 inputs of one dtype only"),
         };
         Ok((out, l1.shape().clone()))
@@ -213,44 +208,19 @@ impl CustomOp2 for LoraMlp {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         fn run<T: Real>(
             op: &LoraMlp,
-            [x, p, dy]: [&Tensor; 3],
+            tensors: [&Tensor; 3],
         ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-            let need_dx = x.track_op();
-            let (dx, dp) = with_slice::<T, _>(x, |xs| {
-                with_slice::<T, _>(p, |ps| {
-                    with_slice::<T, _>(dy, |ds| {
-                        let kept = (&op.kept, op.activation.inputs() + 1);
-                        backward_with(op.pre.as_ref(), kept, (xs, ds), need_dx, |x1, need| {
-                            op.backward(x1, ps, ds, need)
-                        })
-                    })
-                })
-            })?;
-            let dx = match need_dx {
-                true => Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-                false => None,
-            };
-            let dp = match p.track_op() {
-                true => Some(Tensor::from_vec(dp, p.shape(), p.device())?),
-                false => None,
-            };
-            Ok((dx, dp))
+            let kept = (op.pre.as_ref(), &op.kept, op.activation.inputs() + 1);
+            backward_tensors::<T>("lora-mlp", kept, tensors, |x, p, dy, need_dx| {
+                op.backward(x, p, dy, need_dx)
+            })
         }
-        let (x, p, dy) = (x.contiguous()?, p.contiguous()?, dy.contiguous()?);
         match x.dtype() {
-            DType::F32 => run::<f32>(self, [&x, &p, &dy]),
-            DType::F64 => run::<f64>(self, [&x, &p, &dy]),
+            DType::F32 => run::<f32>(self, [x, p, dy]),
+            DType::F64 => run::<f64>(self, [x, p, dy]),
             d => candle_core::bail!("lora-mlp: f32 or f64 only, not {d:?}"),
         }
     }
-}
-
-/// The values of a contiguous CPU tensor of type `T`, with the storage kept locked by `f`.
-fn with_slice<T: candle_core::WithDType, R>(
-    t: &Tensor,
-    f: impl FnOnce(&[T]) -> Result<R>,
-) -> Result<R> {
-    super::with_cpu_slice(t, "lora-mlp", f)
 }
 
 /// `last(act(first(x)))` as one op for `x: [.., hidden]`: the layers in order (gate, up, down
@@ -282,7 +252,9 @@ mod tests {
     use super::*;
     use crate::runtime::ops::gelu::gelu_erf;
     use crate::runtime::ops::gradcheck::{check_grad, max_diff};
-    use crate::runtime::ops::lora_group::testing::{keep, vars, Spec};
+    use crate::runtime::ops::lora_group::testing::{
+        assert_same_values_and_gradients, keep, vars, Spec,
+    };
     use crate::runtime::ops::lora_group::PreNorm;
     use crate::runtime::ops::swiglu::swiglu;
     use candle_core::{Device, Var};
@@ -344,17 +316,7 @@ mod tests {
         let x = Var::randn(0f32, 1.0, (m, h), &dev)?;
         let f = fused(x.as_tensor(), &specs)?;
         let s = separate(x.as_tensor(), &specs)?;
-        assert!(max_diff(&f, &s)? < 1e-5, "{}", max_diff(&f, &s)?);
-        let probe = Tensor::randn(0f32, 1.0, (m, h), &dev)?;
-        let gf = (&f * &probe)?.sum_all()?.backward()?;
-        let gs = (&s * &probe)?.sum_all()?.backward()?;
-        let mut checked = 0;
-        for t in std::iter::once(x.as_tensor().clone()).chain(vars(&specs)) {
-            let (a, b) = (gf.get(&t).expect("fused grad"), gs.get(&t).expect("grad"));
-            let d = max_diff(a, b)?;
-            assert!(d < 1e-5, "gradient differs by {d}");
-            checked += 1;
-        }
+        let (gf, checked) = assert_same_values_and_gradients(&f, &s, x.as_tensor(), &specs)?;
         assert_eq!(checked, 5);
         // No gradient for a frozen weight or bias.
         for s in &specs {
@@ -432,18 +394,7 @@ mod tests {
             fused(x.as_tensor(), &specs)?,
             separate(x.as_tensor(), &specs)?,
         );
-        assert!(max_diff(&f, &s)? < 1e-5, "{}", max_diff(&f, &s)?);
-        let probe = Tensor::randn(0f32, 1.0, (m, h), &dev)?;
-        let gf = (&f * &probe)?.sum_all()?.backward()?;
-        let gs = (&s * &probe)?.sum_all()?.backward()?;
-        for t in std::iter::once(x.as_tensor().clone()).chain(vars(&specs)) {
-            let (a, b) = (gf.get(&t).expect("fused grad"), gs.get(&t).expect("grad"));
-            assert!(
-                max_diff(a, b)? < 1e-5,
-                "gradient differs by {}",
-                max_diff(a, b)?
-            );
-        }
+        assert_same_values_and_gradients(&f, &s, x.as_tensor(), &specs)?;
         let [_, up, down] = block(DType::F64, (5, 4, 6, 2))?;
         let specs = [up, down];
         check_grad(&[5, 4], |x| fused(x, &specs))?;
@@ -480,18 +431,7 @@ mod tests {
         )?;
         let normed = crate::runtime::ops::norm::rms_norm(x.as_tensor(), &w, 1e-5)?;
         let s = (x.as_tensor() + separate(&normed, &specs)?)?;
-        assert!(max_diff(&f, &s)? < 1e-5, "{}", max_diff(&f, &s)?);
-        let probe = Tensor::randn(0f32, 1.0, (3, 7, h), &dev)?;
-        let gf = (&f * &probe)?.sum_all()?.backward()?;
-        let gs = (&s * &probe)?.sum_all()?.backward()?;
-        for t in std::iter::once(x.as_tensor().clone()).chain(vars(&specs)) {
-            let (a, b) = (gf.get(&t).expect("fused grad"), gs.get(&t).expect("grad"));
-            assert!(
-                max_diff(a, b)? < 1e-5,
-                "gradient differs by {}",
-                max_diff(a, b)?
-            );
-        }
+        let (gf, _) = assert_same_values_and_gradients(&f, &s, x.as_tensor(), &specs)?;
         assert!(gf.get(&w).is_none());
         // f64, through the stream and a second backward pass (the normed input recomputed).
         let specs = block(DType::F64, (5, 4, 6, 2))?;
