@@ -105,7 +105,9 @@ impl StageKind {
             // 11: on the CPU a transformer block's attention part and feed-forward part are one
             // op each (runtime/ops/lora_attention.rs, lora_mlp.rs), a llama-family one with its
             // RMSNorm and residual add inside (rounding may differ by a few ulp).
-            StageKind::Train => 11,
+            // 12: on the CPU the f32 exact GELU uses a vectorised erf (libm's algorithm, within
+            // 2 ulp; it differs from libm's `erff` in the last bit or two).
+            StageKind::Train => 12,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.
@@ -115,7 +117,8 @@ impl StageKind {
             // vectorised exp (within 2 ulp of libm's).
             // 7: LoRA layers over NF4 / FP4 / int8 bases are the fused op too.
             // 8: on the CPU a block's attention and feed-forward parts are one op each.
-            StageKind::Eval => 8,
+            // 9: on the CPU the f32 exact GELU uses a vectorised erf (within 2 ulp of libm's).
+            StageKind::Eval => 9,
             // 2: a trained classification head and its labels are written into the merged model;
             // a GGUF base is merged (it used to be refused).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.

@@ -4,15 +4,17 @@
 //! candle's `gelu_erf` has a fused forward but differentiates through about a dozen elementwise
 //! ops (square, negate, scale, exp, erf again, sums and products), each a full
 //! `[tokens, intermediate]` tensor. This op makes one pass each way:
-//! - forward: `y = x Φ(x)`, `Φ(x) = (1 + erf(x / √2)) / 2`, the same expression and the same
-//!   `erf` (libm's) as candle's forward, so the same bits;
+//! - forward: `y = x Φ(x)`, `Φ(x) = (1 + erf(x / √2)) / 2`, the same expression as candle's
+//!   forward; in f64 with the same `erf` (libm's), so the same bits; in f32 with the vectorised
+//!   [`verf::erf`] (libm's algorithm with branch-free ranges and exponentials: it differs from
+//!   libm's `erff` in the last bit or two, and is several times faster);
 //! - backward: `dx = grad (Φ(x) + x φ(x))`, `φ(x) = exp(-x² / 2) / √(2π)`.
 //!
 //! CPU, f32 and f64, contiguous input; [`gelu_erf`] falls back to candle's op for anything else.
 //! Must compute what candle's op computes (tests compare both, and the gradient with finite
 //! differences).
 
-use super::contiguous_slice;
+use super::{contiguous_slice, verf};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -27,44 +29,46 @@ struct GeluErf;
 #[derive(Debug, Clone, Copy)]
 struct GeluErfBackward;
 
-/// The element types of the op.
+/// The element types of the op: one chunk of the forward and backward passes.
 pub(super) trait Float: Copy + Send + Sync + candle_core::WithDType {
-    fn fwd(x: Self) -> Self;
-    fn bwd(grad: Self, x: Self) -> Self;
+    /// `out[i] = x[i] Φ(x[i])`.
+    fn fwd(out: &mut [Self], x: &[Self]);
+    /// `out[i] = grad[i] (Φ(x[i]) + x[i] φ(x[i]))`.
+    fn bwd(out: &mut [Self], grad: &[Self], x: &[Self]);
 }
 
-macro_rules! float {
-    ($t:ident, $erf:path) => {
-        impl Float for $t {
-            #[inline]
-            fn fwd(x: $t) -> $t {
-                // candle's `GeluErf::f32` / `GeluErf::f64`.
-                ($erf(x * std::$t::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x
-            }
-            #[inline]
-            fn bwd(grad: $t, x: $t) -> $t {
-                let cdf = ($erf(x * std::$t::consts::FRAC_1_SQRT_2) + 1.) * 0.5;
-                let pdf = (-0.5 * x * x).exp()
-                    * (0.5 * std::$t::consts::FRAC_2_SQRT_PI)
-                    * std::$t::consts::FRAC_1_SQRT_2;
-                grad * (cdf + x * pdf)
-            }
-        }
-    };
+impl Float for f32 {
+    fn fwd(out: &mut [f32], x: &[f32]) {
+        verf::gelu_forward(out, x)
+    }
+    fn bwd(out: &mut [f32], grad: &[f32], x: &[f32]) {
+        verf::gelu_backward(out, grad, x)
+    }
 }
-float!(f32, libm::erff);
-float!(f64, libm::erf);
+
+impl Float for f64 {
+    fn fwd(out: &mut [f64], x: &[f64]) {
+        for (o, &x) in out.iter_mut().zip(x) {
+            // candle's `GeluErf::f64`.
+            *o = (libm::erf(x * std::f64::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x;
+        }
+    }
+    fn bwd(out: &mut [f64], grad: &[f64], x: &[f64]) {
+        use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
+        for ((o, &g), &x) in out.iter_mut().zip(grad).zip(x) {
+            let cdf = (libm::erf(x * FRAC_1_SQRT_2) + 1.) * 0.5;
+            let pdf = (-0.5 * x * x).exp() * (0.5 * FRAC_2_SQRT_PI) * FRAC_1_SQRT_2;
+            *o = g * (cdf + x * pdf);
+        }
+    }
+}
 
 /// `x Φ(x)`, in parallel chunks.
 pub(super) fn forward<T: Float>(x: &[T]) -> Vec<T> {
     let mut out = super::zeroed::<T>(x.len());
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, x)| {
-            for (o, &x) in o.iter_mut().zip(x) {
-                *o = T::fwd(x);
-            }
-        });
+        .for_each(|(o, x)| T::fwd(o, x));
     out
 }
 
@@ -73,11 +77,7 @@ pub(super) fn backward<T: Float>(grad: &[T], x: &[T]) -> Vec<T> {
     let mut out = super::zeroed::<T>(x.len());
     out.par_chunks_mut(CHUNK)
         .zip(grad.par_chunks(CHUNK).zip(x.par_chunks(CHUNK)))
-        .for_each(|(o, (grad, x))| {
-            for ((o, &g), &x) in o.iter_mut().zip(grad).zip(x) {
-                *o = T::bwd(g, x);
-            }
-        });
+        .for_each(|(o, (grad, x))| T::bwd(o, grad, x));
     out
 }
 
@@ -159,7 +159,7 @@ mod tests {
     }
 
     #[test]
-    fn forward_equals_candle_bit_for_bit_and_backward_within_1e6() -> Result<()> {
+    fn forward_equals_candle_within_f32_rounding_and_backward_within_1e6() -> Result<()> {
         let dev = Device::Cpu;
         // More elements than one parallel chunk, values far into both tails.
         let shape = (3, 7, 2000);
@@ -167,7 +167,11 @@ mod tests {
         let probe = Tensor::randn(0f32, 1.0, shape, &dev)?;
         let fused = gelu_erf(x.as_tensor())?;
         let plain = x.as_tensor().gelu_erf()?;
-        assert_eq!(max_diff(&fused, &plain)?, 0.0);
+        // A last-bit difference of `erf` times |x| (up to about 25 here).
+        let d = max_diff(&fused, &plain)?;
+        assert!(d <= 1e-5, "forward differs by {d}");
+        let x64 = x.as_tensor().to_dtype(DType::F64)?;
+        assert_eq!(max_diff(&gelu_erf(&x64)?, &x64.gelu_erf()?)?, 0.0);
         let gf = (&fused * &probe)?.sum_all()?.backward()?;
         let gp = (&plain * &probe)?.sum_all()?.backward()?;
         let (a, b) = match (gf.get(x.as_tensor()), gp.get(x.as_tensor())) {

@@ -29,6 +29,7 @@ mod norm_rows;
 pub mod rope;
 pub mod softmax;
 pub mod swiglu;
+mod verf;
 pub mod vexp;
 
 #[cfg(test)]

@@ -79,6 +79,7 @@ macro_rules! simd {
         }
     };
 }
+pub(super) use simd;
 
 simd! {
     /// The largest value (NaN is skipped; `-inf` for an empty slice).
