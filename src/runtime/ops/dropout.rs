@@ -10,6 +10,7 @@
 use candle_core::{DType, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 
@@ -96,12 +97,19 @@ pub fn dropout(xs: &Tensor, p: f32) -> Result<Tensor> {
 
 /// `n` keep flags from this thread's stream, each kept with probability `1 - p`: the draws
 /// [`dropout`] makes for a tensor of `n` elements (ops that apply dropout inside themselves use
-/// this, so they draw the same stream).
+/// this, so they draw the same stream). The stream's words are taken in one block fill and
+/// turned into flags on rayon's threads; each flag is what `gen::<f32>() >= p` gives for its
+/// word (rand's 24-bit float), so the flags and the stream's position are those of drawing one
+/// float per element.
 pub fn draw_keep(n: usize, p: f32) -> Vec<bool> {
-    RNG.with(|r| {
-        let mut r = r.borrow_mut();
-        (0..n).map(|_| r.gen::<f32>() >= p).collect()
-    })
+    let mut words = vec![0u32; n];
+    RNG.with(|r| r.borrow_mut().fill(&mut words[..]));
+    const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
+    words
+        .par_iter()
+        .with_min_len(1 << 14)
+        .map(|&w| (w >> 8) as f32 * SCALE >= p)
+        .collect()
 }
 
 /// `x * mask * scale` with the mask kept as bytes; its backward is `grad * mask * scale`.
@@ -113,9 +121,11 @@ pub struct DropoutOp {
 
 impl DropoutOp {
     fn apply(&self, x: &[f32]) -> Vec<f32> {
-        x.iter()
-            .zip(self.keep.iter())
-            .map(|(&v, &k)| if k { v * self.scale } else { 0.0 })
+        let scale = self.scale;
+        x.par_iter()
+            .zip(self.keep.par_iter())
+            .with_min_len(1 << 14)
+            .map(|(&v, &k)| if k { v * scale } else { 0.0 })
             .collect()
     }
 }
@@ -146,11 +156,13 @@ impl candle_core::CustomOp1 for DropoutOp {
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = grad.to_dtype(DType::F32)?.contiguous()?;
-        let v = g.flatten_all()?.to_vec1::<f32>()?;
-        if v.len() != self.keep.len() {
-            candle_core::bail!("dropout: gradient of the wrong size")
-        }
-        let out = Tensor::from_vec(self.apply(&v), grad.shape(), grad.device())?;
+        let out = super::with_cpu_slice::<f32, _>(&g, "dropout", |v| {
+            if v.len() != self.keep.len() {
+                candle_core::bail!("dropout: gradient of the wrong size")
+            }
+            Ok(self.apply(v))
+        })?;
+        let out = Tensor::from_vec(out, grad.shape(), grad.device())?;
         Ok(Some(out.to_dtype(grad.dtype())?))
     }
 }
@@ -159,6 +171,30 @@ impl candle_core::CustomOp1 for DropoutOp {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn block_drawn_flags_equal_one_float_per_element() {
+        for (n, p) in [
+            (0usize, 0.1f32),
+            (1, 0.5),
+            (7, 0.1),
+            (100_003, 0.1),
+            (40_000, 0.9),
+        ] {
+            seed(11);
+            let _ = draw_keep(3, 0.5);
+            let fast = draw_keep(n, p);
+            let after = state();
+            seed(11);
+            let _ = draw_keep(3, 0.5);
+            let slow: Vec<bool> = RNG.with(|r| {
+                let mut r = r.borrow_mut();
+                (0..n).map(|_| r.gen::<f32>() >= p).collect()
+            });
+            assert_eq!(fast, slow, "n {n} p {p}");
+            assert_eq!(state(), after, "n {n}: the stream's position");
+        }
+    }
 
     #[test]
     fn dropout_is_seeded_restorable_and_keeps_the_expectation() -> Result<()> {
