@@ -106,7 +106,8 @@ impl StageKind {
             // op each (runtime/ops/lora_attention.rs, lora_mlp.rs), a llama-family one with its
             // RMSNorm and residual add inside (rounding may differ by a few ulp).
             // 12: on the CPU the f32 exact GELU uses a vectorised erf (libm's algorithm, within
-            // 2 ulp; it differs from libm's `erff` in the last bit or two).
+            // 2 ulp; it differs from libm's `erff` in the last bit or two), and attention
+            // computes only the key columns a block of queries sees (rounding may differ).
             StageKind::Train => 12,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
@@ -117,7 +118,8 @@ impl StageKind {
             // vectorised exp (within 2 ulp of libm's).
             // 7: LoRA layers over NF4 / FP4 / int8 bases are the fused op too.
             // 8: on the CPU a block's attention and feed-forward parts are one op each.
-            // 9: on the CPU the f32 exact GELU uses a vectorised erf (within 2 ulp of libm's).
+            // 9: on the CPU the f32 exact GELU uses a vectorised erf (within 2 ulp of libm's),
+            // and attention computes only the key columns a block of queries sees.
             StageKind::Eval => 9,
             // 2: a trained classification head and its labels are written into the merged model;
             // a GGUF base is merged (it used to be refused).

@@ -16,7 +16,10 @@
 //! - `dq_h = scale dS k_g`, `dk_g += scale dS^T q_h`, both rotated back (RoPE is a rotation:
 //!   its gradient is the rotation by `-sin`).
 //!
-//! Rows of the batch run in parallel on rayon's threads. CPU, f32 and f64 ([`applies`]); the
+//! Rows of the batch run in parallel on rayon's threads. Within a row, queries go in blocks of
+//! 32 that compute only the key columns up to the last one any of them sees: a causal mask
+//! skips about half of the products, a padded row its padding; the skipped probabilities are
+//! exactly 0 in the full computation, so nothing changes but the work. CPU, f32 and f64 ([`applies`]); the
 //! caller takes the composite form elsewhere. Tests compare both forms and the gradients with
 //! finite differences. Must not give the bias or the rotary tables a gradient, and must draw
 //! dropout masks as the composite form does (the caller draws them, [`AttentionDropout`]).
@@ -112,6 +115,55 @@ fn rotated<T: WithDType>(
     out
 }
 
+/// Query rows `rows` of a batch row and the key columns they see: every column from `cols`
+/// on is masked for each of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Block {
+    rows: std::ops::Range<usize>,
+    cols: usize,
+}
+
+/// Query rows per [`Block`].
+const BLOCK_ROWS: usize = 32;
+
+/// A bias at or below this masks its column (decoders' masks write [`super::mask::MASKED`],
+/// BERT's key mask -1e9): next to any score of a column the row sees, its softmax term is
+/// exactly 0 (f32's exp flushes below -87, f64's underflows below -745).
+const MASKED_BELOW: f64 = -1e8;
+
+/// The query rows of a `[s, s]` (or shared `[1, s]`) bias in blocks of [`BLOCK_ROWS`], each with
+/// the columns it must compute: up to the last column one of its rows sees (a causal mask
+/// halves the work, a padded batch row skips its padding). A row that sees no column at all
+/// keeps every column (its softmax is then over the masked scores, as in the composite form).
+/// The skipped columns' probabilities are exactly 0 either way, so the results are the same.
+fn blocks<T: WithDType>(bias: &[T], s: usize) -> Vec<Block> {
+    let shared = bias.len() == s;
+    let limit = |t: usize| {
+        let row = if shared {
+            bias
+        } else {
+            &bias[t * s..t * s + s]
+        };
+        match row.iter().rposition(|b| b.to_f64() > MASKED_BELOW) {
+            Some(j) => j + 1,
+            None => s,
+        }
+    };
+    let mut out: Vec<Block> = Vec::new();
+    for start in (0..s).step_by(BLOCK_ROWS) {
+        let rows = start..(start + BLOCK_ROWS).min(s);
+        let cols = rows.clone().map(limit).max().unwrap_or(s);
+        match out.last_mut() {
+            // Blocks that see the same columns are one product.
+            Some(last) if last.cols == cols && last.rows.end == rows.start => {
+                last.rows.end = rows.end
+            }
+            _ => out.push(Block { rows, cols }),
+        }
+    }
+    out
+}
+
 /// The element types of the op.
 pub(crate) trait Float: WithDType + Send + Sync {
     /// Softmax of one row in place, shifted by the row's maximum as candle's
@@ -150,13 +202,6 @@ impl Float for f64 {
     }
 }
 
-/// Softmax of each row of `p: [s, s]` in place.
-fn softmax_rows<T: Float>(p: &mut [T], s: usize) {
-    for row in p.chunks_mut(s.max(1)) {
-        T::softmax_row(row);
-    }
-}
-
 impl FusedAttention {
     fn dims(&self, q: &[usize], k: &[usize], v: &[usize]) -> Result<(usize, usize)> {
         let Heads { q: hq, kv, dim } = self.heads;
@@ -179,37 +224,45 @@ impl FusedAttention {
     }
 
     /// Probabilities `[s, s]` of query head `h` against the (rotated) keys `k` of its group:
-    /// `(P, P D)` (the second `None` without dropout).
+    /// `(P, P D)` (the second `None` without dropout). Only each block's visible columns are
+    /// computed ([`blocks`]); the rest stay 0, as their softmax gives exactly.
     #[allow(clippy::type_complexity)]
     fn probs<T: Float>(
         &self,
         row: &Row<'_, T>,
         (s, h): (usize, usize),
-        qh: &[T],
-        k: &[T],
+        (qh, k): (&[T], &[T]),
+        blocks: &[Block],
     ) -> Result<(Vec<T>, Option<Vec<T>>)> {
         let d = self.heads.dim;
         let mut p = vec![T::from_f64(0.0); s * s];
-        gemm_strided(
-            &mut p,
-            s,
-            (View::new(qh, s, d)?, View::new(k, s, d)?.t()),
-            false,
-            self.scale,
-            false,
-        )?;
-        let shared = row.bias.len() == s;
-        for (t, pr) in p.chunks_mut(s.max(1)).enumerate() {
-            let bias = if shared {
-                row.bias
-            } else {
-                &row.bias[t * s..t * s + s]
-            };
-            for (pv, &b) in pr.iter_mut().zip(bias) {
-                *pv += b;
+        for Block { rows, cols } in blocks.iter().cloned() {
+            let q_rows = &qh[rows.start * d..rows.end * d];
+            gemm_strided(
+                &mut p[rows.start * s..],
+                s,
+                (
+                    View::new(q_rows, rows.len(), d)?,
+                    View::new(k, cols, d)?.t(),
+                ),
+                false,
+                self.scale,
+                false,
+            )?;
+            let shared = row.bias.len() == s;
+            for t in rows {
+                let bias = if shared {
+                    row.bias
+                } else {
+                    &row.bias[t * s..t * s + s]
+                };
+                let pr = &mut p[t * s..t * s + cols];
+                for (pv, &b) in pr.iter_mut().zip(bias) {
+                    *pv += b;
+                }
+                T::softmax_row(pr);
             }
         }
-        softmax_rows(&mut p, s);
         let dropped = self.dropout.as_ref().map(|dr| {
             let start = (row.index * self.heads.q + h) * s * s;
             let keep = &dr.keep[start..start + s * s];
@@ -225,20 +278,25 @@ impl FusedAttention {
     fn forward_row<T: Float>(&self, row: Row<'_, T>, s: usize, out: &mut [T]) -> Result<()> {
         let Heads { q: hq, kv, dim: d } = self.heads;
         let rep = hq / kv;
+        let blocks = blocks(row.bias, s);
         for g in 0..kv {
             let k = rotated(row.k, (s, kv * d, d), g, row.rope, false);
-            let v = View::strided(&row.v[g * d..], s, d, kv * d)?;
             for h in g * rep..(g + 1) * rep {
                 let qh = rotated(row.q, (s, hq * d, d), h, row.rope, false);
-                let (p, dropped) = self.probs(&row, (s, h), &qh, &k)?;
-                gemm_strided(
-                    &mut out[h * d..],
-                    hq * d,
-                    (View::new(dropped.as_deref().unwrap_or(&p), s, s)?, v),
-                    false,
-                    1.0,
-                    false,
-                )?;
+                let (p, dropped) = self.probs(&row, (s, h), (&qh, &k), &blocks)?;
+                let pd = dropped.as_deref().unwrap_or(&p);
+                for Block { rows, cols } in blocks.iter().cloned() {
+                    let v = View::strided(&row.v[g * d..], cols, d, kv * d)?;
+                    let p_rows = View::strided(&pd[rows.start * s..], rows.len(), cols, s)?;
+                    gemm_strided(
+                        &mut out[rows.start * hq * d + h * d..],
+                        hq * d,
+                        (p_rows, v),
+                        false,
+                        1.0,
+                        false,
+                    )?;
+                }
             }
         }
         Ok(())
@@ -254,18 +312,23 @@ impl FusedAttention {
         let Heads { q: hq, kv, dim: d } = self.heads;
         let rep = hq / kv;
         let zero = T::from_f64(0.0);
+        let blocks = blocks(row.bias, s);
         for g in 0..kv {
             let k = rotated(row.k, (s, kv * d, d), g, row.rope, false);
-            let v = View::strided(&row.v[g * d..], s, d, kv * d)?;
             let mut dk_rot = vec![zero; s * d];
             for h in g * rep..(g + 1) * rep {
                 let qh = rotated(row.q, (s, hq * d, d), h, row.rope, false);
-                let (p, dropped) = self.probs(&row, (s, h), &qh, &k)?;
-                let go = View::strided(&grad[h * d..], s, d, hq * d)?;
-                let pd = View::new(dropped.as_deref().unwrap_or(&p), s, s)?;
-                gemm_strided(&mut dv[g * d..], kv * d, (pd.t(), go), true, 1.0, false)?;
+                let (p, dropped) = self.probs(&row, (s, h), (&qh, &k), &blocks)?;
+                let pd = dropped.as_deref().unwrap_or(&p);
                 let mut ds = vec![zero; s * s];
-                gemm_strided(&mut ds, s, (go, v.t()), false, 1.0, false)?;
+                for Block { rows, cols } in blocks.iter().cloned() {
+                    let go =
+                        View::strided(&grad[rows.start * hq * d + h * d..], rows.len(), d, hq * d)?;
+                    let v = View::strided(&row.v[g * d..], cols, d, kv * d)?;
+                    let p_rows = View::strided(&pd[rows.start * s..], rows.len(), cols, s)?;
+                    gemm_strided(&mut dv[g * d..], kv * d, (p_rows.t(), go), true, 1.0, false)?;
+                    gemm_strided(&mut ds[rows.start * s..], s, (go, v.t()), false, 1.0, false)?;
+                }
                 if let Some(dr) = &self.dropout {
                     let start = (row.index * hq + h) * s * s;
                     let scale = T::from_f64(dr.scale);
@@ -273,27 +336,33 @@ impl FusedAttention {
                         *x = if keep { *x * scale } else { zero };
                     }
                 }
-                for (dsr, pr) in ds.chunks_mut(s).zip(p.chunks(s)) {
-                    T::softmax_backward_row(dsr, pr);
-                }
-                let dsv = View::new(&ds, s, s)?;
                 let mut dq_rot = vec![zero; s * d];
-                gemm_strided(
-                    &mut dq_rot,
-                    d,
-                    (dsv, View::new(&k, s, d)?),
-                    false,
-                    self.scale,
-                    false,
-                )?;
-                gemm_strided(
-                    &mut dk_rot,
-                    d,
-                    (dsv.t(), View::new(&qh, s, d)?),
-                    true,
-                    self.scale,
-                    false,
-                )?;
+                for Block { rows, cols } in blocks.iter().cloned() {
+                    for t in rows.clone() {
+                        let (dsr, pr) = (&mut ds[t * s..t * s + cols], &p[t * s..t * s + cols]);
+                        T::softmax_backward_row(dsr, pr);
+                    }
+                    let ds_rows = View::strided(&ds[rows.start * s..], rows.len(), cols, s)?;
+                    gemm_strided(
+                        &mut dq_rot[rows.start * d..],
+                        d,
+                        (ds_rows, View::new(&k, cols, d)?),
+                        false,
+                        self.scale,
+                        false,
+                    )?;
+                    gemm_strided(
+                        &mut dk_rot,
+                        d,
+                        (
+                            ds_rows.t(),
+                            View::new(&qh[rows.start * d..rows.end * d], rows.len(), d)?,
+                        ),
+                        true,
+                        self.scale,
+                        false,
+                    )?;
+                }
                 let back = rotated(&dq_rot, (s, d, d), 0, row.rope, true);
                 for t in 0..s {
                     dq[t * hq * d + h * d..t * hq * d + h * d + d]
@@ -584,17 +653,24 @@ mod tests {
     }
 
     fn setup(dtype: DType) -> Result<(RopeTables, Tensor)> {
-        let dev = Device::Cpu;
-        let rot = Rotary::new(heads().dim, 10000.0, &RopeScaling::None);
-        let pos = Rotary::positions(B, S, 0, &dev)?;
-        let tables = RopeTables::new(&rot, &pos, dtype)?;
         // Right padding on the second row (a query that sees no key at all has a gradient that
         // finite differences cannot see: its scores sit at -1e30).
-        let m = Tensor::new(&[[1u8, 1, 1, 1, 1], [1, 1, 1, 0, 0]], &dev)?;
+        setup_with(dtype, S, [5, 3])
+    }
+
+    /// Rotary tables and a causal bias for `B` rows of `s` tokens, row `i` padded after
+    /// `valid[i]` tokens.
+    fn setup_with(dtype: DType, s: usize, valid: [usize; B]) -> Result<(RopeTables, Tensor)> {
+        let dev = Device::Cpu;
+        let rot = Rotary::new(heads().dim, 10000.0, &RopeScaling::None);
+        let pos = Rotary::positions(B, s, 0, &dev)?;
+        let tables = RopeTables::new(&rot, &pos, dtype)?;
+        let m: Vec<u8> = (0..B * s).map(|i| u8::from(i % s < valid[i / s])).collect();
+        let m = Tensor::from_vec(m, (B, s), &dev)?;
         let spec = MaskSpec {
             batch: B,
-            q_len: S,
-            k_len: S,
+            q_len: s,
+            k_len: s,
             offset: 0,
             kind: MaskKind::Causal,
             window: None,
@@ -611,14 +687,15 @@ mod tests {
         bias: &Tensor,
     ) -> Result<Tensor> {
         let h = heads();
-        let split = |x: &Tensor, n: usize| x.reshape((B, S, n, h.dim))?.transpose(1, 2);
+        let (b, s, _) = q.dims3()?;
+        let split = |x: &Tensor, n: usize| x.reshape((b, s, n, h.dim))?.transpose(1, 2);
         let q = apply_rotary(&split(q, h.q)?, t)?;
         let k = apply_rotary(&split(k, h.kv)?, t)?;
         let v = split(v, h.kv)?;
         let scale = 1.0 / (h.dim as f64).sqrt();
         attention(&q, &k, &v, bias, scale, Kernels::Differentiable)?
             .transpose(1, 2)?
-            .reshape((B, S, h.q * h.dim))
+            .reshape((b, s, h.q * h.dim))
     }
 
     fn fused(q: &Tensor, k: &Tensor, v: &Tensor, t: &RopeTables, bias: &Tensor) -> Result<Tensor> {
@@ -655,6 +732,60 @@ mod tests {
         check_grad(&[B, S, h.q * h.dim], |q| fused(q, &k, &v, &t, &bias))?;
         check_grad(&[B, S, h.kv * h.dim], |k| fused(&q, k, &v, &t, &bias))?;
         check_grad(&[B, S, h.kv * h.dim], |v| fused(&q, &k, v, &t, &bias))
+    }
+
+    #[test]
+    fn masked_trailing_columns_are_skipped_with_the_same_results() -> Result<()> {
+        let dev = Device::Cpu;
+        let s = 70;
+        let (t, bias) = setup_with(DType::F32, s, [70, 41])?;
+        let bias_rows = bias.flatten_all()?.to_vec1::<f32>()?;
+        let blocks_of = |i: usize| blocks(&bias_rows[i * s * s..(i + 1) * s * s], s);
+        let block = |rows: std::ops::Range<usize>, cols| Block { rows, cols };
+        // Causal: each block of queries sees up to its last row; the padded row's queries
+        // see its 41 tokens at most.
+        assert_eq!(
+            blocks_of(0),
+            [block(0..32, 32), block(32..64, 64), block(64..70, 70)]
+        );
+        assert_eq!(blocks_of(1), [block(0..32, 32), block(32..70, 41)]);
+        let h = heads();
+        let q = Var::randn(0f32, 1.0, (B, s, h.q * h.dim), &dev)?;
+        let k = Var::randn(0f32, 1.0, (B, s, h.kv * h.dim), &dev)?;
+        let v = Var::randn(0f32, 1.0, (B, s, h.kv * h.dim), &dev)?;
+        let (qt, kt, vt) = (q.as_tensor(), k.as_tensor(), v.as_tensor());
+        let a = fused(qt, kt, vt, &t, &bias)?;
+        let c = composite(qt, kt, vt, &t, &bias)?;
+        assert_same_values_and_gradients(&a, &c, [&q, &k, &v])
+    }
+
+    #[test]
+    fn a_shared_key_mask_or_no_mask_keeps_the_columns_rows_see() {
+        let s = 40;
+        let mut key_mask = vec![0f32; s];
+        key_mask[35..].fill(-1e9);
+        assert_eq!(
+            blocks(&key_mask, s),
+            [Block {
+                rows: 0..40,
+                cols: 35
+            }]
+        );
+        assert_eq!(
+            blocks(&vec![0f64; s], s),
+            [Block {
+                rows: 0..40,
+                cols: 40
+            }]
+        );
+        // Rows that see nothing keep every column.
+        assert_eq!(
+            blocks(&vec![-1e30f32; s], s),
+            [Block {
+                rows: 0..40,
+                cols: 40
+            }]
+        );
     }
 
     #[test]
