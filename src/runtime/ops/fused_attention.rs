@@ -98,14 +98,21 @@ fn rotated<T: WithDType>(
             &cos[t * half..t * half + half],
             &sin[t * half..t * half + half],
         );
-        for j in 0..half {
-            let (x1, x2) = (src[j], src[j + half]);
-            if inverse {
-                dst[j] = x1 * c[j] + x2 * sn[j];
-                dst[j + half] = x2 * c[j] - x1 * sn[j];
-            } else {
-                dst[j] = x1 * c[j] - x2 * sn[j];
-                dst[j + half] = x1 * sn[j] + x2 * c[j];
+        // Zipped halves (no index checks), so the loops vectorise.
+        let (x1s, rest) = src.split_at(half);
+        let x2s = &rest[..half];
+        let (d1, rest) = dst.split_at_mut(half);
+        let d2 = &mut rest[..half];
+        let pairs = x1s.iter().zip(x2s).zip(c.iter().zip(sn));
+        if inverse {
+            for ((o1, o2), ((&x1, &x2), (&c, &sn))) in d1.iter_mut().zip(d2.iter_mut()).zip(pairs) {
+                *o1 = x1 * c + x2 * sn;
+                *o2 = x2 * c - x1 * sn;
+            }
+        } else {
+            for ((o1, o2), ((&x1, &x2), (&c, &sn))) in d1.iter_mut().zip(d2.iter_mut()).zip(pairs) {
+                *o1 = x1 * c - x2 * sn;
+                *o2 = x1 * sn + x2 * c;
             }
         }
         // An odd head size leaves its last value unrotated (as candle's kernel does not
