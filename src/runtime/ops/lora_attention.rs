@@ -25,6 +25,10 @@ use super::lora_group::{
 use super::lora_linear::LoraLinear;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
+/// Buffers a forward pass keeps for the backward: `q`, `k`, `v`, the context, and each of
+/// the four layers' LoRA input `t`.
+const KEPT: usize = 8;
+
 /// The op; use it through [`lora_attention`].
 #[derive(Debug)]
 struct LoraAttention {
@@ -96,13 +100,11 @@ impl LoraAttention {
             || product(lq, ab[0], &mut q),
             || rayon::join(|| product(lk, ab[1], &mut k), || product(lv, ab[2], &mut v)),
         );
-        rq?;
-        rk?;
-        rv?;
+        let (tq, tk, tv) = (rq?, rk?, rv?);
         let c = self.attention.forward_slices((&q, &k, &v), (b, s))?;
         let mut y = super::zeroed::<T>(m * h);
-        lo.forward_into(&mut y, &c, ab[3].0, ab[3].1, wq)?;
-        Ok((y, vec![q, k, v, c]))
+        let to = lo.forward_into(&mut y, &c, ab[3].0, ab[3].1, wq)?;
+        Ok((y, vec![q, k, v, c, tq, tk, tv, to]))
     }
 
     /// `(dx, dP)` for the output gradient `dy`; `dx` empty unless `need_dx`. Uses what the
@@ -116,25 +118,29 @@ impl LoraAttention {
         let h = self.hidden()?;
         let m = b * s;
         let (wq, _) = self.attention.widths();
-        let kept = match self.kept.take::<T>(4) {
+        let kept = match self.kept.take::<T>(KEPT) {
             Some(k) => k,
             None => self.forward(x, p, (b, s))?.1,
         };
-        let [q, k, v, c]: [Vec<T>; 4] = kept
+        // The projections and the context, then the four layers' LoRA inputs `t`.
+        let [q, k, v, c, tq, tk, tv, to]: [Vec<T>; KEPT] = kept
             .try_into()
             .map_err(|_| candle_core::Error::Msg("lora-attention: kept buffers".into()))?;
         let ab = self.group.unpack(p)?;
         let [lq, lk, lv, lo] = self.layers()?;
         let mut dc = super::zeroed::<T>(m * wq);
-        let grads_o = lo.backward_into(Some((&mut dc, false)), &c, ab[3].0, ab[3].1, dy, wq)?;
+        let ct = (c.as_slice(), Some(to.as_slice()));
+        let grads_o = lo.backward_into(Some((&mut dc, false)), ct, ab[3].0, ab[3].1, dy, wq)?;
         drop(c);
         let (dq, dk, dv) = self.attention.backward_slices((&q, &k, &v), &dc, (b, s))?;
         drop((dc, q, k, v));
         let mut dx = super::zeroed::<T>(if need_dx { m * h } else { 0 });
         let mut grads = Vec::with_capacity(4);
-        for (i, (layer, g)) in [(lq, &dq), (lk, &dk), (lv, &dv)].into_iter().enumerate() {
+        let layers = [(lq, &dq, &tq), (lk, &dk, &tk), (lv, &dv, &tv)];
+        for (i, (layer, g, t)) in layers.into_iter().enumerate() {
             let into = need_dx.then_some((dx.as_mut_slice(), i > 0));
-            grads.push(layer.backward_into(into, x, ab[i].0, ab[i].1, g, h)?);
+            let xt = (x, Some(t.as_slice()));
+            grads.push(layer.backward_into(into, xt, ab[i].0, ab[i].1, g, h)?);
         }
         grads.push(grads_o);
         Ok((dx, packed_grad(grads)))
@@ -192,7 +198,7 @@ impl CustomOp2 for LoraAttention {
             tensors: [&Tensor; 3],
             bs: (usize, usize),
         ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-            let kept = (op.pre.as_ref(), &op.kept, 4);
+            let kept = (op.pre.as_ref(), &op.kept, KEPT);
             backward_tensors::<T>("lora-attention", kept, tensors, |x, p, dy, need_dx| {
                 op.backward((x, p, dy), bs, need_dx)
             })

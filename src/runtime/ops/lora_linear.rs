@@ -171,7 +171,8 @@ impl LoraLinear {
     }
 
     /// `y = x W^T + bias + (x_d (s A)^T) B^T` into `y: [m, out]` (overwritten) for
-    /// `x: [m, k]`; no LoRA part when `r` is 0.
+    /// `x: [m, k]`; no LoRA part when `r` is 0. Returns `t = x_d (s A)^T` (`[m, r]`, empty
+    /// when `r` is 0), which [`Self::backward_into`] can take instead of recomputing it.
     pub(crate) fn forward_into<T: WithDType>(
         &self,
         y: &mut [T],
@@ -179,7 +180,7 @@ impl LoraLinear {
         (a, r): (&[T], usize),
         b: &[T],
         k: usize,
-    ) -> Result<()> {
+    ) -> Result<Vec<T>> {
         let (n, _) = self.w.dims()?;
         let m = x.len().checked_div(k).unwrap_or(0);
         if self
@@ -208,8 +209,20 @@ impl LoraLinear {
             })?;
         }
         if r == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let t = self.lora_input(x, a, (m, k, r))?;
+        gemm_into(y, View::new(&t, m, r)?, View::new(b, n, r)?.t(), true, 1.0)?;
+        Ok(t)
+    }
+
+    /// `t = x_d (s A)^T`, `[m, r]`.
+    fn lora_input<T: WithDType>(
+        &self,
+        x: &[T],
+        a: &[T],
+        (m, k, r): (usize, usize, usize),
+    ) -> Result<Vec<T>> {
         let xd = dropped(x, self.dropout.as_ref());
         let sa = scaled(a, self.scale);
         let mut t = super::zeroed::<T>(m * r);
@@ -220,7 +233,7 @@ impl LoraLinear {
             false,
             1.0,
         )?;
-        gemm_into(y, View::new(&t, m, r)?, View::new(b, n, r)?.t(), true, 1.0)
+        Ok(t)
     }
 
     /// `(dx, dA, dB)` as flat buffers; `dx` empty unless `need_dx` (an input that needs no
@@ -236,18 +249,19 @@ impl LoraLinear {
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
         let mut dx = super::zeroed::<T>(if need_dx { x.len() } else { 0 });
         let into = need_dx.then_some((dx.as_mut_slice(), false));
-        let (da, db) = self.backward_into(into, x, (a, r), b, g, k)?;
+        let (da, db) = self.backward_into(into, (x, None), (a, r), b, g, k)?;
         Ok((dx, da, db))
     }
 
     /// `(dA, dB)` (empty when `r` is 0) for the output gradient `g: [m, out]`, and
     /// `dx = g W + m * (u (s A))` into `dx` when given: `(buffer, accumulate)`, added to the
-    /// buffer when `accumulate`, else overwriting it.
+    /// buffer when `accumulate`, else overwriting it. `x` comes with the `t` that
+    /// [`Self::forward_into`] returned for it, when it was kept (else `t` is recomputed).
     #[allow(clippy::type_complexity)]
     pub(crate) fn backward_into<T: WithDType>(
         &self,
         dx: Option<(&mut [T], bool)>,
-        x: &[T],
+        (x, kept_t): (&[T], Option<&[T]>),
         (a, r): (&[T], usize),
         b: &[T],
         g: &[T],
@@ -268,8 +282,10 @@ impl LoraLinear {
         let xd = dropped(x, self.dropout.as_ref());
         let sa = scaled(a, self.scale);
         let (xv, gv) = (View::new(&xd, m, k)?, View::new(g, m, n)?);
-        let mut t = super::zeroed::<T>(m * r);
-        gemm_into(&mut t, xv, View::new(&sa, r, k)?.t(), false, 1.0)?;
+        let t = match kept_t {
+            Some(t) if t.len() == m * r => std::borrow::Cow::Borrowed(t),
+            _ => std::borrow::Cow::Owned(self.lora_input(x, a, (m, k, r))?),
+        };
         let mut u = super::zeroed::<T>(m * r);
         gemm_into(&mut u, gv, View::new(b, n, r)?, false, 1.0)?;
         match (dx, &self.dropout) {

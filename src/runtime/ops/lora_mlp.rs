@@ -103,7 +103,7 @@ impl LoraMlp {
         // The outputs are allocated here, on the op's thread, so the heap they come from does
         // not depend on which worker runs a product (peaks stay as predictable as without).
         let mut kept: Vec<Vec<T>> = first.iter().map(|_| super::zeroed::<T>(m * i)).collect();
-        match (first, kept.as_mut_slice()) {
+        let mut ts = match (first, kept.as_mut_slice()) {
             // Independent products: each one's serial stretches (gemm's packing of `x`)
             // overlap the other's work.
             ([g, u], [yg, yu]) => {
@@ -111,12 +111,11 @@ impl LoraMlp {
                     || g.forward_into(yg, x, ab[0].0, ab[0].1, h),
                     || u.forward_into(yu, x, ab[1].0, ab[1].1, h),
                 );
-                rg?;
-                ru?;
+                vec![rg?, ru?]
             }
-            ([u], [yu]) => u.forward_into(yu, x, ab[0].0, ab[0].1, h)?,
+            ([u], [yu]) => vec![u.forward_into(yu, x, ab[0].0, ab[0].1, h)?],
             _ => candle_core::bail!("lora-mlp: one or two first layers"),
-        }
+        };
         let act = match (self.activation, kept.as_slice()) {
             (Activation::SwiGlu, [g, u]) => swiglu::forward(g, u),
             (Activation::GeluErf, [u]) => gelu::forward(u),
@@ -124,8 +123,9 @@ impl LoraMlp {
         };
         let mut y = super::zeroed::<T>(m * h);
         let n = first.len();
-        last.forward_into(&mut y, &act, ab[n].0, ab[n].1, i)?;
+        ts.push(last.forward_into(&mut y, &act, ab[n].0, ab[n].1, i)?);
         kept.push(act);
+        kept.extend(ts);
         Ok((y, kept))
     }
 
@@ -142,17 +142,26 @@ impl LoraMlp {
         let m = x.len().checked_div(h).unwrap_or(0);
         let (first, last) = self.layers()?;
         let n = first.len();
-        let mut kept = match self.kept.take::<T>(n + 1) {
+        let mut kept = match self.kept.take::<T>(2 * (n + 1)) {
             Some(k) => k,
             None => self.forward(x, p)?.1,
         };
+        // The first layers' outputs and the activation, then each layer's LoRA input `t`.
+        let ts = kept.split_off(n + 1);
+        let kept_t = |j: usize| ts.get(j).map(|t| t.as_slice());
         let act = kept
             .pop()
             .ok_or_else(|| candle_core::Error::Msg("lora-mlp: kept buffers".into()))?;
         let ab = self.group.unpack(p)?;
         let mut d_act = super::zeroed::<T>(m * i);
-        let grads_last =
-            last.backward_into(Some((&mut d_act, false)), &act, ab[n].0, ab[n].1, dy, i)?;
+        let grads_last = last.backward_into(
+            Some((&mut d_act, false)),
+            (&act, kept_t(n)),
+            ab[n].0,
+            ab[n].1,
+            dy,
+            i,
+        )?;
         drop(act);
         let d_pre = match (self.activation, kept.as_slice()) {
             (Activation::SwiGlu, [g, u]) => swiglu::backward(&d_act, g, u),
@@ -164,7 +173,7 @@ impl LoraMlp {
         let mut grads = Vec::with_capacity(n + 1);
         for (j, (layer, d)) in first.iter().zip(d_pre.chunks(m * i)).enumerate() {
             let into = need_dx.then_some((dx.as_mut_slice(), j > 0));
-            grads.push(layer.backward_into(into, x, ab[j].0, ab[j].1, d, h)?);
+            grads.push(layer.backward_into(into, (x, kept_t(j)), ab[j].0, ab[j].1, d, h)?);
         }
         grads.push(grads_last);
         Ok((dx, packed_grad(grads)))
@@ -210,7 +219,7 @@ impl CustomOp2 for LoraMlp {
             op: &LoraMlp,
             tensors: [&Tensor; 3],
         ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-            let kept = (op.pre.as_ref(), &op.kept, op.activation.inputs() + 1);
+            let kept = (op.pre.as_ref(), &op.kept, 2 * (op.activation.inputs() + 1));
             backward_tensors::<T>("lora-mlp", kept, tensors, |x, p, dy, need_dx| {
                 op.backward(x, p, dy, need_dx)
             })
