@@ -15,8 +15,10 @@ pub enum LinearKind {
     /// Frozen: the base product (and bias) only.
     Frozen,
     /// One LoRA adapter over a dense, NF4, FP4 or int8 base on the CPU in f32: one fused op
-    /// (runtime/ops/lora_linear.rs) that keeps its output and, with dropout, the one-byte mask.
-    Fused { dropout: bool },
+    /// (runtime/ops/lora_linear.rs) that keeps its output and, with dropout, the one-byte mask;
+    /// inside a block op (runtime/ops/lora_attention.rs, lora_mlp.rs) also its input's
+    /// down-projection `t` (`rank` values per token).
+    Fused { dropout: bool, rank: u32 },
     /// The composite form (GGML-quantized base, DoRA, several adapters on one layer, other dtypes
     /// and devices): also the low-rank product and the sum, and with dropout the dropped input.
     Composite { dropout: bool },
@@ -32,8 +34,13 @@ fn linear_values(in_f: u64, out_f: u64, bias: bool, kind: LinearKind) -> f64 {
         v += 2.0 * o;
     }
     match kind {
-        LinearKind::Frozen | LinearKind::Fused { dropout: false } => {}
-        LinearKind::Fused { dropout: true } => v += 0.25 * i,
+        LinearKind::Frozen => {}
+        LinearKind::Fused { dropout, rank } => {
+            v += f64::from(rank);
+            if dropout {
+                v += 0.25 * i;
+            }
+        }
         LinearKind::Composite { dropout } => {
             v += 2.0 * o;
             if dropout {
@@ -52,23 +59,23 @@ fn lora_targets<'a>(
     fused: bool,
     dense: &dyn Fn(&str) -> bool,
 ) -> Vec<(&'a str, LinearKind)> {
-    let mut hits: Vec<(&str, bool, bool)> = Vec::new();
+    let mut hits: Vec<(&str, bool, bool, u32)> = Vec::new();
     for a in &train.adapters {
         if let AdapterKind::Lora(l) = &a.kind {
             for m in &l.targets.modules {
-                hits.push((&*m.name, l.dropout > 0.0, l.dora));
+                hits.push((&*m.name, l.dropout > 0.0, l.dora, l.r));
             }
         }
     }
     let mut out: Vec<(&str, LinearKind)> = Vec::new();
-    for &(name, dropout, dora) in &hits {
+    for &(name, dropout, dora, rank) in &hits {
         if out.iter().any(|(n, _)| *n == name) {
             continue;
         }
         let count = hits.iter().filter(|(n, ..)| *n == name).count();
-        let any_dropout = hits.iter().any(|(n, d, _)| *n == name && *d);
+        let any_dropout = hits.iter().any(|(n, d, ..)| *n == name && *d);
         let kind = if fused && count == 1 && !dora && dense(name) {
-            LinearKind::Fused { dropout }
+            LinearKind::Fused { dropout, rank }
         } else {
             LinearKind::Composite {
                 dropout: any_dropout,

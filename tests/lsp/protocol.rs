@@ -92,14 +92,14 @@ fn hover_shows_docs_figures_and_module_shapes() {
     assert!(h.contains("adapter chat = lora_default"), "{h}");
     assert!(h.contains("The adapter under test."), "{h}");
     assert!(
-        h.contains("in `tune`: **3.6K trainable parameters** on 4 modules, adapter size 14.0 KiB (f32), memory estimate of the train 32.9 MiB"),
+        h.contains("in `tune`: **3.6K trainable parameters** on 4 modules, adapter size 14.0 KiB (f32), memory estimate of the train 33.1 MiB"),
         "{h}"
     );
     // A train: figures and the memory estimate.
     let h = hover(pos(MAIN, "model   = tune", 0, 10));
     assert!(h.contains("train tune"), "{h}");
     assert!(h.contains("trainable parameters: 3.6K"), "{h}");
-    assert!(h.contains("memory estimate: **32.9 MiB**"), "{h}");
+    assert!(h.contains("memory estimate: **33.1 MiB**"), "{h}");
     // A target: the module's shape in the model.
     let h = hover(pos(MAIN, "v_proj", 0, 2));
     assert!(h.contains("v_proj: Linear(64 -> 32)"), "{h}");

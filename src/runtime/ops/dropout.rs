@@ -97,19 +97,29 @@ pub fn dropout(xs: &Tensor, p: f32) -> Result<Tensor> {
 
 /// `n` keep flags from this thread's stream, each kept with probability `1 - p`: the draws
 /// [`dropout`] makes for a tensor of `n` elements (ops that apply dropout inside themselves use
-/// this, so they draw the same stream). The stream's words are taken in one block fill and
-/// turned into flags on rayon's threads; each flag is what `gen::<f32>() >= p` gives for its
+/// this, so they draw the same stream). The stream's words are taken in block fills of 64 Ki
+/// words and turned into flags on rayon's threads; each flag is what `gen::<f32>() >= p` gives for its
 /// word (rand's 24-bit float), so the flags and the stream's position are those of drawing one
 /// float per element.
 pub fn draw_keep(n: usize, p: f32) -> Vec<bool> {
-    let mut words = vec![0u32; n];
-    RNG.with(|r| r.borrow_mut().fill(&mut words[..]));
+    /// Words drawn per block fill (the scratch for them stays small).
+    const BLOCK: usize = 1 << 16;
     const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
-    words
-        .par_iter()
-        .with_min_len(1 << 14)
-        .map(|&w| (w >> 8) as f32 * SCALE >= p)
-        .collect()
+    let mut keep = vec![false; n];
+    let mut words = vec![0u32; n.min(BLOCK)];
+    RNG.with(|r| {
+        let mut r = r.borrow_mut();
+        for flags in keep.chunks_mut(BLOCK) {
+            let words = &mut words[..flags.len()];
+            r.fill(&mut words[..]);
+            flags
+                .par_iter_mut()
+                .zip(words.par_iter())
+                .with_min_len(1 << 13)
+                .for_each(|(k, &w)| *k = (w >> 8) as f32 * SCALE >= p);
+        }
+    });
+    keep
 }
 
 /// `x * mask * scale` with the mask kept as bytes; its backward is `grad * mask * scale`.
@@ -179,6 +189,7 @@ mod tests {
             (1, 0.5),
             (7, 0.1),
             (100_003, 0.1),
+            (200_000, 0.3),
             (40_000, 0.9),
         ] {
             seed(11);
