@@ -18,9 +18,10 @@
 //!
 //! Rows of the batch run in parallel on rayon's threads. Within a row, queries go in blocks of
 //! 32 that compute only the key columns up to the last one any of them sees: a causal mask
-//! skips about half of the products, a padded row its padding; the skipped probabilities are
-//! exactly 0 in the full computation, so nothing changes but the work. CPU, f32 and f64 ([`applies`]); the
-//! caller takes the composite form elsewhere. Tests compare both forms and the gradients with
+//! skips about half of the products, a padded row its padding. The skipped probabilities are
+//! exactly 0 in the full computation; what changes is the work and, in the last bits, the
+//! rounding of the smaller products. CPU, f32 and f64 ([`applies`]); the caller takes the
+//! composite form elsewhere. Tests compare both forms and the gradients with
 //! finite differences. Must not give the bias or the rotary tables a gradient, and must draw
 //! dropout masks as the composite form does (the caller draws them, [`AttentionDropout`]).
 
@@ -142,7 +143,7 @@ const MASKED_BELOW: f64 = -1e8;
 /// the columns it must compute: up to the last column one of its rows sees (a causal mask
 /// halves the work, a padded batch row skips its padding). A row that sees no column at all
 /// keeps every column (its softmax is then over the masked scores, as in the composite form).
-/// The skipped columns' probabilities are exactly 0 either way, so the results are the same.
+/// The skipped columns' probabilities are exactly 0 either way.
 fn blocks<T: WithDType>(bias: &[T], s: usize) -> Vec<Block> {
     let shared = bias.len() == s;
     let limit = |t: usize| {
