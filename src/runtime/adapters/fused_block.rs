@@ -1,11 +1,12 @@
 //! A transformer block's attention part (q, k, v, o around the attention) or feed-forward part
-//! (llama's `down(silu(gate(x)) * up(x))`, BERT's `output(gelu(intermediate(x)))`) as one fused op ([`lora_attention`], [`lora_mlp`]) when all
-//! its layers allow it: each frozen or with one plain LoRA adapter over a dense or packed base,
-//! on the CPU in f32/f64 ([`AdaptableLinear::fused_plan`]). Dropout masks are drawn in the order
-//! the separate layers draw them, so a seed gives the same training either way. Must not draw
-//! anything unless the fused op runs: the caller then takes the separate layers. Given a
-//! pre-norm (`(weight, eps)` of an RMSNorm), a part takes the residual stream `h` and returns
-//! `h + part(rms_norm(h))`, the norm and the residual add inside the op.
+//! (llama's `down(silu(gate(x)) * up(x))`, BERT's `output(gelu(intermediate(x)))`) as one
+//! fused op ([`lora_attention`], [`lora_mlp`]) when all its layers allow it: each frozen or
+//! with one plain LoRA adapter over a dense or packed base, on the CPU in f32/f64
+//! ([`AdaptableLinear::fused_plan`]). Dropout masks are drawn in the order the separate layers
+//! draw them, so a seed gives the same training either way. Must not draw anything unless the
+//! fused op runs: the caller then takes the separate layers. Given a pre-norm (`(weight, eps)`
+//! of an RMSNorm), a part takes the residual stream `h` and returns `h + part(rms_norm(h))`,
+//! the norm and the residual add inside the op.
 
 use crate::runtime::adapters::linear::AdaptableLinear;
 use crate::runtime::ops::fused_attention::{FusedAttention, Heads};

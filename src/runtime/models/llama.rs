@@ -199,10 +199,10 @@ impl Llama {
         };
         let tables = Some((&rope.cos_half, &rope.sin_half));
         let dtype = x.dtype();
+        let op = |bias| move || FusedAttention::new(tables, bias, (heads, scale), None, dtype);
         if let (Some(bias), true) = (fused_bias, self.hook.is_identity()) {
             let pre = Some((&l.input_norm, self.cfg.rms_norm_eps));
-            let op = || FusedAttention::new(tables, bias, (heads, scale), None, dtype);
-            let whole = fused_block::attention(x, layers, (heads, op), (pass.train, pre))?;
+            let whole = fused_block::attention(x, layers, (heads, op(bias)), (pass.train, pre))?;
             if let Some(x) = whole {
                 return Ok(x);
             }
@@ -210,8 +210,7 @@ impl Llama {
         let hs = self.norm(x, &l.input_norm, pass.kernels)?;
         let block = match fused_bias {
             Some(bias) => {
-                let op = || FusedAttention::new(tables, bias, (heads, scale), None, dtype);
-                fused_block::attention(&hs, layers, (heads, op), (pass.train, None))?
+                fused_block::attention(&hs, layers, (heads, op(bias)), (pass.train, None))?
             }
             None => None,
         };
@@ -219,14 +218,24 @@ impl Llama {
             Some(a) => a,
             None => self.attention_part(l, &hs, (i, layer_bias), rope, pass)?,
         };
-        // Pre-LN: the sum is the new residual stream (no norm after the add).
+        self.residual_sum((i, Site::AfterAttention), &a, x, pass.train)
+    }
+
+    /// Pre-LN: `residual + output` through the hook is the new residual stream (no norm after
+    /// the add).
+    fn residual_sum(
+        &self,
+        (i, site): (usize, Site),
+        output: &Tensor,
+        residual: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
         let block = SubBlock {
-            output: &a,
-            residual: x,
+            output,
+            residual,
             norm: None,
         };
-        self.hook
-            .combine(i, Site::AfterAttention, &block, pass.train)
+        self.hook.combine(i, site, &block, train)
     }
 
     /// The residual stream after layer `i`'s feed-forward part (norm, SwiGLU MLP, residual add
@@ -248,13 +257,7 @@ impl Llama {
                 l.down.forward(&swiglu(&g, &u)?, pass.train)?
             }
         };
-        let block = SubBlock {
-            output: &m,
-            residual: x,
-            norm: None,
-        };
-        self.hook
-            .combine(i, Site::AfterFeedForward, &block, pass.train)
+        self.residual_sum((i, Site::AfterFeedForward), &m, x, pass.train)
     }
 
     /// The attention part of layer `i` as separate ops: q, k, v, rotary embedding and

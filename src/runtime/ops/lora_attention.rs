@@ -35,7 +35,7 @@ struct LoraAttention {
     /// q, k, v, o.
     group: Group,
     attention: FusedAttention,
-    /// `Q`, `K`, `V`, `C`.
+    /// `Q`, `K`, `V`, `C` and the four layers' LoRA inputs `t` ([`KEPT`]).
     kept: Kept,
     /// RMSNorm before and the residual add after, when the op takes the residual stream.
     pre: Option<PreNorm>,
@@ -70,7 +70,7 @@ impl LoraAttention {
         Ok(h)
     }
 
-    /// `(y, [Q, K, V, C])` for `x` of `b` rows of `s` tokens.
+    /// `(y, [Q, K, V, C, t_q, t_k, t_v, t_o])` for `x` of `b` rows of `s` tokens.
     fn forward<T: NormElem + Float>(
         &self,
         x: &[T],

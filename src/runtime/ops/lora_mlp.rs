@@ -59,7 +59,7 @@ struct LoraMlp {
     activation: Activation,
     /// The first layer(s), then the last.
     group: Group,
-    /// The first layers' outputs, then the activation's.
+    /// The first layers' outputs, the activation's, then every layer's LoRA input `t`.
     kept: Kept,
     /// RMSNorm before and the residual add after, when the op takes the residual stream.
     pre: Option<PreNorm>,
@@ -94,7 +94,8 @@ impl LoraMlp {
         Ok((h, i))
     }
 
-    /// `(y, kept)` for `x: [m, hidden]`: the first layers' outputs and the activation's.
+    /// `(y, kept)` for `x: [m, hidden]`: the first layers' outputs, the activation's, then every
+    /// layer's LoRA input `t`.
     fn forward<T: Real>(&self, x: &[T], p: &[T]) -> Result<(Vec<T>, Vec<Vec<T>>)> {
         let (h, i) = self.dims()?;
         let m = x.len().checked_div(h).unwrap_or(0);
