@@ -11,12 +11,52 @@
 //!   `c = x - mean(x)`, `r = 1 / sqrt(mean(c^2) + eps)`, `n = c r`:
 //!   `dx = r (g w - mean(g w) - n mean(g w n))`.
 //!
-//! Must compute what the composite forms compute (tests compare both).
+//! The backward passes sum in lanes ([`LANES`]): a LoRA step of the 512 x 8 tiny llama spent
+//! about 1% of its CPU time in their sequential sums (0.58 -> 0.19 ms per 1024 x 512 RMSNorm
+//! backward on 2 threads). Must compute what the composite forms compute (tests compare both).
 
 use rayon::prelude::*;
 
 /// Rows per parallel task.
 const ROWS: usize = 8;
+
+/// Accumulators of the backward passes' row sums: each sum runs in this many independent
+/// lanes, then the lanes in order, so the loops vectorise instead of waiting on one add chain
+/// per element (a different order from a sequential sum, no less accurate). The forward
+/// passes keep candle's kernels' sequential order.
+const LANES: usize = 16;
+
+/// `sum(f(a_i, b_i, c_i))` over three rows of one length, in [`LANES`] accumulators.
+#[inline(always)]
+fn lane_sum<T: Real>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T) -> T {
+    let zero = T::from_f64(0.0);
+    let n = a.len().min(b.len()).min(c.len());
+    let (mut ca, mut cb, mut cc) = (
+        a[..n].chunks_exact(LANES),
+        b[..n].chunks_exact(LANES),
+        c[..n].chunks_exact(LANES),
+    );
+    let mut acc = [zero; LANES];
+    for ((x, y), z) in (&mut ca).zip(&mut cb).zip(&mut cc) {
+        for l in 0..LANES {
+            acc[l] += f(x[l], y[l], z[l]);
+        }
+    }
+    let mut tail = zero;
+    for ((&x, &y), &z) in ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .zip(cc.remainder())
+    {
+        tail += f(x, y, z);
+    }
+    let mut sum = zero;
+    for v in acc {
+        sum += v;
+    }
+    sum + tail
+}
 
 /// The element types of the kernels.
 pub(crate) trait Real: candle_core::WithDType {
@@ -82,16 +122,9 @@ pub(crate) fn input_grad<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec<T>
         .zip(x.par_chunks(d * ROWS).zip(g.par_chunks(d * ROWS)))
         .for_each(|(o, (x, g))| {
             for ((o, x), g) in o.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
-                let mut sum2 = zero;
-                for &v in x {
-                    sum2 += v * v;
-                }
+                let sum2 = lane_sum(x, x, x, |v, _, _| v * v);
                 let r = T::from_f64(1.0) / (sum2 / dn + eps).sqrt();
-                let mut proj = zero;
-                for ((&v, &gv), &a) in x.iter().zip(g).zip(w) {
-                    proj += gv * a * (v * r);
-                }
-                proj /= dn;
+                let proj = lane_sum(g, w, x, |gv, a, v| gv * a * (v * r)) / dn;
                 for (((o, &v), &gv), &a) in o.iter_mut().zip(x).zip(g).zip(w) {
                     *o = r * (gv * a - v * r * proj);
                 }
@@ -135,25 +168,14 @@ pub(crate) fn ln_input_grad<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec
         .for_each(|(o, (x, g))| {
             let mut c = vec![zero; d];
             for ((o, x), g) in o.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
-                let mut mean = zero;
-                for &v in x {
-                    mean += v;
-                }
-                mean /= dn;
-                let mut var = zero;
+                let mean = lane_sum(x, x, x, |v, _, _| v) / dn;
                 for (c, &v) in c.iter_mut().zip(x) {
                     *c = v - mean;
-                    var += *c * *c;
                 }
+                let var = lane_sum(&c, &c, &c, |cv, _, _| cv * cv);
                 let r = T::from_f64(1.0) / (var / dn + eps).sqrt();
-                let (mut m1, mut m2) = (zero, zero);
-                for ((&cv, &gv), &a) in c.iter().zip(g).zip(w) {
-                    let gw = gv * a;
-                    m1 += gw;
-                    m2 += gw * (cv * r);
-                }
-                m1 /= dn;
-                m2 /= dn;
+                let m1 = lane_sum(g, w, &c, |gv, a, _| gv * a) / dn;
+                let m2 = lane_sum(g, w, &c, |gv, a, cv| gv * a * (cv * r)) / dn;
                 for (((o, &cv), &gv), &a) in o.iter_mut().zip(&c).zip(g).zip(w) {
                     *o = r * (gv * a - m1 - cv * r * m2);
                 }
