@@ -77,17 +77,17 @@ struct Row<'a, T> {
     bias: &'a [T],
 }
 
-/// Head `h` of `x: [s, width]` as a `[s, d]` buffer, rotated by RoPE when there are tables
-/// (`inverse`: by `-sin`).
-fn rotated<T: WithDType>(
+/// Head `h` of `x: [s, width]` into the `[s, d]` buffer `out` (every value written), rotated by
+/// RoPE when there are tables (`inverse`: by `-sin`).
+fn rotate_into<T: WithDType>(
+    out: &mut [T],
     x: &[T],
     (s, width, d): (usize, usize, usize),
     h: usize,
     rope: Option<(&[T], &[T])>,
     inverse: bool,
-) -> Vec<T> {
+) {
     let half = d / 2;
-    let mut out = vec![T::from_f64(0.0); s * d];
     for t in 0..s {
         let src = &x[t * width + h * d..t * width + h * d + d];
         let dst = &mut out[t * d..t * d + d];
@@ -120,7 +120,6 @@ fn rotated<T: WithDType>(
         // allow); head sizes are even in every supported model.
         dst[2 * half..d].copy_from_slice(&src[2 * half..d]);
     }
-    out
 }
 
 /// Query rows `rows` of a batch row and the key columns they see: every column from `cols`
@@ -231,19 +230,26 @@ impl FusedAttention {
         }
     }
 
-    /// Probabilities `[s, s]` of query head `h` against the (rotated) keys `k` of its group:
-    /// `(P, P D)` (the second `None` without dropout). Only each block's visible columns are
-    /// computed ([`blocks`]); the rest stay 0, as their softmax gives exactly.
-    #[allow(clippy::type_complexity)]
-    fn probs<T: Float>(
+    /// Probabilities `[s, s]` of query head `h` against the (rotated) keys `k` of its group
+    /// into `p`, and `P D` (`None` without dropout). Only each block's visible columns are
+    /// computed ([`blocks`]); the rest of `p` is left as it is: zero, as their softmax gives
+    /// exactly, when `p` starts zeroed and is reused only with the same blocks (a batch row's
+    /// heads).
+    fn probs_into<T: Float>(
         &self,
+        p: &mut [T],
         row: &Row<'_, T>,
         (s, h): (usize, usize),
         (qh, k): (&[T], &[T]),
         blocks: &[Block],
-    ) -> Result<(Vec<T>, Option<Vec<T>>)> {
+    ) -> Result<Option<Vec<T>>> {
         let d = self.heads.dim;
-        let mut p = vec![T::from_f64(0.0); s * s];
+        if p.len() != s * s {
+            candle_core::bail!(
+                "fused-attention: a probability buffer of {} values for {s}",
+                p.len()
+            )
+        }
         for Block { rows, cols } in blocks.iter().cloned() {
             let q_rows = &qh[rows.start * d..rows.end * d];
             gemm_strided(
@@ -280,18 +286,21 @@ impl FusedAttention {
                 .map(|(&v, &k)| if k { v * scale } else { T::from_f64(0.0) })
                 .collect()
         });
-        Ok((p, dropped))
+        Ok(dropped)
     }
 
     fn forward_row<T: Float>(&self, row: Row<'_, T>, s: usize, out: &mut [T]) -> Result<()> {
         let Heads { q: hq, kv, dim: d } = self.heads;
         let rep = hq / kv;
         let blocks = blocks(row.bias, s);
+        // Scratch of the row's heads, allocated once (see `probs_into` for `p`).
+        let zero = T::from_f64(0.0);
+        let (mut k, mut qh, mut p) = (vec![zero; s * d], vec![zero; s * d], vec![zero; s * s]);
         for g in 0..kv {
-            let k = rotated(row.k, (s, kv * d, d), g, row.rope, false);
+            rotate_into(&mut k, row.k, (s, kv * d, d), g, row.rope, false);
             for h in g * rep..(g + 1) * rep {
-                let qh = rotated(row.q, (s, hq * d, d), h, row.rope, false);
-                let (p, dropped) = self.probs(&row, (s, h), (&qh, &k), &blocks)?;
+                rotate_into(&mut qh, row.q, (s, hq * d, d), h, row.rope, false);
+                let dropped = self.probs_into(&mut p, &row, (s, h), (&qh, &k), &blocks)?;
                 let pd = dropped.as_deref().unwrap_or(&p);
                 for Block { rows, cols } in blocks.iter().cloned() {
                     let v = View::strided(&row.v[g * d..], cols, d, kv * d)?;
@@ -321,14 +330,19 @@ impl FusedAttention {
         let rep = hq / kv;
         let zero = T::from_f64(0.0);
         let blocks = blocks(row.bias, s);
+        // Scratch of the row's heads, allocated once. `p` and `ds` are written in the blocks'
+        // visible columns only, the same for every head, so the rest stays zero; `qh`, `k`,
+        // `dq_rot` and `back` are overwritten in full each time.
+        let (mut k, mut qh, mut p) = (vec![zero; s * d], vec![zero; s * d], vec![zero; s * s]);
+        let (mut ds, mut dq_rot) = (vec![zero; s * s], vec![zero; s * d]);
+        let (mut dk_rot, mut back) = (vec![zero; s * d], vec![zero; s * d]);
         for g in 0..kv {
-            let k = rotated(row.k, (s, kv * d, d), g, row.rope, false);
-            let mut dk_rot = vec![zero; s * d];
+            rotate_into(&mut k, row.k, (s, kv * d, d), g, row.rope, false);
+            dk_rot.fill(zero);
             for h in g * rep..(g + 1) * rep {
-                let qh = rotated(row.q, (s, hq * d, d), h, row.rope, false);
-                let (p, dropped) = self.probs(&row, (s, h), (&qh, &k), &blocks)?;
+                rotate_into(&mut qh, row.q, (s, hq * d, d), h, row.rope, false);
+                let dropped = self.probs_into(&mut p, &row, (s, h), (&qh, &k), &blocks)?;
                 let pd = dropped.as_deref().unwrap_or(&p);
-                let mut ds = vec![zero; s * s];
                 for Block { rows, cols } in blocks.iter().cloned() {
                     let go =
                         View::strided(&grad[rows.start * hq * d + h * d..], rows.len(), d, hq * d)?;
@@ -344,7 +358,6 @@ impl FusedAttention {
                         *x = if keep { *x * scale } else { zero };
                     }
                 }
-                let mut dq_rot = vec![zero; s * d];
                 for Block { rows, cols } in blocks.iter().cloned() {
                     for t in rows.clone() {
                         let (dsr, pr) = (&mut ds[t * s..t * s + cols], &p[t * s..t * s + cols]);
@@ -371,13 +384,13 @@ impl FusedAttention {
                         false,
                     )?;
                 }
-                let back = rotated(&dq_rot, (s, d, d), 0, row.rope, true);
+                rotate_into(&mut back, &dq_rot, (s, d, d), 0, row.rope, true);
                 for t in 0..s {
                     dq[t * hq * d + h * d..t * hq * d + h * d + d]
                         .copy_from_slice(&back[t * d..t * d + d]);
                 }
             }
-            let back = rotated(&dk_rot, (s, d, d), 0, row.rope, true);
+            rotate_into(&mut back, &dk_rot, (s, d, d), 0, row.rope, true);
             for t in 0..s {
                 dk[t * kv * d + g * d..t * kv * d + g * d + d]
                     .copy_from_slice(&back[t * d..t * d + d]);
