@@ -1,7 +1,7 @@
 /**
  * @file tree-sitter grammar for the .peft pipeline language checked by peftc.
  *
- * It mirrors the language of /work/shared/design/LANGUAGE.md for editors (highlighting,
+ * It mirrors the language of peftc's own parser (src/syntax/) for editors (highlighting,
  * folding, indentation, locals). It must not decide what is valid beyond syntax: field
  * names, types and units are the checker's business, so any identifier is accepted as a field.
  */
