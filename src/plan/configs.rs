@@ -108,7 +108,9 @@ impl StageKind {
             // 12: on the CPU the f32 exact GELU uses a vectorised erf (libm's algorithm, within
             // 2 ulp; it differs from libm's `erff` in the last bit or two), and attention
             // computes only the key columns a block of queries sees (rounding may differ).
-            StageKind::Train => 12,
+            // 13: RMSNorm's and LayerNorm's backward passes sum each row in 16 lanes (input
+            // gradients differ in the last bits).
+            StageKind::Train => 13,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.

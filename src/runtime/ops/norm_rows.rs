@@ -13,7 +13,7 @@
 //!
 //! The backward passes sum in lanes ([`LANES`]): a LoRA step of the 512 x 8 tiny llama spent
 //! about 1% of its CPU time in their sequential sums (0.58 -> 0.19 ms per 1024 x 512 RMSNorm
-//! backward on 2 threads). Must compute what the composite forms compute (tests compare both).
+//! backward on 2 threads, a throwaway timing). Must compute what the composite forms compute (tests compare both).
 
 use rayon::prelude::*;
 
