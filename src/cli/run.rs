@@ -46,6 +46,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> ExitCode {
+    crate::runtime::allocator::configure();
     run_checked(&args.file, |program| run_program(args, program))
 }
 

@@ -38,6 +38,7 @@ pub struct StageRunArgs {
 }
 
 pub fn run(args: &StageRunArgs) -> ExitCode {
+    crate::runtime::allocator::configure();
     run_checked(&args.file, |program| run_stage(args, program))
 }
 

@@ -97,6 +97,7 @@ struct Watcher {
 }
 
 pub fn run(args: WatchArgs) -> ExitCode {
+    crate::runtime::allocator::configure();
     let file = std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone());
     let (tx, rx) = channel();
     let cancel = CancelFlag::new();
