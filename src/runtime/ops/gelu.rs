@@ -65,7 +65,8 @@ impl Float for f64 {
 
 /// `x Φ(x)`, in parallel chunks.
 pub(super) fn forward<T: Float>(x: &[T]) -> Vec<T> {
-    let mut out = super::zeroed::<T>(x.len());
+    // SAFETY: the chunks below cover `out` and `fwd` writes each value of its chunk.
+    let mut out = unsafe { super::uninit::<T>(x.len()) };
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, x)| T::fwd(o, x));
@@ -74,7 +75,8 @@ pub(super) fn forward<T: Float>(x: &[T]) -> Vec<T> {
 
 /// `grad (Φ(x) + x φ(x))`, in parallel chunks.
 pub(super) fn backward<T: Float>(grad: &[T], x: &[T]) -> Vec<T> {
-    let mut out = super::zeroed::<T>(x.len());
+    // SAFETY: the chunks below cover `out` and `bwd` writes each value of its chunk.
+    let mut out = unsafe { super::uninit::<T>(x.len().min(grad.len())) };
     out.par_chunks_mut(CHUNK)
         .zip(grad.par_chunks(CHUNK).zip(x.par_chunks(CHUNK)))
         .for_each(|(o, (grad, x))| T::bwd(o, grad, x));

@@ -88,11 +88,15 @@ impl LoraAttention {
         // The three products are independent: each one's serial stretches (gemm's packing of
         // `x`) overlap the others' work. Their outputs are allocated here, on the op's thread,
         // so the heap they come from does not depend on which worker runs a product.
-        let (mut q, mut k, mut v) = (
-            super::zeroed::<T>(m * wq),
-            super::zeroed::<T>(m * wk),
-            super::zeroed::<T>(m * wk),
-        );
+        // SAFETY (`q`, `k`, `v`, `y`): `forward_into` overwrites its output whole (the base's
+        // product does not accumulate); on an error every buffer is dropped unread.
+        let (mut q, mut k, mut v) = unsafe {
+            (
+                super::uninit::<T>(m * wq),
+                super::uninit::<T>(m * wk),
+                super::uninit::<T>(m * wk),
+            )
+        };
         let product = |layer: &LoraLinear, (a, b): ((&[T], usize), &[T]), y: &mut [T]| {
             layer.forward_into(y, x, a, b, h)
         };
@@ -102,7 +106,7 @@ impl LoraAttention {
         );
         let (tq, tk, tv) = (rq?, rk?, rv?);
         let c = self.attention.forward_slices((&q, &k, &v), (b, s))?;
-        let mut y = super::zeroed::<T>(m * h);
+        let mut y = unsafe { super::uninit::<T>(m * h) };
         let to = lo.forward_into(&mut y, &c, ab[3].0, ab[3].1, wq)?;
         Ok((y, vec![q, k, v, c, tq, tk, tv, to]))
     }
@@ -128,13 +132,16 @@ impl LoraAttention {
             .map_err(|_| candle_core::Error::Msg("lora-attention: kept buffers".into()))?;
         let ab = self.group.unpack(p)?;
         let [lq, lk, lv, lo] = self.layers()?;
-        let mut dc = super::zeroed::<T>(m * wq);
+        // SAFETY: `backward_into` overwrites `dc` whole (not accumulating).
+        let mut dc = unsafe { super::uninit::<T>(m * wq) };
         let ct = (c.as_slice(), Some(to.as_slice()));
         let grads_o = lo.backward_into(Some((&mut dc, false)), ct, ab[3].0, ab[3].1, dy, wq)?;
         drop(c);
         let (dq, dk, dv) = self.attention.backward_slices((&q, &k, &v), &dc, (b, s))?;
         drop((dc, q, k, v));
-        let mut dx = super::zeroed::<T>(if need_dx { m * h } else { 0 });
+        // SAFETY: the first layer's `backward_into` overwrites `dx` whole (not accumulating),
+        // the others add to it; it is empty unless `need_dx`.
+        let mut dx = unsafe { super::uninit::<T>(if need_dx { m * h } else { 0 }) };
         let mut grads = Vec::with_capacity(4);
         let layers = [(lq, &dq, &tq), (lk, &dk, &tk), (lv, &dv, &tv)];
         for (i, (layer, g, t)) in layers.into_iter().enumerate() {

@@ -89,6 +89,10 @@ impl Base {
                 )
             }),
             Base::Tiled(w, tile_bytes) => {
+                if n == 0 && !accumulate {
+                    // No tile to overwrite `dx` with: the product of nothing is zero.
+                    dx.fill(T::zero());
+                }
                 for_each_tile(w.as_ref(), *tile_bytes, |r0, rows, tile| {
                     let tile = T::cpu_storage_as_slice(tile)?;
                     let gv = View::strided(g.get(r0..).unwrap_or_default(), m, rows, n)?;
@@ -165,7 +169,9 @@ impl LoraLinear {
     ) -> Result<Vec<T>> {
         let (n, _) = self.w.dims()?;
         let m = x.len().checked_div(k).unwrap_or(0);
-        let mut y = super::zeroed::<T>(m * n);
+        // SAFETY: `forward_into` overwrites `y` whole (the base's product does not accumulate);
+        // on an error `y` is dropped unread.
+        let mut y = unsafe { super::uninit::<T>(m * n) };
         self.forward_into(&mut y, x, (a, r), b, k)?;
         Ok(y)
     }
@@ -225,7 +231,8 @@ impl LoraLinear {
     ) -> Result<Vec<T>> {
         let xd = dropped(x, self.dropout.as_ref());
         let sa = scaled(a, self.scale);
-        let mut t = super::zeroed::<T>(m * r);
+        // SAFETY: the product below overwrites `t` whole.
+        let mut t = unsafe { super::uninit::<T>(m * r) };
         gemm_into(
             &mut t,
             View::new(&xd, m, k)?,
@@ -247,7 +254,9 @@ impl LoraLinear {
         g: &[T],
         (k, need_dx): (usize, bool),
     ) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
-        let mut dx = super::zeroed::<T>(if need_dx { x.len() } else { 0 });
+        // SAFETY: `backward_into` overwrites `dx` whole when it is given (not accumulating);
+        // otherwise it is empty. On an error it is dropped unread.
+        let mut dx = unsafe { super::uninit::<T>(if need_dx { x.len() } else { 0 }) };
         let into = need_dx.then_some((dx.as_mut_slice(), false));
         let (da, db) = self.backward_into(into, (x, None), (a, r), b, g, k)?;
         Ok((dx, da, db))
@@ -286,7 +295,8 @@ impl LoraLinear {
             Some(t) if t.len() == m * r => std::borrow::Cow::Borrowed(t),
             _ => std::borrow::Cow::Owned(self.lora_input(x, a, (m, k, r))?),
         };
-        let mut u = super::zeroed::<T>(m * r);
+        // SAFETY (`u`, `v`, `da`, `db`): each is overwritten whole by the product after it.
+        let mut u = unsafe { super::uninit::<T>(m * r) };
         gemm_into(&mut u, gv, View::new(b, n, r)?, false, 1.0)?;
         match (dx, &self.dropout) {
             (None, _) => {}
@@ -294,7 +304,7 @@ impl LoraLinear {
                 gemm_into(dx, View::new(&u, m, r)?, View::new(&sa, r, k)?, true, 1.0)?
             }
             (Some((dx, _)), Some(d)) => {
-                let mut v = super::zeroed::<T>(m * k);
+                let mut v = unsafe { super::uninit::<T>(m * k) };
                 gemm_into(
                     &mut v,
                     View::new(&u, m, r)?,
@@ -310,9 +320,9 @@ impl LoraLinear {
                 }
             }
         }
-        let mut da = super::zeroed::<T>(r * k);
+        let mut da = unsafe { super::uninit::<T>(r * k) };
         gemm_into(&mut da, View::new(&u, m, r)?.t(), xv, false, self.scale)?;
-        let mut db = super::zeroed::<T>(n * r);
+        let mut db = unsafe { super::uninit::<T>(n * r) };
         gemm_into(&mut db, gv.t(), View::new(&t, m, r)?, false, 1.0)?;
         Ok((da, db))
     }

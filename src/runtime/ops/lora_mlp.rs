@@ -103,7 +103,11 @@ impl LoraMlp {
         let (first, last) = self.layers()?;
         // The outputs are allocated here, on the op's thread, so the heap they come from does
         // not depend on which worker runs a product (peaks stay as predictable as without).
-        let mut kept: Vec<Vec<T>> = first.iter().map(|_| super::zeroed::<T>(m * i)).collect();
+        // SAFETY (`kept`, `y`): `forward_into` overwrites its output whole (the base's product
+        // does not accumulate); on an error every buffer is dropped unread.
+        let mut kept: Vec<Vec<T>> = (first.iter())
+            .map(|_| unsafe { super::uninit::<T>(m * i) })
+            .collect();
         let mut ts = match (first, kept.as_mut_slice()) {
             // Independent products: each one's serial stretches (gemm's packing of `x`)
             // overlap the other's work.
@@ -122,7 +126,7 @@ impl LoraMlp {
             (Activation::GeluErf, [u]) => gelu::forward(u),
             _ => candle_core::bail!("lora-mlp: layers do not fit {:?}", self.activation),
         };
-        let mut y = super::zeroed::<T>(m * h);
+        let mut y = unsafe { super::uninit::<T>(m * h) };
         let n = first.len();
         ts.push(last.forward_into(&mut y, &act, ab[n].0, ab[n].1, i)?);
         kept.push(act);
@@ -154,7 +158,8 @@ impl LoraMlp {
             .pop()
             .ok_or_else(|| candle_core::Error::Msg("lora-mlp: kept buffers".into()))?;
         let ab = self.group.unpack(p)?;
-        let mut d_act = super::zeroed::<T>(m * i);
+        // SAFETY: `backward_into` overwrites `d_act` whole (not accumulating).
+        let mut d_act = unsafe { super::uninit::<T>(m * i) };
         let grads_last = last.backward_into(
             Some((&mut d_act, false)),
             (&act, kept_t(n)),
@@ -170,7 +175,9 @@ impl LoraMlp {
             _ => candle_core::bail!("lora-mlp: kept buffers do not fit {:?}", self.activation),
         };
         drop((d_act, kept));
-        let mut dx = super::zeroed::<T>(if need_dx { m * h } else { 0 });
+        // SAFETY: the first layer's `backward_into` overwrites `dx` whole (not accumulating),
+        // the others add to it; it is empty unless `need_dx`.
+        let mut dx = unsafe { super::uninit::<T>(if need_dx { m * h } else { 0 }) };
         let mut grads = Vec::with_capacity(n + 1);
         for (j, (layer, d)) in first.iter().zip(d_pre.chunks(m * i)).enumerate() {
             let into = need_dx.then_some((dx.as_mut_slice(), j > 0));

@@ -75,10 +75,21 @@ impl Real for f64 {
     }
 }
 
+/// The output of a per-row pass over `n` values: left as allocated when `covered` (the rows of
+/// the weight's width, the last one possibly shorter, cover it and every value is written),
+/// zeros otherwise (an empty weight writes nothing).
+fn out_buf<T: candle_core::WithDType>(n: usize, covered: bool) -> Vec<T> {
+    match covered {
+        // SAFETY: the caller's pass writes every value, row by row.
+        true => unsafe { super::uninit(n) },
+        false => super::zeroed(n),
+    }
+}
+
 /// `x / sqrt(mean(x^2) + eps) * w` per row of width `w.len()` (f32, candle's kernel's order).
 pub(crate) fn forward(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
     let d = w.len().max(1);
-    let mut out = vec![0f32; x.len()];
+    let mut out = out_buf(x.len(), !w.is_empty());
     out.par_chunks_mut(d * ROWS)
         .zip(x.par_chunks(d * ROWS))
         .for_each(|(o, x)| {
@@ -97,7 +108,7 @@ pub(crate) fn forward(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
 /// form's order: [`super::fused::RmsNormWithGrad`] computes f64 that way).
 pub(crate) fn forward_f64(x: &[f64], w: &[f64], eps: f64) -> Vec<f64> {
     let d = w.len().max(1);
-    let mut out = vec![0f64; x.len()];
+    let mut out = out_buf(x.len(), !w.is_empty());
     out.par_chunks_mut(d * ROWS)
         .zip(x.par_chunks(d * ROWS))
         .for_each(|(o, x)| {
@@ -115,9 +126,8 @@ pub(crate) fn forward_f64(x: &[f64], w: &[f64], eps: f64) -> Vec<f64> {
 /// `dx` for the upstream gradient `g`, per row of width `w.len()`.
 pub(crate) fn input_grad<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec<T> {
     let d = w.len().max(1);
-    let zero = T::from_f64(0.0);
     let (dn, eps) = (T::from_f64(d as f64), T::from_f64(eps));
-    let mut out = vec![zero; x.len()];
+    let mut out = out_buf(x.len(), !w.is_empty() && g.len() == x.len());
     out.par_chunks_mut(d * ROWS)
         .zip(x.par_chunks(d * ROWS).zip(g.par_chunks(d * ROWS)))
         .for_each(|(o, (x, g))| {
@@ -136,7 +146,7 @@ pub(crate) fn input_grad<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec<T>
 /// LayerNorm per row of width `w.len()` (f32, candle's kernel's order).
 pub(crate) fn ln_forward(x: &[f32], w: &[f32], b: &[f32], eps: f32) -> Vec<f32> {
     let d = w.len().max(1);
-    let mut out = vec![0f32; x.len()];
+    let mut out = out_buf(x.len(), !w.is_empty() && b.len() == w.len());
     out.par_chunks_mut(d * ROWS)
         .zip(x.par_chunks(d * ROWS))
         .for_each(|(o, x)| {
@@ -162,7 +172,7 @@ pub(crate) fn ln_input_grad<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec
     let d = w.len().max(1);
     let zero = T::from_f64(0.0);
     let (dn, eps) = (T::from_f64(d as f64), T::from_f64(eps));
-    let mut out = vec![zero; x.len()];
+    let mut out = out_buf(x.len(), !w.is_empty() && g.len() == x.len());
     out.par_chunks_mut(d * ROWS)
         .zip(x.par_chunks(d * ROWS).zip(g.par_chunks(d * ROWS)))
         .for_each(|(o, (x, g))| {

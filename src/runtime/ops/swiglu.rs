@@ -69,7 +69,8 @@ fn same_shape(a: &Layout, b: &Layout) -> Result<()> {
 
 /// `silu(g) * u`, in parallel chunks.
 pub(super) fn forward<T: Float>(g: &[T], u: &[T]) -> Vec<T> {
-    let mut out = super::zeroed::<T>(g.len());
+    // SAFETY: the chunks below cover `out` and `fwd` writes each value of its chunk.
+    let mut out = unsafe { super::uninit::<T>(g.len().min(u.len())) };
     out.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
         .for_each(|(o, (g, u))| T::fwd(o, g, u));
@@ -78,8 +79,9 @@ pub(super) fn forward<T: Float>(g: &[T], u: &[T]) -> Vec<T> {
 
 /// `dg` then `du` in one buffer of twice `g`'s length, in parallel chunks.
 pub(super) fn backward<T: Float>(grad: &[T], g: &[T], u: &[T]) -> Vec<T> {
-    let n = g.len();
-    let mut out = super::zeroed::<T>(2 * n);
+    let n = g.len().min(u.len()).min(grad.len());
+    // SAFETY: the chunks below cover both halves and `bwd` writes each value of its chunks.
+    let mut out = unsafe { super::uninit::<T>(2 * n) };
     let (dg, du) = out.split_at_mut(n);
     dg.par_chunks_mut(CHUNK)
         .zip(du.par_chunks_mut(CHUNK))

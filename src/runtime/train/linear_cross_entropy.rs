@@ -18,6 +18,7 @@
 
 use crate::runtime::batch::IGNORE_INDEX;
 use crate::runtime::ops::gemm::{gemm_into, View};
+use crate::runtime::ops::uninit;
 use crate::runtime::ops::vexp;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -74,9 +75,15 @@ impl LinearCrossEntropy {
             Vec::new()
         };
         let chunk = (CHUNK_VALUES / v.max(1)).clamp(1, rows.len().max(1));
-        let mut xc = vec![0f32; chunk * h];
-        let mut logits = vec![0f32; chunk * v];
-        let mut dxc = vec![0f32; if self.needs_grad { chunk * h } else { 0 }];
+        // SAFETY: each chunk of `c` rows reads only the first `c` rows of these buffers, after
+        // writing them: `xc` by the row copies, `logits` and `dxc` by products that overwrite.
+        let (mut xc, mut logits, mut dxc) = unsafe {
+            (
+                uninit::<f32>(chunk * h),
+                uninit::<f32>(chunk * v),
+                uninit::<f32>(if self.needs_grad { chunk * h } else { 0 }),
+            )
+        };
         crate::runtime::ops::with_cpu_slice::<f32, _>(&self.w, "linear cross-entropy", |w| {
             for part in rows.chunks(chunk) {
                 let c = part.len();
