@@ -79,7 +79,7 @@ struct Row<'a, T> {
 
 /// Head `h` of `x: [s, width]` into the `[s, d]` buffer `out` (every value written), rotated by
 /// RoPE when there are tables (`inverse`: by `-sin`).
-fn rotate_into<T: WithDType>(
+fn rotate_into<T: Float>(
     out: &mut [T],
     x: &[T],
     (s, width, d): (usize, usize, usize),
@@ -87,19 +87,34 @@ fn rotate_into<T: WithDType>(
     rope: Option<(&[T], &[T])>,
     inverse: bool,
 ) {
+    match rope {
+        Some((cos, sin)) => T::rope_head(out, x, [s, width, d, h], (cos, sin), inverse),
+        None => {
+            for t in 0..s {
+                out[t * d..t * d + d].copy_from_slice(&x[t * width + h * d..t * width + h * d + d]);
+            }
+        }
+    }
+}
+
+/// [`Float::rope_head`]: head `h` of `x: [s, width]` rotated into `out: [s, d]`, the halves
+/// zipped (no index checks, so the loops vectorise).
+#[inline(always)]
+fn rope_head<T: WithDType>(
+    out: &mut [T],
+    x: &[T],
+    [s, width, d, h]: [usize; 4],
+    (cos, sin): (&[T], &[T]),
+    inverse: bool,
+) {
     let half = d / 2;
     for t in 0..s {
         let src = &x[t * width + h * d..t * width + h * d + d];
         let dst = &mut out[t * d..t * d + d];
-        let Some((cos, sin)) = rope else {
-            dst.copy_from_slice(src);
-            continue;
-        };
         let (c, sn) = (
             &cos[t * half..t * half + half],
             &sin[t * half..t * half + half],
         );
-        // Zipped halves (no index checks), so the loops vectorise.
         let (x1s, rest) = src.split_at(half);
         let x2s = &rest[..half];
         let (d1, rest) = dst.split_at_mut(half);
@@ -119,6 +134,14 @@ fn rotate_into<T: WithDType>(
         // An odd head size leaves its last value unrotated (as candle's kernel does not
         // allow); head sizes are even in every supported model.
         dst[2 * half..d].copy_from_slice(&src[2 * half..d]);
+    }
+}
+
+vexp::simd! {
+    /// [`rope_head`] for f32, compiled for the CPU's widest vectors (the same products and
+    /// sums, so the same bits on every CPU).
+    pub fn rope_head_f32(out: &mut [f32], x: &[f32], dims: [usize; 4], cos: &[f32], sin: &[f32], inverse: bool) {
+        rope_head(out, x, dims, (cos, sin), inverse)
     }
 }
 
@@ -178,6 +201,17 @@ pub(crate) trait Float: WithDType + Send + Sync {
     fn softmax_row(row: &mut [Self]);
     /// `ds = p * (ds - <ds, p>)`: the gradient of the scores from that of the probabilities.
     fn softmax_backward_row(ds: &mut [Self], p: &[Self]);
+    /// RoPE on head `h` of `x: [s, width]` into `out: [s, d]` (`dims`: `[s, width, d, h]`):
+    /// `o1 = x1 c - x2 s`, `o2 = x1 s + x2 c` on the halves (`inverse`: by `-s`).
+    fn rope_head(
+        out: &mut [Self],
+        x: &[Self],
+        dims: [usize; 4],
+        cs: (&[Self], &[Self]),
+        inverse: bool,
+    ) {
+        rope_head(out, x, dims, cs, inverse)
+    }
 }
 
 impl Float for f32 {
@@ -186,6 +220,15 @@ impl Float for f32 {
     }
     fn softmax_backward_row(ds: &mut [f32], p: &[f32]) {
         vexp::softmax_backward_row(ds, p)
+    }
+    fn rope_head(
+        out: &mut [f32],
+        x: &[f32],
+        dims: [usize; 4],
+        (c, s): (&[f32], &[f32]),
+        inverse: bool,
+    ) {
+        rope_head_f32(out, x, dims, c, s, inverse)
     }
 }
 
