@@ -418,6 +418,9 @@ impl RunContext {
             }
             Err(e) => line(&format!("run: error: {e:#}")),
         }
+        // The heap the run's stages kept for their steps goes back to the kernel while watch
+        // waits for the next change.
+        crate::runtime::allocator::trim();
         let _ = self.tx.send(Msg::RunFinished(self.id));
     }
 

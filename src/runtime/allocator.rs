@@ -13,6 +13,7 @@
 //! the run's system time 0.8-1.0 -> 0.5 s (benches/results/allocator-2026-12-05.txt). Blocks
 //! above 32 MiB are still mapped and unmapped on their own.
 //!
+//! `peftc watch` trims after each run, so an idle watcher does not hold its last train's heap.
 //! Without [`trim`], freed heap memory would stay resident: a linear probe that needs 150 MiB,
 //! run after a LoRA train in the same process, would measure the train's freed gigabyte.
 //! A low fixed mmap threshold (128 KiB: every tensor mapped and unmapped on its own) saved
