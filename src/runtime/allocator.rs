@@ -18,7 +18,8 @@
 //! run after a LoRA train in the same process, would measure the train's freed gigabyte.
 //! A low fixed mmap threshold (128 KiB: every tensor mapped and unmapped on its own) saved
 //! about 6% of the sentiment train's peak but made each step fault all its activations in: 2.5-3x
-//! slower. A user's `GLIBC_TUNABLES` or `MALLOC_*_` variables win over [`configure`].
+//! slower. A user's `GLIBC_TUNABLES` or `MALLOC_*` variables (`MALLOC_ARENA_MAX`,
+//! `MALLOC_TRIM_THRESHOLD_`, ...) win over [`configure`].
 //! Must not change any value computed.
 
 /// Returns the free memory of the heap to the kernel (before measuring a stage's peak).
@@ -38,7 +39,7 @@ pub fn configure() {
     {
         let tuned = std::env::vars_os().any(|(k, _)| {
             let k = k.to_string_lossy();
-            k == "GLIBC_TUNABLES" || (k.starts_with("MALLOC_") && k.ends_with('_'))
+            k == "GLIBC_TUNABLES" || k.starts_with("MALLOC_")
         });
         if tuned {
             return;
