@@ -10,6 +10,10 @@
 //!   libm's `erff` in the last bit or two, and is several times faster);
 //! - backward: `dx = grad (Φ(x) + x φ(x))`, `φ(x) = exp(-x² / 2) / √(2π)`.
 //!
+//! The row kernels also serve the feed-forward block op ([`super::lora_mlp`]), which keeps
+//! `Φ(x)` from its forward pass ([`forward_keep`]) so that its backward pass reads it instead of
+//! evaluating `erf` again ([`backward_from_cdf`]; the same bits, tested).
+//!
 //! CPU, f32 and f64, contiguous input; [`gelu_erf`] falls back to candle's op for anything else.
 //! Must compute what candle's op computes (tests compare both, and the gradient with finite
 //! differences).
@@ -35,6 +39,12 @@ pub(super) trait Float: Copy + Send + Sync + candle_core::WithDType {
     fn fwd(out: &mut [Self], x: &[Self]);
     /// `out[i] = grad[i] (Φ(x[i]) + x[i] φ(x[i]))`.
     fn bwd(out: &mut [Self], grad: &[Self], x: &[Self]);
+    /// `out[i] = x[i] Φ(x[i])` with [`Float::fwd`]'s bits, and `cdf[i] = Φ(x[i])`.
+    fn fwd_keep(out: &mut [Self], cdf: &mut [Self], x: &[Self]);
+    /// [`Float::bwd`]'s bits with `Φ(x[i])` given.
+    fn bwd_from_cdf(out: &mut [Self], grad: &[Self], x: &[Self], cdf: &[Self]);
+    /// `out[i] = cdf[i] x[i]`: [`Float::fwd`]'s bits again from a kept `Φ`.
+    fn times(out: &mut [Self], cdf: &[Self], x: &[Self]);
 }
 
 impl Float for f32 {
@@ -43,6 +53,17 @@ impl Float for f32 {
     }
     fn bwd(out: &mut [f32], grad: &[f32], x: &[f32]) {
         verf::gelu_backward(out, grad, x)
+    }
+    fn fwd_keep(out: &mut [f32], cdf: &mut [f32], x: &[f32]) {
+        verf::gelu_forward_keep(out, cdf, x)
+    }
+    fn bwd_from_cdf(out: &mut [f32], grad: &[f32], x: &[f32], cdf: &[f32]) {
+        verf::gelu_backward_from_cdf(out, grad, x, cdf)
+    }
+    fn times(out: &mut [f32], cdf: &[f32], x: &[f32]) {
+        for ((o, &c), &x) in out.iter_mut().zip(cdf).zip(x) {
+            *o = c * x;
+        }
     }
 }
 
@@ -54,13 +75,37 @@ impl Float for f64 {
         }
     }
     fn bwd(out: &mut [f64], grad: &[f64], x: &[f64]) {
-        use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
         for ((o, &g), &x) in out.iter_mut().zip(grad).zip(x) {
-            let cdf = (libm::erf(x * FRAC_1_SQRT_2) + 1.) * 0.5;
-            let pdf = (-0.5 * x * x).exp() * (0.5 * FRAC_2_SQRT_PI) * FRAC_1_SQRT_2;
-            *o = g * (cdf + x * pdf);
+            *o = g * (cdf_f64(x) + x * pdf_f64(x));
         }
     }
+    fn fwd_keep(out: &mut [f64], cdf: &mut [f64], x: &[f64]) {
+        for ((o, c), &x) in out.iter_mut().zip(cdf.iter_mut()).zip(x) {
+            *c = cdf_f64(x);
+            *o = *c * x;
+        }
+    }
+    fn bwd_from_cdf(out: &mut [f64], grad: &[f64], x: &[f64], cdf: &[f64]) {
+        for (((o, &g), &x), &c) in out.iter_mut().zip(grad).zip(x).zip(cdf) {
+            *o = g * (c + x * pdf_f64(x));
+        }
+    }
+    fn times(out: &mut [f64], cdf: &[f64], x: &[f64]) {
+        for ((o, &c), &x) in out.iter_mut().zip(cdf).zip(x) {
+            *o = c * x;
+        }
+    }
+}
+
+/// `Φ(x)` in f64, as candle's `GeluErf::f64` computes it before multiplying by `x`.
+fn cdf_f64(x: f64) -> f64 {
+    (libm::erf(x * std::f64::consts::FRAC_1_SQRT_2) + 1.) * 0.5
+}
+
+/// `φ(x)` in f64.
+fn pdf_f64(x: f64) -> f64 {
+    use std::f64::consts::{FRAC_1_SQRT_2, FRAC_2_SQRT_PI};
+    (-0.5 * x * x).exp() * (0.5 * FRAC_2_SQRT_PI) * FRAC_1_SQRT_2
 }
 
 /// `x Φ(x)`, in parallel chunks.
@@ -70,6 +115,43 @@ pub(super) fn forward<T: Float>(x: &[T]) -> Vec<T> {
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, x)| T::fwd(o, x));
+    out
+}
+
+/// `(x Φ(x), Φ(x))`, in parallel chunks: [`forward`]'s output and the `Φ` that
+/// [`backward_from_cdf`] and [`times`] read back.
+pub(super) fn forward_keep<T: Float>(x: &[T]) -> (Vec<T>, Vec<T>) {
+    // SAFETY: the chunks below cover both outputs and `fwd_keep` writes each value of its chunk.
+    // `Φ` is kept and `out` freed after the next product: `out` is allocated last, above `Φ`.
+    let mut cdf = unsafe { super::uninit::<T>(x.len()) };
+    let mut out = unsafe { super::uninit::<T>(x.len()) };
+    out.par_chunks_mut(CHUNK)
+        .zip(cdf.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)))
+        .for_each(|(o, (c, x))| T::fwd_keep(o, c, x));
+    (out, cdf)
+}
+
+/// `cdf x`: [`forward`]'s output again from the `Φ` of [`forward_keep`], in parallel chunks.
+pub(super) fn times<T: Float>(cdf: &[T], x: &[T]) -> Vec<T> {
+    // SAFETY: the chunks below cover `out` and `times` writes each value of its chunk.
+    let mut out = unsafe { super::uninit::<T>(x.len().min(cdf.len())) };
+    out.par_chunks_mut(CHUNK)
+        .zip(cdf.par_chunks(CHUNK).zip(x.par_chunks(CHUNK)))
+        .for_each(|(o, (c, x))| T::times(o, c, x));
+    out
+}
+
+/// [`backward`] with `Φ(x)` given (from [`forward_keep`]): the same values without `erf`.
+pub(super) fn backward_from_cdf<T: Float>(grad: &[T], x: &[T], cdf: &[T]) -> Vec<T> {
+    let n = x.len().min(grad.len()).min(cdf.len());
+    // SAFETY: the chunks below cover `out` and `bwd_from_cdf` writes each value of its chunk.
+    let mut out = unsafe { super::uninit::<T>(n) };
+    out.par_chunks_mut(CHUNK)
+        .zip(
+            grad.par_chunks(CHUNK)
+                .zip(x.par_chunks(CHUNK).zip(cdf.par_chunks(CHUNK))),
+        )
+        .for_each(|(o, (grad, (x, c)))| T::bwd_from_cdf(o, grad, x, c));
     out
 }
 

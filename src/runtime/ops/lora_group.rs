@@ -151,6 +151,11 @@ impl Kept {
         }
     }
 
+    /// Whether a backward pass can follow (what is kept is read back).
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     pub(crate) fn put<T: Elem>(&self, v: Vec<Vec<T>>) {
         if self.enabled {
             if let Ok(mut b) = self.buffers.lock() {

@@ -10,7 +10,8 @@
 //! only gradients are the input's and the packed LoRA matrices':
 //! - forward: `G = gate(x)`, `U = up(x)`, `H = silu(G) U` (or `U = up(x)`, `H = gelu(U)`),
 //!   `y = down(H)`; the pre-activations and `H` are kept for the backward pass (the separate
-//!   ops keep the same tensors);
+//!   ops keep the same tensors), for GELU `Φ(U)` in place of `H` (the backward pass forms
+//!   `H = U Φ(U)` again with the forward's bits instead of evaluating `erf` again);
 //! - backward: `dH` from `down`'s backward, the pre-activations' gradients from SwiGLU's (or
 //!   GELU's), then `dx` from the first layers' backward into one buffer, and every adapter's
 //!   `dA`, `dB`.
@@ -121,15 +122,28 @@ impl LoraMlp {
             ([u], [yu]) => vec![u.forward_into(yu, x, ab[0].0, ab[0].1, h)?],
             _ => candle_core::bail!("lora-mlp: one or two first layers"),
         };
-        let act = match (self.activation, kept.as_slice()) {
-            (Activation::SwiGlu, [g, u]) => swiglu::forward(g, u),
-            (Activation::GeluErf, [u]) => gelu::forward(u),
+        // What the backward pass reads besides the pre-activations: `H` for SwiGLU, `Φ(U)`
+        // for GELU (`H = U Φ(U)` is one product to form again, `Φ` an `erf` per value).
+        let (act, keep) = match (self.activation, kept.as_slice()) {
+            (Activation::SwiGlu, [g, u]) => (swiglu::forward(g, u), None),
+            // Without a backward pass to follow (evaluation) `Φ` is not written out.
+            (Activation::GeluErf, [u]) if !self.kept.enabled() => (gelu::forward(u), None),
+            (Activation::GeluErf, [u]) => {
+                let (act, cdf) = gelu::forward_keep(u);
+                (act, Some(cdf))
+            }
             _ => candle_core::bail!("lora-mlp: layers do not fit {:?}", self.activation),
         };
         let mut y = unsafe { super::uninit::<T>(m * h) };
         let n = first.len();
         ts.push(last.forward_into(&mut y, &act, ab[n].0, ab[n].1, i)?);
-        kept.push(act);
+        kept.push(match keep {
+            Some(cdf) => {
+                drop(act);
+                cdf
+            }
+            None => act,
+        });
         kept.extend(ts);
         Ok((y, kept))
     }
@@ -154,12 +168,18 @@ impl LoraMlp {
         // The first layers' outputs and the activation, then each layer's LoRA input `t`.
         let ts = kept.split_off(n + 1);
         let kept_t = |j: usize| ts.get(j).map(|t| t.as_slice());
-        let act = kept
+        let kept_act = kept
             .pop()
             .ok_or_else(|| candle_core::Error::Msg("lora-mlp: kept buffers".into()))?;
         let ab = self.group.unpack(p)?;
         // SAFETY: `backward_into` overwrites `d_act` whole (not accumulating).
         let mut d_act = unsafe { super::uninit::<T>(m * i) };
+        // SwiGLU kept `H`; GELU kept `Φ(U)`, and `H = Φ(U) U` is formed again bit for bit (after
+        // `d_act`, so that the heap's top is what is freed first).
+        let (act, cdf) = match (self.activation, kept.as_slice()) {
+            (Activation::GeluErf, [u]) => (gelu::times(&kept_act, u), Some(kept_act)),
+            _ => (kept_act, None),
+        };
         let grads_last = last.backward_into(
             Some((&mut d_act, false)),
             (&act, kept_t(n)),
@@ -169,12 +189,12 @@ impl LoraMlp {
             i,
         )?;
         drop(act);
-        let d_pre = match (self.activation, kept.as_slice()) {
-            (Activation::SwiGlu, [g, u]) => swiglu::backward(&d_act, g, u),
-            (Activation::GeluErf, [u]) => gelu::backward(&d_act, u),
+        let d_pre = match (self.activation, kept.as_slice(), &cdf) {
+            (Activation::SwiGlu, [g, u], None) => swiglu::backward(&d_act, g, u),
+            (Activation::GeluErf, [u], Some(cdf)) => gelu::backward_from_cdf(&d_act, u, cdf),
             _ => candle_core::bail!("lora-mlp: kept buffers do not fit {:?}", self.activation),
         };
-        drop((d_act, kept));
+        drop((d_act, kept, cdf));
         // SAFETY: the first layer's `backward_into` overwrites `dx` whole (not accumulating),
         // the others add to it; it is empty unless `need_dx`.
         let mut dx = unsafe { super::uninit::<T>(if need_dx { m * h } else { 0 }) };

@@ -157,14 +157,41 @@ simd! {
 }
 
 simd! {
-    /// `out[i] = g[i] (Φ(x[i]) + x[i] φ(x[i]))`, `φ(x) = e^(-x^2 / 2) / √(2π)`.
-    pub fn gelu_backward(out: &mut [f32], g: &[f32], x: &[f32]) {
-        const PDF: f32 = 0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2;
-        for ((o, &g), &x) in out.iter_mut().zip(g).zip(x) {
-            let pdf = exp(-0.5 * x * x) * PDF;
-            *o = g * (cdf(x) + x * pdf);
+    /// `out[i] = x[i] Φ(x[i])` and `cdf[i] = Φ(x[i])`, for a backward pass that reads `Φ`
+    /// back instead of computing it again ([`gelu_backward_from_cdf`]); `out` has the bits
+    /// [`gelu_forward`] gives.
+    pub fn gelu_forward_keep(out: &mut [f32], cdf_out: &mut [f32], x: &[f32]) {
+        for ((o, c), &x) in out.iter_mut().zip(cdf_out.iter_mut()).zip(x) {
+            *c = cdf(x);
+            *o = *c * x;
         }
     }
+}
+
+simd! {
+    /// `out[i] = g[i] (Φ(x[i]) + x[i] φ(x[i]))`, `φ(x) = e^(-x^2 / 2) / √(2π)`.
+    pub fn gelu_backward(out: &mut [f32], g: &[f32], x: &[f32]) {
+        for ((o, &g), &x) in out.iter_mut().zip(g).zip(x) {
+            *o = g * (cdf(x) + x * pdf(x));
+        }
+    }
+}
+
+simd! {
+    /// [`gelu_backward`] with `Φ(x[i])` given (`cdf`, from [`gelu_forward_keep`]): the same
+    /// bits without the `erf`.
+    pub fn gelu_backward_from_cdf(out: &mut [f32], g: &[f32], x: &[f32], cdf: &[f32]) {
+        for (((o, &g), &x), &c) in out.iter_mut().zip(g).zip(x).zip(cdf) {
+            *o = g * (c + x * pdf(x));
+        }
+    }
+}
+
+/// `φ(x) = e^(-x^2 / 2) / √(2π)`.
+#[inline(always)]
+fn pdf(x: f32) -> f32 {
+    const PDF: f32 = 0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2;
+    exp(-0.5 * x * x) * PDF
 }
 
 #[cfg(test)]
@@ -295,5 +322,24 @@ mod tests {
                 x[i]
             );
         }
+    }
+
+    #[test]
+    fn kept_cdf_gives_the_same_bits_as_computing_it_again() {
+        let n = 4099;
+        let x: Vec<f32> = (0..n).map(|i| (i as f32 - 2050.0) * 0.0041).collect();
+        let g: Vec<f32> = (0..n).map(|i| ((i * 13) % 7) as f32 * 0.5 - 1.5).collect();
+        let (mut y, mut y_keep, mut c) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        gelu_forward(&mut y, &x);
+        gelu_forward_keep(&mut y_keep, &mut c, &x);
+        let (mut dx, mut dx_kept) = (vec![0f32; n], vec![0f32; n]);
+        gelu_backward(&mut dx, &g, &x);
+        gelu_backward_from_cdf(&mut dx_kept, &g, &x, &c);
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&y), bits(&y_keep));
+        assert_eq!(bits(&dx), bits(&dx_kept));
+        // `x Φ(x)` from the kept `Φ` is the forward's value bit for bit.
+        let again: Vec<f32> = x.iter().zip(&c).map(|(x, c)| c * x).collect();
+        assert_eq!(bits(&y), bits(&again));
     }
 }
