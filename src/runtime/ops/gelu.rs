@@ -43,8 +43,6 @@ pub(super) trait Float: Copy + Send + Sync + candle_core::WithDType {
     fn fwd_keep(out: &mut [Self], cdf: &mut [Self], x: &[Self]);
     /// [`Float::bwd`]'s bits with `Φ(x[i])` given.
     fn bwd_from_cdf(out: &mut [Self], grad: &[Self], x: &[Self], cdf: &[Self]);
-    /// `out[i] = cdf[i] x[i]`: [`Float::fwd`]'s bits again from a kept `Φ`.
-    fn times(out: &mut [Self], cdf: &[Self], x: &[Self]);
 }
 
 impl Float for f32 {
@@ -60,18 +58,13 @@ impl Float for f32 {
     fn bwd_from_cdf(out: &mut [f32], grad: &[f32], x: &[f32], cdf: &[f32]) {
         verf::gelu_backward_from_cdf(out, grad, x, cdf)
     }
-    fn times(out: &mut [f32], cdf: &[f32], x: &[f32]) {
-        for ((o, &c), &x) in out.iter_mut().zip(cdf).zip(x) {
-            *o = c * x;
-        }
-    }
 }
 
 impl Float for f64 {
     fn fwd(out: &mut [f64], x: &[f64]) {
         for (o, &x) in out.iter_mut().zip(x) {
             // candle's `GeluErf::f64`.
-            *o = (libm::erf(x * std::f64::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * x;
+            *o = cdf_f64(x) * x;
         }
     }
     fn bwd(out: &mut [f64], grad: &[f64], x: &[f64]) {
@@ -88,11 +81,6 @@ impl Float for f64 {
     fn bwd_from_cdf(out: &mut [f64], grad: &[f64], x: &[f64], cdf: &[f64]) {
         for (((o, &g), &x), &c) in out.iter_mut().zip(grad).zip(x).zip(cdf) {
             *o = g * (c + x * pdf_f64(x));
-        }
-    }
-    fn times(out: &mut [f64], cdf: &[f64], x: &[f64]) {
-        for ((o, &c), &x) in out.iter_mut().zip(cdf).zip(x) {
-            *o = c * x;
         }
     }
 }
@@ -131,13 +119,18 @@ pub(super) fn forward_keep<T: Float>(x: &[T]) -> (Vec<T>, Vec<T>) {
     (out, cdf)
 }
 
-/// `cdf x`: [`forward`]'s output again from the `Φ` of [`forward_keep`], in parallel chunks.
+/// `cdf x`: [`forward`]'s output again, bit for bit, from the `Φ` of [`forward_keep`], in
+/// parallel chunks.
 pub(super) fn times<T: Float>(cdf: &[T], x: &[T]) -> Vec<T> {
     // SAFETY: the chunks below cover `out` and `times` writes each value of its chunk.
     let mut out = unsafe { super::uninit::<T>(x.len().min(cdf.len())) };
     out.par_chunks_mut(CHUNK)
         .zip(cdf.par_chunks(CHUNK).zip(x.par_chunks(CHUNK)))
-        .for_each(|(o, (c, x))| T::times(o, c, x));
+        .for_each(|(o, (c, x))| {
+            for ((o, &c), &x) in o.iter_mut().zip(c).zip(x) {
+                *o = c * x;
+            }
+        });
     out
 }
 

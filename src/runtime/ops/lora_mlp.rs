@@ -137,13 +137,7 @@ impl LoraMlp {
         let mut y = unsafe { super::uninit::<T>(m * h) };
         let n = first.len();
         ts.push(last.forward_into(&mut y, &act, ab[n].0, ab[n].1, i)?);
-        kept.push(match keep {
-            Some(cdf) => {
-                drop(act);
-                cdf
-            }
-            None => act,
-        });
+        kept.push(keep.unwrap_or(act));
         kept.extend(ts);
         Ok((y, kept))
     }
