@@ -110,7 +110,9 @@ impl StageKind {
             // computes only the key columns a block of queries sees (rounding may differ).
             // 13: RMSNorm's and LayerNorm's backward passes sum each row in 16 lanes (input
             // gradients differ in the last bits).
-            StageKind::Train => 13,
+            // 14: a LoRA layer's `u = g B`, `dB` and `dA` are summed over chunks of tokens
+            // (runtime/ops/lora_grads.rs; the adapters' gradients differ in the last bits).
+            StageKind::Train => 14,
             // 2: a merged model is evaluated in place (it used to be refused), and a trained
             // bottleneck adapter is loaded as one (it was taken for a PEFT folder).
             // 3: GGUF bases stay quantized; the quant's `compute` dtype is honoured.

@@ -3,6 +3,7 @@
 //! Must check every view against its slice before handing pointers to `gemm`.
 
 use candle_core::{Result, WithDType};
+use rayon::prelude::*;
 
 /// A row-major matrix view with arbitrary strides (transposes are views).
 #[derive(Clone, Copy)]
@@ -47,6 +48,24 @@ impl<'a, T> View<'a, T> {
             rs: rs as isize,
             cs: 1,
         })
+    }
+
+    /// Rows `r0..r1` (`r0 < r1 <= rows`).
+    fn rows(self, r0: usize, r1: usize) -> Self {
+        Self {
+            data: &self.data[r0 * self.rs as usize..],
+            rows: r1 - r0,
+            ..self
+        }
+    }
+
+    /// Columns `c0..c1` (`c0 < c1 <= cols`).
+    fn cols(self, c0: usize, c1: usize) -> Self {
+        Self {
+            data: &self.data[c0 * self.cs as usize..],
+            cols: c1 - c0,
+            ..self
+        }
     }
 
     pub(crate) fn t(self) -> Self {
@@ -96,36 +115,109 @@ pub(crate) fn gemm_strided<T: WithDType>(
         return Ok(());
     }
     let threads = rayon::current_num_threads();
-    let parallelism = if parallel && threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
+    let parts = match parallel && threads > 1 && m * n * k >= SPLIT_WORK {
+        true => split(m, n, threads),
+        false => Split::None,
     };
-    // SAFETY: the views were checked to lie inside their slices (`View::new`, transposes keep
-    // the extent), `dst` holds `m` rows of `n` values `dst_rs` apart, and gemm reads `dst` only
-    // when `accumulate` is set (it is initialised either way).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs,
-            a.rs,
-            b.data.as_ptr(),
-            b.cs,
-            b.rs,
-            T::from_f64(1.0),
-            T::from_f64(beta),
-            false,
-            false,
-            false,
-            parallelism,
-        );
+    let dst = Shared(dst.as_mut_ptr());
+    // SAFETY (each `product` call): the views lie inside their slices (`View::new`, and
+    // transposes and sub-views stay inside the extent), `dst` holds `m` rows of `n` values
+    // `dst_rs` apart (checked above) and every part writes only its own rows or columns of
+    // them, so no element is written by two threads; `dst` outlives the parallel loops.
+    match parts {
+        Split::None => unsafe { product(dst, dst_rs, (a, b), accumulate, beta) },
+        Split::Cols(width) => (0..n.div_ceil(width)).into_par_iter().for_each(|p| {
+            let (c0, c1) = (p * width, ((p + 1) * width).min(n));
+            unsafe { product(dst.at(c0), dst_rs, (a, b.cols(c0, c1)), accumulate, beta) }
+        }),
+        Split::Rows(height) => (0..m.div_ceil(height)).into_par_iter().for_each(|p| {
+            let (r0, r1) = (p * height, ((p + 1) * height).min(m));
+            let dst = dst.at(r0 * dst_rs);
+            unsafe { product(dst, dst_rs, (a.rows(r0, r1), b), accumulate, beta) }
+        }),
     }
     Ok(())
+}
+
+/// Products below this many multiply-adds run on the calling thread (the `gemm` crate's own
+/// threading threshold).
+const SPLIT_WORK: usize = 48 * 48 * 256;
+
+/// The `gemm` kernels' widest tile along a row-major destination's columns (the crate
+/// transposes such a product so that its vector registers run along them): 4 x 16 lanes.
+const TILE: usize = 64;
+
+/// How a product is shared between threads, each part one single-threaded `gemm` call.
+#[derive(Debug, PartialEq)]
+enum Split {
+    None,
+    /// Blocks of this many output columns: each part reads all of `a` and its columns of `b`.
+    Cols(usize),
+    /// Blocks of this many output rows: each part reads its rows of `a` and all of `b`.
+    Rows(usize),
+}
+
+/// Column blocks of whole tiles when every thread gets at least one; else row blocks (a
+/// narrow output, e.g. a LoRA rank's columns, or a single row).
+fn split(m: usize, n: usize, threads: usize) -> Split {
+    let width = n.div_ceil(threads).div_ceil(TILE) * TILE;
+    if n >= TILE * threads && width < n {
+        return Split::Cols(width);
+    }
+    let height = m.div_ceil(threads);
+    match height < m {
+        true => Split::Rows(height),
+        false => Split::None,
+    }
+}
+
+/// A product's destination, shared by its parts.
+#[derive(Clone, Copy)]
+struct Shared<T>(*mut T);
+
+// SAFETY: the parts of a product write disjoint elements (see `gemm_strided`).
+unsafe impl<T: Send> Send for Shared<T> {}
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// The destination from element `i` on (`i` inside it).
+    fn at(self, i: usize) -> Self {
+        Self(self.0.wrapping_add(i))
+    }
+}
+
+/// `dst = (dst if accumulate else 0) + beta * a b` as one `gemm` call on this thread.
+///
+/// # Safety
+/// `dst` must hold `a.rows` rows of `b.cols` values `dst_rs` apart, written by no other
+/// thread during the call; `a.cols == b.rows`.
+unsafe fn product<T: WithDType>(
+    dst: Shared<T>,
+    dst_rs: usize,
+    (a, b): (View<'_, T>, View<'_, T>),
+    accumulate: bool,
+    beta: f64,
+) {
+    // gemm reads `dst` only when `accumulate` is set (it is initialised either way).
+    gemm::gemm(
+        a.rows,
+        b.cols,
+        a.cols,
+        dst.0,
+        1,
+        dst_rs as isize,
+        accumulate,
+        a.data.as_ptr(),
+        a.cs,
+        a.rs,
+        b.data.as_ptr(),
+        b.cs,
+        b.rs,
+        T::from_f64(1.0),
+        T::from_f64(beta),
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }

@@ -23,6 +23,7 @@ use super::lora_group::{
     backward_tensors, forward_storage, packed_grad, Group, Kept, NormElem, PreNorm,
 };
 use super::lora_linear::LoraLinear;
+use super::lora_stack;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
 /// Buffers a forward pass keeps for the backward: `q`, `k`, `v`, the context, and each of
@@ -100,11 +101,19 @@ impl LoraAttention {
         let product = |layer: &LoraLinear, (a, b): ((&[T], usize), &[T]), y: &mut [T]| {
             layer.forward_into(y, x, a, b, h)
         };
-        let (rq, (rk, rv)) = rayon::join(
-            || product(lq, ab[0], &mut q),
-            || rayon::join(|| product(lk, ab[1], &mut k), || product(lv, ab[2], &mut v)),
-        );
-        let (tq, tk, tv) = (rq?, rk?, rv?);
+        // One product for the three layers' LoRA inputs: `tq` holds them all, `tk` and `tv`
+        // are empty.
+        let (tq, tk, tv) = if lora_stack::stackable(&[lq, lk, lv], &ab[..3]) {
+            let qkv: &mut [&mut [T]] = &mut [&mut q, &mut k, &mut v];
+            let t = lora_stack::forward(&[lq, lk, lv], &ab[..3], x, h, qkv)?;
+            (t, Vec::new(), Vec::new())
+        } else {
+            let (rq, (rk, rv)) = rayon::join(
+                || product(lq, ab[0], &mut q),
+                || rayon::join(|| product(lk, ab[1], &mut k), || product(lv, ab[2], &mut v)),
+            );
+            (rq?, rk?, rv?)
+        };
         let c = self.attention.forward_slices((&q, &k, &v), (b, s))?;
         let mut y = unsafe { super::uninit::<T>(m * h) };
         let to = lo.forward_into(&mut y, &c, ab[3].0, ab[3].1, wq)?;
@@ -143,11 +152,17 @@ impl LoraAttention {
         // the others add to it; it is empty unless `need_dx`.
         let mut dx = unsafe { super::uninit::<T>(if need_dx { m * h } else { 0 }) };
         let mut grads = Vec::with_capacity(4);
-        let layers = [(lq, &dq, &tq), (lk, &dk, &tk), (lv, &dv, &tv)];
-        for (i, (layer, g, t)) in layers.into_iter().enumerate() {
-            let into = need_dx.then_some((dx.as_mut_slice(), i > 0));
-            let xt = (x, Some(t.as_slice()));
-            grads.push(layer.backward_into(into, xt, ab[i].0, ab[i].1, g, h)?);
+        if lora_stack::stackable(&[lq, lk, lv], &ab[..3]) {
+            let (gs, into) = ([&dq[..], &dk, &dv], need_dx.then_some(dx.as_mut_slice()));
+            let qkv = lora_stack::backward(&[lq, lk, lv], &ab[..3], (x, &tq), &gs, into, h)?;
+            grads.extend(qkv);
+        } else {
+            let layers = [(lq, &dq, &tq), (lk, &dk, &tk), (lv, &dv, &tv)];
+            for (i, (layer, g, t)) in layers.into_iter().enumerate() {
+                let into = need_dx.then_some((dx.as_mut_slice(), i > 0));
+                let xt = (x, Some(t.as_slice()));
+                grads.push(layer.backward_into(into, xt, ab[i].0, ab[i].1, g, h)?);
+            }
         }
         grads.push(grads_o);
         Ok((dx, packed_grad(grads)))
@@ -370,16 +385,59 @@ mod tests {
         })
     }
 
+    /// q, k and v with LoRA (ranks 3, 2, 3; scales 0.5, 1.5, 0.5) and no dropout: their LoRA
+    /// products stacked (`lora_stack`); o with LoRA and dropout.
+    fn stacked_block(dtype: DType) -> Result<[Spec; 4]> {
+        let mut specs = block(dtype)?;
+        specs[0].dropout = None;
+        let (wk, dev) = (HEADS.kv * HEADS.dim, Device::Cpu);
+        let v = |shape: (usize, usize)| -> Result<Tensor> {
+            let t = Tensor::randn(0f64, 0.5, shape, &dev)?.to_dtype(dtype)?;
+            Ok(Var::from_tensor(&t)?.as_tensor().clone())
+        };
+        specs[1].ab = Some((v((2, H))?, v((wk, 2))?));
+        specs[1].scale = 1.5;
+        Ok(specs)
+    }
+
+    #[test]
+    fn stacked_lora_products_equal_the_separate_ops_with_the_right_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        let tables = setup(DType::F32)?;
+        let specs = stacked_block(DType::F32)?;
+        let x = Var::randn(0f32, 1.0, (B, S, H), &dev)?;
+        let f = fused(x.as_tensor(), &specs, &tables)?;
+        let s = separate(x.as_tensor(), &specs, &tables)?;
+        let (_, checked) = assert_same_values_and_gradients(&f, &s, x.as_tensor(), &specs)?;
+        assert_eq!(checked, 9);
+        let tables = setup(DType::F64)?;
+        let specs = stacked_block(DType::F64)?;
+        check_grad(&[B, S, H], |x| fused(x, &specs, &tables))?;
+        let x = Tensor::randn(0f64, 1.0, (B, S, H), &Device::Cpu)?;
+        // Through k's A (the middle of the stack) and v's B.
+        check_grad(&[2, H], |a| {
+            let mut s = specs.clone();
+            s[1].ab = s[1].ab.take().map(|(_, b)| (a.clone(), b));
+            fused(&x, &s, &tables)
+        })?;
+        check_grad(&[HEADS.kv * HEADS.dim, 3], |b| {
+            let mut s = specs.clone();
+            s[2].ab = s[2].ab.take().map(|(a, _)| (a, b.clone()));
+            fused(&x, &s, &tables)
+        })
+    }
+
     #[test]
     fn a_second_backward_pass_recomputes_what_the_first_took() -> Result<()> {
         let tables = setup(DType::F32)?;
-        let specs = block(DType::F32)?;
-        let x = Var::randn(0f32, 1.0, (B, S, H), &Device::Cpu)?;
-        let loss = fused(x.as_tensor(), &specs, &tables)?.sqr()?.sum_all()?;
-        let (first, second) = (loss.backward()?, loss.backward()?);
-        for t in std::iter::once(x.as_tensor().clone()).chain(vars(&specs)) {
-            let (a, b) = (first.get(&t).expect("grad"), second.get(&t).expect("grad"));
-            assert_eq!(max_diff(a, b)?, 0.0);
+        for specs in [block(DType::F32)?, stacked_block(DType::F32)?] {
+            let x = Var::randn(0f32, 1.0, (B, S, H), &Device::Cpu)?;
+            let loss = fused(x.as_tensor(), &specs, &tables)?.sqr()?.sum_all()?;
+            let (first, second) = (loss.backward()?, loss.backward()?);
+            for t in std::iter::once(x.as_tensor().clone()).chain(vars(&specs)) {
+                let (a, b) = (first.get(&t).expect("grad"), second.get(&t).expect("grad"));
+                assert_eq!(max_diff(a, b)?, 0.0);
+            }
         }
         Ok(())
     }

@@ -70,7 +70,7 @@ impl Base {
 
     /// `dx = g W` for `g: [m, n]` into `dx: [m, k]` (added to it when `accumulate`, else
     /// overwritten).
-    fn times<T: WithDType>(
+    pub(crate) fn times<T: WithDType>(
         &self,
         dx: &mut [T],
         g: &[T],
@@ -199,6 +199,23 @@ impl LoraLinear {
         if y.len() != m * n {
             candle_core::bail!("lora-linear: output of {} values for {m}x{n}", y.len())
         }
+        self.base_into(y, x, (m, k))?;
+        if r == 0 {
+            return Ok(Vec::new());
+        }
+        let t = self.lora_input(x, a, (m, k, r))?;
+        gemm_into(y, View::new(&t, m, r)?, View::new(b, n, r)?.t(), true, 1.0)?;
+        Ok(t)
+    }
+
+    /// `y = x W^T + bias` into `y: [m, out]` (overwritten) for `x: [m, k]`.
+    pub(crate) fn base_into<T: WithDType>(
+        &self,
+        y: &mut [T],
+        x: &[T],
+        (m, k): (usize, usize),
+    ) -> Result<()> {
+        let (n, _) = self.w.dims()?;
         let bias = match &self.bias {
             Some(bias) => Some(bias.to_dtype(T::DTYPE)?.contiguous()?),
             None => None,
@@ -214,12 +231,7 @@ impl LoraLinear {
                 Ok(())
             })?;
         }
-        if r == 0 {
-            return Ok(Vec::new());
-        }
-        let t = self.lora_input(x, a, (m, k, r))?;
-        gemm_into(y, View::new(&t, m, r)?, View::new(b, n, r)?.t(), true, 1.0)?;
-        Ok(t)
+        Ok(())
     }
 
     /// `t = x_d (s A)^T`, `[m, r]`.
@@ -290,20 +302,18 @@ impl LoraLinear {
         }
         let xd = dropped(x, self.dropout.as_ref());
         let sa = scaled(a, self.scale);
-        let (xv, gv) = (View::new(&xd, m, k)?, View::new(g, m, n)?);
         let t = match kept_t {
             Some(t) if t.len() == m * r => std::borrow::Cow::Borrowed(t),
             _ => std::borrow::Cow::Owned(self.lora_input(x, a, (m, k, r))?),
         };
-        // SAFETY (`u`, `v`, `da`, `db`): each is overwritten whole by the product after it.
-        let mut u = unsafe { super::uninit::<T>(m * r) };
-        gemm_into(&mut u, gv, View::new(b, n, r)?, false, 1.0)?;
+        let (u, db) = super::lora_grads::u_and_db(g, b, &t, (m, n, r))?;
         match (dx, &self.dropout) {
             (None, _) => {}
             (Some((dx, _)), None) => {
                 gemm_into(dx, View::new(&u, m, r)?, View::new(&sa, r, k)?, true, 1.0)?
             }
             (Some((dx, _)), Some(d)) => {
+                // SAFETY: the product overwrites `v` whole.
                 let mut v = unsafe { super::uninit::<T>(m * k) };
                 gemm_into(
                     &mut v,
@@ -320,10 +330,8 @@ impl LoraLinear {
                 }
             }
         }
-        let mut da = unsafe { super::uninit::<T>(r * k) };
-        gemm_into(&mut da, View::new(&u, m, r)?.t(), xv, false, self.scale)?;
-        let mut db = unsafe { super::uninit::<T>(n * r) };
-        gemm_into(&mut db, gv.t(), View::new(&t, m, r)?, false, 1.0)?;
+        let scales = vec![self.scale; r];
+        let da = super::lora_grads::da((&u, r), &xd, &scales, (m, k, r))?;
         Ok((da, db))
     }
 }

@@ -28,6 +28,7 @@ use super::lora_group::{
     backward_tensors, forward_storage, packed_grad, Group, Kept, NormElem, PreNorm,
 };
 use super::lora_linear::LoraLinear;
+use super::lora_stack;
 use super::swiglu;
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 
@@ -112,6 +113,13 @@ impl LoraMlp {
         let mut ts = match (first, kept.as_mut_slice()) {
             // Independent products: each one's serial stretches (gemm's packing of `x`)
             // overlap the other's work.
+            // One product for both layers' LoRA inputs: `ts[0]` holds both, `ts[1]` is empty.
+            ([g, u], [yg, yu]) if lora_stack::stackable(&[g, u], &ab[..2]) => {
+                vec![
+                    lora_stack::forward(&[g, u], &ab[..2], x, h, &mut [yg, yu])?,
+                    Vec::new(),
+                ]
+            }
             ([g, u], [yg, yu]) => {
                 let (rg, ru) = rayon::join(
                     || g.forward_into(yg, x, ab[0].0, ab[0].1, h),
@@ -193,9 +201,24 @@ impl LoraMlp {
         // the others add to it; it is empty unless `need_dx`.
         let mut dx = unsafe { super::uninit::<T>(if need_dx { m * h } else { 0 }) };
         let mut grads = Vec::with_capacity(n + 1);
-        for (j, (layer, d)) in first.iter().zip(d_pre.chunks(m * i)).enumerate() {
-            let into = need_dx.then_some((dx.as_mut_slice(), j > 0));
-            grads.push(layer.backward_into(into, (x, kept_t(j)), ab[j].0, ab[j].1, d, h)?);
+        let layers: Vec<&LoraLinear> = first.iter().collect();
+        if lora_stack::stackable(&layers, &ab[..n]) {
+            let t = kept_t(0).unwrap_or_default();
+            let gs: Vec<&[T]> = d_pre.chunks(m * i).collect();
+            let into = need_dx.then_some(dx.as_mut_slice());
+            grads.extend(lora_stack::backward(
+                &layers,
+                &ab[..n],
+                (x, t),
+                &gs,
+                into,
+                h,
+            )?);
+        } else {
+            for (j, (layer, d)) in first.iter().zip(d_pre.chunks(m * i)).enumerate() {
+                let into = need_dx.then_some((dx.as_mut_slice(), j > 0));
+                grads.push(layer.backward_into(into, (x, kept_t(j)), ab[j].0, ab[j].1, d, h)?);
+            }
         }
         grads.push(grads_last);
         Ok((dx, packed_grad(grads)))
@@ -355,6 +378,51 @@ mod tests {
             assert!(s.bias.as_ref().is_none_or(|b| gf.get(b).is_none()));
         }
         Ok(())
+    }
+
+    /// gate and up with LoRA (ranks `r` and 3, scales 0.7 and 1.5) and no dropout: their LoRA
+    /// products stacked (`lora_stack`); down with LoRA and dropout.
+    fn stacked_block(
+        dtype: DType,
+        (m, h, i, r): (usize, usize, usize, usize),
+    ) -> Result<[Spec; 3]> {
+        let mut specs = block(dtype, (m, h, i, r))?;
+        specs[0].dropout = None;
+        let dev = Device::Cpu;
+        let v = |shape: (usize, usize)| -> Result<Tensor> {
+            let t = Tensor::randn(0f64, 0.5, shape, &dev)?.to_dtype(dtype)?;
+            Ok(Var::from_tensor(&t)?.as_tensor().clone())
+        };
+        specs[1].ab = Some((v((3, h))?, v((i, 3))?));
+        specs[1].scale = 1.5;
+        Ok(specs)
+    }
+
+    #[test]
+    fn stacked_lora_products_equal_the_separate_ops_with_the_right_gradients() -> Result<()> {
+        let dev = Device::Cpu;
+        let (m, h, i, r) = (300, 24, 40, 4);
+        let specs = stacked_block(DType::F32, (m, h, i, r))?;
+        let x = Var::randn(0f32, 1.0, (m, h), &dev)?;
+        let f = fused(x.as_tensor(), &specs)?;
+        let s = separate(x.as_tensor(), &specs)?;
+        let (_, checked) = assert_same_values_and_gradients(&f, &s, x.as_tensor(), &specs)?;
+        assert_eq!(checked, 7);
+        let (m, h, i, r) = (5, 4, 6, 2);
+        let specs = stacked_block(DType::F64, (m, h, i, r))?;
+        check_grad(&[m, h], |x| fused(x, &specs))?;
+        let x = Tensor::randn(0f64, 1.0, (m, h), &Device::Cpu)?;
+        // Through up's A (the second in the stack) and gate's B.
+        check_grad(&[3, h], |a| {
+            let mut s = specs.clone();
+            s[1].ab = s[1].ab.take().map(|(_, b)| (a.clone(), b));
+            fused(&x, &s)
+        })?;
+        check_grad(&[i, r], |b| {
+            let mut s = specs.clone();
+            s[0].ab = s[0].ab.take().map(|(a, _)| (a, b.clone()));
+            fused(&x, &s)
+        })
     }
 
     #[test]
