@@ -194,6 +194,20 @@ fn blocks<T: WithDType>(bias: &[T], s: usize) -> Vec<Block> {
     out
 }
 
+/// Rows of a block.
+type Range = std::ops::Range<usize>;
+
+/// `xt: [d, s]` (every value written): the transpose of `s` rows of `d` values, `rs` apart in
+/// `x`, as the products with keys and values read them (a transposed view would be copied
+/// into `gemm`'s packed layout at every product).
+fn transpose_into<T: Copy>(xt: &mut [T], x: &[T], (s, d, rs): (usize, usize, usize)) {
+    for t in 0..s {
+        for (j, &v) in x[t * rs..t * rs + d].iter().enumerate() {
+            xt[j * s + t] = v;
+        }
+    }
+}
+
 /// The element types of the op.
 pub(crate) trait Float: WithDType + Send + Sync {
     /// Softmax of one row in place, shifted by the row's maximum as candle's
@@ -201,6 +215,30 @@ pub(crate) trait Float: WithDType + Send + Sync {
     fn softmax_row(row: &mut [Self]);
     /// `ds = p * (ds - <ds, p>)`: the gradient of the scores from that of the probabilities.
     fn softmax_backward_row(ds: &mut [Self], p: &[Self]);
+    /// [`Self::softmax_row`] of rows `rows` of `p` (`s` apart), each over its first `cols`
+    /// values after adding its bias (`[s]` shared by every row, or `[s, s]`).
+    fn biased_softmax_rows(p: &mut [Self], bias: &[Self], s: usize, rows: Range, cols: usize) {
+        let shared = bias.len() == s;
+        for t in rows {
+            let b = if shared {
+                bias
+            } else {
+                &bias[t * s..t * s + s]
+            };
+            let row = &mut p[t * s..t * s + cols];
+            for (v, &b) in row.iter_mut().zip(b) {
+                *v += b;
+            }
+            Self::softmax_row(row);
+        }
+    }
+    /// [`Self::softmax_backward_row`] of rows `rows` of `ds` and `p` (`s` apart), each over its
+    /// first `cols` values.
+    fn softmax_backward_rows(ds: &mut [Self], p: &[Self], s: usize, rows: Range, cols: usize) {
+        for t in rows {
+            Self::softmax_backward_row(&mut ds[t * s..t * s + cols], &p[t * s..t * s + cols]);
+        }
+    }
     /// RoPE on head `h` of `x: [s, width]` into `out: [s, d]` (`dims`: `[s, width, d, h]`):
     /// `o1 = x1 c - x2 s`, `o2 = x1 s + x2 c` on the halves (`inverse`: by `-s`).
     fn rope_head(
@@ -220,6 +258,12 @@ impl Float for f32 {
     }
     fn softmax_backward_row(ds: &mut [f32], p: &[f32]) {
         vexp::softmax_backward_row(ds, p)
+    }
+    fn biased_softmax_rows(p: &mut [f32], bias: &[f32], s: usize, rows: Range, cols: usize) {
+        vexp::biased_softmax_rows(p, bias, s, rows, cols)
+    }
+    fn softmax_backward_rows(ds: &mut [f32], p: &[f32], s: usize, rows: Range, cols: usize) {
+        vexp::softmax_backward_rows(ds, p, s, rows, cols)
     }
     fn rope_head(
         out: &mut [f32],
@@ -273,8 +317,8 @@ impl FusedAttention {
         }
     }
 
-    /// Probabilities `[s, s]` of query head `h` against the (rotated) keys `k` of its group
-    /// into `p`, and `P D` (`None` without dropout). Only each block's visible columns are
+    /// Probabilities `[s, s]` of query head `h` against the (rotated) keys of its group,
+    /// transposed (`kt: [d, s]`), into `p`, and `P D` (`None` without dropout). Only each block's visible columns are
     /// computed ([`blocks`]); the rest of `p` is left as it is: zero, as their softmax gives
     /// exactly, when `p` starts zeroed and is reused only with the same blocks (a batch row's
     /// heads).
@@ -283,7 +327,7 @@ impl FusedAttention {
         p: &mut [T],
         row: &Row<'_, T>,
         (s, h): (usize, usize),
-        (qh, k): (&[T], &[T]),
+        (qh, kt): (&[T], &[T]),
         blocks: &[Block],
     ) -> Result<Option<Vec<T>>> {
         let d = self.heads.dim;
@@ -300,25 +344,13 @@ impl FusedAttention {
                 s,
                 (
                     View::new(q_rows, rows.len(), d)?,
-                    View::new(k, cols, d)?.t(),
+                    View::strided(kt, d, cols, s)?,
                 ),
                 false,
                 self.scale,
                 false,
             )?;
-            let shared = row.bias.len() == s;
-            for t in rows {
-                let bias = if shared {
-                    row.bias
-                } else {
-                    &row.bias[t * s..t * s + s]
-                };
-                let pr = &mut p[t * s..t * s + cols];
-                for (pv, &b) in pr.iter_mut().zip(bias) {
-                    *pv += b;
-                }
-                T::softmax_row(pr);
-            }
+            T::biased_softmax_rows(p, row.bias, s, rows, cols);
         }
         let dropped = self.dropout.as_ref().map(|dr| {
             let start = (row.index * self.heads.q + h) * s * s;
@@ -339,11 +371,13 @@ impl FusedAttention {
         // Scratch of the row's heads, allocated once (see `probs_into` for `p`).
         let zero = T::from_f64(0.0);
         let (mut k, mut qh, mut p) = (vec![zero; s * d], vec![zero; s * d], vec![zero; s * s]);
+        let mut kt = vec![zero; d * s];
         for g in 0..kv {
             rotate_into(&mut k, row.k, (s, kv * d, d), g, row.rope, false);
+            transpose_into(&mut kt, &k, (s, d, d));
             for h in g * rep..(g + 1) * rep {
                 rotate_into(&mut qh, row.q, (s, hq * d, d), h, row.rope, false);
-                let dropped = self.probs_into(&mut p, &row, (s, h), (&qh, &k), &blocks)?;
+                let dropped = self.probs_into(&mut p, &row, (s, h), (&qh, &kt), &blocks)?;
                 let pd = dropped.as_deref().unwrap_or(&p);
                 for Block { rows, cols } in blocks.iter().cloned() {
                     let v = View::strided(&row.v[g * d..], cols, d, kv * d)?;
@@ -379,20 +413,23 @@ impl FusedAttention {
         let (mut k, mut qh, mut p) = (vec![zero; s * d], vec![zero; s * d], vec![zero; s * s]);
         let (mut ds, mut dq_rot) = (vec![zero; s * s], vec![zero; s * d]);
         let (mut dk_rot, mut back) = (vec![zero; s * d], vec![zero; s * d]);
+        let (mut kt, mut vt) = (vec![zero; d * s], vec![zero; d * s]);
         for g in 0..kv {
             rotate_into(&mut k, row.k, (s, kv * d, d), g, row.rope, false);
+            transpose_into(&mut kt, &k, (s, d, d));
+            transpose_into(&mut vt, &row.v[g * d..], (s, d, kv * d));
             dk_rot.fill(zero);
             for h in g * rep..(g + 1) * rep {
                 rotate_into(&mut qh, row.q, (s, hq * d, d), h, row.rope, false);
-                let dropped = self.probs_into(&mut p, &row, (s, h), (&qh, &k), &blocks)?;
+                let dropped = self.probs_into(&mut p, &row, (s, h), (&qh, &kt), &blocks)?;
                 let pd = dropped.as_deref().unwrap_or(&p);
                 for Block { rows, cols } in blocks.iter().cloned() {
                     let go =
                         View::strided(&grad[rows.start * hq * d + h * d..], rows.len(), d, hq * d)?;
-                    let v = View::strided(&row.v[g * d..], cols, d, kv * d)?;
+                    let vt = View::strided(&vt, d, cols, s)?;
                     let p_rows = View::strided(&pd[rows.start * s..], rows.len(), cols, s)?;
                     gemm_strided(&mut dv[g * d..], kv * d, (p_rows.t(), go), true, 1.0, false)?;
-                    gemm_strided(&mut ds[rows.start * s..], s, (go, v.t()), false, 1.0, false)?;
+                    gemm_strided(&mut ds[rows.start * s..], s, (go, vt), false, 1.0, false)?;
                 }
                 if let Some(dr) = &self.dropout {
                     let start = (row.index * hq + h) * s * s;
@@ -402,10 +439,7 @@ impl FusedAttention {
                     }
                 }
                 for Block { rows, cols } in blocks.iter().cloned() {
-                    for t in rows.clone() {
-                        let (dsr, pr) = (&mut ds[t * s..t * s + cols], &p[t * s..t * s + cols]);
-                        T::softmax_backward_row(dsr, pr);
-                    }
+                    T::softmax_backward_rows(&mut ds, &p, s, rows.clone(), cols);
                     let ds_rows = View::strided(&ds[rows.start * s..], rows.len(), cols, s)?;
                     gemm_strided(
                         &mut dq_rot[rows.start * d..],

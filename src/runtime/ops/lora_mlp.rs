@@ -111,8 +111,6 @@ impl LoraMlp {
             .map(|_| unsafe { super::uninit::<T>(m * i) })
             .collect();
         let mut ts = match (first, kept.as_mut_slice()) {
-            // Independent products: each one's serial stretches (gemm's packing of `x`)
-            // overlap the other's work.
             // One product for both layers' LoRA inputs: `ts[0]` holds both, `ts[1]` is empty.
             ([g, u], [yg, yu]) if lora_stack::stackable(&[g, u], &ab[..2]) => {
                 vec![
@@ -120,6 +118,8 @@ impl LoraMlp {
                     Vec::new(),
                 ]
             }
+            // Independent products: each one's serial stretches (gemm's packing of `x`)
+            // overlap the other's work.
             ([g, u], [yg, yu]) => {
                 let (rg, ru) = rayon::join(
                     || g.forward_into(yg, x, ab[0].0, ab[0].1, h),

@@ -84,38 +84,51 @@ pub(super) use simd;
 simd! {
     /// The largest value (NaN is skipped; `-inf` for an empty slice).
     pub fn max(xs: &[f32]) -> f32 {
-        let mut acc = [f32::NEG_INFINITY; LANES];
-        let mut it = xs.chunks_exact(LANES);
-        for c in &mut it {
-            for l in 0..LANES {
-                acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
-            }
-        }
-        for (l, &v) in it.remainder().iter().enumerate() {
-            acc[l] = if v > acc[l] { v } else { acc[l] };
-        }
-        acc.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+        max_lanes(xs)
     }
+}
+
+/// [`max`]'s loop, inlined into the kernels that use it.
+#[inline(always)]
+fn max_lanes(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut it = xs.chunks_exact(LANES);
+    for c in &mut it {
+        for l in 0..LANES {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    for (l, &v) in it.remainder().iter().enumerate() {
+        acc[l] = if v > acc[l] { v } else { acc[l] };
+    }
+    acc.iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 simd! {
     /// `xs[i] = e^(xs[i] - m)` in place; returns the sum of the new values.
     pub fn exp_sub_sum(xs: &mut [f32], m: f32) -> f32 {
-        let mut acc = [0f32; LANES];
-        let mut it = xs.chunks_exact_mut(LANES);
-        for c in &mut it {
-            for l in 0..LANES {
-                let e = exp(c[l] - m);
-                c[l] = e;
-                acc[l] += e;
-            }
-        }
-        for (l, v) in it.into_remainder().iter_mut().enumerate() {
-            *v = exp(*v - m);
-            acc[l] += *v;
-        }
-        acc.iter().sum()
+        exp_sub_sum_lanes(xs, m)
     }
+}
+
+/// [`exp_sub_sum`]'s loop, inlined into the kernels that use it.
+#[inline(always)]
+fn exp_sub_sum_lanes(xs: &mut [f32], m: f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let mut it = xs.chunks_exact_mut(LANES);
+    for c in &mut it {
+        for l in 0..LANES {
+            let e = exp(c[l] - m);
+            c[l] = e;
+            acc[l] += e;
+        }
+    }
+    for (l, v) in it.into_remainder().iter_mut().enumerate() {
+        *v = exp(*v - m);
+        acc[l] += *v;
+    }
+    acc.iter().sum()
 }
 
 simd! {
@@ -147,9 +160,15 @@ simd! {
 simd! {
     /// `xs[i] *= s`.
     pub fn scale(xs: &mut [f32], s: f32) {
-        for x in xs.iter_mut() {
-            *x *= s;
-        }
+        scale_lanes(xs, s)
+    }
+}
+
+/// [`scale`]'s loop, inlined into the kernels that use it.
+#[inline(always)]
+fn scale_lanes(xs: &mut [f32], s: f32) {
+    for x in xs.iter_mut() {
+        *x *= s;
     }
 }
 
@@ -174,26 +193,62 @@ pub fn softmax_in_place(row: &mut [f32]) {
 }
 
 simd! {
+    /// [`softmax_in_place`] on rows `rows` of `p` (rows `s` apart), each over its first `cols`
+    /// values after adding its bias (`bias`: one row of `s` shared by every row, or `[s, s]`),
+    /// in one call: attention's rows are short, and a call per row and pass cost as much as
+    /// the passes.
+    pub fn biased_softmax_rows(p: &mut [f32], bias: &[f32], s: usize, rows: std::ops::Range<usize>, cols: usize) {
+        let shared = bias.len() == s;
+        for t in rows {
+            let b = if shared { &bias[..cols] } else { &bias[t * s..t * s + cols] };
+            let row = &mut p[t * s..t * s + cols];
+            for (v, &b) in row.iter_mut().zip(b) {
+                *v += b;
+            }
+            let m = max_lanes(row);
+            let sum = exp_sub_sum_lanes(row, m);
+            scale_lanes(row, 1.0 / sum);
+        }
+    }
+}
+
+simd! {
     /// Softmax backward for one row: `ds[i] = p[i] * (ds[i] - sum_j ds[j] p[j])`, with `ds`
     /// holding the gradient of the probabilities `p` on entry.
     pub fn softmax_backward_row(ds: &mut [f32], p: &[f32]) {
-        let n = ds.len().min(p.len());
-        let (ds, p) = (&mut ds[..n], &p[..n]);
-        let mut acc = [0f32; LANES];
-        let mut it = ds.chunks_exact(LANES).zip(p.chunks_exact(LANES));
-        for (a, b) in &mut it {
-            for l in 0..LANES {
-                acc[l] += a[l] * b[l];
-            }
+        softmax_backward_lanes(ds, p)
+    }
+}
+
+simd! {
+    /// [`softmax_backward_row`] on rows `rows` of `ds` and `p` (rows `s` apart), each over its
+    /// first `cols` values, in one call.
+    pub fn softmax_backward_rows(ds: &mut [f32], p: &[f32], s: usize, rows: std::ops::Range<usize>, cols: usize) {
+        for t in rows {
+            softmax_backward_lanes(&mut ds[t * s..t * s + cols], &p[t * s..t * s + cols]);
         }
-        let tail = n - n % LANES;
-        for (l, i) in (tail..n).enumerate() {
-            acc[l] += ds[i] * p[i];
+    }
+}
+
+/// [`softmax_backward_row`]'s loops, inlined into the kernels that use them.
+#[inline(always)]
+fn softmax_backward_lanes(ds: &mut [f32], p: &[f32]) {
+    let n = ds.len().min(p.len());
+    let (ds, p) = (&mut ds[..n], &p[..n]);
+    let mut acc = [0f32; LANES];
+    let mut it = ds.chunks_exact(LANES).zip(p.chunks_exact(LANES));
+    for (a, b) in &mut it {
+        for l in 0..LANES {
+            acc[l] += a[l] * b[l];
         }
-        let dot: f32 = acc.iter().sum();
-        for (a, &b) in ds.iter_mut().zip(p) {
-            *a = b * (*a - dot);
-        }
+    }
+    let tail = n - n % LANES;
+    for (l, i) in (tail..n).enumerate() {
+        acc[l] += ds[i] * p[i];
+    }
+    let dot: f32 = acc.iter().sum();
+    for (a, &b) in ds.iter_mut().zip(p) {
+        *a = b * (*a - dot);
     }
 }
 
@@ -252,6 +307,42 @@ mod tests {
         assert!(exp(88.72).is_finite() && exp(88.72) > 3.3e38);
         assert!(exp(f32::NAN).is_nan());
         assert!((exp(-86.0) as f64 / (-86.0f64).exp() - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn block_kernels_give_the_row_kernels_bits() {
+        // Rows of 40 values, 37 of them used; a shared bias row and a square one.
+        let (s, cols) = (40usize, 37usize);
+        let values = |salt: u32| -> Vec<f32> {
+            (0..s * s)
+                .map(|i| {
+                    (((i as u32).wrapping_mul(2_654_435_761) ^ salt) % 1000) as f32 / 100.0 - 5.0
+                })
+                .collect()
+        };
+        for bias in [values(1)[..s].to_vec(), values(2)] {
+            let (mut p, mut want) = (values(3), values(3));
+            biased_softmax_rows(&mut p, &bias, s, 3..30, cols);
+            for t in 3..30 {
+                let b = if bias.len() == s {
+                    &bias[..]
+                } else {
+                    &bias[t * s..]
+                };
+                let row = &mut want[t * s..t * s + cols];
+                for (v, &b) in row.iter_mut().zip(b) {
+                    *v += b;
+                }
+                softmax_in_place(row);
+            }
+            assert_eq!(p, want);
+            let (mut ds, mut want_ds) = (values(4), values(4));
+            softmax_backward_rows(&mut ds, &p, s, 5..33, cols);
+            for t in 5..33 {
+                softmax_backward_row(&mut want_ds[t * s..t * s + cols], &p[t * s..t * s + cols]);
+            }
+            assert_eq!(ds, want_ds);
+        }
     }
 
     #[test]
