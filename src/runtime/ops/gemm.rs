@@ -115,7 +115,8 @@ pub(crate) fn gemm_strided<T: WithDType>(
         return Ok(());
     }
     let threads = rayon::current_num_threads();
-    let parts = match parallel && threads > 1 && m * n * k >= SPLIT_WORK {
+    let parts = match parallel && threads > 1 && m.saturating_mul(n).saturating_mul(k) >= SPLIT_WORK
+    {
         true => split(m, n, threads),
         false => Split::None,
     };
@@ -158,17 +159,25 @@ enum Split {
 }
 
 /// Column blocks of whole tiles when every thread gets at least one; else row blocks (a
-/// narrow output, e.g. a LoRA rank's columns, or a single row).
+/// narrow output, e.g. a LoRA rank's columns); no split unless every part is [`general`].
 fn split(m: usize, n: usize, threads: usize) -> Split {
     let width = n.div_ceil(threads).div_ceil(TILE) * TILE;
-    if n >= TILE * threads && width < n {
+    if n >= TILE * threads && width < n && general(m, width) {
         return Split::Cols(width);
     }
     let height = m.div_ceil(threads);
-    match height < m {
+    match height < m && general(height, n) {
         true => Split::Rows(height),
         false => Split::None,
     }
+}
+
+/// Whether `gemm` takes an `m x n` output through its general kernels, where the depth is cut
+/// into blocks by `k` alone (not its small-matrix, matrix-vector or horizontal paths): a
+/// product and its parts then sum every value in the same order, so a split product has the
+/// unsplit one's bits and results do not depend on the number of threads.
+fn general(m: usize, n: usize) -> bool {
+    m >= 2 && n >= 2 && m * n > 256 && (m > 64 || n > 64)
 }
 
 /// A product's destination, shared by its parts.
@@ -220,4 +229,56 @@ unsafe fn product<T: WithDType>(
         false,
         gemm::Parallelism::None,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, salt: u64) -> Vec<f32> {
+        (0..n as u64)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) ^ salt) % 997) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn split_products_have_the_unsplit_bits() -> Result<()> {
+        // Wide outputs (column blocks), narrow ones (row blocks), a depth over gemm's block.
+        for (m, k, n) in [
+            (300, 70, 200),
+            (1000, 40, 16),
+            (130, 1100, 130),
+            (90, 33, 300),
+        ] {
+            let (a, b) = (values(m * k, 1), values(k * n, 2));
+            let mut whole = vec![0f32; m * n];
+            // SAFETY: `whole` holds m x n values; the views fit their slices.
+            unsafe {
+                let (av, bv) = (View::new(&a, m, k)?, View::new(&b, k, n)?);
+                product(Shared(whole.as_mut_ptr()), n, (av, bv), false, 0.5);
+            }
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(3)
+                .build()
+                .expect("pool");
+            let mut parts = vec![0f32; m * n];
+            pool.install(|| {
+                let (av, bv) = (View::new(&a, m, k)?, View::new(&b, k, n)?);
+                gemm_strided(&mut parts, n, (av, bv), false, 0.5, true)
+            })?;
+            assert_ne!(split(m, n, 3), Split::None, "{m}x{n} is split");
+            assert_eq!(whole, parts, "{m}x{k}x{n}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn small_outputs_are_not_split() {
+        assert_eq!(split(64, 64, 2), Split::None);
+        assert_eq!(split(2, 4000, 2), Split::Cols(2048));
+        assert_eq!(split(1000, 3, 2), Split::Rows(500));
+        assert_eq!(split(1, 100, 2), Split::None);
+        assert_eq!(split(1024, 512, 2), Split::Cols(256));
+        assert_eq!(split(1024, 16, 2), Split::Rows(512));
+    }
 }

@@ -6,19 +6,28 @@
 //! With `r` far below `m`, `n` and `k` these products do a few multiply-adds per value they
 //! read and run at the speed their big operand streams in: as whole-matrix products `g` was
 //! read twice, and `dB`'s product (a narrow output summed over the tokens) ran at a fraction
-//! of that speed. Here the tokens go in chunks of [`CHUNK`] rows, each on one thread, and a
-//! chunk in blocks of [`BLOCK`] rows that stay in the core's cache between the two products
-//! that read them; each chunk sums into its own `dB` and `dA`, and the chunks' sums are added
-//! in chunk order, so the result does not depend on the number of threads. Must stay the
-//! same products as [`super::lora_linear`]'s composite form within rounding (its tests
-//! compare them).
+//! of that speed. Here the tokens go in chunks of [`CHUNK`] rows or more (at most
+//! [`MAX_CHUNKS`] chunks), each on one thread, and a chunk in blocks of [`BLOCK`] rows that
+//! stay in the core's cache between the two products that read them; each chunk sums into
+//! its own `dB` and `dA`, and the chunks' sums are added in chunk order, so the result does
+//! not depend on the number of threads. Must stay the same products as
+//! [`super::lora_linear`]'s composite form within rounding (its tests compare them).
 
 use super::gemm::{gemm_strided, View};
 use candle_core::{Result, WithDType};
 use rayon::prelude::*;
 
-/// Tokens per parallel task (its own partial sums).
+/// Tokens per parallel task (its own partial sums), at least.
 const CHUNK: usize = 256;
+/// At most this many partial sums (longer chunks for more tokens): each holds a whole `dB`
+/// or `dA` until they are added.
+const MAX_CHUNKS: usize = 16;
+
+/// Tokens per chunk for `m` tokens: a function of `m` alone, so that the sums do not depend
+/// on the number of threads.
+fn chunk(m: usize) -> usize {
+    CHUNK.max(m.div_ceil(MAX_CHUNKS))
+}
 /// Tokens per pair of products within a chunk: a block of `g` (`BLOCK x n` values, 352 KiB
 /// for `n` = 1,376 in f32) is read by the second product from the cache the first left it in.
 const BLOCK: usize = 64;
@@ -59,11 +68,12 @@ pub(crate) fn u_and_db_into<T: WithDType>(
         return Ok(vec![T::from_f64(0.0); n * r]);
     }
     // Each chunk's `dB^T` (`[r, n]`): the output's long side along the kernels' vectors.
+    let chunk = chunk(m);
     let partials = u
-        .par_chunks_mut(CHUNK * u_rs)
+        .par_chunks_mut(chunk * u_rs)
         .enumerate()
         .map(|(c, u)| {
-            let rows = c * CHUNK..(c * CHUNK + CHUNK).min(m);
+            let rows = c * chunk..(c * chunk + chunk).min(m);
             // SAFETY: the chunk's first product overwrites `dbt` (not accumulating).
             let mut dbt = unsafe { super::uninit::<T>(r * n) };
             for (i, s) in rows.clone().step_by(BLOCK).enumerate() {
@@ -103,10 +113,11 @@ pub(crate) fn da<T: WithDType>(
     if m == 0 || k == 0 || r == 0 {
         return Ok(vec![T::from_f64(0.0); r * k]);
     }
-    let partials = (0..m.div_ceil(CHUNK))
+    let chunk = chunk(m);
+    let partials = (0..m.div_ceil(chunk))
         .into_par_iter()
         .map(|c| {
-            let rows = c * CHUNK..(c * CHUNK + CHUNK).min(m);
+            let rows = c * chunk..(c * chunk + chunk).min(m);
             // SAFETY: the chunk's first product overwrites `part` (not accumulating).
             let mut part = unsafe { super::uninit::<T>(r * k) };
             for (i, s) in rows.clone().step_by(BLOCK).enumerate() {
@@ -191,7 +202,13 @@ mod tests {
     #[test]
     fn chunked_products_equal_the_plain_sums_for_every_token_count() -> Result<()> {
         // Token counts below, at and across the block and chunk sizes, and ranks 1 and 5.
-        for (m, n, r, k) in [(1, 3, 1, 2), (63, 7, 5, 9), (64, 8, 2, 3), (300, 5, 5, 4)] {
+        for (m, n, r, k) in [
+            (1, 3, 1, 2),
+            (63, 7, 5, 9),
+            (64, 8, 2, 3),
+            (300, 5, 5, 4),
+            (4200, 3, 2, 2),
+        ] {
             let (g, b, t, x) = (
                 values(m * n, 1),
                 values(n * r, 2),
