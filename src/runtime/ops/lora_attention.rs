@@ -410,6 +410,13 @@ mod tests {
         let s = separate(x.as_tensor(), &specs, &tables)?;
         let (_, checked) = assert_same_values_and_gradients(&f, &s, x.as_tensor(), &specs)?;
         assert_eq!(checked, 9);
+        // q and v stacked around a frozen k (a rank of 0 inside the stack).
+        let mut qv = specs.clone();
+        qv[1].ab = None;
+        let f = fused(x.as_tensor(), &qv, &tables)?;
+        let s = separate(x.as_tensor(), &qv, &tables)?;
+        let (_, checked) = assert_same_values_and_gradients(&f, &s, x.as_tensor(), &qv)?;
+        assert_eq!(checked, 7);
         let tables = setup(DType::F64)?;
         let specs = stacked_block(DType::F64)?;
         check_grad(&[B, S, H], |x| fused(x, &specs, &tables))?;
